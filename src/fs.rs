@@ -1,0 +1,1076 @@
+//! The FUSE adapter: translates requests into calls of `sysv`, `posix` and `text`, and
+//! their errors into errnos. Every failure is an errno plus a log line, never a panic.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
+};
+
+use crate::creds::{self, Caller};
+use crate::inode::{self, InodeTable, Node, ObjectId, Part};
+use crate::posix::{self, Object, ShmDir};
+use crate::sysv::{self, Attachment, Segment};
+use crate::text::{self, PermChange};
+
+/// Attributes and entries are never cached by the kernel: every call sees the present.
+const TTL: Duration = Duration::ZERO;
+const BLOCK_SIZE: u32 = 4096;
+
+/// How the filesystem was asked to behave.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Refuse every change (`-o ro`); the kernel refuses most, this covers the rest.
+    pub read_only: bool,
+}
+
+/// One live object, as looked up now.
+enum Live {
+    Sysv(Segment),
+    Posix(Object),
+}
+
+/// How an open SysV `data` reaches the segment's memory.
+enum SysvAccess {
+    /// The segment's own memory file, from `/proc/self/map_files` (root only): no attachment
+    /// is kept, untouched pages are not allocated by reads.
+    File(File),
+    /// A kept attachment (non-root daemon, or hugetlb segments, where pwrite does not work).
+    Attached(Attachment),
+}
+
+/// What an open file handle holds.
+enum Handle {
+    /// `stat` or `limits`: the text rendered at open, so that reads at any offset agree.
+    Text(Vec<u8>),
+    /// `perm`: the text at open, and the object that writes change.
+    Perm {
+        text: Vec<u8>,
+        id: ObjectId,
+    },
+    SysvData {
+        size: u64,
+        access: SysvAccess,
+    },
+    PosixData(File),
+    /// A directory listing taken at opendir: (inode, type, name).
+    Dir(Vec<(u64, FileType, OsString)>),
+}
+
+/// The filesystem.
+pub struct ShmFs {
+    shm: ShmDir,
+    options: Options,
+    inodes: Mutex<InodeTable>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_handle: AtomicU64,
+    mounted_at: SystemTime,
+}
+
+fn errno_of(e: &io::Error) -> Errno {
+    match e.raw_os_error() {
+        Some(code) if code > 0 => Errno::from_i32(code),
+        _ => Errno::EIO,
+    }
+}
+
+fn enoent() -> io::Error {
+    io::Error::from_raw_os_error(libc::ENOENT)
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn time(secs: i64) -> SystemTime {
+    if secs <= 0 {
+        UNIX_EPOCH
+    } else {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        pid: req.pid(),
+    }
+}
+
+/// Logs a failure at a level that fits it: vanished objects and refusals are routine.
+fn log_failure(op: &str, what: &dyn std::fmt::Debug, e: &io::Error) {
+    match e.raw_os_error() {
+        Some(libc::ENOENT | libc::EACCES | libc::EPERM | libc::EINVAL | libc::ENOSPC) => {
+            log::debug!("{op} {what:?}: {e}")
+        }
+        _ => log::warn!("{op} {what:?}: {e}"),
+    }
+}
+
+impl ShmFs {
+    /// A filesystem showing the SysV segments of the daemon's IPC namespace and the regular
+    /// files of `shm`.
+    pub fn new(shm: ShmDir, options: Options) -> ShmFs {
+        ShmFs {
+            shm,
+            options,
+            inodes: Mutex::new(InodeTable::default()),
+            handles: Mutex::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    fn inodes(&self) -> MutexGuard<'_, InodeTable> {
+        // A poisoned lock only means another thread panicked mid-update of a plain map;
+        // the map is still usable.
+        self.inodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn handles(&self) -> MutexGuard<'_, HashMap<u64, Arc<Handle>>> {
+        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn add_handle(&self, handle: Handle) -> FileHandle {
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles().insert(fh, Arc::new(handle));
+        FileHandle(fh)
+    }
+
+    fn handle(&self, fh: FileHandle) -> io::Result<Arc<Handle>> {
+        self.handles()
+            .get(&fh.0)
+            .cloned()
+            .ok_or_else(|| errno(libc::EBADF))
+    }
+
+    fn node(&self, ino: INodeNo) -> io::Result<Node> {
+        self.inodes().node(ino.0).ok_or_else(enoent)
+    }
+
+    fn sysv_id(seg: &Segment) -> ObjectId {
+        ObjectId::Sysv {
+            shmid: seg.shmid,
+            incarnation: seg.incarnation(),
+        }
+    }
+
+    fn posix_id(obj: &Object) -> ObjectId {
+        ObjectId::Posix {
+            name: obj.name.clone(),
+            ino: obj.ino,
+        }
+    }
+
+    /// The object as it is now, if it is still the one the inode was given to.
+    fn live(&self, id: &ObjectId) -> io::Result<Live> {
+        match id {
+            ObjectId::Sysv { shmid, incarnation } => {
+                let seg = sysv::lookup(*shmid)?;
+                if seg.incarnation() != *incarnation {
+                    return Err(enoent());
+                }
+                Ok(Live::Sysv(seg))
+            }
+            ObjectId::Posix { name, ino } => {
+                let obj = self.shm.lookup(name)?;
+                if obj.ino != *ino {
+                    return Err(enoent());
+                }
+                Ok(Live::Posix(obj))
+            }
+        }
+    }
+
+    fn dir_attr(&self, ino: u64, perm: u16) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: 0,
+            blocks: 0,
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind: FileType::Directory,
+            perm,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: BLOCK_SIZE,
+            flags: 0,
+        }
+    }
+
+    fn limits_text() -> io::Result<String> {
+        let read = |name: &str| -> io::Result<u64> {
+            let path = format!("/proc/sys/kernel/{name}");
+            let text = std::fs::read_to_string(&path)?;
+            text.trim().parse().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}"))
+            })
+        };
+        let limits = text::Limits {
+            shmmax: read("shmmax")?,
+            shmall: read("shmall")?,
+            shmmni: read("shmmni")?,
+            shm_rmid_forced: read("shm_rmid_forced")?,
+            totals: sysv::totals()?,
+        };
+        Ok(text::limits(&limits))
+    }
+
+    fn stat_text(live: &Live) -> String {
+        match live {
+            Live::Sysv(seg) => text::sysv_stat(seg, sysv::usage_of(seg.shmid)),
+            Live::Posix(obj) => text::posix_stat(obj),
+        }
+    }
+
+    fn perm_text(live: &Live) -> String {
+        match live {
+            Live::Sysv(s) => text::perm(s.mode, s.uid, s.gid),
+            Live::Posix(o) => text::perm(o.mode, o.uid, o.gid),
+        }
+    }
+
+    fn attr(&self, ino: u64, node: &Node) -> io::Result<FileAttr> {
+        let (id, part) = match node {
+            Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
+            Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
+            Node::Limits => {
+                let mut attr = self.dir_attr(ino, 0o444);
+                attr.kind = FileType::RegularFile;
+                attr.nlink = 1;
+                attr.size = Self::limits_text()?.len() as u64;
+                return Ok(attr);
+            }
+            Node::Object(id, part) => (id, *part),
+        };
+        let live = self.live(id)?;
+        let (mode, uid, gid, size, atime, mtime, ctime, blocks) = match &live {
+            Live::Sysv(s) => (s.mode, s.uid, s.gid, s.size, s.atime, s.ctime, s.ctime, 0),
+            Live::Posix(o) => (
+                o.mode,
+                o.uid,
+                o.gid,
+                o.size,
+                o.atime,
+                o.mtime,
+                o.ctime,
+                o.allocated / 512,
+            ),
+        };
+        let (kind, perm, size, nlink) = match part {
+            Part::Dir => (FileType::Directory, mode | 0o555, 0, 2),
+            Part::Data => (FileType::RegularFile, mode, size, 1),
+            Part::Stat => (
+                FileType::RegularFile,
+                0o444,
+                Self::stat_text(&live).len() as u64,
+                1,
+            ),
+            Part::Perm => (
+                FileType::RegularFile,
+                0o644,
+                Self::perm_text(&live).len() as u64,
+                1,
+            ),
+            Part::KeyLink => (
+                FileType::Symlink,
+                0o777,
+                Self::key_link_target(id).len() as u64,
+                1,
+            ),
+        };
+        Ok(FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: if part == Part::Data { blocks } else { 0 },
+            atime: time(atime),
+            mtime: time(mtime),
+            ctime: time(ctime),
+            crtime: time(ctime),
+            kind,
+            perm: perm as u16,
+            nlink,
+            uid,
+            gid,
+            rdev: 0,
+            blksize: BLOCK_SIZE,
+            flags: 0,
+        })
+    }
+
+    fn key_link_target(id: &ObjectId) -> String {
+        match id {
+            ObjectId::Sysv { shmid, .. } => format!("../sysv/{shmid}"),
+            ObjectId::Posix { .. } => String::new(),
+        }
+    }
+
+    /// Finds `name` in directory `parent` and returns its inode.
+    fn find(&self, parent: &Node, name: &OsStr) -> io::Result<u64> {
+        match parent {
+            Node::Root => match name.as_bytes() {
+                b"sysv" => Ok(inode::SYSV_DIR),
+                b"posix" => Ok(inode::POSIX_DIR),
+                b"by-key" => Ok(inode::BY_KEY_DIR),
+                b"limits" => Ok(inode::LIMITS),
+                _ => Err(enoent()),
+            },
+            Node::SysvDir => {
+                let shmid = parse_shmid(name).ok_or_else(enoent)?;
+                let seg = sysv::lookup(shmid)?;
+                Ok(self.inodes().inode(&Self::sysv_id(&seg), Part::Dir))
+            }
+            Node::PosixDir => {
+                let obj = self.shm.lookup(name)?;
+                Ok(self.inodes().inode(&Self::posix_id(&obj), Part::Dir))
+            }
+            Node::ByKeyDir => {
+                let key = parse_key(name).ok_or_else(enoent)?;
+                let seg = sysv::lookup(sysv::id_for_key(key)?)?;
+                if seg.key != key {
+                    return Err(enoent());
+                }
+                Ok(self.inodes().inode(&Self::sysv_id(&seg), Part::KeyLink))
+            }
+            Node::Object(id, Part::Dir) => {
+                let part = Part::FILES
+                    .iter()
+                    .find(|(n, _)| n.as_bytes() == name.as_bytes())
+                    .map(|(_, p)| *p)
+                    .ok_or_else(enoent)?;
+                self.live(id)?;
+                Ok(self.inodes().inode(id, part))
+            }
+            Node::Limits | Node::Object(..) => Err(errno(libc::ENOTDIR)),
+        }
+    }
+
+    /// The entries of a directory, listed in one pass.
+    fn list(&self, ino: u64, node: &Node) -> io::Result<Vec<(u64, FileType, OsString)>> {
+        let dir = FileType::Directory;
+        let mut entries = vec![
+            (ino, dir, OsString::from(".")),
+            (inode::ROOT, dir, OsString::from("..")),
+        ];
+        match node {
+            Node::Root => {
+                entries.push((inode::SYSV_DIR, dir, "sysv".into()));
+                entries.push((inode::POSIX_DIR, dir, "posix".into()));
+                entries.push((inode::BY_KEY_DIR, dir, "by-key".into()));
+                entries.push((inode::LIMITS, FileType::RegularFile, "limits".into()));
+            }
+            Node::SysvDir | Node::ByKeyDir => {
+                let segments = sysv::list()?;
+                let ids: Vec<ObjectId> = segments.iter().map(Self::sysv_id).collect();
+                let mut table = self.inodes();
+                for (seg, id) in segments.iter().zip(&ids) {
+                    if *node == Node::SysvDir {
+                        let ino = table.inode(id, Part::Dir);
+                        entries.push((ino, dir, seg.shmid.to_string().into()));
+                    } else if seg.key != 0 {
+                        let ino = table.inode(id, Part::KeyLink);
+                        entries.push((ino, FileType::Symlink, format!("0x{:08x}", seg.key).into()));
+                    }
+                }
+                table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids);
+            }
+            Node::PosixDir => {
+                let objects = self.shm.list()?;
+                let ids: Vec<ObjectId> = objects.iter().map(Self::posix_id).collect();
+                let mut table = self.inodes();
+                for (obj, id) in objects.iter().zip(&ids) {
+                    entries.push((table.inode(id, Part::Dir), dir, obj.name.clone()));
+                }
+                table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids);
+            }
+            Node::Object(id, Part::Dir) => {
+                self.live(id)?;
+                entries[1].0 = match id {
+                    ObjectId::Sysv { .. } => inode::SYSV_DIR,
+                    ObjectId::Posix { .. } => inode::POSIX_DIR,
+                };
+                let mut table = self.inodes();
+                for (name, part) in Part::FILES {
+                    entries.push((table.inode(id, part), FileType::RegularFile, name.into()));
+                }
+            }
+            Node::Limits | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
+        }
+        if matches!(node, Node::SysvDir | Node::PosixDir | Node::ByKeyDir) {
+            entries[1].0 = inode::ROOT;
+        }
+        Ok(entries)
+    }
+
+    fn open_data(&self, who: &Caller, id: &ObjectId, flags: OpenFlags) -> io::Result<Handle> {
+        let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        if writable && self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        match self.live(id)? {
+            Live::Sysv(seg) => {
+                let attachment =
+                    creds::as_caller(who, || Attachment::attach(seg.shmid, seg.size, writable))?;
+                let access = if creds::daemon_is_root() {
+                    match attachment.memory_file(writable) {
+                        Ok(file) if !sysv::is_hugetlb_file(&file) => SysvAccess::File(file),
+                        Ok(_) => SysvAccess::Attached(attachment),
+                        Err(e) => {
+                            log::debug!("map_files of shmid {}: {e}; keeping attached", seg.shmid);
+                            SysvAccess::Attached(attachment)
+                        }
+                    }
+                } else {
+                    SysvAccess::Attached(attachment)
+                };
+                Ok(Handle::SysvData {
+                    size: seg.size,
+                    access,
+                })
+            }
+            Live::Posix(obj) => {
+                let file =
+                    creds::as_caller(who, || self.shm.open_object(&obj.name, obj.ino, flags.0))?;
+                Ok(Handle::PosixData(file))
+            }
+        }
+    }
+
+    fn open_node(&self, who: &Caller, node: &Node, flags: OpenFlags) -> io::Result<Handle> {
+        let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
+        match node {
+            Node::Limits => {
+                if writable {
+                    return Err(errno(libc::EACCES));
+                }
+                Ok(Handle::Text(Self::limits_text()?.into_bytes()))
+            }
+            Node::Object(id, Part::Stat) => {
+                if writable {
+                    return Err(errno(libc::EACCES));
+                }
+                Ok(Handle::Text(Self::stat_text(&self.live(id)?).into_bytes()))
+            }
+            Node::Object(id, Part::Perm) => {
+                if writable && self.options.read_only {
+                    return Err(errno(libc::EROFS));
+                }
+                Ok(Handle::Perm {
+                    text: Self::perm_text(&self.live(id)?).into_bytes(),
+                    id: id.clone(),
+                })
+            }
+            Node::Object(id, Part::Data) => self.open_data(who, id, flags),
+            _ => Err(errno(libc::EISDIR)),
+        }
+    }
+
+    /// Applies a mode/owner change to an object, as the caller. `None` keeps a value.
+    fn change_perm(
+        &self,
+        who: &Caller,
+        id: &ObjectId,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()> {
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        if mode.is_none() && uid.is_none() && gid.is_none() {
+            return Ok(());
+        }
+        match self.live(id)? {
+            Live::Sysv(seg) => creds::as_caller(who, || {
+                sysv::set_perm(
+                    seg.shmid,
+                    mode.unwrap_or(seg.mode) & 0o777,
+                    uid.unwrap_or(seg.uid),
+                    gid.unwrap_or(seg.gid),
+                )
+            }),
+            Live::Posix(obj) => creds::as_caller(who, || {
+                if uid.is_some() || gid.is_some() {
+                    self.shm.chown(&obj.name, obj.ino, uid, gid)?;
+                }
+                if let Some(mode) = mode {
+                    self.shm.chmod(&obj.name, obj.ino, mode)?;
+                }
+                Ok(())
+            }),
+        }
+    }
+
+    fn write_perm(&self, who: &Caller, id: &ObjectId, data: &[u8]) -> io::Result<()> {
+        let change = text::parse_perm(data, &crate::names::user_id, &crate::names::group_id)
+            .map_err(|e| {
+                log::debug!("perm write refused: {e}");
+                errno(libc::EINVAL)
+            })?;
+        self.change_perm(who, id, change.mode, change.uid, change.gid)
+    }
+
+    fn truncate(
+        &self,
+        who: &Caller,
+        id: &ObjectId,
+        size: u64,
+        fh: Option<FileHandle>,
+    ) -> io::Result<()> {
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        match self.live(id)? {
+            Live::Sysv(seg) => {
+                // A segment's size is fixed: truncating to 0 (O_TRUNC, `>`) or to its own size
+                // is accepted and changes nothing, like a block device.
+                if size == 0 || size == seg.size {
+                    Ok(())
+                } else {
+                    Err(errno(libc::EINVAL))
+                }
+            }
+            Live::Posix(obj) => {
+                if let Some(fh) = fh
+                    && let Ok(handle) = self.handle(fh)
+                    && let Handle::PosixData(file) = &*handle
+                {
+                    return file.set_len(size);
+                }
+                creds::as_caller(who, || self.shm.truncate(&obj.name, obj.ino, size))
+            }
+        }
+    }
+
+    fn setattr_node(
+        &self,
+        who: &Caller,
+        node: &Node,
+        change: PermChange,
+        size: Option<u64>,
+        fh: Option<FileHandle>,
+    ) -> io::Result<()> {
+        let PermChange { mode, uid, gid } = change;
+        let Node::Object(id, part) = node else {
+            return if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() {
+                Err(errno(libc::EPERM))
+            } else {
+                Ok(())
+            };
+        };
+        match part {
+            Part::Dir | Part::Data => {
+                self.change_perm(who, id, mode.map(|m| m & 0o7777), uid, gid)?;
+                match (part, size) {
+                    (Part::Data, Some(size)) => self.truncate(who, id, size, fh),
+                    (_, Some(_)) => Err(errno(libc::EISDIR)),
+                    (_, None) => Ok(()),
+                }
+            }
+            // `echo 600 > perm` truncates before it writes: accepted, changes nothing.
+            Part::Perm if mode.is_none() && uid.is_none() && gid.is_none() => Ok(()),
+            _ => Err(errno(libc::EPERM)),
+        }
+    }
+
+    fn read_handle(&self, handle: &Handle, offset: u64, size: u32) -> io::Result<Vec<u8>> {
+        let text_slice = |t: &[u8]| {
+            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
+            let end = start.saturating_add(size as usize).min(t.len());
+            t[start..end].to_vec()
+        };
+        match handle {
+            Handle::Text(t) | Handle::Perm { text: t, .. } => Ok(text_slice(t)),
+            Handle::SysvData {
+                size: seg_size,
+                access,
+            } => {
+                if offset >= *seg_size {
+                    return Ok(Vec::new());
+                }
+                let want = (size as u64).min(seg_size - offset) as usize;
+                let mut buf = vec![0; want];
+                let n = match access {
+                    SysvAccess::File(f) => read_full(f, &mut buf, offset)?,
+                    SysvAccess::Attached(a) => a.read_at(&mut buf, offset),
+                };
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Handle::PosixData(f) => {
+                let mut buf = vec![0; size as usize];
+                let n = read_full(f, &mut buf, offset)?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Handle::Dir(_) => Err(errno(libc::EISDIR)),
+        }
+    }
+
+    fn write_handle(
+        &self,
+        who: &Caller,
+        handle: &Handle,
+        offset: u64,
+        data: &[u8],
+    ) -> io::Result<u32> {
+        let len = u32::try_from(data.len()).map_err(|_| errno(libc::EINVAL))?;
+        match handle {
+            Handle::Perm { id, .. } => {
+                self.write_perm(who, id, data)?;
+                Ok(len)
+            }
+            Handle::SysvData { size, access } => {
+                if offset >= *size {
+                    return Err(errno(libc::ENOSPC));
+                }
+                let n = (data.len() as u64).min(size - offset) as usize;
+                match access {
+                    SysvAccess::File(f) => f.write_all_at(&data[..n], offset)?,
+                    SysvAccess::Attached(a) => {
+                        a.write_at(&data[..n], offset);
+                    }
+                }
+                Ok(n as u32)
+            }
+            Handle::PosixData(f) => {
+                f.write_all_at(data, offset)?;
+                Ok(len)
+            }
+            Handle::Text(_) | Handle::Dir(_) => Err(errno(libc::EBADF)),
+        }
+    }
+
+    fn access_node(&self, who: &Caller, node: &Node, mask: AccessFlags) -> io::Result<()> {
+        let want_w = mask.contains(AccessFlags::W_OK);
+        let want_x = mask.contains(AccessFlags::X_OK);
+        match node {
+            Node::Root | Node::ByKeyDir | Node::SysvDir | Node::PosixDir => {
+                if want_w && matches!(node, Node::Root | Node::ByKeyDir) {
+                    return Err(errno(libc::EACCES));
+                }
+                Ok(())
+            }
+            Node::Limits => {
+                if want_w || want_x {
+                    return Err(errno(libc::EACCES));
+                }
+                Ok(())
+            }
+            Node::Object(id, part) => {
+                let live = self.live(id)?;
+                let denied = match part {
+                    Part::Dir => want_w,
+                    Part::Stat => want_w || want_x,
+                    Part::Perm => want_x,
+                    Part::KeyLink => false,
+                    Part::Data => {
+                        if want_x {
+                            true
+                        } else {
+                            let want = (if mask.contains(AccessFlags::R_OK) {
+                                4
+                            } else {
+                                0
+                            }) | (if want_w { 2 } else { 0 });
+                            match &live {
+                                Live::Sysv(seg) => {
+                                    let mut groups = creds::groups_of(who.pid);
+                                    groups.push(who.gid);
+                                    !sysv::ipc_permits(seg, who.uid, &groups, want)
+                                }
+                                Live::Posix(obj) => {
+                                    return creds::as_caller(who, || {
+                                        self.shm
+                                            .open_object(&obj.name, obj.ino, access_mode(want))
+                                            .map(drop)
+                                    });
+                                }
+                            }
+                        }
+                    }
+                };
+                if denied {
+                    Err(errno(libc::EACCES))
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+/// The open flags that test the access `want` (4 read, 2 write) asks for.
+fn access_mode(want: u32) -> i32 {
+    match want {
+        6 => libc::O_RDWR,
+        2 => libc::O_WRONLY,
+        _ => libc::O_RDONLY,
+    }
+}
+
+/// pread until `buf` is full or the end of the file.
+fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// A shmid exactly as the kernel would print it (no sign, no leading zeros).
+fn parse_shmid(name: &OsStr) -> Option<i32> {
+    let s = name.to_str()?;
+    let id: i32 = s.parse().ok()?;
+    (id >= 0 && id.to_string() == s).then_some(id)
+}
+
+/// A key as `by-key/` names it: `0x` and eight lower-case hex digits.
+fn parse_key(name: &OsStr) -> Option<u32> {
+    let hex = name.to_str()?.strip_prefix("0x")?;
+    if hex.len() != 8
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
+impl Filesystem for ShmFs {
+    fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> io::Result<()> {
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let result = self.node(parent).and_then(|p| {
+            let ino = self.find(&p, name)?;
+            let node = self.node(INodeNo(ino))?;
+            self.attr(ino, &node)
+        });
+        match result {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => {
+                log_failure("lookup", &name, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino).and_then(|n| self.attr(ino.0, &n)) {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => {
+                log_failure("getattr", &ino, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn setattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let who = caller(req);
+        let result = self.node(ino).and_then(|node| {
+            self.setattr_node(&who, &node, PermChange { mode, uid, gid }, size, fh)?;
+            self.attr(ino.0, &node)
+        });
+        match result {
+            Ok(attr) => reply.attr(&TTL, &attr),
+            Err(e) => {
+                log_failure("setattr", &ino, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.node(ino) {
+            Ok(Node::Object(id, Part::KeyLink)) => match self.live(&id) {
+                Ok(_) => reply.data(Self::key_link_target(&id).as_bytes()),
+                Err(e) => reply.error(errno_of(&e)),
+            },
+            Ok(_) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(errno_of(&e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _m: u32,
+        _u: u32,
+        _r: u32,
+        reply: ReplyEntry,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        _p: INodeNo,
+        _n: &OsStr,
+        _np: INodeNo,
+        _nn: &OsStr,
+        _f: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let who = caller(req);
+        let result = self
+            .node(ino)
+            .and_then(|node| self.open_node(&who, &node, flags));
+        match result {
+            Ok(handle) => reply.opened(self.add_handle(handle), FopenFlags::FOPEN_DIRECT_IO),
+            Err(e) => {
+                log_failure("open", &ino, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        match self
+            .handle(fh)
+            .and_then(|h| self.read_handle(&h, offset, size))
+        {
+            Ok(data) => reply.data(&data),
+            Err(e) => {
+                log_failure("read", &ino, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let who = caller(req);
+        match self
+            .handle(fh)
+            .and_then(|h| self.write_handle(&who, &h, offset, data))
+        {
+            Ok(n) => reply.written(n),
+            Err(e) => {
+                log_failure("write", &ino, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lo: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
+        // Shared memory has nothing to flush to.
+        reply.ok();
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.node(ino).and_then(|node| self.list(ino.0, &node)) {
+            Ok(entries) => reply.opened(self.add_handle(Handle::Dir(entries)), FopenFlags::empty()),
+            Err(e) => {
+                log_failure("opendir", &ino, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let handle = match self.handle(fh) {
+            Ok(h) => h,
+            Err(e) => return reply.error(errno_of(&e)),
+        };
+        let Handle::Dir(entries) = &*handle else {
+            return reply.error(Errno::ENOTDIR);
+        };
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(start) {
+            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _f: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.handles().remove(&fh.0);
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        match posix::fstatvfs(&self.shm) {
+            Ok(st) => reply.statfs(
+                st.f_blocks,
+                st.f_bfree,
+                st.f_bavail,
+                st.f_files,
+                st.f_ffree,
+                st.f_bsize as u32,
+                255,
+                st.f_frsize as u32,
+            ),
+            Err(e) => {
+                log_failure("statfs", &self.shm.path(), &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let who = caller(req);
+        match self
+            .node(ino)
+            .and_then(|node| self.access_node(&who, &node, mask))
+        {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(errno_of(&e)),
+        }
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: fuser::ReplyCreate,
+    ) {
+        reply.error(Errno::EPERM);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shmid_names_are_canonical() {
+        assert_eq!(parse_shmid(OsStr::new("0")), Some(0));
+        assert_eq!(parse_shmid(OsStr::new("32769")), Some(32769));
+        assert_eq!(parse_shmid(OsStr::new("007")), None);
+        assert_eq!(parse_shmid(OsStr::new("+7")), None);
+        assert_eq!(parse_shmid(OsStr::new("-1")), None);
+        assert_eq!(parse_shmid(OsStr::new("99999999999")), None);
+    }
+
+    #[test]
+    fn key_names_are_canonical() {
+        assert_eq!(parse_key(OsStr::new("0x0000162e")), Some(0x162e));
+        assert_eq!(parse_key(OsStr::new("0xdeadbeef")), Some(0xdeadbeef));
+        assert_eq!(parse_key(OsStr::new("0x162e")), None);
+        assert_eq!(parse_key(OsStr::new("0xDEADBEEF")), None);
+    }
+}

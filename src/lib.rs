@@ -1,0 +1,13 @@
+//! shmfs: Linux shared memory as files.
+//!
+//! Every System V segment (`ipcs -m`) and every POSIX object in `/dev/shm` appears as a
+//! directory holding `data`, `stat` and `perm`. See README.md for the user's view and
+//! DESIGN.md (beside the repository) for the contract.
+
+pub mod creds;
+pub mod fs;
+pub mod inode;
+pub mod names;
+pub mod posix;
+pub mod sysv;
+pub mod text;

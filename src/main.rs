@@ -1,0 +1,334 @@
+//! The `shmfs` command: arguments, logging, mounting, going to the background, signals.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use fuser::{Config, MountOption, Session, SessionACL};
+use shmfs::fs::{Options, ShmFs};
+use shmfs::posix::ShmDir;
+
+/// Shared memory as files: every System V segment and POSIX object as a directory
+/// with `data`, `stat` and `perm`.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Args {
+    /// Stay in the foreground (logs go to stderr; set RUST_LOG=debug for more).
+    #[arg(short = 'f', long)]
+    foreground: bool,
+
+    /// Mount options, comma-separated: allow_other, allow_root, ro, rw, default_permissions,
+    /// auto_unmount, nosuid, nodev, noexec, noatime, fsname=NAME, … (may repeat).
+    #[arg(short = 'o', value_name = "OPT[,OPT...]")]
+    options: Vec<String>,
+
+    /// Directory whose regular files appear under posix/ (a tmpfs, e.g. a container's
+    /// /proc/PID/root/dev/shm).
+    #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
+    shm_dir: PathBuf,
+
+    /// Worker threads answering requests.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    threads: usize,
+
+    /// `[SOURCE] MOUNTPOINT`: the source (as mount.fuse3 passes it) is ignored.
+    #[arg(value_name = "MOUNTPOINT", num_args = 1..=2, required = true)]
+    paths: Vec<PathBuf>,
+}
+
+/// Mount options as fuser takes them, plus what shmfs itself must know.
+struct MountPlan {
+    config: Config,
+    read_only: bool,
+}
+
+/// Options only fstab and mount(8) care about; accepted and ignored here.
+const FSTAB_ONLY: &[&str] = &[
+    "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner",
+];
+
+fn plan_mount(options: &[String], threads: usize) -> Result<MountPlan, String> {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName("shmfs".into()),
+        MountOption::Subtype("shmfs".into()),
+    ];
+    config.n_threads = Some(threads.max(1));
+    let mut read_only = false;
+    for opt in options.iter().flat_map(|o| o.split(',')) {
+        let opt = opt.trim();
+        let option = match opt {
+            "" => continue,
+            o if FSTAB_ONLY.contains(&o) || o.starts_with("x-") || o.starts_with("comment=") => {
+                continue;
+            }
+            "allow_other" => {
+                config.acl = SessionACL::All;
+                continue;
+            }
+            "allow_root" => {
+                config.acl = SessionACL::RootAndOwner;
+                continue;
+            }
+            "ro" => {
+                read_only = true;
+                MountOption::RO
+            }
+            "rw" => MountOption::RW,
+            "default_permissions" => MountOption::DefaultPermissions,
+            "auto_unmount" => MountOption::AutoUnmount,
+            "dev" => MountOption::Dev,
+            "nodev" => MountOption::NoDev,
+            "suid" => MountOption::Suid,
+            "nosuid" => MountOption::NoSuid,
+            "exec" => MountOption::Exec,
+            "noexec" => MountOption::NoExec,
+            "atime" => MountOption::Atime,
+            "noatime" => MountOption::NoAtime,
+            "sync" => MountOption::Sync,
+            "async" => MountOption::Async,
+            "dirsync" => MountOption::DirSync,
+            o if o.starts_with("fsname=") => {
+                config
+                    .mount_options
+                    .retain(|m| !matches!(m, MountOption::FSName(_)));
+                MountOption::FSName(o["fsname=".len()..].into())
+            }
+            o if o.starts_with("subtype=") => {
+                config
+                    .mount_options
+                    .retain(|m| !matches!(m, MountOption::Subtype(_)));
+                MountOption::Subtype(o["subtype=".len()..].into())
+            }
+            other => return Err(format!("unknown mount option {other:?}")),
+        };
+        config.mount_options.retain(|m| *m != option);
+        config.mount_options.push(option);
+    }
+    if read_only {
+        config.mount_options.retain(|m| *m != MountOption::RW);
+    }
+    Ok(MountPlan { config, read_only })
+}
+
+/// Mount points where a shmfs is mounted now, from /proc/self/mountinfo.
+fn shmfs_mounted_at(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    info.lines().any(|line| {
+        let Some((left, right)) = line.split_once(" - ") else {
+            return false;
+        };
+        let mount_point = left.split(' ').nth(4).unwrap_or("");
+        let mut right = right.split(' ');
+        let fstype = right.next().unwrap_or("");
+        let source = right.next().unwrap_or("");
+        unescape_mountinfo(mount_point) == path.as_os_str()
+            && fstype.starts_with("fuse")
+            && source == "shmfs"
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape_mountinfo(s: &str) -> OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    OsString::from_vec(out)
+}
+
+/// Checks the mount point the way a user would want it explained.
+fn check_mount_point(path: &Path) -> Result<PathBuf, String> {
+    let shown = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("mount point {shown} is not a directory")),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            return Err(format!(
+                "mount point {shown} is a dead FUSE mount (transport endpoint is not connected): \
+                 run `umount {shown}` first"
+            ));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("mount point {shown} does not exist"));
+        }
+        Err(e) => return Err(format!("mount point {shown}: {e}")),
+    }
+    let canonical = path
+        .canonicalize()
+        .map_err(|e| format!("mount point {shown}: {e}"))?;
+    if shmfs_mounted_at(&canonical) {
+        return Err(format!("shmfs is already mounted on {shown}"));
+    }
+    Ok(canonical)
+}
+
+fn describe_mount_error(path: &Path, e: &std::io::Error) -> String {
+    // SAFETY: plain system call.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !Path::new("/dev/fuse").exists() {
+        return format!(
+            "cannot mount {}: /dev/fuse is missing (load the fuse module)",
+            path.display()
+        );
+    }
+    if !root && e.kind() == std::io::ErrorKind::NotFound {
+        return format!(
+            "cannot mount {}: not root and fusermount3 is not installed (install the fuse3 package)",
+            path.display()
+        );
+    }
+    format!("cannot mount {}: {e}", path.display())
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain old data, initialised by sigemptyset before use.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Forks; the parent waits for the child's word that the mount answers and exits with it.
+/// Returns the pipe on which the child reports.
+fn daemonize() -> Result<std::fs::File, String> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid array of two ints.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: both fds were just created and are owned here.
+    let (read_end, write_end) =
+        unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet, so fork is safe.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(read_end);
+            // SAFETY: plain system call; a new session leaves the caller's terminal.
+            unsafe { libc::setsid() };
+            Ok(std::fs::File::from(write_end))
+        }
+        _ => {
+            drop(write_end);
+            let mut message = String::new();
+            let _ = std::fs::File::from(read_end).read_to_string(&mut message);
+            if message == "ok" {
+                std::process::exit(0);
+            }
+            if message.is_empty() {
+                message = "the background process died before mounting".into();
+            }
+            eprintln!("shmfs: {message}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// Points stdin, stdout and stderr at /dev/null once nobody is reading them.
+fn detach_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        use std::os::fd::AsRawFd;
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard descriptors.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+}
+
+fn run(args: Args) -> Result<(), String> {
+    let mount_point = args.paths.last().cloned().unwrap_or_default();
+    let mount_point = check_mount_point(&mount_point)?;
+    let plan = plan_mount(&args.options, args.threads)?;
+    let shm = ShmDir::open(&args.shm_dir)
+        .map_err(|e| format!("cannot open shm dir {}: {e}", args.shm_dir.display()))?;
+
+    let mut report = if args.foreground {
+        None
+    } else {
+        Some(daemonize()?)
+    };
+    let signals = block_signals();
+    let fs = ShmFs::new(
+        shm,
+        Options {
+            read_only: plan.read_only,
+        },
+    );
+    let session = match Session::new(fs, &mount_point, &plan.config) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = describe_mount_error(&mount_point, &e);
+            if let Some(pipe) = report.as_mut() {
+                let _ = pipe.write_all(msg.as_bytes());
+                std::process::exit(1);
+            }
+            return Err(msg);
+        }
+    };
+    log::info!("mounted on {}", mount_point.display());
+    if let Some(mut pipe) = report.take() {
+        let _ = pipe.write_all(b"ok");
+        drop(pipe);
+        detach_stdio();
+    }
+
+    let mut session = session;
+    let mut unmounter = session.unmount_callable();
+    let shown = mount_point.clone();
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: signals is a valid set; sig a valid out-pointer.
+        unsafe { libc::sigwait(&signals, &mut sig) };
+        log::info!("signal {sig}: unmounting {}", shown.display());
+        if let Err(e) = unmounter.unmount() {
+            log::warn!("unmount: {e}; detaching lazily");
+            if let Ok(c) = std::ffi::CString::new(shown.as_os_str().as_encoded_bytes()) {
+                // SAFETY: valid C string.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    });
+    session
+        .run()
+        .map_err(|e| format!("serving {}: {e}", mount_point.display()))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("shmfs: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! POSIX shared memory: the regular files of a tmpfs directory (`/dev/shm` by default).
+//!
+//! Nothing here follows a symlink or opens a non-regular file: every open starts with an
+//! `O_PATH|O_NOFOLLOW` handle whose type and inode are checked before the file is reopened.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// What `fstat` tells of one object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Object {
+    pub name: OsString,
+    pub size: u64,
+    /// Permission bits (0o7777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    /// Bytes allocated (st_blocks × 512).
+    pub allocated: u64,
+    /// Inode number in the shm dir: tells an object from a later one of the same name.
+    pub ino: u64,
+}
+
+impl Object {
+    fn from_stat(name: &OsStr, st: &libc::stat) -> Object {
+        Object {
+            name: name.to_owned(),
+            size: st.st_size as u64,
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            atime: st.st_atime,
+            mtime: st.st_mtime,
+            ctime: st.st_ctime,
+            allocated: st.st_blocks as u64 * 512,
+            ino: st.st_ino,
+        }
+    }
+}
+
+/// The directory that holds the objects, opened once at start.
+#[derive(Debug)]
+pub struct ShmDir {
+    path: PathBuf,
+    dir: OwnedFd,
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn cstring(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| errno(libc::EINVAL))
+}
+
+fn fstat(fd: i32) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain old data.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+fn is_regular(st: &libc::stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+/// A name that can be an object: one path component.
+fn valid_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/')
+}
+
+impl ShmDir {
+    /// Opens the directory (following a symlink only here, at start, as a mount would).
+    pub fn open(path: &Path) -> io::Result<ShmDir> {
+        let c = cstring(path.as_os_str())?;
+        // SAFETY: valid C string.
+        let fd = unsafe {
+            libc::open(
+                c.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(ShmDir {
+            path: path.to_owned(),
+            // SAFETY: fd was just opened and is owned here.
+            dir: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// The directory's path as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn dir_path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
+    }
+
+    /// Every regular file of the directory; anything else is left out.
+    pub fn list(&self) -> io::Result<Vec<Object>> {
+        let mut objects = Vec::new();
+        for entry in std::fs::read_dir(self.dir_path())? {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name();
+            // Gone since the listing, or not a regular file: not shown.
+            if let Ok(object) = self.lookup(&name) {
+                objects.push(object);
+            }
+        }
+        Ok(objects)
+    }
+
+    /// The regular file of that name, or `ENOENT` (also for symlinks, fifos, directories…).
+    pub fn lookup(&self, name: &OsStr) -> io::Result<Object> {
+        if !valid_name(name) {
+            return Err(errno(libc::ENOENT));
+        }
+        let c = cstring(name)?;
+        // SAFETY: stat is plain old data.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: valid dir fd, C string and out-pointer.
+        let rc = unsafe {
+            libc::fstatat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                &mut st,
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if !is_regular(&st) {
+            return Err(errno(libc::ENOENT));
+        }
+        Ok(Object::from_stat(name, &st))
+    }
+
+    /// An `O_PATH` handle on the object, checked to be the regular file with inode `ino`.
+    fn pin(&self, name: &OsStr, ino: u64) -> io::Result<OwnedFd> {
+        if !valid_name(name) {
+            return Err(errno(libc::ENOENT));
+        }
+        let c = cstring(name)?;
+        // SAFETY: valid dir fd and C string.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and is owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let st = fstat(fd.as_raw_fd())?;
+        if !is_regular(&st) || st.st_ino != ino {
+            return Err(errno(libc::ENOENT));
+        }
+        Ok(fd)
+    }
+
+    fn proc_path(fd: &OwnedFd) -> CString {
+        // A formatted number never contains a NUL byte.
+        CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
+    }
+
+    /// Opens the object for I/O with the calling thread's credentials (the kernel checks
+    /// the file's mode). `flags` are the caller's access mode and `O_APPEND`.
+    pub fn open_object(&self, name: &OsStr, ino: u64, flags: i32) -> io::Result<File> {
+        let pinned = self.pin(name, ino)?;
+        let path = Self::proc_path(&pinned);
+        let flags = (flags & (libc::O_ACCMODE | libc::O_APPEND))
+            | libc::O_CLOEXEC
+            | libc::O_NOCTTY
+            | libc::O_NONBLOCK;
+        // SAFETY: valid C string; reopening through /proc/self/fd reaches exactly the
+        // pinned inode, never a path someone could swap meanwhile.
+        let fd = unsafe { libc::open(path.as_ptr(), flags) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and is owned by the File.
+        Ok(unsafe { File::from_raw_fd(fd) })
+    }
+
+    /// `chmod` of the object (the kernel allows its owner or CAP_FOWNER).
+    pub fn chmod(&self, name: &OsStr, ino: u64, mode: u32) -> io::Result<()> {
+        let pinned = self.pin(name, ino)?;
+        let path = Self::proc_path(&pinned);
+        // SAFETY: valid C string.
+        if unsafe { libc::chmod(path.as_ptr(), mode & 0o7777) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// `chown` of the object; `None` keeps that id.
+    pub fn chown(
+        &self,
+        name: &OsStr,
+        ino: u64,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()> {
+        let pinned = self.pin(name, ino)?;
+        let uid = uid.unwrap_or(u32::MAX);
+        let gid = gid.unwrap_or(u32::MAX);
+        let empty = c"";
+        // SAFETY: valid fd; AT_EMPTY_PATH acts on the O_PATH handle itself.
+        let rc = unsafe {
+            libc::fchownat(
+                pinned.as_raw_fd(),
+                empty.as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Truncates or extends the object, opening it for writing as the caller.
+    pub fn truncate(&self, name: &OsStr, ino: u64, size: u64) -> io::Result<()> {
+        let file = self.open_object(name, ino, libc::O_WRONLY)?;
+        file.set_len(size)
+    }
+}
+
+/// Size and usage of the filesystem holding the directory, for `statfs`.
+pub fn fstatvfs(dir: &ShmDir) -> io::Result<libc::statvfs> {
+    // SAFETY: statvfs is plain old data.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    if unsafe { libc::fstatvfs(dir.dir.as_raw_fd(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_components() {
+        assert!(valid_name(OsStr::new("obj")));
+        assert!(valid_name(OsStr::from_bytes(b"a\nb \xff")));
+        assert!(!valid_name(OsStr::new("")));
+        assert!(!valid_name(OsStr::new("..")));
+        assert!(!valid_name(OsStr::new("a/b")));
+    }
+}

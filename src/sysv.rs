@@ -1,0 +1,437 @@
+//! System V shared memory: a small safe API over `shmctl`, `shmget`, `shmat` and
+//! `/proc/sysvipc/shm`.
+//!
+//! Looking up one segment is one `shmctl(SHM_STAT_ANY)`; listing is one pass over the
+//! kernel's index table. Neither attaches a segment, so neither changes what `ipcs` shows.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader};
+use std::os::fd::AsRawFd;
+
+use libc::c_int;
+
+/// `shmctl` command: status by index, without a permission check (Linux ≥ 4.17).
+pub const SHM_STAT_ANY: c_int = 15;
+/// `shmctl` command: system-wide usage, returns the highest used index.
+pub const SHM_INFO: c_int = 14;
+/// Mode bit: the segment is marked for removal and goes when its last user detaches.
+pub const SHM_DEST: u32 = 0o1000;
+/// Mode bit: the segment's pages are locked in memory.
+pub const SHM_LOCKED: u32 = 0o2000;
+/// Filesystem magic of hugetlbfs, the home of `SHM_HUGETLB` segments.
+const HUGETLBFS_MAGIC: i64 = 0x958458f6;
+
+/// What the kernel knows of one segment, as `shmctl(IPC_STAT)` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment {
+    pub shmid: i32,
+    /// The key as the unsigned 32-bit value that `ipcs` prints in hex.
+    pub key: u32,
+    pub size: u64,
+    /// Permission bits only (0o777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
+    pub cpid: i32,
+    pub lpid: i32,
+    pub nattch: u64,
+    pub atime: i64,
+    pub dtime: i64,
+    pub ctime: i64,
+    /// `SHM_DEST`: removal pending until the last detach.
+    pub dest: bool,
+    /// `SHM_LOCKED`.
+    pub locked: bool,
+}
+
+impl Segment {
+    /// Facts that never change during a segment's life, used to tell a segment from a
+    /// later one that reuses its shmid.
+    pub fn incarnation(&self) -> (u32, u32, i32, u64) {
+        (self.cuid, self.cgid, self.cpid, self.size)
+    }
+
+    fn from_ds(shmid: i32, ds: &libc::shmid_ds) -> Segment {
+        let mode = u32::from(ds.shm_perm.mode);
+        Segment {
+            shmid,
+            key: ds.shm_perm.__key as u32,
+            size: ds.shm_segsz as u64,
+            mode: mode & 0o777,
+            uid: ds.shm_perm.uid,
+            gid: ds.shm_perm.gid,
+            cuid: ds.shm_perm.cuid,
+            cgid: ds.shm_perm.cgid,
+            cpid: ds.shm_cpid,
+            lpid: ds.shm_lpid,
+            nattch: ds.shm_nattch,
+            atime: ds.shm_atime,
+            dtime: ds.shm_dtime,
+            ctime: ds.shm_ctime,
+            dest: mode & SHM_DEST != 0,
+            locked: mode & SHM_LOCKED != 0,
+        }
+    }
+}
+
+/// The kernel's `ipcperms` rule: owner rights for the owner and the creator, group rights
+/// for the group and the creator's group, others' rights otherwise. `want` holds
+/// permission bits in the "other" position (4 read, 2 write). Root (CAP_IPC_OWNER) passes.
+pub fn ipc_permits(seg: &Segment, uid: u32, groups: &[u32], want: u32) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    let granted = if uid == seg.uid || uid == seg.cuid {
+        seg.mode >> 6
+    } else if groups.contains(&seg.gid) || groups.contains(&seg.cgid) {
+        seg.mode >> 3
+    } else {
+        seg.mode
+    };
+    want & !granted & 0o7 == 0
+}
+
+/// Resident and swapped bytes of one segment: only `/proc/sysvipc/shm` knows them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub rss: u64,
+    pub swap: u64,
+}
+
+/// System-wide usage, as `shmctl(SHM_INFO)` and `ipcs -m -u` report it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub segments: u64,
+    pub pages_allocated: u64,
+    pub pages_resident: u64,
+    pub pages_swapped: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct ShmInfo {
+    used_ids: c_int,
+    // `unsigned long` in the kernel's struct: 64 bits on the 64-bit targets shmfs supports.
+    shm_tot: u64,
+    shm_rss: u64,
+    shm_swp: u64,
+    swap_attempts: u64,
+    swap_successes: u64,
+}
+
+fn zeroed_ds() -> libc::shmid_ds {
+    // SAFETY: shmid_ds is plain old data; all-zero is a valid value.
+    unsafe { std::mem::zeroed() }
+}
+
+/// `SHM_STAT_ANY` on an index or shmid: the segment in that slot and its full shmid.
+fn stat_slot(index_or_id: c_int) -> io::Result<(i32, libc::shmid_ds)> {
+    let mut ds = zeroed_ds();
+    // SAFETY: ds is a valid, writable shmid_ds.
+    let id = unsafe { libc::shmctl(index_or_id, SHM_STAT_ANY, &mut ds) };
+    if id < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((id, ds))
+}
+
+/// The segment with this shmid, or `ENOENT`. One system call; no attach, no permission needed.
+pub fn lookup(shmid: i32) -> io::Result<Segment> {
+    if shmid < 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    match stat_slot(shmid) {
+        Ok((id, ds)) if id == shmid => Ok(Segment::from_ds(id, &ds)),
+        Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOENT)),
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(io::Error::from_raw_os_error(libc::ENOENT))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Every segment of the IPC namespace, in index order: what `ipcs -m` lists.
+pub fn list() -> io::Result<Vec<Segment>> {
+    let mut info = ShmInfo::default();
+    // SAFETY: SHM_INFO writes a struct shm_info, which ShmInfo mirrors.
+    let max_index = unsafe {
+        libc::shmctl(
+            0,
+            SHM_INFO,
+            &mut info as *mut ShmInfo as *mut libc::shmid_ds,
+        )
+    };
+    if max_index < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut segments = Vec::with_capacity(usize::try_from(info.used_ids).unwrap_or(0));
+    for index in 0..=max_index {
+        match stat_slot(index) {
+            Ok((id, ds)) => segments.push(Segment::from_ds(id, &ds)),
+            // An empty slot, or a segment removed since SHM_INFO.
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(segments)
+}
+
+/// System-wide totals (`ipcs -m -u`).
+pub fn totals() -> io::Result<Totals> {
+    let mut info = ShmInfo::default();
+    // SAFETY: as in `list`.
+    let rc = unsafe {
+        libc::shmctl(
+            0,
+            SHM_INFO,
+            &mut info as *mut ShmInfo as *mut libc::shmid_ds,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Totals {
+        segments: info.used_ids.max(0) as u64,
+        pages_allocated: info.shm_tot,
+        pages_resident: info.shm_rss,
+        pages_swapped: info.shm_swp,
+    })
+}
+
+/// The shmid of the live segment with this (non-private) key, or `ENOENT`.
+/// `shmget(key, 0, 0)` asks for no access, so the kernel answers any caller.
+pub fn id_for_key(key: u32) -> io::Result<i32> {
+    if key == 0 {
+        return Err(io::Error::from_raw_os_error(libc::ENOENT));
+    }
+    // SAFETY: plain system call.
+    let id = unsafe { libc::shmget(key as libc::key_t, 0, 0) };
+    if id < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(id)
+}
+
+/// Changes mode bits and owner (`shmctl(IPC_SET)`); the kernel checks the calling thread's
+/// credentials, so call it as the requesting user.
+pub fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+    let mut ds = zeroed_ds();
+    ds.shm_perm.mode = (mode & 0o777) as u16;
+    ds.shm_perm.uid = uid;
+    ds.shm_perm.gid = gid;
+    // SAFETY: ds is a valid shmid_ds; IPC_SET only reads it.
+    let rc = unsafe { libc::shmctl(shmid, libc::IPC_SET, &mut ds) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads `/proc/sysvipc/shm` into a map shmid → usage. The only source of per-segment rss/swap.
+pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
+    let file = File::open("/proc/sysvipc/shm")?;
+    parse_usage(BufReader::new(file))
+}
+
+/// Usage of one segment, or zeros if it is not (or no longer) listed.
+pub fn usage_of(shmid: i32) -> Usage {
+    match usage_table() {
+        Ok(table) => table.get(&shmid).copied().unwrap_or_default(),
+        Err(e) => {
+            log::warn!("reading /proc/sysvipc/shm: {e}");
+            Usage::default()
+        }
+    }
+}
+
+/// Parses the text of `/proc/sysvipc/shm`, finding columns by the header's names so that
+/// a kernel that adds columns does not break it. Lines that do not parse are skipped.
+pub fn parse_usage(reader: impl BufRead) -> io::Result<HashMap<i32, Usage>> {
+    let mut lines = reader.lines();
+    let header = match lines.next() {
+        Some(line) => line?,
+        None => return Ok(HashMap::new()),
+    };
+    let column = |name: &str| header.split_whitespace().position(|c| c == name);
+    let (Some(id_col), Some(rss_col), Some(swap_col)) =
+        (column("shmid"), column("rss"), column("swap"))
+    else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "/proc/sysvipc/shm: unexpected header",
+        ));
+    };
+    let mut table = HashMap::new();
+    for line in lines {
+        let line = line?;
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let parsed = (
+            fields.get(id_col).and_then(|v| v.parse::<i32>().ok()),
+            fields.get(rss_col).and_then(|v| v.parse::<u64>().ok()),
+            fields.get(swap_col).and_then(|v| v.parse::<u64>().ok()),
+        );
+        if let (Some(id), Some(rss), Some(swap)) = parsed {
+            table.insert(id, Usage { rss, swap });
+        }
+    }
+    Ok(table)
+}
+
+/// One attachment of a segment to the daemon's address space, detached on drop.
+pub struct Attachment {
+    addr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory owned by this struct; access goes through
+// volatile-free byte copies that are valid from any thread.
+unsafe impl Send for Attachment {}
+unsafe impl Sync for Attachment {}
+
+impl Attachment {
+    /// `shmat`: the kernel checks the calling thread's credentials against the segment's
+    /// mode (read, or read and write).
+    pub fn attach(shmid: i32, size: u64, writable: bool) -> io::Result<Attachment> {
+        let flags = if writable { 0 } else { libc::SHM_RDONLY };
+        // SAFETY: the kernel picks the address; failure is reported as (void*)-1.
+        let addr = unsafe { libc::shmat(shmid, std::ptr::null(), flags) };
+        if addr as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = usize::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        Ok(Attachment {
+            addr: addr as *mut u8,
+            len,
+        })
+    }
+
+    /// Opens the segment's own memory file through `/proc/self/map_files` (needs
+    /// CAP_SYS_ADMIN). The file stays valid after this attachment is gone.
+    pub fn memory_file(&self, writable: bool) -> io::Result<File> {
+        let start = self.addr as usize;
+        let maps = std::fs::read_to_string("/proc/self/maps")?;
+        let prefix = format!("{start:x}-");
+        let range = maps
+            .lines()
+            .find(|l| l.starts_with(&prefix))
+            .and_then(|l| l.split_whitespace().next())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        let path = format!("/proc/self/map_files/{range}");
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(path)
+    }
+
+    /// Copies bytes out of the segment; returns 0 at or past its end.
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> usize {
+        let Some(n) = clamp(self.len, offset, buf.len()) else {
+            return 0;
+        };
+        // SAFETY: offset+n is within the attached mapping, which cannot shrink.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.addr.add(offset as usize), buf.as_mut_ptr(), n)
+        };
+        n
+    }
+
+    /// Copies bytes into the segment; returns how many fit before its end.
+    pub fn write_at(&self, data: &[u8], offset: u64) -> usize {
+        let Some(n) = clamp(self.len, offset, data.len()) else {
+            return 0;
+        };
+        // SAFETY: as in read_at; the attachment was made writable when written through.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.add(offset as usize), n) };
+        n
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        // SAFETY: addr came from shmat and is detached once.
+        if unsafe { libc::shmdt(self.addr as *const libc::c_void) } != 0 {
+            log::warn!("shmdt: {}", io::Error::last_os_error());
+        }
+    }
+}
+
+/// How many bytes of a request of `want` at `offset` fall inside `len`; None if none do.
+fn clamp(len: usize, offset: u64, want: usize) -> Option<usize> {
+    let offset = usize::try_from(offset).ok()?;
+    if offset >= len {
+        return None;
+    }
+    Some(want.min(len - offset))
+}
+
+/// True if the file lives on hugetlbfs (an `SHM_HUGETLB` segment), where pwrite does not work.
+pub fn is_hugetlb_file(file: &File) -> bool {
+    // SAFETY: statfs is plain old data.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    rc == 0 && st.f_type as i64 == HUGETLBFS_MAGIC
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_sysvipc_shm() {
+        let text = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n\
+                    -559038737          7  1600                  4096  4242  4250      2  70000  1000  1000  1000 1763900000 1763899990 1763899000                  8192                     0\n\
+                    garbage line\n";
+        let table = parse_usage(text.as_bytes()).unwrap();
+        assert_eq!(table.len(), 1);
+        assert_eq!(table[&7], Usage { rss: 8192, swap: 0 });
+    }
+
+    #[test]
+    fn ipcperms_rules() {
+        let mut seg = Segment {
+            shmid: 1,
+            key: 0,
+            size: 1,
+            mode: 0o640,
+            uid: 10,
+            gid: 20,
+            cuid: 11,
+            cgid: 21,
+            cpid: 0,
+            lpid: 0,
+            nattch: 0,
+            atime: 0,
+            dtime: 0,
+            ctime: 0,
+            dest: false,
+            locked: false,
+        };
+        assert!(ipc_permits(&seg, 10, &[], 6));
+        assert!(ipc_permits(&seg, 11, &[], 6), "creator has owner rights");
+        assert!(
+            ipc_permits(&seg, 99, &[21], 4),
+            "creator's group has group rights"
+        );
+        assert!(!ipc_permits(&seg, 99, &[20], 2));
+        assert!(!ipc_permits(&seg, 99, &[], 4));
+        assert!(ipc_permits(&seg, 0, &[], 6));
+        seg.mode = 0o604;
+        assert!(
+            !ipc_permits(&seg, 99, &[20], 4),
+            "group class does not fall back to other"
+        );
+        assert!(ipc_permits(&seg, 99, &[], 4));
+    }
+
+    #[test]
+    fn clamp_stops_at_end() {
+        assert_eq!(clamp(10, 0, 4), Some(4));
+        assert_eq!(clamp(10, 8, 4), Some(2));
+        assert_eq!(clamp(10, 10, 4), None);
+        assert_eq!(clamp(10, u64::MAX, 4), None);
+    }
+}

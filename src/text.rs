@@ -1,0 +1,391 @@
+//! The text files: rendering `stat`, `perm` and `limits`, and parsing what is written to
+//! `perm`. Pure functions, no system calls.
+
+use std::fmt::Write;
+
+use crate::posix::Object;
+use crate::sysv::{Segment, Totals, Usage};
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// The `stat` file of a System V segment (DESIGN §1).
+pub fn sysv_stat(seg: &Segment, usage: Usage) -> String {
+    let mut s = String::with_capacity(320);
+    // Writing to a String cannot fail.
+    let _ = write!(
+        s,
+        "kind: sysv\nshmid: {}\nkey: 0x{:08x}\nsize: {}\nmode: 0{:03o}\nuid: {}\ngid: {}\n\
+         cuid: {}\ncgid: {}\ncpid: {}\nlpid: {}\nnattch: {}\natime: {}\ndtime: {}\nctime: {}\n\
+         rss: {}\nswap: {}\ndest: {}\nlocked: {}\n",
+        seg.shmid,
+        seg.key,
+        seg.size,
+        seg.mode,
+        seg.uid,
+        seg.gid,
+        seg.cuid,
+        seg.cgid,
+        seg.cpid,
+        seg.lpid,
+        seg.nattch,
+        seg.atime,
+        seg.dtime,
+        seg.ctime,
+        usage.rss,
+        usage.swap,
+        yes_no(seg.dest),
+        yes_no(seg.locked),
+    );
+    s
+}
+
+/// The `stat` file of a POSIX object (DESIGN §1). The name is shown lossily if it is not UTF-8.
+pub fn posix_stat(obj: &Object) -> String {
+    let mut s = String::with_capacity(200);
+    let _ = write!(
+        s,
+        "kind: posix\nname: {}\nsize: {}\nmode: 0{:03o}\nuid: {}\ngid: {}\n\
+         atime: {}\nmtime: {}\nctime: {}\nrss: {}\n",
+        obj.name.to_string_lossy().escape_debug(),
+        obj.size,
+        obj.mode,
+        obj.uid,
+        obj.gid,
+        obj.atime,
+        obj.mtime,
+        obj.ctime,
+        obj.allocated,
+    );
+    s
+}
+
+/// The `perm` file: mode, uid, gid.
+pub fn perm(mode: u32, uid: u32, gid: u32) -> String {
+    format!("mode: 0{mode:03o}\nuid: {uid}\ngid: {gid}\n")
+}
+
+/// System-wide limits from /proc/sys/kernel and the usage `ipcs -m -u` shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub shmmax: u64,
+    pub shmall: u64,
+    pub shmmni: u64,
+    pub shm_rmid_forced: u64,
+    pub totals: Totals,
+}
+
+/// The `limits` file.
+pub fn limits(l: &Limits) -> String {
+    format!(
+        "shmmax: {}\nshmall: {}\nshmmni: {}\nshm_rmid_forced: {}\nsegments: {}\n\
+         pages_allocated: {}\npages_resident: {}\npages_swapped: {}\n",
+        l.shmmax,
+        l.shmall,
+        l.shmmni,
+        l.shm_rmid_forced,
+        l.totals.segments,
+        l.totals.pages_allocated,
+        l.totals.pages_resident,
+        l.totals.pages_swapped,
+    )
+}
+
+/// A change asked for by a write to `perm`; `None` keeps the current value.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PermChange {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+}
+
+/// Why a `perm` write was refused (it becomes EINVAL).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PermError(pub String);
+
+impl std::fmt::Display for PermError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, PermError> {
+    Err(PermError(msg.into()))
+}
+
+/// The largest `perm` write accepted; anything longer is not a permission change.
+pub const MAX_PERM_WRITE: usize = 4096;
+
+fn parse_mode(value: &str) -> Result<u32, PermError> {
+    if value.is_empty() || value.len() > 4 || !value.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return err(format!("mode {value:?} is not an octal mode"));
+    }
+    match u32::from_str_radix(value, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => err(format!("mode {value:?} is outside 0..0777")),
+    }
+}
+
+/// A numeric id, or a name looked up with `resolve`. `-1` (u32::MAX) means "no change"
+/// to the kernel, so it is refused rather than silently ignored.
+fn parse_id(
+    value: &str,
+    what: &str,
+    resolve: &dyn Fn(&str) -> Option<u32>,
+) -> Result<u32, PermError> {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return match value.parse::<u32>() {
+            Ok(id) if id != u32::MAX => Ok(id),
+            _ => err(format!("{what} {value:?} is out of range")),
+        };
+    }
+    resolve(value).ok_or_else(|| PermError(format!("unknown {what} {value:?}")))
+}
+
+/// Parses one write to `perm`: a bare octal mode (`640`, `0640`), or `name: value` /
+/// `name=value` pairs (names `mode`, `uid`, `gid`) separated by spaces or newlines.
+/// Users and groups may be given by name, resolved by the two functions.
+pub fn parse_perm(
+    input: &[u8],
+    resolve_user: &dyn Fn(&str) -> Option<u32>,
+    resolve_group: &dyn Fn(&str) -> Option<u32>,
+) -> Result<PermChange, PermError> {
+    if input.len() > MAX_PERM_WRITE {
+        return err("too long");
+    }
+    let Ok(text) = std::str::from_utf8(input) else {
+        return err("not text");
+    };
+    let text = text.trim();
+    if text.is_empty() {
+        return err("empty");
+    }
+    if !text.contains([':', '=']) && !text.contains(char::is_whitespace) {
+        return Ok(PermChange {
+            mode: Some(parse_mode(text)?),
+            ..PermChange::default()
+        });
+    }
+    let mut change = PermChange::default();
+    let mut tokens = text.split_whitespace();
+    while let Some(token) = tokens.next() {
+        let (name, value) = if let Some(name) = token.strip_suffix(':') {
+            match tokens.next() {
+                Some(value) => (name, value),
+                None => return err(format!("{name}: has no value")),
+            }
+        } else if let Some((name, value)) = token.split_once(['=', ':']) {
+            (name, value)
+        } else {
+            return err(format!("{token:?} is not name: value"));
+        };
+        let slot = match name {
+            "mode" => &mut change.mode,
+            "uid" => &mut change.uid,
+            "gid" => &mut change.gid,
+            _ => return err(format!("unknown field {name:?}")),
+        };
+        if slot.is_some() {
+            return err(format!("{name} given twice"));
+        }
+        *slot = Some(match name {
+            "mode" => parse_mode(value)?,
+            "uid" => parse_id(value, "user", resolve_user)?,
+            _ => parse_id(value, "group", resolve_group)?,
+        });
+    }
+    Ok(change)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users(name: &str) -> Option<u32> {
+        (name == "alice").then_some(1000)
+    }
+    fn groups(name: &str) -> Option<u32> {
+        (name == "staff").then_some(50)
+    }
+    fn parse(s: &str) -> Result<PermChange, PermError> {
+        parse_perm(s.as_bytes(), &users, &groups)
+    }
+    fn change(mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> PermChange {
+        PermChange { mode, uid, gid }
+    }
+
+    #[test]
+    fn sysv_stat_matches_design() {
+        let seg = Segment {
+            shmid: 32769,
+            key: 0x162e,
+            size: 4096,
+            mode: 0o600,
+            uid: 1000,
+            gid: 1000,
+            cuid: 1000,
+            cgid: 1000,
+            cpid: 4242,
+            lpid: 4250,
+            nattch: 2,
+            atime: 1763900000,
+            dtime: 1763899990,
+            ctime: 1763899000,
+            dest: false,
+            locked: false,
+        };
+        let expected = "kind: sysv\nshmid: 32769\nkey: 0x0000162e\nsize: 4096\nmode: 0600\n\
+            uid: 1000\ngid: 1000\ncuid: 1000\ncgid: 1000\ncpid: 4242\nlpid: 4250\nnattch: 2\n\
+            atime: 1763900000\ndtime: 1763899990\nctime: 1763899000\nrss: 4096\nswap: 0\n\
+            dest: no\nlocked: no\n";
+        let usage = Usage { rss: 4096, swap: 0 };
+        assert_eq!(sysv_stat(&seg, usage), expected);
+    }
+
+    #[test]
+    fn sysv_stat_shows_negative_keys_as_hex_and_status_bits() {
+        let seg = Segment {
+            shmid: 0,
+            key: 0xdeadbeef,
+            size: 5 << 30,
+            mode: 0o644,
+            uid: 70000,
+            gid: 0,
+            cuid: 0,
+            cgid: 0,
+            cpid: 1,
+            lpid: 0,
+            nattch: 0,
+            atime: 0,
+            dtime: 0,
+            ctime: 1,
+            dest: true,
+            locked: true,
+        };
+        let text = sysv_stat(&seg, Usage::default());
+        assert!(text.contains("key: 0xdeadbeef\n"));
+        assert!(text.contains("size: 5368709120\n"));
+        assert!(text.contains("uid: 70000\n"));
+        assert!(text.ends_with("dest: yes\nlocked: yes\n"));
+    }
+
+    #[test]
+    fn posix_stat_matches_design() {
+        let obj = Object {
+            name: "myobject".into(),
+            size: 8192,
+            mode: 0o600,
+            uid: 1000,
+            gid: 1000,
+            atime: 1,
+            mtime: 2,
+            ctime: 3,
+            allocated: 8192,
+            ino: 99,
+        };
+        assert_eq!(
+            posix_stat(&obj),
+            "kind: posix\nname: myobject\nsize: 8192\nmode: 0600\nuid: 1000\ngid: 1000\n\
+             atime: 1\nmtime: 2\nctime: 3\nrss: 8192\n"
+        );
+    }
+
+    #[test]
+    fn posix_stat_name_stays_on_one_line() {
+        let obj = Object {
+            name: "a\nb".into(),
+            size: 0,
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            allocated: 0,
+            ino: 1,
+        };
+        assert!(posix_stat(&obj).contains("name: a\\nb\n"));
+    }
+
+    #[test]
+    fn perm_renders_three_lines() {
+        assert_eq!(perm(0o640, 1, 2), "mode: 0640\nuid: 1\ngid: 2\n");
+    }
+
+    #[test]
+    fn limits_renders_every_field() {
+        let l = Limits {
+            shmmax: 1,
+            shmall: 2,
+            shmmni: 3,
+            shm_rmid_forced: 0,
+            totals: Totals {
+                segments: 4,
+                pages_allocated: 5,
+                pages_resident: 6,
+                pages_swapped: 7,
+            },
+        };
+        assert_eq!(
+            limits(&l),
+            "shmmax: 1\nshmall: 2\nshmmni: 3\nshm_rmid_forced: 0\nsegments: 4\n\
+             pages_allocated: 5\npages_resident: 6\npages_swapped: 7\n"
+        );
+    }
+
+    #[test]
+    fn bare_octal_modes() {
+        assert_eq!(parse("600\n"), Ok(change(Some(0o600), None, None)));
+        assert_eq!(parse("0640"), Ok(change(Some(0o640), None, None)));
+        assert_eq!(parse("0"), Ok(change(Some(0), None, None)));
+        assert!(parse("800").is_err());
+        assert!(parse("1777").is_err());
+        assert!(parse("00000640").is_err());
+        assert!(parse("rw").is_err());
+    }
+
+    #[test]
+    fn named_fields() {
+        assert_eq!(
+            parse("mode: 0640\nuid: 12345\n"),
+            Ok(change(Some(0o640), Some(12345), None))
+        );
+        assert_eq!(
+            parse("mode=640 gid=23456"),
+            Ok(change(Some(0o640), None, Some(23456)))
+        );
+        assert_eq!(
+            parse("uid:alice gid: staff"),
+            Ok(change(None, Some(1000), Some(50)))
+        );
+        assert_eq!(
+            parse("mode: 0600\nuid: 1000\ngid: 1000\n"),
+            Ok(change(Some(0o600), Some(1000), Some(1000)))
+        );
+        assert_eq!(parse("uid: 70000"), Ok(change(None, Some(70000), None)));
+    }
+
+    #[test]
+    fn invalid_input_is_refused_whole() {
+        for bad in [
+            "",
+            "   \n",
+            "mode: 999",
+            "bogus: 1",
+            "mode: 0600 junk",
+            "mode:",
+            "uid: bob",
+            "gid: nogroup",
+            "uid: 4294967295",
+            "uid: 99999999999",
+            "uid: -1",
+            "mode: 0600 mode: 0644",
+            "mode: 0600\nuid: bob",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(parse_perm(b"\xff\xfe", &users, &groups).is_err());
+        assert!(parse_perm(&[b'7'; MAX_PERM_WRITE + 1], &users, &groups).is_err());
+    }
+}
