@@ -14,8 +14,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
-    WriteFlags,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow, WriteFlags,
 };
 
 use crate::creds::{self, Caller};
@@ -589,6 +589,57 @@ impl ShmFs {
         }
     }
 
+    /// The errno for a change of the tree that shmfs does not offer.
+    fn refuse_change(&self) -> Errno {
+        if self.options.read_only {
+            Errno::EROFS
+        } else {
+            Errno::EPERM
+        }
+    }
+
+    /// `mkdir posix/NAME`: a new empty object, owned by the caller.
+    fn make_object(
+        &self,
+        who: &Caller,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+    ) -> io::Result<FileAttr> {
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        if parent.0 != inode::POSIX_DIR {
+            return Err(errno(libc::EPERM));
+        }
+        let obj = creds::as_caller(who, || self.shm.create(name, mode))?;
+        let id = Self::posix_id(&obj);
+        let ino = self.inodes().inode(&id, Part::Dir);
+        self.attr(ino, &Node::Object(id, Part::Dir))
+    }
+
+    /// `rmdir sysv/ID` (IPC_RMID) or `rmdir posix/NAME` (shm_unlink), as the caller.
+    fn remove_object(&self, who: &Caller, parent: INodeNo, name: &OsStr) -> io::Result<()> {
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        let parent = self.node(parent)?;
+        if !matches!(parent, Node::SysvDir | Node::PosixDir) {
+            return Err(match parent {
+                Node::Object(..) | Node::Limits => errno(libc::ENOTDIR),
+                _ => errno(libc::EPERM),
+            });
+        }
+        let ino = self.find(&parent, name)?;
+        let Node::Object(id, Part::Dir) = self.node(INodeNo(ino))? else {
+            return Err(enoent());
+        };
+        match self.live(&id)? {
+            Live::Sysv(seg) => creds::as_caller(who, || sysv::remove(seg.shmid)),
+            Live::Posix(obj) => creds::as_caller(who, || self.shm.remove(&obj.name, obj.ino)),
+        }
+    }
+
     fn read_handle(&self, handle: &Handle, offset: u64, size: u32) -> io::Result<Vec<u8>> {
         let text_slice = |t: &[u8]| {
             let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
@@ -835,39 +886,84 @@ impl Filesystem for ShmFs {
     fn mknod(
         &self,
         _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _m: u32,
-        _u: u32,
-        _r: u32,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(Errno::EPERM);
+        reply.error(self.refuse_change());
     }
 
-    fn mkdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, _m: u32, _u: u32, reply: ReplyEntry) {
-        reply.error(Errno::EPERM);
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let who = caller(req);
+        match self.make_object(&who, parent, name, mode) {
+            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Err(e) => {
+                log_failure("mkdir", &name, &e);
+                reply.error(errno_of(&e))
+            }
+        }
     }
 
-    fn unlink(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EPERM);
+    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        // Objects go with `rmdir` of their directory (as in cgroupfs); files inside stay.
+        reply.error(self.refuse_change());
     }
 
-    fn rmdir(&self, _req: &Request, _p: INodeNo, _n: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EPERM);
+    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let who = caller(req);
+        match self.remove_object(&who, parent, name) {
+            Ok(()) => reply.ok(),
+            Err(e) => {
+                log_failure("rmdir", &name, &e);
+                reply.error(errno_of(&e))
+            }
+        }
+    }
+
+    fn symlink(
+        &self,
+        _req: &Request,
+        _parent: INodeNo,
+        _link_name: &OsStr,
+        _target: &std::path::Path,
+        reply: ReplyEntry,
+    ) {
+        reply.error(self.refuse_change());
     }
 
     fn rename(
         &self,
         _req: &Request,
-        _p: INodeNo,
-        _n: &OsStr,
-        _np: INodeNo,
-        _nn: &OsStr,
-        _f: RenameFlags,
+        _parent: INodeNo,
+        _name: &OsStr,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        _flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EPERM);
+        reply.error(self.refuse_change());
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        reply.error(self.refuse_change());
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -1038,6 +1134,26 @@ impl Filesystem for ShmFs {
         }
     }
 
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: ReplyXattr,
+    ) {
+        // No extended attributes; the kernel asks (e.g. security.capability on writes).
+        reply.error(Errno::NO_XATTR);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(0);
+        } else {
+            reply.data(&[]);
+        }
+    }
+
     fn create(
         &self,
         _req: &Request,
@@ -1048,7 +1164,7 @@ impl Filesystem for ShmFs {
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        reply.error(Errno::EPERM);
+        reply.error(self.refuse_change());
     }
 }
 

@@ -270,6 +270,10 @@ fn run(args: Args) -> Result<(), String> {
     let shm = ShmDir::open(&args.shm_dir)
         .map_err(|e| format!("cannot open shm dir {}: {e}", args.shm_dir.display()))?;
 
+    // Objects made by `mkdir posix/NAME` get exactly the mode the kernel passes, which
+    // already has the caller's umask applied.
+    // SAFETY: plain system call.
+    unsafe { libc::umask(0) };
     let mut report = if args.foreground {
         None
     } else {

@@ -239,6 +239,42 @@ impl ShmDir {
         Ok(())
     }
 
+    /// Creates an empty object (`O_CREAT|O_EXCL`, as `shm_open` does) with exactly `mode`
+    /// (the daemon's umask is 0; the kernel already applied the caller's).
+    pub fn create(&self, name: &OsStr, mode: u32) -> io::Result<Object> {
+        if !valid_name(name) {
+            return Err(errno(libc::EINVAL));
+        }
+        let c = cstring(name)?;
+        // SAFETY: valid dir fd and C string.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                (mode & 0o777) as libc::c_uint,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and is owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Object::from_stat(name, &fstat(fd.as_raw_fd())?))
+    }
+
+    /// Unlinks the object (`shm_unlink`), if it is still the one with inode `ino`. The kernel
+    /// applies the sticky rule of the shm dir to the calling thread.
+    pub fn remove(&self, name: &OsStr, ino: u64) -> io::Result<()> {
+        self.pin(name, ino)?;
+        let c = cstring(name)?;
+        // SAFETY: valid dir fd and C string.
+        if unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Truncates or extends the object, opening it for writing as the caller.
     pub fn truncate(&self, name: &OsStr, ino: u64, size: u64) -> io::Result<()> {
         let file = self.open_object(name, ino, libc::O_WRONLY)?;

@@ -230,6 +230,17 @@ pub fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// Marks the segment for removal (`shmctl(IPC_RMID)`); the kernel checks the calling
+/// thread's credentials (owner, creator or CAP_SYS_ADMIN).
+pub fn remove(shmid: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID does not use the buffer.
+    let rc = unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Reads `/proc/sysvipc/shm` into a map shmid → usage. The only source of per-segment rss/swap.
 pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
     let file = File::open("/proc/sysvipc/shm")?;
