@@ -18,8 +18,10 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
+use crate::attach;
 use crate::creds::{self, Caller};
-use crate::inode::{self, InodeTable, Node, ObjectId, Part};
+use crate::index;
+use crate::inode::{self, InodeTable, Node, ObjectId, Part, Report};
 use crate::posix::{self, Object, ShmDir};
 use crate::sysv::{self, Attachment, Segment};
 use crate::text::{self, PermChange};
@@ -76,6 +78,8 @@ pub struct ShmFs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
+    /// What is known of segments' huge-page backing, learned from attachers or opens.
+    hugetlb: Mutex<HashMap<ObjectId, bool>>,
 }
 
 fn errno_of(e: &io::Error) -> Errno {
@@ -130,6 +134,7 @@ impl ShmFs {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
+            hugetlb: Mutex::new(HashMap::new()),
         }
     }
 
@@ -232,11 +237,100 @@ impl ShmFs {
         Ok(text::limits(&limits))
     }
 
-    fn stat_text(live: &Live) -> String {
+    fn stat_text(&self, live: &Live) -> String {
         match live {
-            Live::Sysv(seg) => text::sysv_stat(seg, sysv::usage_of(seg.shmid)),
+            Live::Sysv(seg) => {
+                text::sysv_stat(seg, sysv::usage_of(seg.shmid), self.sysv_hugetlb(seg))
+            }
             Live::Posix(obj) => text::posix_stat(obj),
         }
+    }
+
+    /// Whether a segment uses huge pages: remembered, or read from an attacher's smaps (its
+    /// last and creating pids first), or "no" when the system has no huge pages at all.
+    fn sysv_hugetlb(&self, seg: &Segment) -> Option<bool> {
+        let id = Self::sysv_id(seg);
+        let known = self
+            .hugetlb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        if known.is_some() {
+            return known;
+        }
+        let found = if seg.nattch > 0 {
+            let candidates: Vec<u32> = [seg.lpid, seg.cpid]
+                .iter()
+                .filter_map(|&p| u32::try_from(p).ok())
+                .collect();
+            attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
+                let pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|h| h.pid)
+                    .collect();
+                attach::sysv_hugetlb(seg.shmid, &pids)
+            })
+        } else {
+            None
+        };
+        match found {
+            Some(yes) => {
+                self.remember_hugetlb(id, yes);
+                Some(yes)
+            }
+            None if !sysv::system_has_huge_pages() => Some(false),
+            None => None,
+        }
+    }
+
+    fn remember_hugetlb(&self, id: ObjectId, yes: bool) {
+        self.hugetlb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, yes);
+    }
+
+    fn report_text(&self, report: Report) -> io::Result<String> {
+        if report == Report::Limits {
+            return Self::limits_text();
+        }
+        let usage = sysv::usage_table().unwrap_or_else(|e| {
+            log::warn!("reading /proc/sysvipc/shm: {e}");
+            HashMap::new()
+        });
+        let segments = sysv::list()?;
+        let objects = self.shm.list()?;
+        let uids = segments
+            .iter()
+            .map(|s| s.uid)
+            .chain(objects.iter().map(|o| o.uid));
+        let names = index::owner_names(uids, crate::names::user_name);
+        let owner = |uid: u32| names.get(&uid).cloned().unwrap_or_else(|| uid.to_string());
+        let rows: Vec<index::Row> = segments
+            .iter()
+            .map(|s| {
+                let u = usage.get(&s.shmid).copied().unwrap_or_default();
+                index::Row::sysv(s, u, owner(s.uid))
+            })
+            .chain(objects.iter().map(|o| index::Row::posix(o, owner(o.uid))))
+            .collect();
+        Ok(match report {
+            Report::IndexJson => index::render_json(&rows),
+            _ => index::render_table(&rows),
+        })
+    }
+
+    fn attached_text(&self, live: &Live) -> io::Result<String> {
+        let target = match live {
+            Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
+            Live::Posix(obj) => attach::Target::Posix {
+                dev: self.shm.dev(),
+                ino: obj.ino,
+            },
+        };
+        Ok(attach::render(&attach::holders(&target)?))
     }
 
     fn perm_text(live: &Live) -> String {
@@ -250,11 +344,15 @@ impl ShmFs {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
             Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
-            Node::Limits => {
+            Node::Report(report) => {
                 let mut attr = self.dir_attr(ino, 0o444);
                 attr.kind = FileType::RegularFile;
                 attr.nlink = 1;
-                attr.size = Self::limits_text()?.len() as u64;
+                // The index is a whole-system scan: like a /proc file it reports size 0 and
+                // is read to its end, so that `ls -l` of the root stays cheap.
+                if *report == Report::Limits {
+                    attr.size = Self::limits_text()?.len() as u64;
+                }
                 return Ok(attr);
             }
             Node::Object(id, part) => (id, *part),
@@ -279,7 +377,7 @@ impl ShmFs {
             Part::Stat => (
                 FileType::RegularFile,
                 0o444,
-                Self::stat_text(&live).len() as u64,
+                self.stat_text(&live).len() as u64,
                 1,
             ),
             Part::Perm => (
@@ -288,6 +386,8 @@ impl ShmFs {
                 Self::perm_text(&live).len() as u64,
                 1,
             ),
+            // A scan of every process: size 0, read to the end (see Report above).
+            Part::Attached => (FileType::RegularFile, 0o444, 0, 1),
             Part::KeyLink => (
                 FileType::Symlink,
                 0o777,
@@ -329,6 +429,8 @@ impl ShmFs {
                 b"posix" => Ok(inode::POSIX_DIR),
                 b"by-key" => Ok(inode::BY_KEY_DIR),
                 b"limits" => Ok(inode::LIMITS),
+                b"index" => Ok(inode::INDEX),
+                b"index.json" => Ok(inode::INDEX_JSON),
                 _ => Err(enoent()),
             },
             Node::SysvDir => {
@@ -357,7 +459,7 @@ impl ShmFs {
                 self.live(id)?;
                 Ok(self.inodes().inode(id, part))
             }
-            Node::Limits | Node::Object(..) => Err(errno(libc::ENOTDIR)),
+            Node::Report(_) | Node::Object(..) => Err(errno(libc::ENOTDIR)),
         }
     }
 
@@ -373,7 +475,13 @@ impl ShmFs {
                 entries.push((inode::SYSV_DIR, dir, "sysv".into()));
                 entries.push((inode::POSIX_DIR, dir, "posix".into()));
                 entries.push((inode::BY_KEY_DIR, dir, "by-key".into()));
-                entries.push((inode::LIMITS, FileType::RegularFile, "limits".into()));
+                for (ino, name) in [
+                    (inode::LIMITS, "limits"),
+                    (inode::INDEX, "index"),
+                    (inode::INDEX_JSON, "index.json"),
+                ] {
+                    entries.push((ino, FileType::RegularFile, name.into()));
+                }
             }
             Node::SysvDir | Node::ByKeyDir => {
                 let segments = sysv::list()?;
@@ -410,7 +518,7 @@ impl ShmFs {
                     entries.push((table.inode(id, part), FileType::RegularFile, name.into()));
                 }
             }
-            Node::Limits | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
+            Node::Report(_) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
         }
         if matches!(node, Node::SysvDir | Node::PosixDir | Node::ByKeyDir) {
             entries[1].0 = inode::ROOT;
@@ -429,8 +537,14 @@ impl ShmFs {
                     creds::as_caller(who, || Attachment::attach(seg.shmid, seg.size, writable))?;
                 let access = if creds::daemon_is_root() {
                     match attachment.memory_file(writable) {
-                        Ok(file) if !sysv::is_hugetlb_file(&file) => SysvAccess::File(file),
-                        Ok(_) => SysvAccess::Attached(attachment),
+                        Ok(file) if !sysv::is_hugetlb_file(&file) => {
+                            self.remember_hugetlb(id.clone(), false);
+                            SysvAccess::File(file)
+                        }
+                        Ok(_) => {
+                            self.remember_hugetlb(id.clone(), true);
+                            SysvAccess::Attached(attachment)
+                        }
                         Err(e) => {
                             log::debug!("map_files of shmid {}: {e}; keeping attached", seg.shmid);
                             SysvAccess::Attached(attachment)
@@ -455,18 +569,16 @@ impl ShmFs {
     fn open_node(&self, who: &Caller, node: &Node, flags: OpenFlags) -> io::Result<Handle> {
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         match node {
-            Node::Limits => {
-                if writable {
-                    return Err(errno(libc::EACCES));
-                }
-                Ok(Handle::Text(Self::limits_text()?.into_bytes()))
+            Node::Report(_) | Node::Object(_, Part::Stat | Part::Attached) if writable => {
+                Err(errno(libc::EACCES))
             }
+            Node::Report(report) => Ok(Handle::Text(self.report_text(*report)?.into_bytes())),
             Node::Object(id, Part::Stat) => {
-                if writable {
-                    return Err(errno(libc::EACCES));
-                }
-                Ok(Handle::Text(Self::stat_text(&self.live(id)?).into_bytes()))
+                Ok(Handle::Text(self.stat_text(&self.live(id)?).into_bytes()))
             }
+            Node::Object(id, Part::Attached) => Ok(Handle::Text(
+                self.attached_text(&self.live(id)?)?.into_bytes(),
+            )),
             Node::Object(id, Part::Perm) => {
                 if writable && self.options.read_only {
                     return Err(errno(libc::EROFS));
@@ -626,7 +738,7 @@ impl ShmFs {
         let parent = self.node(parent)?;
         if !matches!(parent, Node::SysvDir | Node::PosixDir) {
             return Err(match parent {
-                Node::Object(..) | Node::Limits => errno(libc::ENOTDIR),
+                Node::Object(..) | Node::Report(_) => errno(libc::ENOTDIR),
                 _ => errno(libc::EPERM),
             });
         }
@@ -718,7 +830,7 @@ impl ShmFs {
                 }
                 Ok(())
             }
-            Node::Limits => {
+            Node::Report(_) => {
                 if want_w || want_x {
                     return Err(errno(libc::EACCES));
                 }
@@ -728,7 +840,7 @@ impl ShmFs {
                 let live = self.live(id)?;
                 let denied = match part {
                     Part::Dir => want_w,
-                    Part::Stat => want_w || want_x,
+                    Part::Stat | Part::Attached => want_w || want_x,
                     Part::Perm => want_x,
                     Part::KeyLink => false,
                     Part::Data => {

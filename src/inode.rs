@@ -18,6 +18,10 @@ pub const POSIX_DIR: u64 = 3;
 pub const BY_KEY_DIR: u64 = 4;
 /// `limits`.
 pub const LIMITS: u64 = 5;
+/// `index`.
+pub const INDEX: u64 = 6;
+/// `index.json`.
+pub const INDEX_JSON: u64 = 7;
 
 const FIRST_OBJECT: u64 = 16;
 const SLOTS: u64 = 8;
@@ -29,6 +33,8 @@ pub enum Part {
     Data,
     Stat,
     Perm,
+    /// Who has the object mapped or open.
+    Attached,
     /// The `by-key/0x…` symlink of a segment.
     KeyLink,
 }
@@ -40,6 +46,7 @@ impl Part {
             Part::Data => 1,
             Part::Stat => 2,
             Part::Perm => 3,
+            Part::Attached => 4,
             Part::KeyLink => 7,
         }
     }
@@ -50,16 +57,18 @@ impl Part {
             1 => Part::Data,
             2 => Part::Stat,
             3 => Part::Perm,
+            4 => Part::Attached,
             7 => Part::KeyLink,
             _ => return None,
         })
     }
 
     /// The files inside an object's directory, with their names.
-    pub const FILES: [(&'static str, Part); 3] = [
+    pub const FILES: [(&'static str, Part); 4] = [
         ("data", Part::Data),
         ("stat", Part::Stat),
         ("perm", Part::Perm),
+        ("attached", Part::Attached),
     ];
 }
 
@@ -82,8 +91,20 @@ pub enum Node {
     SysvDir,
     PosixDir,
     ByKeyDir,
-    Limits,
+    /// A read-only file of the root that reports on everything.
+    Report(Report),
     Object(ObjectId, Part),
+}
+
+/// The read-only files at the root.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// `limits`: system-wide limits and usage.
+    Limits,
+    /// `index`: every object in one table.
+    Index,
+    /// `index.json`: the same as JSON.
+    IndexJson,
 }
 
 /// The two-way map between objects and their inode blocks.
@@ -127,7 +148,9 @@ impl InodeTable {
             SYSV_DIR => Node::SysvDir,
             POSIX_DIR => Node::PosixDir,
             BY_KEY_DIR => Node::ByKeyDir,
-            LIMITS => Node::Limits,
+            LIMITS => Node::Report(Report::Limits),
+            INDEX => Node::Report(Report::Index),
+            INDEX_JSON => Node::Report(Report::IndexJson),
             _ if ino >= FIRST_OBJECT => {
                 let base = ino - (ino - FIRST_OBJECT) % SLOTS;
                 let part = Part::from_slot(ino - base)?;
@@ -185,7 +208,7 @@ mod tests {
     fn fixed_nodes() {
         let t = InodeTable::default();
         assert_eq!(t.node(ROOT), Some(Node::Root));
-        assert_eq!(t.node(LIMITS), Some(Node::Limits));
+        assert_eq!(t.node(LIMITS), Some(Node::Report(Report::Limits)));
         assert_eq!(t.node(9), None);
         assert_eq!(t.node(FIRST_OBJECT), None);
     }

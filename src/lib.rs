@@ -4,8 +4,10 @@
 //! directory holding `data`, `stat` and `perm`. See README.md for the user's view and
 //! DESIGN.md (beside the repository) for the contract.
 
+pub mod attach;
 pub mod creds;
 pub mod fs;
+pub mod index;
 pub mod inode;
 pub mod names;
 pub mod posix;

@@ -23,6 +23,25 @@ pub fn user_id(name: &str) -> Option<u32> {
     }
 }
 
+/// The name of a uid, if it has one.
+pub fn user_name(uid: u32) -> Option<String> {
+    // SAFETY: as in user_id.
+    unsafe {
+        let mut pwd: libc::passwd = std::mem::zeroed();
+        let mut buf = vec![0 as libc::c_char; BUF_LEN];
+        let mut result = std::ptr::null_mut();
+        let rc = libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 || result.is_null() {
+            return None;
+        }
+        Some(
+            std::ffi::CStr::from_ptr(pwd.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+        )
+    }
+}
+
 /// The gid of a group name, if the name exists.
 pub fn group_id(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
@@ -51,5 +70,6 @@ mod tests {
         assert_eq!(user_id("root"), Some(0));
         assert_eq!(group_id("root"), Some(0));
         assert_eq!(user_id("no-such-user-shmfs"), None);
+        assert_eq!(user_name(0).as_deref(), Some("root"));
     }
 }

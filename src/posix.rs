@@ -101,6 +101,11 @@ impl ShmDir {
         })
     }
 
+    /// The device of the directory's filesystem (what its objects' st_dev is).
+    pub fn dev(&self) -> u64 {
+        fstat(self.dir.as_raw_fd()).map(|st| st.st_dev).unwrap_or(0)
+    }
+
     /// The directory's path as given.
     pub fn path(&self) -> &Path {
         &self.path

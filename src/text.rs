@@ -11,14 +11,14 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 /// The `stat` file of a System V segment (DESIGN §1).
-pub fn sysv_stat(seg: &Segment, usage: Usage) -> String {
+pub fn sysv_stat(seg: &Segment, usage: Usage, hugetlb: Option<bool>) -> String {
     let mut s = String::with_capacity(320);
     // Writing to a String cannot fail.
     let _ = write!(
         s,
         "kind: sysv\nshmid: {}\nkey: 0x{:08x}\nsize: {}\nmode: 0{:03o}\nuid: {}\ngid: {}\n\
          cuid: {}\ncgid: {}\ncpid: {}\nlpid: {}\nnattch: {}\natime: {}\ndtime: {}\nctime: {}\n\
-         rss: {}\nswap: {}\ndest: {}\nlocked: {}\n",
+         rss: {}\nswap: {}\ndest: {}\nlocked: {}\nhugetlb: {}\n",
         seg.shmid,
         seg.key,
         seg.size,
@@ -37,6 +37,7 @@ pub fn sysv_stat(seg: &Segment, usage: Usage) -> String {
         usage.swap,
         yes_no(seg.dest),
         yes_no(seg.locked),
+        hugetlb.map_or("unknown", yes_no),
     );
     s
 }
@@ -238,9 +239,9 @@ mod tests {
         let expected = "kind: sysv\nshmid: 32769\nkey: 0x0000162e\nsize: 4096\nmode: 0600\n\
             uid: 1000\ngid: 1000\ncuid: 1000\ncgid: 1000\ncpid: 4242\nlpid: 4250\nnattch: 2\n\
             atime: 1763900000\ndtime: 1763899990\nctime: 1763899000\nrss: 4096\nswap: 0\n\
-            dest: no\nlocked: no\n";
+            dest: no\nlocked: no\nhugetlb: no\n";
         let usage = Usage { rss: 4096, swap: 0 };
-        assert_eq!(sysv_stat(&seg, usage), expected);
+        assert_eq!(sysv_stat(&seg, usage, Some(false)), expected);
     }
 
     #[test]
@@ -263,11 +264,11 @@ mod tests {
             dest: true,
             locked: true,
         };
-        let text = sysv_stat(&seg, Usage::default());
+        let text = sysv_stat(&seg, Usage::default(), None);
         assert!(text.contains("key: 0xdeadbeef\n"));
         assert!(text.contains("size: 5368709120\n"));
         assert!(text.contains("uid: 70000\n"));
-        assert!(text.ends_with("dest: yes\nlocked: yes\n"));
+        assert!(text.ends_with("dest: yes\nlocked: yes\nhugetlb: unknown\n"));
     }
 
     #[test]

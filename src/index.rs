@@ -1,0 +1,205 @@
+//! The root `index` and `index.json` files: every object in one table, for people (in place
+//! of `ipcs -m` and `lsipc -M`) and for `jq`.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+
+use crate::posix::Object;
+use crate::sysv::{Segment, Usage};
+
+/// One row: a segment or an object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    pub kind: &'static str,
+    /// shmid for SysV, the name for POSIX.
+    pub id: String,
+    pub key: Option<u32>,
+    pub size: u64,
+    pub mode: u32,
+    pub uid: u32,
+    pub owner: String,
+    pub nattch: Option<u64>,
+    pub rss: u64,
+}
+
+impl Row {
+    /// The row of a segment.
+    pub fn sysv(seg: &Segment, usage: Usage, owner: String) -> Row {
+        Row {
+            kind: "sysv",
+            id: seg.shmid.to_string(),
+            key: Some(seg.key),
+            size: seg.size,
+            mode: seg.mode,
+            uid: seg.uid,
+            owner,
+            nattch: Some(seg.nattch),
+            rss: usage.rss,
+        }
+    }
+
+    /// The row of a POSIX object; its name is shown with control characters escaped.
+    pub fn posix(obj: &Object, owner: String) -> Row {
+        Row {
+            kind: "posix",
+            id: obj.name.to_string_lossy().escape_debug().to_string(),
+            key: None,
+            size: obj.size,
+            mode: obj.mode,
+            uid: obj.uid,
+            owner,
+            nattch: None,
+            rss: obj.allocated,
+        }
+    }
+}
+
+/// Names of uids, looked up once per render.
+pub fn owner_names(
+    uids: impl Iterator<Item = u32>,
+    lookup: impl Fn(u32) -> Option<String>,
+) -> HashMap<u32, String> {
+    let mut names = HashMap::new();
+    for uid in uids {
+        names
+            .entry(uid)
+            .or_insert_with(|| lookup(uid).unwrap_or_else(|| uid.to_string()));
+    }
+    names
+}
+
+/// The `index` table: a header and one aligned line per row.
+pub fn render_table(rows: &[Row]) -> String {
+    let header = [
+        "KIND", "ID", "KEY", "SIZE", "MODE", "OWNER", "NATTCH", "RSS",
+    ];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.kind.to_string(),
+                r.id.clone(),
+                r.key.map_or("-".into(), |k| format!("0x{k:08x}")),
+                r.size.to_string(),
+                format!("0{:03o}", r.mode),
+                r.owner.clone(),
+                r.nattch.map_or("-".into(), |n| n.to_string()),
+                r.rss.to_string(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &cells {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            out.push_str(cell);
+            if i < last {
+                let pad = widths[i] - cell.chars().count() + 2;
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push('\n');
+    };
+    line(&header);
+    for row in &cells {
+        line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// `index.json`: an array of objects, numbers as numbers.
+pub fn render_json(rows: &[Row]) -> String {
+    let values: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            let mut v = json!({
+                "kind": r.kind,
+                "size": r.size,
+                "mode": r.mode,
+                "mode_octal": format!("0{:03o}", r.mode),
+                "uid": r.uid,
+                "owner": r.owner,
+                "rss": r.rss,
+            });
+            if r.kind == "sysv" {
+                v["shmid"] = json!(r.id.parse::<i64>().ok());
+                v["key"] = json!(r.key);
+                v["nattch"] = json!(r.nattch);
+            } else {
+                v["name"] = json!(r.id);
+            }
+            v
+        })
+        .collect();
+    let mut text = serde_json::to_string_pretty(&values).unwrap_or_else(|_| "[]".into());
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Vec<Row> {
+        vec![
+            Row {
+                kind: "sysv",
+                id: "32769".into(),
+                key: Some(0x162e),
+                size: 4096,
+                mode: 0o600,
+                uid: 1000,
+                owner: "alice".into(),
+                nattch: Some(2),
+                rss: 4096,
+            },
+            Row {
+                kind: "posix",
+                id: "my obj".into(),
+                key: None,
+                size: 8192,
+                mode: 0o640,
+                uid: 0,
+                owner: "root".into(),
+                nattch: None,
+                rss: 0,
+            },
+        ]
+    }
+
+    #[test]
+    fn table_is_aligned() {
+        let t = render_table(&rows());
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines[0],
+            "KIND   ID      KEY         SIZE  MODE  OWNER  NATTCH  RSS"
+        );
+        assert_eq!(
+            lines[1],
+            "sysv   32769   0x0000162e  4096  0600  alice  2       4096"
+        );
+        assert_eq!(
+            lines[2],
+            "posix  my obj  -           8192  0640  root   -       0"
+        );
+    }
+
+    #[test]
+    fn json_has_numbers() {
+        let v: Value = serde_json::from_str(&render_json(&rows())).unwrap();
+        assert_eq!(v[0]["shmid"], 32769);
+        assert_eq!(v[0]["key"], 0x162e);
+        assert_eq!(v[0]["nattch"], 2);
+        assert_eq!(v[0]["mode"], 0o600);
+        assert_eq!(v[1]["name"], "my obj");
+        assert_eq!(v[1]["size"], 8192);
+    }
+}
