@@ -26,9 +26,19 @@ struct Args {
     options: Vec<String>,
 
     /// Directory whose regular files appear under posix/ (a tmpfs, e.g. a container's
-    /// /proc/PID/root/dev/shm).
-    #[arg(long, value_name = "DIR", default_value = "/dev/shm")]
-    shm_dir: PathBuf,
+    /// /proc/PID/root/dev/shm) [default: /dev/shm].
+    #[arg(long, value_name = "DIR")]
+    shm_dir: Option<PathBuf>,
+
+    /// Show the SysV segments of this IPC namespace (e.g. /proc/PID/ns/ipc) instead of the
+    /// daemon's own; every SysV operation then happens there.
+    #[arg(long, value_name = "PATH")]
+    ipc_ns: Option<PathBuf>,
+
+    /// Show what process PID sees: its IPC namespace and its /dev/shm (a container's view).
+    /// --ipc-ns and --shm-dir override either half.
+    #[arg(long, value_name = "PID")]
+    pid: Option<u32>,
 
     /// Worker threads answering requests.
     #[arg(long, value_name = "N", default_value_t = 4)]
@@ -263,12 +273,39 @@ fn detach_stdio() {
     let _ = std::env::set_current_dir("/");
 }
 
+/// Moves the daemon (still one thread, so every worker inherits it) into an IPC namespace.
+fn enter_ipc_namespace(path: &Path) -> Result<(), String> {
+    let ns = std::fs::File::open(path)
+        .map_err(|e| format!("cannot open IPC namespace {}: {e}", path.display()))?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: valid fd; CLONE_NEWIPC asks the kernel to check it is an IPC namespace.
+    if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWIPC) } != 0 {
+        return Err(format!(
+            "cannot enter IPC namespace {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 fn run(args: Args) -> Result<(), String> {
     let mount_point = args.paths.last().cloned().unwrap_or_default();
     let mount_point = check_mount_point(&mount_point)?;
     let plan = plan_mount(&args.options, args.threads)?;
-    let shm = ShmDir::open(&args.shm_dir)
-        .map_err(|e| format!("cannot open shm dir {}: {e}", args.shm_dir.display()))?;
+    let ipc_ns = args.ipc_ns.clone().or_else(|| {
+        args.pid
+            .map(|pid| PathBuf::from(format!("/proc/{pid}/ns/ipc")))
+    });
+    let shm_dir = args.shm_dir.clone().unwrap_or_else(|| match args.pid {
+        Some(pid) => PathBuf::from(format!("/proc/{pid}/root/dev/shm")),
+        None => PathBuf::from("/dev/shm"),
+    });
+    let shm = ShmDir::open(&shm_dir)
+        .map_err(|e| format!("cannot open shm dir {}: {e}", shm_dir.display()))?;
+    if let Some(ns) = &ipc_ns {
+        enter_ipc_namespace(ns)?;
+    }
 
     // Objects made by `mkdir posix/NAME` get exactly the mode the kernel passes, which
     // already has the caller's umask applied.
