@@ -78,6 +78,8 @@ pub struct ShmFs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
+    /// Per-segment rss/swap, renewed when the kernel's totals change.
+    usage: sysv::UsageCache,
     /// What is known of segments' huge-page backing, learned from attachers or opens.
     hugetlb: Mutex<HashMap<ObjectId, bool>>,
 }
@@ -135,6 +137,7 @@ impl ShmFs {
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             hugetlb: Mutex::new(HashMap::new()),
+            usage: sysv::UsageCache::default(),
         }
     }
 
@@ -240,7 +243,7 @@ impl ShmFs {
     fn stat_text(&self, live: &Live) -> String {
         match live {
             Live::Sysv(seg) => {
-                text::sysv_stat(seg, sysv::usage_of(seg.shmid), self.sysv_hugetlb(seg))
+                text::sysv_stat(seg, self.usage.usage_of(seg.shmid), self.sysv_hugetlb(seg))
             }
             Live::Posix(obj) => text::posix_stat(obj),
         }
@@ -340,7 +343,12 @@ impl ShmFs {
         }
     }
 
+    /// The attributes of a node, using `known` (just looked up) instead of asking again.
     fn attr(&self, ino: u64, node: &Node) -> io::Result<FileAttr> {
+        self.attr_with(ino, node, None)
+    }
+
+    fn attr_with(&self, ino: u64, node: &Node, known: Option<Live>) -> io::Result<FileAttr> {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
             Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
@@ -357,7 +365,10 @@ impl ShmFs {
             }
             Node::Object(id, part) => (id, *part),
         };
-        let live = self.live(id)?;
+        let live = match known {
+            Some(live) => live,
+            None => self.live(id)?,
+        };
         let (mode, uid, gid, size, atime, mtime, ctime, blocks) = match &live {
             Live::Sysv(s) => (s.mode, s.uid, s.gid, s.size, s.atime, s.ctime, s.ctime, 0),
             Live::Posix(o) => (
@@ -422,25 +433,30 @@ impl ShmFs {
     }
 
     /// Finds `name` in directory `parent` and returns its inode.
-    fn find(&self, parent: &Node, name: &OsStr) -> io::Result<u64> {
+    fn find(&self, parent: &Node, name: &OsStr) -> io::Result<(u64, Option<Live>)> {
         match parent {
-            Node::Root => match name.as_bytes() {
-                b"sysv" => Ok(inode::SYSV_DIR),
-                b"posix" => Ok(inode::POSIX_DIR),
-                b"by-key" => Ok(inode::BY_KEY_DIR),
-                b"limits" => Ok(inode::LIMITS),
-                b"index" => Ok(inode::INDEX),
-                b"index.json" => Ok(inode::INDEX_JSON),
-                _ => Err(enoent()),
-            },
+            Node::Root => {
+                let ino = match name.as_bytes() {
+                    b"sysv" => inode::SYSV_DIR,
+                    b"posix" => inode::POSIX_DIR,
+                    b"by-key" => inode::BY_KEY_DIR,
+                    b"limits" => inode::LIMITS,
+                    b"index" => inode::INDEX,
+                    b"index.json" => inode::INDEX_JSON,
+                    _ => return Err(enoent()),
+                };
+                Ok((ino, None))
+            }
             Node::SysvDir => {
                 let shmid = parse_shmid(name).ok_or_else(enoent)?;
                 let seg = sysv::lookup(shmid)?;
-                Ok(self.inodes().inode(&Self::sysv_id(&seg), Part::Dir))
+                let ino = self.inodes().inode(&Self::sysv_id(&seg), Part::Dir);
+                Ok((ino, Some(Live::Sysv(seg))))
             }
             Node::PosixDir => {
                 let obj = self.shm.lookup(name)?;
-                Ok(self.inodes().inode(&Self::posix_id(&obj), Part::Dir))
+                let ino = self.inodes().inode(&Self::posix_id(&obj), Part::Dir);
+                Ok((ino, Some(Live::Posix(obj))))
             }
             Node::ByKeyDir => {
                 let key = parse_key(name).ok_or_else(enoent)?;
@@ -448,7 +464,8 @@ impl ShmFs {
                 if seg.key != key {
                     return Err(enoent());
                 }
-                Ok(self.inodes().inode(&Self::sysv_id(&seg), Part::KeyLink))
+                let ino = self.inodes().inode(&Self::sysv_id(&seg), Part::KeyLink);
+                Ok((ino, Some(Live::Sysv(seg))))
             }
             Node::Object(id, Part::Dir) => {
                 let part = Part::FILES
@@ -456,8 +473,8 @@ impl ShmFs {
                     .find(|(n, _)| n.as_bytes() == name.as_bytes())
                     .map(|(_, p)| *p)
                     .ok_or_else(enoent)?;
-                self.live(id)?;
-                Ok(self.inodes().inode(id, part))
+                let live = self.live(id)?;
+                Ok((self.inodes().inode(id, part), Some(live)))
             }
             Node::Report(_) | Node::Object(..) => Err(errno(libc::ENOTDIR)),
         }
@@ -742,7 +759,7 @@ impl ShmFs {
                 _ => errno(libc::EPERM),
             });
         }
-        let ino = self.find(&parent, name)?;
+        let (ino, _) = self.find(&parent, name)?;
         let Node::Object(id, Part::Dir) = self.node(INodeNo(ino))? else {
             return Err(enoent());
         };
@@ -929,9 +946,9 @@ impl Filesystem for ShmFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let result = self.node(parent).and_then(|p| {
-            let ino = self.find(&p, name)?;
+            let (ino, live) = self.find(&p, name)?;
             let node = self.node(INodeNo(ino))?;
-            self.attr(ino, &node)
+            self.attr_with(ino, &node, live)
         });
         match result {
             Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),

@@ -247,14 +247,50 @@ pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
     parse_usage(BufReader::new(file))
 }
 
-/// Usage of one segment, or zeros if it is not (or no longer) listed.
-pub fn usage_of(shmid: i32) -> Usage {
-    match usage_table() {
-        Ok(table) => table.get(&shmid).copied().unwrap_or_default(),
-        Err(e) => {
-            log::warn!("reading /proc/sysvipc/shm: {e}");
-            Usage::default()
+/// Per-segment usage served from one parse of `/proc/sysvipc/shm`, shared by the requests
+/// of one moment and renewed whenever the kernel's totals (`SHM_INFO`: segments, pages
+/// allocated, resident, swapped) differ from those seen at the parse. Any fault, swap-out,
+/// creation or removal changes a total, so checking them (one system call) tells whether the
+/// snapshot still holds, without a whole-list parse per lookup.
+#[derive(Debug, Default)]
+pub struct UsageCache {
+    snapshot: std::sync::Mutex<Option<(Totals, UsageTable)>>,
+}
+
+/// shmid → usage, shared between requests.
+pub type UsageTable = std::sync::Arc<HashMap<i32, Usage>>;
+
+impl UsageCache {
+    /// Usage of one segment now; zeros if it is not (or no longer) listed.
+    pub fn usage_of(&self, shmid: i32) -> Usage {
+        match self.table(shmid) {
+            Ok(table) => table.get(&shmid).copied().unwrap_or_default(),
+            Err(e) => {
+                log::warn!("reading /proc/sysvipc/shm: {e}");
+                Usage::default()
+            }
         }
+    }
+
+    /// The table, current as of this call; `shmid` must be in it if it exists.
+    pub fn table(&self, shmid: i32) -> io::Result<UsageTable> {
+        let before = totals()?;
+        {
+            let snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((seen, table)) = &*snapshot
+                && *seen == before
+                && table.contains_key(&shmid)
+            {
+                return Ok(table.clone());
+            }
+        }
+        let table = std::sync::Arc::new(usage_table()?);
+        // Only a parse that no change overlapped may serve later requests.
+        if totals()? == before {
+            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some((before, table.clone()));
+        }
+        Ok(table)
     }
 }
 
