@@ -8,14 +8,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
+    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::attach;
@@ -65,7 +65,10 @@ enum Handle {
         size: u64,
         access: SysvAccess,
     },
-    PosixData(File),
+    /// An open POSIX object.
+    PosixData {
+        file: File,
+    },
     /// A directory listing taken at opendir: (inode, type, name).
     Dir(Vec<(u64, FileType, OsString)>),
 }
@@ -80,6 +83,14 @@ pub struct ShmFs {
     mounted_at: SystemTime,
     /// Per-segment rss/swap, renewed when the kernel's totals change.
     usage: sysv::UsageCache,
+    /// Whether the kernel agreed to FUSE passthrough (root, Linux ≥ 6.9): `data` is then read
+    /// (and for POSIX objects written) by the kernel directly, at tmpfs speed.
+    passthrough: bool,
+    /// The passthrough backing of each open `data` inode: the kernel wants one per inode,
+    /// shared by all its opens, gone with the last.
+    backings: Mutex<HashMap<u64, Weak<BackingId>>>,
+    /// The backing each passthrough open holds, dropped at release.
+    handle_backings: Mutex<HashMap<u64, Arc<BackingId>>>,
     /// What is known of segments' huge-page backing, learned from attachers or opens.
     hugetlb: Mutex<HashMap<ObjectId, bool>>,
 }
@@ -137,6 +148,9 @@ impl ShmFs {
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             hugetlb: Mutex::new(HashMap::new()),
+            passthrough: false,
+            backings: Mutex::new(HashMap::new()),
+            handle_backings: Mutex::new(HashMap::new()),
             usage: sysv::UsageCache::default(),
         }
     }
@@ -155,6 +169,12 @@ impl ShmFs {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(fh, Arc::new(handle));
         FileHandle(fh)
+    }
+
+    fn handle_backings(&self) -> MutexGuard<'_, HashMap<u64, Arc<BackingId>>> {
+        self.handle_backings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn handle(&self, fh: FileHandle) -> io::Result<Arc<Handle>> {
@@ -578,7 +598,7 @@ impl ShmFs {
             Live::Posix(obj) => {
                 let file =
                     creds::as_caller(who, || self.shm.open_object(&obj.name, obj.ino, flags.0))?;
-                Ok(Handle::PosixData(file))
+                Ok(Handle::PosixData { file })
             }
         }
     }
@@ -678,7 +698,7 @@ impl ShmFs {
             Live::Posix(obj) => {
                 if let Some(fh) = fh
                     && let Ok(handle) = self.handle(fh)
-                    && let Handle::PosixData(file) = &*handle
+                    && let Handle::PosixData { file, .. } = &*handle
                 {
                     return file.set_len(size);
                 }
@@ -716,6 +736,22 @@ impl ShmFs {
             Part::Perm if mode.is_none() && uid.is_none() && gid.is_none() => Ok(()),
             _ => Err(errno(libc::EPERM)),
         }
+    }
+
+    /// The shared passthrough backing of a `data` inode, registering `file` if it has none.
+    fn backing(
+        &self,
+        ino: u64,
+        register: impl FnOnce() -> io::Result<BackingId>,
+    ) -> io::Result<Arc<BackingId>> {
+        let mut backings = self.backings.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = backings.get(&ino).and_then(Weak::upgrade) {
+            return Ok(existing);
+        }
+        backings.retain(|_, weak| weak.strong_count() > 0);
+        let backing = Arc::new(register()?);
+        backings.insert(ino, Arc::downgrade(&backing));
+        Ok(backing)
     }
 
     /// The errno for a change of the tree that shmfs does not offer.
@@ -769,38 +805,40 @@ impl ShmFs {
         }
     }
 
-    fn read_handle(&self, handle: &Handle, offset: u64, size: u32) -> io::Result<Vec<u8>> {
-        let text_slice = |t: &[u8]| {
-            let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
-            let end = start.saturating_add(size as usize).min(t.len());
-            t[start..end].to_vec()
-        };
-        match handle {
-            Handle::Text(t) | Handle::Perm { text: t, .. } => Ok(text_slice(t)),
+    /// Reads from an open file and hands the bytes to `send`, through a buffer reused by
+    /// each worker thread (a fresh megabyte per request would cost page faults every time).
+    fn read_handle(
+        &self,
+        handle: &Handle,
+        offset: u64,
+        size: u32,
+        send: impl FnOnce(&[u8]),
+    ) -> io::Result<()> {
+        let (source, len) = match handle {
+            Handle::Text(t) | Handle::Perm { text: t, .. } => {
+                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
+                let end = start.saturating_add(size as usize).min(t.len());
+                send(&t[start..end]);
+                return Ok(());
+            }
             Handle::SysvData {
                 size: seg_size,
                 access,
             } => {
-                if offset >= *seg_size {
-                    return Ok(Vec::new());
-                }
-                let want = (size as u64).min(seg_size - offset) as usize;
-                let mut buf = vec![0; want];
-                let n = match access {
-                    SysvAccess::File(f) => read_full(f, &mut buf, offset)?,
-                    SysvAccess::Attached(a) => a.read_at(&mut buf, offset),
-                };
-                buf.truncate(n);
-                Ok(buf)
+                let len = seg_size.saturating_sub(offset).min(u64::from(size)) as usize;
+                (Ok(access), len)
             }
-            Handle::PosixData(f) => {
-                let mut buf = vec![0; size as usize];
-                let n = read_full(f, &mut buf, offset)?;
-                buf.truncate(n);
-                Ok(buf)
-            }
-            Handle::Dir(_) => Err(errno(libc::EISDIR)),
-        }
+            Handle::PosixData { file, .. } => (Err(file), size as usize),
+            Handle::Dir(_) => return Err(errno(libc::EISDIR)),
+        };
+        with_read_buffer(len, |buf| {
+            let n = match source {
+                Ok(SysvAccess::File(f)) | Err(f) => read_full(f, buf, offset)?,
+                Ok(SysvAccess::Attached(a)) => a.read_at(buf, offset),
+            };
+            send(&buf[..n]);
+            Ok(())
+        })
     }
 
     fn write_handle(
@@ -829,7 +867,7 @@ impl ShmFs {
                 }
                 Ok(n as u32)
             }
-            Handle::PosixData(f) => {
+            Handle::PosixData { file: f, .. } => {
                 f.write_all_at(data, offset)?;
                 Ok(len)
             }
@@ -905,6 +943,20 @@ fn access_mode(want: u32) -> i32 {
     }
 }
 
+thread_local! {
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's read buffer, grown to at least `len` bytes.
+fn with_read_buffer<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    READ_BUFFER.with_borrow_mut(|buf| {
+        if buf.len() < len {
+            buf.resize(len, 0);
+        }
+        f(&mut buf[..len])
+    })
+}
+
 /// pread until `buf` is full or the end of the file.
 fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
     let mut done = 0;
@@ -940,7 +992,16 @@ fn parse_key(name: &OsStr) -> Option<u32> {
 }
 
 impl Filesystem for ShmFs {
-    fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> io::Result<()> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        if creds::daemon_is_root() {
+            match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH) {
+                Ok(()) => {
+                    // Backing files live on tmpfs (depth 0); this mount sits one above.
+                    self.passthrough = config.set_max_stack_depth(1).is_ok();
+                }
+                Err(_) => log::info!("kernel without FUSE passthrough: POSIX data uses direct I/O"),
+            }
+        }
         Ok(())
     }
 
@@ -1100,13 +1161,47 @@ impl Filesystem for ShmFs {
         let result = self
             .node(ino)
             .and_then(|node| self.open_node(&who, &node, flags));
-        match result {
-            Ok(handle) => reply.opened(self.add_handle(handle), FopenFlags::FOPEN_DIRECT_IO),
+        let handle = match result {
+            Ok(handle) => handle,
             Err(e) => {
                 log_failure("open", &ino, &e);
-                reply.error(errno_of(&e))
+                return reply.error(errno_of(&e));
+            }
+        };
+        // With passthrough every open of a `data` inode must name the same backing file, or
+        // the kernel refuses it. Reads of read-only opens then go straight to the memory; opens
+        // that shmfs must serve itself (SysV writes, clamped at the segment's end; kept
+        // attachments) add FOPEN_DIRECT_IO, which routes their reads and writes here.
+        let (memory, served_here) = match &handle {
+            Handle::PosixData { file } => (Some(file), false),
+            Handle::SysvData {
+                access: SysvAccess::File(file),
+                ..
+            } => (Some(file), flags.acc_mode() != OpenAccMode::O_RDONLY),
+            Handle::SysvData { .. } => (None, true),
+            _ => return reply.opened(self.add_handle(handle), FopenFlags::FOPEN_DIRECT_IO),
+        };
+        if self.passthrough {
+            let backing = self.backing(ino.0, || match memory {
+                Some(file) => reply.open_backing(file),
+                None => Err(errno(libc::ENOTSUP)),
+            });
+            match backing {
+                Ok(backing) => {
+                    let fh = self.add_handle(handle);
+                    let open_flags = if served_here {
+                        FopenFlags::FOPEN_DIRECT_IO
+                    } else {
+                        FopenFlags::empty()
+                    };
+                    self.handle_backings().insert(fh.0, backing.clone());
+                    return reply.opened_passthrough(fh, open_flags, &backing);
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
+                Err(e) => log::warn!("passthrough for {ino}: {e}; using direct I/O"),
             }
         }
+        reply.opened(self.add_handle(handle), FopenFlags::FOPEN_DIRECT_IO)
     }
 
     fn read(
@@ -1120,15 +1215,17 @@ impl Filesystem for ShmFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self
-            .handle(fh)
-            .and_then(|h| self.read_handle(&h, offset, size))
-        {
-            Ok(data) => reply.data(&data),
-            Err(e) => {
-                log_failure("read", &ino, &e);
-                reply.error(errno_of(&e))
-            }
+        let mut reply = Some(reply);
+        let result = self.handle(fh).and_then(|h| {
+            self.read_handle(&h, offset, size, |data| {
+                if let Some(reply) = reply.take() {
+                    reply.data(data);
+                }
+            })
+        });
+        if let (Err(e), Some(reply)) = (result, reply) {
+            log_failure("read", &ino, &e);
+            reply.error(errno_of(&e));
         }
     }
 
@@ -1179,6 +1276,7 @@ impl Filesystem for ShmFs {
         reply: ReplyEmpty,
     ) {
         self.handles().remove(&fh.0);
+        self.handle_backings().remove(&fh.0);
         reply.ok();
     }
 
@@ -1230,6 +1328,7 @@ impl Filesystem for ShmFs {
         reply: ReplyEmpty,
     ) {
         self.handles().remove(&fh.0);
+        self.handle_backings().remove(&fh.0);
         reply.ok();
     }
 
