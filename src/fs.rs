@@ -390,7 +390,17 @@ impl ShmFs {
             None => self.live(id)?,
         };
         let (mode, uid, gid, size, atime, mtime, ctime, blocks) = match &live {
-            Live::Sysv(s) => (s.mode, s.uid, s.gid, s.size, s.atime, s.ctime, s.ctime, 0),
+            Live::Sysv(s) => {
+                // Blocks in use, so that `du` shows what the segment holds in memory.
+                let blocks = if part == Part::Data {
+                    self.usage.usage_of(s.shmid).rss / 512
+                } else {
+                    0
+                };
+                (
+                    s.mode, s.uid, s.gid, s.size, s.atime, s.ctime, s.ctime, blocks,
+                )
+            }
             Live::Posix(o) => (
                 o.mode,
                 o.uid,
@@ -738,6 +748,28 @@ impl ShmFs {
         }
     }
 
+    /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count
+    /// as capacity, their resident pages as used).
+    fn usage_totals(&self) -> io::Result<SpaceUsage> {
+        let st = posix::fstatvfs(&self.shm)?;
+        let totals = sysv::totals()?;
+        let frsize = st.f_frsize.max(1);
+        let page = 4096u64;
+        let to_blocks = |pages: u64| pages.saturating_mul(page) / frsize;
+        let blocks = st
+            .f_blocks
+            .saturating_add(to_blocks(totals.pages_allocated));
+        let used = (st.f_blocks.saturating_sub(st.f_bfree))
+            .saturating_add(to_blocks(totals.pages_resident));
+        Ok(SpaceUsage {
+            blocks,
+            free: blocks.saturating_sub(used),
+            files: st.f_files.saturating_add(totals.segments),
+            files_free: st.f_ffree,
+            block_size: frsize as u32,
+        })
+    }
+
     /// The shared passthrough backing of a `data` inode, registering `file` if it has none.
     fn backing(
         &self,
@@ -932,6 +964,15 @@ impl ShmFs {
             }
         }
     }
+}
+
+/// Capacity and use for `statfs`, in blocks of `block_size` bytes.
+struct SpaceUsage {
+    blocks: u64,
+    free: u64,
+    files: u64,
+    files_free: u64,
+    block_size: u32,
 }
 
 /// The open flags that test the access `want` (4 read, 2 write) asks for.
@@ -1333,16 +1374,16 @@ impl Filesystem for ShmFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match posix::fstatvfs(&self.shm) {
+        match self.usage_totals() {
             Ok(st) => reply.statfs(
-                st.f_blocks,
-                st.f_bfree,
-                st.f_bavail,
-                st.f_files,
-                st.f_ffree,
-                st.f_bsize as u32,
+                st.blocks,
+                st.free,
+                st.free,
+                st.files,
+                st.files_free,
+                st.block_size,
                 255,
-                st.f_frsize as u32,
+                st.block_size,
             ),
             Err(e) => {
                 log_failure("statfs", &self.shm.path(), &e);
