@@ -1,0 +1,923 @@
+//! Shared harness for the shmfs integration tests.
+//!
+//! Every test that needs a real FUSE mount calls `require_fuse!()` first. Each test gets its own
+//! mount (`Mount`), its own private directory under /dev/shm for POSIX objects, and its own SysV
+//! segments (`SysvSeg`), so tests can run in parallel and never touch what they did not create.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tempfile::TempDir;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_shmfs");
+
+/// How long a mount may take to come up, and a daemon to exit after a signal.
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long any shell command may run before the test calls it hung.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+// ---------------------------------------------------------------------------------------------
+// Preconditions
+// ---------------------------------------------------------------------------------------------
+
+/// Returns true when FUSE tests can run here (root and /dev/fuse).
+///
+/// Otherwise: if `CI` is set (non-empty) it panics, because CI must run these tests; else it
+/// prints "skipping: ..." and returns false.
+pub fn fuse_available() -> bool {
+    let reason = if unsafe { libc::geteuid() } != 0 {
+        Some("not running as root")
+    } else if !Path::new("/dev/fuse").exists() {
+        Some("/dev/fuse does not exist")
+    } else {
+        None
+    };
+    let Some(reason) = reason else {
+        return true;
+    };
+    if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
+        panic!(
+            "shmfs integration tests need root and /dev/fuse, but {reason}; \
+             CI is set, so this is a failure rather than a skip"
+        );
+    }
+    eprintln!("skipping: {reason} (shmfs integration tests need root and /dev/fuse)");
+    false
+}
+
+/// First line of every FUSE test: returns from the test when FUSE tests cannot run here.
+macro_rules! require_fuse {
+    () => {
+        if !crate::common::fuse_available() {
+            return;
+        }
+    };
+}
+pub(crate) use require_fuse;
+
+// ---------------------------------------------------------------------------------------------
+// Running commands
+// ---------------------------------------------------------------------------------------------
+
+/// What a finished command left behind.
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.status.success()
+    }
+
+    pub fn stdout_str(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "status {}, stdout {:?}, stderr {:?}",
+            self.status,
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` to completion with stdin from /dev/null and stdout/stderr captured in files (not
+/// pipes, so that a process that wrongly daemonizes with inherited stdio cannot hang the test).
+/// Panics if it runs longer than `timeout`.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Run {
+    let out = tempfile::tempfile().expect("create stdout capture file");
+    let err = tempfile::tempfile().expect("create stderr capture file");
+    cmd.stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(err.try_clone().unwrap())
+        .env("LC_ALL", "C");
+    let start = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {timeout:?} (hung filesystem?)");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = start.elapsed();
+    Run {
+        status,
+        stdout: read_all(out),
+        stderr: String::from_utf8_lossy(&read_all(err)).into_owned(),
+        elapsed,
+    }
+}
+
+fn read_all(mut f: fs::File) -> Vec<u8> {
+    use std::io::{Read, Seek};
+    f.seek(io::SeekFrom::Start(0)).unwrap();
+    let mut v = Vec::new();
+    f.read_to_end(&mut v).unwrap();
+    v
+}
+
+/// Runs a shell script (`sh -c`), with `LC_ALL=C` so error messages are predictable.
+pub fn sh(script: &str) -> Run {
+    run_with_timeout(Command::new("sh").arg("-c").arg(script), COMMAND_TIMEOUT)
+}
+
+/// Runs a shell script that must succeed; returns its stdout.
+pub fn sh_ok(script: &str) -> String {
+    let r = sh(script);
+    assert!(r.ok(), "`{script}` failed: {r:?}");
+    r.stdout_str()
+}
+
+/// Runs a shell script as another user (uid and gid `id`, no supplementary groups).
+pub fn sh_as(id: u32, script: &str) -> Run {
+    run_with_timeout(
+        Command::new("setpriv")
+            .arg(format!("--reuid={id}"))
+            .arg(format!("--regid={id}"))
+            .arg("--clear-groups")
+            .arg("sh")
+            .arg("-c")
+            .arg(script),
+        COMMAND_TIMEOUT,
+    )
+}
+
+/// Quotes a path for a shell script.
+pub fn q(p: impl AsRef<Path>) -> String {
+    let s = p.as_ref().to_str().expect("utf-8 path");
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// The errno of an io::Error (panics if it has none).
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error()
+        .unwrap_or_else(|| panic!("error without errno: {e}"))
+}
+
+/// Asserts that `r` failed with errno `want`, naming `what` the user did.
+#[track_caller]
+pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, want: i32, what: &str) {
+    match r {
+        Ok(v) => panic!(
+            "{what}: expected it to fail with {}, but it succeeded ({v:?})",
+            errno_name(want)
+        ),
+        Err(e) => assert_eq!(
+            errno(&e),
+            want,
+            "{what}: expected {}, got {e}",
+            errno_name(want)
+        ),
+    }
+}
+
+pub fn errno_name(e: i32) -> String {
+    let name = match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EACCES => "EACCES",
+        libc::EINVAL => "EINVAL",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::EEXIST => "EEXIST",
+        _ => return format!("errno {e} ({})", io::Error::from_raw_os_error(e)),
+    };
+    format!("{name} ({})", io::Error::from_raw_os_error(e))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounts
+// ---------------------------------------------------------------------------------------------
+
+/// Device number of `p` (stat, follows nothing special).
+fn dev_of(p: &Path) -> Option<u64> {
+    fs::metadata(p).ok().map(|m| m.dev())
+}
+
+/// True when `p`'s st_dev differs from its parent's: something answers there.
+pub fn st_dev_differs_from_parent(p: &Path) -> bool {
+    match (dev_of(p), p.parent().and_then(dev_of)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// True when /proc/self/mountinfo lists `p` as a mount point (never blocks on the filesystem).
+pub fn is_listed_in_mountinfo(p: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = p.to_str().unwrap().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
+}
+
+/// Lazily unmounts `p` until mountinfo no longer lists it (at most a few times).
+pub fn force_unmount(p: &Path) {
+    for _ in 0..4 {
+        if !is_listed_in_mountinfo(p) {
+            return;
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(p)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Waits up to `timeout` for `child` to exit.
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Options for a test mount.
+pub struct MountBuilder {
+    options: Vec<String>,
+    private_shm_dir: bool,
+}
+
+impl MountBuilder {
+    /// Adds a `-o` mount option (`ro`, `allow_other`, ...).
+    pub fn option(mut self, opt: &str) -> Self {
+        self.options.push(opt.to_string());
+        self
+    }
+
+    /// Does not pass `--shm-dir`: the mount shows the real /dev/shm.
+    pub fn system_shm_dir(mut self) -> Self {
+        self.private_shm_dir = false;
+        self
+    }
+
+    pub fn mount(self) -> Mount {
+        let mnt = tempfile::Builder::new()
+            .prefix("shmfs-mnt-")
+            .tempdir()
+            .expect("create mount point");
+        let shm = if self.private_shm_dir {
+            Some(
+                tempfile::Builder::new()
+                    .prefix("shmfs-test-")
+                    .tempdir_in("/dev/shm")
+                    .expect("create private directory under /dev/shm"),
+            )
+        } else {
+            None
+        };
+        let log = tempfile::NamedTempFile::new().expect("create daemon log file");
+
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-f");
+        if !self.options.is_empty() {
+            cmd.arg("-o").arg(self.options.join(","));
+        }
+        if let Some(shm) = &shm {
+            cmd.arg("--shm-dir").arg(shm.path());
+        }
+        cmd.arg(mnt.path())
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+
+        let mut m = Mount {
+            child: Some(child),
+            mnt: Some(mnt),
+            shm,
+            log,
+        };
+        m.wait_until_mounted(&cmd);
+        m
+    }
+}
+
+/// A running `shmfs -f` on a fresh temporary mount point. Dropping it unmounts (SIGTERM) and
+/// cleans up.
+pub struct Mount {
+    child: Option<Child>,
+    mnt: Option<TempDir>,
+    shm: Option<TempDir>,
+    log: tempfile::NamedTempFile,
+}
+
+impl Mount {
+    /// `shmfs -f --shm-dir /dev/shm/shmfs-test-XXXX MNT`.
+    pub fn new() -> Mount {
+        Mount::builder().mount()
+    }
+
+    pub fn builder() -> MountBuilder {
+        MountBuilder {
+            options: Vec::new(),
+            private_shm_dir: true,
+        }
+    }
+
+    fn wait_until_mounted(&mut self, cmd: &Command) {
+        let start = Instant::now();
+        loop {
+            if st_dev_differs_from_parent(self.path()) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!(
+                    "{cmd:?} exited with {status} before the mount came up; its output:\n{}",
+                    self.log()
+                );
+            }
+            if start.elapsed() > MOUNT_TIMEOUT {
+                panic!(
+                    "{cmd:?}: mount point still not mounted after {MOUNT_TIMEOUT:?}; output:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.mnt.as_ref().unwrap().path()
+    }
+
+    /// The private shm directory given with --shm-dir (panics if the mount has none).
+    pub fn shm_dir(&self) -> &Path {
+        self.shm
+            .as_ref()
+            .expect("mount without private --shm-dir")
+            .path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon already stopped").id()
+    }
+
+    /// Everything the daemon printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// `MNT/<rel>`.
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    /// `MNT/sysv/<id>`.
+    pub fn sysv_dir(&self, id: i32) -> PathBuf {
+        self.path().join("sysv").join(id.to_string())
+    }
+
+    /// `MNT/sysv/<id>/<file>`.
+    pub fn sysv(&self, id: i32, file: &str) -> PathBuf {
+        self.sysv_dir(id).join(file)
+    }
+
+    /// `MNT/posix/<name>`.
+    pub fn posix_dir(&self, name: &str) -> PathBuf {
+        self.path().join("posix").join(name)
+    }
+
+    /// `MNT/posix/<name>/<file>`.
+    pub fn posix(&self, name: &str, file: &str) -> PathBuf {
+        self.posix_dir(name).join(file)
+    }
+
+    /// The shmids listed in `MNT/sysv`.
+    pub fn ls_sysv(&self) -> BTreeSet<i32> {
+        fs::read_dir(self.p("sysv"))
+            .expect("ls MNT/sysv")
+            .map(|e| {
+                let name = e.unwrap().file_name();
+                let name = name.to_str().unwrap().to_string();
+                name.parse()
+                    .unwrap_or_else(|_| panic!("MNT/sysv has a non-numeric entry {name:?}"))
+            })
+            .collect()
+    }
+
+    /// The names listed in a directory of the mount.
+    pub fn ls(&self, rel: &str) -> BTreeSet<String> {
+        ls(&self.p(rel))
+    }
+
+    /// Sends `sig` to the daemon and waits (up to MOUNT_TIMEOUT) for it to exit.
+    /// Returns its exit status, or None if it did not exit in time.
+    pub fn signal_and_wait(&mut self, sig: i32) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("daemon already stopped");
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+        let status = wait_timeout(&mut child, MOUNT_TIMEOUT);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            if wait_timeout(&mut child, MOUNT_TIMEOUT).is_none() {
+                eprintln!("shmfs did not exit within {MOUNT_TIMEOUT:?} of SIGTERM; forcing");
+                force_unmount(self.path());
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let path = self.path().to_path_buf();
+        force_unmount(&path);
+        if is_listed_in_mountinfo(&path) {
+            // Never recurse into a live shmfs: removing its tree would remove segments.
+            eprintln!("{} is still mounted; leaving it in place", path.display());
+            let _ = self.mnt.take().unwrap().keep();
+        }
+    }
+}
+
+/// Names in a directory.
+pub fn ls(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("ls {}: {e}", dir.display()))
+        .map(|e| e.unwrap().file_name().to_str().unwrap().to_string())
+        .collect()
+}
+
+/// Asserts that `dir` lists at least `names` (README documents further entries, such as
+/// `attached`, `index` and `index.json`, beyond DESIGN §1's layout).
+#[track_caller]
+pub fn assert_has_entries(dir: &Path, names: &[&str]) {
+    let have = ls(dir);
+    let missing: Vec<&&str> = names.iter().filter(|n| !have.contains(**n)).collect();
+    assert!(
+        missing.is_empty(),
+        "`ls {}` shows {have:?}, missing {missing:?}",
+        dir.display()
+    );
+}
+
+/// Pids of processes whose command line contains `arg` as one argument (excluding us).
+pub fn pids_with_arg(arg: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let want = arg.as_os_str().as_bytes();
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_str().unwrap_or("").parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.split(|b| *b == 0).any(|a| a == want) && !is_zombie(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// True when `pid` is gone or a zombie.
+pub fn is_zombie(pid: i32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(s) => s
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+            .unwrap_or(true),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// "name: value" text (stat, perm, limits)
+// ---------------------------------------------------------------------------------------------
+
+/// The `name: value` lines of a text file, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fields(pub Vec<(String, String)>);
+
+impl Fields {
+    pub fn parse(text: &str) -> Fields {
+        assert!(
+            text.ends_with('\n'),
+            "text does not end with a newline: {text:?}"
+        );
+        Fields(
+            text.lines()
+                .map(|l| {
+                    let (n, v) = l
+                        .split_once(": ")
+                        .unwrap_or_else(|| panic!("line {l:?} is not `name: value` in {text:?}"));
+                    (n.to_string(), v.to_string())
+                })
+                .collect(),
+        )
+    }
+
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    #[track_caller]
+    pub fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no `{name}:` line in {:?}", self.0))
+    }
+
+    #[track_caller]
+    pub fn num(&self, name: &str) -> u64 {
+        let v = self.get(name);
+        v.parse()
+            .unwrap_or_else(|_| panic!("`{name}: {v}` is not a decimal number"))
+    }
+}
+
+/// Reads a text file of the mount and parses its `name: value` lines.
+pub fn read_fields(p: &Path) -> Fields {
+    Fields::parse(&read_text(p))
+}
+
+pub fn read_text(p: &Path) -> String {
+    fs::read_to_string(p).unwrap_or_else(|e| panic!("cat {}: {e}", p.display()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// System V segments
+// ---------------------------------------------------------------------------------------------
+
+/// A random, non-zero key, unlikely to collide with other tests or other users of the machine.
+pub fn random_key() -> i32 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let mut x =
+        (u64::from(std::process::id()) << 32) ^ nanos ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // splitmix64 finaliser
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    match x as u32 as i32 {
+        0 => random_key(),
+        k => k,
+    }
+}
+
+/// `shmctl(id, IPC_STAT)`.
+pub fn ipc_stat(id: i32) -> io::Result<libc::shmid_ds> {
+    let mut ds: libc::shmid_ds = unsafe { std::mem::zeroed() };
+    if unsafe { libc::shmctl(id, libc::IPC_STAT, &mut ds) } == 0 {
+        Ok(ds)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+pub const SHM_DEST: u32 = 0o1000;
+pub const SHM_LOCKED: u32 = 0o2000;
+
+/// A System V segment created by this test; removed (IPC_RMID) when dropped.
+pub struct SysvSeg {
+    pub id: i32,
+    pub key: i32,
+    pub size: usize,
+    removed: bool,
+}
+
+impl SysvSeg {
+    /// `shmget(IPC_PRIVATE, size, IPC_CREAT|IPC_EXCL|mode)`.
+    pub fn private(size: usize, mode: u32) -> SysvSeg {
+        Self::create(libc::IPC_PRIVATE, size, mode).expect("shmget(IPC_PRIVATE)")
+    }
+
+    /// A segment with a fresh random key.
+    pub fn keyed(size: usize, mode: u32) -> SysvSeg {
+        for _ in 0..100 {
+            match Self::create(random_key(), size, mode) {
+                Ok(s) => return s,
+                Err(e) if errno(&e) == libc::EEXIST => continue,
+                Err(e) => panic!("shmget(key, {size}): {e}"),
+            }
+        }
+        panic!("could not find a free random key");
+    }
+
+    fn create(key: i32, size: usize, mode: u32) -> io::Result<SysvSeg> {
+        let id = unsafe { libc::shmget(key, size, libc::IPC_CREAT | libc::IPC_EXCL | mode as i32) };
+        if id < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(SysvSeg {
+            id,
+            key,
+            size,
+            removed: false,
+        })
+    }
+
+    /// Takes ownership of a segment this test created by other means (e.g. `ipcmk`).
+    pub fn adopt(id: i32) -> SysvSeg {
+        let ds = ipc_stat(id).unwrap_or_else(|e| panic!("IPC_STAT of adopted shmid {id}: {e}"));
+        SysvSeg {
+            id,
+            key: ds.shm_perm.__key,
+            size: ds.shm_segsz,
+            removed: false,
+        }
+    }
+
+    /// `shmctl(IPC_STAT)`; panics on error.
+    #[track_caller]
+    pub fn stat(&self) -> libc::shmid_ds {
+        ipc_stat(self.id).unwrap_or_else(|e| panic!("IPC_STAT of shmid {}: {e}", self.id))
+    }
+
+    /// Mode bits (permission bits only).
+    pub fn mode(&self) -> u32 {
+        u32::from(self.stat().shm_perm.mode) & 0o777
+    }
+
+    /// `shmctl(IPC_SET)` changing only what is given.
+    pub fn set(&self, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) {
+        let mut ds = self.stat();
+        if let Some(m) = mode {
+            ds.shm_perm.mode = m as u16;
+        }
+        if let Some(u) = uid {
+            ds.shm_perm.uid = u;
+        }
+        if let Some(g) = gid {
+            ds.shm_perm.gid = g;
+        }
+        let r = unsafe { libc::shmctl(self.id, libc::IPC_SET, &mut ds) };
+        assert_eq!(
+            r,
+            0,
+            "IPC_SET on shmid {}: {}",
+            self.id,
+            io::Error::last_os_error()
+        );
+    }
+
+    /// `shmctl(SHM_LOCK)`.
+    pub fn lock(&self) {
+        let r = unsafe { libc::shmctl(self.id, libc::SHM_LOCK, std::ptr::null_mut()) };
+        assert_eq!(r, 0, "SHM_LOCK: {}", io::Error::last_os_error());
+    }
+
+    /// `shmctl(IPC_RMID)` now.
+    pub fn remove(&mut self) {
+        let r = unsafe { libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut()) };
+        assert_eq!(r, 0, "IPC_RMID: {}", io::Error::last_os_error());
+        self.removed = true;
+    }
+
+    /// Forget the segment: it has been removed by other means (e.g. `ipcrm` run by the test).
+    pub fn forget(&mut self) {
+        self.removed = true;
+    }
+
+    /// Attaches the segment in this process (shmat).
+    pub fn attach(&self) -> Attachment {
+        let addr = unsafe { libc::shmat(self.id, std::ptr::null(), 0) };
+        assert!(
+            addr as isize != -1,
+            "shmat({}): {}",
+            self.id,
+            io::Error::last_os_error()
+        );
+        Attachment {
+            addr: addr as *mut u8,
+            len: self.size,
+        }
+    }
+}
+
+impl Drop for SysvSeg {
+    fn drop(&mut self) {
+        if !self.removed {
+            unsafe {
+                libc::shmctl(self.id, libc::IPC_RMID, std::ptr::null_mut());
+            }
+        }
+    }
+}
+
+/// The test's own attachment of a segment: direct access to its bytes. Detaches on drop.
+pub struct Attachment {
+    addr: *mut u8,
+    len: usize,
+}
+
+impl Attachment {
+    pub fn write(&self, offset: usize, bytes: &[u8]) {
+        assert!(offset + bytes.len() <= self.len, "write past segment end");
+        for (i, b) in bytes.iter().enumerate() {
+            unsafe { std::ptr::write_volatile(self.addr.add(offset + i), *b) };
+        }
+    }
+
+    pub fn read(&self, offset: usize, len: usize) -> Vec<u8> {
+        assert!(offset + len <= self.len, "read past segment end");
+        (0..len)
+            .map(|i| unsafe { std::ptr::read_volatile(self.addr.add(offset + i)) })
+            .collect()
+    }
+
+    /// All bytes of the segment.
+    pub fn all(&self) -> Vec<u8> {
+        self.read(0, self.len)
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        unsafe {
+            libc::shmdt(self.addr as *const libc::c_void);
+        }
+    }
+}
+
+/// A deterministic, non-repeating-looking pattern of `len` bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(31) ^ (i >> 8) ^ seed as usize) as u8)
+        .collect()
+}
+
+/// The row of /proc/sysvipc/shm for `id`, as column name -> value.
+pub fn proc_sysvipc_row(id: i32) -> Option<HashMap<String, String>> {
+    let text = fs::read_to_string("/proc/sysvipc/shm").expect("read /proc/sysvipc/shm");
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let shmid_col = header.iter().position(|h| *h == "shmid")?;
+    for l in lines {
+        let cols: Vec<&str> = l.split_whitespace().collect();
+        if cols.get(shmid_col) == Some(&id.to_string().as_str()) {
+            return Some(
+                header
+                    .iter()
+                    .zip(cols)
+                    .map(|(h, c)| (h.to_string(), c.to_string()))
+                    .collect(),
+            );
+        }
+    }
+    None
+}
+
+/// The shmids `ipcs -m` lists.
+pub fn ipcs_m_ids() -> BTreeSet<i32> {
+    let out = sh_ok("ipcs -m");
+    out.lines()
+        .filter(|l| l.starts_with("0x"))
+        .map(|l| {
+            l.split_whitespace()
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("cannot parse `ipcs -m` line {l:?}"))
+        })
+        .collect()
+}
+
+/// The "name value" lines of `ipcs -m -u` ("segments allocated 3" -> ("segments allocated", 3)).
+pub fn ipcs_m_u() -> HashMap<String, u64> {
+    sh_ok("ipcs -m -u")
+        .lines()
+        .filter_map(|l| {
+            let (name, val) = l.trim().rsplit_once(char::is_whitespace)?;
+            Some((name.trim().to_string(), val.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Runs `ipcmk -M size -p mode` and returns the new shmid, parsed from "Shared memory id: N".
+pub fn ipcmk(size: usize, mode: &str) -> i32 {
+    let out = sh_ok(&format!("ipcmk -M {size} -p {mode}"));
+    parse_ipcmk(&out)
+}
+
+pub fn parse_ipcmk(out: &str) -> i32 {
+    out.lines()
+        .find_map(|l| l.strip_prefix("Shared memory id: "))
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no `Shared memory id: N` in ipcmk output {out:?}"))
+}
+
+/// Repeats `check` (returning Err(description) on mismatch) up to `tries` times, 50 ms apart,
+/// for comparisons with global state other processes may change meanwhile.
+#[track_caller]
+pub fn retry(tries: u32, mut check: impl FnMut() -> Result<(), String>) {
+    let mut last = String::new();
+    for _ in 0..tries {
+        match check() {
+            Ok(()) => return,
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("still mismatched after {tries} tries: {last}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// POSIX objects
+// ---------------------------------------------------------------------------------------------
+
+/// Creates `dir/name` as shm_open(O_CREAT|O_EXCL) would, with exactly `mode` and `content`.
+pub fn create_posix(dir: &Path, name: &str, mode: u32, content: &[u8]) -> PathBuf {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let p = dir.join(name);
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&p)
+        .unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    f.set_permissions(fs::Permissions::from_mode(mode)).unwrap(); // undo the umask
+    f.write_all(content).unwrap();
+    p
+}
+
+/// mkfifo(path, mode).
+pub fn mkfifo(p: &Path, mode: u32) {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    let r = unsafe { libc::mkfifo(c.as_ptr(), mode) };
+    assert_eq!(
+        r,
+        0,
+        "mkfifo {}: {}",
+        p.display(),
+        io::Error::last_os_error()
+    );
+}
+
+/// truncate(2) of a path.
+pub fn truncate(p: &Path, len: i64) -> io::Result<()> {
+    let c = CString::new(p.as_os_str().as_bytes()).unwrap();
+    if unsafe { libc::truncate(c.as_ptr(), len) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Writes `bytes` in ONE write(2) call to `p` opened O_WRONLY (no O_TRUNC).
+pub fn write_once(p: &Path, bytes: &[u8]) -> io::Result<usize> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new().write(true).open(p)?;
+    f.write(bytes)
+}
+
+/// Formats a mode as in stat/perm: `0%03o` of the permission bits.
+pub fn fmt_mode(mode: u32) -> String {
+    format!("0{:03o}", mode & 0o777)
+}

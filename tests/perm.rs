@@ -1,0 +1,375 @@
+//! The perm file, chmod and chown, and who may change what.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+
+const OTHER: u32 = 12345;
+
+/// (mode, uid, gid) of a segment per IPC_STAT.
+fn sysv_owner(seg: &SysvSeg) -> (u32, u32, u32) {
+    let ds = seg.stat();
+    (
+        u32::from(ds.shm_perm.mode) & 0o777,
+        ds.shm_perm.uid,
+        ds.shm_perm.gid,
+    )
+}
+
+/// (mode, uid, gid) of a file per stat(2).
+fn file_owner(p: &Path) -> (u32, u32, u32) {
+    let md = fs::metadata(p).unwrap();
+    (md.mode() & 0o777, md.uid(), md.gid())
+}
+
+fn perm_text(mode: u32, uid: u32, gid: u32) -> String {
+    format!("mode: {}\nuid: {uid}\ngid: {gid}\n", fmt_mode(mode))
+}
+
+#[test]
+fn sysv_perm_reads_mode_uid_gid() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::private(4096, 0o640);
+    assert_eq!(read_text(&m.sysv(seg.id, "perm")), perm_text(0o640, 0, 0));
+    seg.set(None, Some(OTHER), Some(23456));
+    assert_eq!(
+        read_text(&m.sysv(seg.id, "perm")),
+        perm_text(0o640, OTHER, 23456),
+        "perm after IPC_SET uid/gid"
+    );
+}
+
+#[test]
+fn posix_perm_reads_mode_uid_gid() {
+    require_fuse!();
+    let m = Mount::new();
+    let p = create_posix(m.shm_dir(), "o", 0o604, b"");
+    assert_eq!(read_text(&m.posix("o", "perm")), perm_text(0o604, 0, 0));
+    std::os::unix::fs::chown(&p, Some(OTHER), Some(23456)).unwrap();
+    assert_eq!(
+        read_text(&m.posix("o", "perm")),
+        perm_text(0o604, OTHER, 23456)
+    );
+}
+
+#[test]
+fn echo_octal_mode_into_perm_changes_mode() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::private(4096, 0o640);
+    let perm = m.sysv(seg.id, "perm");
+    let r = sh(&format!("echo 600 > {}", q(&perm)));
+    assert!(r.ok(), "`echo 600 > perm` should succeed: {r:?}");
+    assert_eq!(sysv_owner(&seg), (0o600, 0, 0), "after `echo 600 > perm`");
+    let ipcs = sh_ok(&format!("ipcs -m -i {}", seg.id));
+    assert!(
+        ipcs.contains("mode=0600"),
+        "`ipcs -m -i ID` after `echo 600 > perm`: {ipcs}"
+    );
+    assert_eq!(read_text(&perm), perm_text(0o600, 0, 0));
+
+    sh_ok(&format!("echo 0644 > {}", q(&perm)));
+    assert_eq!(sysv_owner(&seg), (0o644, 0, 0), "after `echo 0644 > perm`");
+}
+
+#[test]
+fn perm_pairs_change_named_fields_only() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::private(4096, 0o600);
+    let perm = m.sysv(seg.id, "perm");
+
+    sh_ok(&format!(
+        "printf 'mode: 0640\\nuid: 12345\\n' > {}",
+        q(&perm)
+    ));
+    assert_eq!(
+        sysv_owner(&seg),
+        (0o640, OTHER, 0),
+        "after `mode: 0640\\nuid: 12345\\n`"
+    );
+
+    sh_ok(&format!("printf 'mode=600 gid=23456' > {}", q(&perm)));
+    assert_eq!(
+        sysv_owner(&seg),
+        (0o600, OTHER, 23456),
+        "after `mode=600 gid=23456`"
+    );
+
+    sh_ok(&format!("printf 'uid: root\\ngid: root\\n' > {}", q(&perm)));
+    assert_eq!(
+        sysv_owner(&seg),
+        (0o600, 0, 0),
+        "after `uid: root\\ngid: root`"
+    );
+
+    sh_ok(&format!("printf 'gid=23456 uid=12345' > {}", q(&perm)));
+    assert_eq!(sysv_owner(&seg), (0o600, OTHER, 23456));
+    sh_ok(&format!("printf 'uid=root' > {}", q(&perm)));
+    assert_eq!(sysv_owner(&seg), (0o600, 0, 23456), "after `uid=root`");
+    assert_eq!(read_text(&perm), perm_text(0o600, 0, 23456));
+}
+
+/// Writes that must fail with EINVAL and change nothing.
+const INVALID: &[&[u8]] = &[
+    b"mode: 999",
+    b"mode: 8",
+    b"bogus: 1",
+    b"mode: 0600 junk",
+    b"\n",
+    b"   ",
+    b"\x00\xff\x01\x80binary",
+    b"mode: 0640 uid: no-such-user-shmfs",
+    b"mode: 0640\ngid: no-such-group-shmfs\n",
+    b"uid: -1",
+    b"mode:",
+];
+
+fn assert_invalid_writes_refused(perm: &Path, state: impl Fn() -> (u32, u32, u32)) {
+    let before = state();
+    for bad in INVALID {
+        assert_errno(
+            write_once(perm, bad),
+            libc::EINVAL,
+            &format!("write {:?} to perm", String::from_utf8_lossy(bad)),
+        );
+        assert_eq!(
+            state(),
+            before,
+            "refused write {:?} changed mode/uid/gid",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    // An empty write(2) never reaches the filesystem (the kernel answers 0); it must change
+    // nothing either way.
+    let _ = write_once(perm, b"");
+    assert_eq!(state(), before, "an empty write changed mode/uid/gid");
+
+    // dash's builtin echo reports any write error as "I/O error": check its exit status, and
+    // the errno through dd, which prints strerror.
+    let r = sh(&format!("echo 'mode: 999' > {}", q(perm)));
+    assert!(!r.ok(), "`echo 'mode: 999' > perm` should fail: {r:?}");
+    let r = sh(&format!(
+        "echo 'mode: 999' | dd of={} conv=notrunc status=none",
+        q(perm)
+    ));
+    assert!(
+        !r.ok() && r.stderr.contains("Invalid argument"),
+        "`echo 'mode: 999' | dd of=perm` should fail with Invalid argument: {r:?}"
+    );
+    // Truncation alone (`: > perm`) is accepted and changes nothing.
+    let r = sh(&format!(": > {}", q(perm)));
+    assert!(r.ok(), "`: > perm` (truncate only) should succeed: {r:?}");
+    assert_eq!(state(), before);
+}
+
+#[test]
+fn invalid_sysv_perm_writes_fail_einval_and_change_nothing() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::private(4096, 0o640);
+    seg.set(None, Some(OTHER), Some(23456));
+    assert_invalid_writes_refused(&m.sysv(seg.id, "perm"), || sysv_owner(&seg));
+}
+
+#[test]
+fn invalid_posix_perm_writes_fail_einval_and_change_nothing() {
+    require_fuse!();
+    let m = Mount::new();
+    let p = create_posix(m.shm_dir(), "inv", 0o640, b"x");
+    assert_invalid_writes_refused(&m.posix("inv", "perm"), || file_owner(&p));
+}
+
+#[test]
+fn chmod_and_chown_change_the_segment() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::private(4096, 0o600);
+    let dir = m.sysv_dir(seg.id);
+    sh_ok(&format!("chmod 640 {}", q(&dir)));
+    assert_eq!(sysv_owner(&seg), (0o640, 0, 0), "after `chmod 640 sysv/ID`");
+    sh_ok(&format!("chmod 600 {}", q(dir.join("data"))));
+    assert_eq!(
+        sysv_owner(&seg),
+        (0o600, 0, 0),
+        "after `chmod 600 sysv/ID/data`"
+    );
+    sh_ok(&format!("chown 12345:23456 {}", q(&dir)));
+    assert_eq!(
+        sysv_owner(&seg),
+        (0o600, OTHER, 23456),
+        "after `chown 12345:23456 sysv/ID`"
+    );
+    sh_ok(&format!("chown root {}", q(dir.join("data"))));
+    assert_eq!(
+        sysv_owner(&seg),
+        (0o600, 0, 23456),
+        "after `chown root data`"
+    );
+    assert_eq!(
+        file_owner(&dir.join("data")),
+        (0o600, 0, 23456),
+        "`ls -l data` after chmod/chown"
+    );
+}
+
+#[test]
+fn posix_perm_chmod_and_chown_change_the_object() {
+    require_fuse!();
+    let m = Mount::new();
+    let p = create_posix(m.shm_dir(), "pc", 0o600, b"x");
+    let perm = m.posix("pc", "perm");
+    sh_ok(&format!("echo 640 > {}", q(&perm)));
+    assert_eq!(file_owner(&p), (0o640, 0, 0), "after `echo 640 > perm`");
+    sh_ok(&format!("printf 'uid: 12345\\ngid=23456' > {}", q(&perm)));
+    assert_eq!(file_owner(&p), (0o640, OTHER, 23456), "after uid/gid pairs");
+    sh_ok(&format!("chmod 600 {}", q(m.posix_dir("pc"))));
+    assert_eq!(
+        file_owner(&p),
+        (0o600, OTHER, 23456),
+        "after `chmod 600 posix/pc`"
+    );
+    sh_ok(&format!("chmod 604 {}", q(m.posix("pc", "data"))));
+    assert_eq!(file_owner(&p), (0o604, OTHER, 23456));
+    sh_ok(&format!("chown 0:0 {}", q(m.posix_dir("pc"))));
+    assert_eq!(file_owner(&p), (0o604, 0, 0), "after `chown 0:0 posix/pc`");
+    assert_eq!(fs::read(&p).unwrap(), b"x", "content unchanged");
+}
+
+#[test]
+fn other_user_is_refused_on_root_segment() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let seg = SysvSeg::private(4096, 0o600);
+    let id = seg.id;
+
+    // Anyone may look inside and read stat.
+    let r = sh_as(OTHER, &format!("cat {}", q(m.sysv(id, "stat"))));
+    assert!(r.ok(), "uid {OTHER} reading stat of a 0600 segment: {r:?}");
+    assert!(r.stdout_str().contains(&format!("shmid: {id}\n")));
+
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "printf 644 | dd of={} conv=notrunc status=none",
+            q(m.sysv(id, "perm"))
+        ),
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("Operation not permitted"),
+        "uid {OTHER} writing perm of root's segment should fail with EPERM: {r:?}"
+    );
+    let r = sh_as(OTHER, &format!("chmod 644 {}", q(m.sysv_dir(id))));
+    assert!(
+        !r.ok() && r.stderr.contains("Operation not permitted"),
+        "uid {OTHER} chmod of root's segment should fail with EPERM: {r:?}"
+    );
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "dd if={} of=/dev/null count=1 status=none",
+            q(m.sysv(id, "data"))
+        ),
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("Permission denied"),
+        "uid {OTHER} opening data of a 0600 root segment should fail with EACCES: {r:?}"
+    );
+    assert_eq!(
+        sysv_owner(&seg),
+        (0o600, 0, 0),
+        "refused changes changed the segment"
+    );
+
+    // Control: the same user may do all of it on a segment it owns.
+    let own = SysvSeg::private(4096, 0o600);
+    own.set(None, Some(OTHER), Some(OTHER));
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "dd if={} of=/dev/null status=none && echo 640 > {}",
+            q(m.sysv(own.id, "data")),
+            q(m.sysv(own.id, "perm"))
+        ),
+    );
+    assert!(r.ok(), "uid {OTHER} on its own segment: {r:?}");
+    assert_eq!(sysv_owner(&own), (0o640, OTHER, OTHER));
+}
+
+#[test]
+fn creator_keeps_owner_rights_after_giving_segment_away() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let r = sh_as(OTHER, "ipcmk -M 4096 -p 0600");
+    assert!(r.ok(), "ipcmk as uid {OTHER}: {r:?}");
+    let seg = SysvSeg::adopt(parse_ipcmk(&r.stdout_str()));
+    seg.set(None, Some(23456), Some(23456));
+    let ds = seg.stat();
+    assert_eq!((ds.shm_perm.cuid, ds.shm_perm.uid), (OTHER, 23456));
+
+    // The kernel grants the creator the owner's rights (ipcperms, IPC_SET).
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "dd if={} of=/dev/null status=none",
+            q(m.sysv(seg.id, "data"))
+        ),
+    );
+    assert!(
+        r.ok(),
+        "creator uid {OTHER} reading data of its 0600 segment: {r:?}"
+    );
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "printf 'mode: 0640' | dd of={} conv=notrunc status=none",
+            q(m.sysv(seg.id, "perm"))
+        ),
+    );
+    assert!(r.ok(), "creator uid {OTHER} writing perm: {r:?}");
+    assert_eq!(sysv_owner(&seg), (0o640, 23456, 23456));
+}
+
+#[test]
+fn other_user_is_refused_on_root_posix_object() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let p = create_posix(m.shm_dir(), "secret", 0o600, b"secret");
+
+    let r = sh_as(OTHER, &format!("cat {}", q(m.posix("secret", "stat"))));
+    assert!(r.ok(), "uid {OTHER} reading stat of a 0600 object: {r:?}");
+
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "printf 644 | dd of={} conv=notrunc status=none",
+            q(m.posix("secret", "perm"))
+        ),
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("Operation not permitted"),
+        "uid {OTHER} writing perm of root's object should fail with EPERM: {r:?}"
+    );
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "dd if={} of=/dev/null status=none",
+            q(m.posix("secret", "data"))
+        ),
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("Permission denied"),
+        "uid {OTHER} opening data of a 0600 root object should fail with EACCES: {r:?}"
+    );
+    assert!(r.stdout.is_empty());
+    assert_eq!(
+        file_owner(&p),
+        (0o600, 0, 0),
+        "refused change changed the object"
+    );
+}
