@@ -44,8 +44,12 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 4)]
     threads: usize,
 
+    /// Print the shmfs(1) man page (roff) and exit.
+    #[arg(long, hide = true, exclusive = true)]
+    man: bool,
+
     /// `[SOURCE] MOUNTPOINT`: the source (as mount.fuse3 passes it) is ignored.
-    #[arg(value_name = "MOUNTPOINT", num_args = 1..=2, required = true)]
+    #[arg(value_name = "MOUNTPOINT", num_args = 1..=2, required_unless_present = "man")]
     paths: Vec<PathBuf>,
 }
 
@@ -362,8 +366,24 @@ fn run(args: Args) -> Result<(), String> {
         .map_err(|e| format!("serving {}: {e}", mount_point.display()))
 }
 
+/// The man page, generated from the same definition as --help.
+fn print_man_page() -> ExitCode {
+    use clap::CommandFactory;
+    let page = clap_mangen::Man::new(Args::command());
+    match page.render(&mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shmfs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if args.man {
+        return print_man_page();
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
