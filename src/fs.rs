@@ -81,8 +81,6 @@ pub struct ShmFs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
-    /// Per-segment rss/swap, renewed when the kernel's totals change.
-    usage: sysv::UsageCache,
     /// Whether the kernel agreed to FUSE passthrough (root, Linux ≥ 6.9): `data` is then read
     /// (and for POSIX objects written) by the kernel directly, at tmpfs speed.
     passthrough: bool,
@@ -151,7 +149,6 @@ impl ShmFs {
             passthrough: false,
             backings: Mutex::new(HashMap::new()),
             handle_backings: Mutex::new(HashMap::new()),
-            usage: sysv::UsageCache::default(),
         }
     }
 
@@ -263,7 +260,7 @@ impl ShmFs {
     fn stat_text(&self, live: &Live) -> String {
         match live {
             Live::Sysv(seg) => {
-                text::sysv_stat(seg, self.usage.usage_of(seg.shmid), self.sysv_hugetlb(seg))
+                text::sysv_stat(seg, sysv::usage_of(seg.shmid), self.sysv_hugetlb(seg))
             }
             Live::Posix(obj) => text::posix_stat(obj),
         }
@@ -393,7 +390,7 @@ impl ShmFs {
             Live::Sysv(s) => {
                 // Blocks in use, so that `du` shows what the segment holds in memory.
                 let blocks = if part == Part::Data {
-                    self.usage.usage_of(s.shmid).rss / 512
+                    sysv::usage_of(s.shmid).rss / 512
                 } else {
                     0
                 };

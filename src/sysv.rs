@@ -247,60 +247,43 @@ pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
     parse_usage(BufReader::new(file))
 }
 
-/// Per-segment usage served from one parse of `/proc/sysvipc/shm`, shared by the requests
-/// of one moment and renewed whenever the kernel's totals (`SHM_INFO`: segments, pages
-/// allocated, resident, swapped) differ from those seen at the parse. Any fault, swap-out,
-/// creation or removal changes a total, so checking them (one system call) tells whether the
-/// snapshot still holds, without a whole-list parse per lookup.
-#[derive(Debug, Default)]
-pub struct UsageCache {
-    snapshot: std::sync::Mutex<Option<(Totals, UsageTable)>>,
+/// Usage of one segment now, or zeros if it is not (or no longer) listed. The kernel writes
+/// the list in index order as it is read, so reading stops at the segment's line.
+pub fn usage_of(shmid: i32) -> Usage {
+    let mut found = Usage::default();
+    let scanned = File::open("/proc/sysvipc/shm").and_then(|file| {
+        scan_usage(BufReader::new(file), |id, usage| {
+            if id == shmid {
+                found = usage;
+                return false;
+            }
+            true
+        })
+    });
+    if let Err(e) = scanned {
+        log::warn!("reading /proc/sysvipc/shm: {e}");
+    }
+    found
 }
 
-/// shmid → usage, shared between requests.
-pub type UsageTable = std::sync::Arc<HashMap<i32, Usage>>;
-
-impl UsageCache {
-    /// Usage of one segment now; zeros if it is not (or no longer) listed.
-    pub fn usage_of(&self, shmid: i32) -> Usage {
-        match self.table(shmid) {
-            Ok(table) => table.get(&shmid).copied().unwrap_or_default(),
-            Err(e) => {
-                log::warn!("reading /proc/sysvipc/shm: {e}");
-                Usage::default()
-            }
-        }
-    }
-
-    /// The table, current as of this call; `shmid` must be in it if it exists.
-    pub fn table(&self, shmid: i32) -> io::Result<UsageTable> {
-        let before = totals()?;
-        {
-            let snapshot = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((seen, table)) = &*snapshot
-                && *seen == before
-                && table.contains_key(&shmid)
-            {
-                return Ok(table.clone());
-            }
-        }
-        let table = std::sync::Arc::new(usage_table()?);
-        // Only a parse that no change overlapped may serve later requests.
-        if totals()? == before {
-            *self.snapshot.lock().unwrap_or_else(|p| p.into_inner()) =
-                Some((before, table.clone()));
-        }
-        Ok(table)
-    }
-}
-
-/// Parses the text of `/proc/sysvipc/shm`, finding columns by the header's names so that
-/// a kernel that adds columns does not break it. Lines that do not parse are skipped.
+/// Parses the text of `/proc/sysvipc/shm` into a map shmid → usage.
 pub fn parse_usage(reader: impl BufRead) -> io::Result<HashMap<i32, Usage>> {
+    let mut table = HashMap::new();
+    scan_usage(reader, |id, usage| {
+        table.insert(id, usage);
+        true
+    })?;
+    Ok(table)
+}
+
+/// Calls `row` for each segment line of `/proc/sysvipc/shm` text until it returns false.
+/// Columns are found by the header's names, so that a kernel that adds columns does not
+/// break it; lines that do not parse are skipped.
+pub fn scan_usage(reader: impl BufRead, mut row: impl FnMut(i32, Usage) -> bool) -> io::Result<()> {
     let mut lines = reader.lines();
     let header = match lines.next() {
         Some(line) => line?,
-        None => return Ok(HashMap::new()),
+        None => return Ok(()),
     };
     let column = |name: &str| header.split_whitespace().position(|c| c == name);
     let (Some(id_col), Some(rss_col), Some(swap_col)) =
@@ -311,7 +294,6 @@ pub fn parse_usage(reader: impl BufRead) -> io::Result<HashMap<i32, Usage>> {
             "/proc/sysvipc/shm: unexpected header",
         ));
     };
-    let mut table = HashMap::new();
     for line in lines {
         let line = line?;
         let fields: Vec<&str> = line.split_whitespace().collect();
@@ -320,11 +302,13 @@ pub fn parse_usage(reader: impl BufRead) -> io::Result<HashMap<i32, Usage>> {
             fields.get(rss_col).and_then(|v| v.parse::<u64>().ok()),
             fields.get(swap_col).and_then(|v| v.parse::<u64>().ok()),
         );
-        if let (Some(id), Some(rss), Some(swap)) = parsed {
-            table.insert(id, Usage { rss, swap });
+        if let (Some(id), Some(rss), Some(swap)) = parsed
+            && !row(id, Usage { rss, swap })
+        {
+            break;
         }
     }
-    Ok(table)
+    Ok(())
 }
 
 /// One attachment of a segment to the daemon's address space, detached on drop.
