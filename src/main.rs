@@ -21,7 +21,8 @@ struct Args {
     foreground: bool,
 
     /// Mount options, comma-separated: allow_other, allow_root, ro, rw, default_permissions,
-    /// auto_unmount, nosuid, nodev, noexec, noatime, fsname=NAME, … (may repeat).
+    /// auto_unmount (the default for root when fusermount3 is installed), no_auto_unmount,
+    /// nosuid, nodev, noexec, noatime, fsname=NAME, … (may repeat).
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     options: Vec<String>,
 
@@ -72,10 +73,19 @@ fn plan_mount(options: &[String], threads: usize) -> Result<MountPlan, String> {
     ];
     config.n_threads = Some(threads.max(1));
     let mut read_only = false;
+    let mut auto_unmount = None;
     for opt in options.iter().flat_map(|o| o.split(',')) {
         let opt = opt.trim();
         let option = match opt {
             "" => continue,
+            "no_auto_unmount" => {
+                auto_unmount = Some(false);
+                continue;
+            }
+            "auto_unmount" => {
+                auto_unmount = Some(true);
+                continue;
+            }
             o if FSTAB_ONLY.contains(&o) || o.starts_with("x-") || o.starts_with("comment=") => {
                 continue;
             }
@@ -93,7 +103,6 @@ fn plan_mount(options: &[String], threads: usize) -> Result<MountPlan, String> {
             }
             "rw" => MountOption::RW,
             "default_permissions" => MountOption::DefaultPermissions,
-            "auto_unmount" => MountOption::AutoUnmount,
             "dev" => MountOption::Dev,
             "nodev" => MountOption::NoDev,
             "suid" => MountOption::Suid,
@@ -125,7 +134,29 @@ fn plan_mount(options: &[String], threads: usize) -> Result<MountPlan, String> {
     if read_only {
         config.mount_options.retain(|m| *m != MountOption::RW);
     }
+    // A daemon killed with SIGKILL leaves a dead mount behind unless fusermount3 watches it:
+    // ask for that whenever it is installed and allowed (root, or another ACL than owner-only,
+    // which for a non-root user needs user_allow_other in /etc/fuse.conf).
+    // SAFETY: plain system call.
+    let root = unsafe { libc::geteuid() } == 0;
+    let wanted = auto_unmount.unwrap_or(root && fusermount3().is_some());
+    if wanted {
+        if config.acl == SessionACL::Owner {
+            // fuser's auto_unmount needs a wider ACL; for a root daemon root-and-owner is
+            // still root alone.
+            config.acl = SessionACL::RootAndOwner;
+        }
+        config.mount_options.push(MountOption::AutoUnmount);
+    }
     Ok(MountPlan { config, read_only })
+}
+
+/// fusermount3, if it is on the PATH (package fuse3).
+fn fusermount3() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("fusermount3"))
+        .find(|p| p.is_file())
 }
 
 /// Mount points where a shmfs is mounted now, from /proc/self/mountinfo.
@@ -203,9 +234,21 @@ fn describe_mount_error(path: &Path, e: &std::io::Error) -> String {
             path.display()
         );
     }
-    if !root && e.kind() == std::io::ErrorKind::NotFound {
+    if e.kind() == std::io::ErrorKind::NotFound && fusermount3().is_none() {
+        let why = if root {
+            "auto_unmount needs"
+        } else {
+            "mounting as a non-root user needs"
+        };
         return format!(
-            "cannot mount {}: not root and fusermount3 is not installed (install the fuse3 package)",
+            "cannot mount {}: {why} fusermount3, which is not installed (install the fuse3 package)",
+            path.display()
+        );
+    }
+    if !root && e.kind() == std::io::ErrorKind::PermissionDenied {
+        return format!(
+            "cannot mount {}: {e} (as a non-root user, mount on a directory you own; \
+             allow_other also needs user_allow_other in /etc/fuse.conf)",
             path.display()
         );
     }
@@ -345,6 +388,8 @@ fn run(args: Args) -> Result<(), String> {
         detach_stdio();
     }
 
+    // fusermount3 (used for auto_unmount) leaves a child behind that nobody waits for.
+    std::thread::spawn(reap_children);
     let mut session = session;
     let mut unmounter = session.unmount_callable();
     let shown = mount_point.clone();
@@ -353,17 +398,62 @@ fn run(args: Args) -> Result<(), String> {
         // SAFETY: signals is a valid set; sig a valid out-pointer.
         unsafe { libc::sigwait(&signals, &mut sig) };
         log::info!("signal {sig}: unmounting {}", shown.display());
+        // With auto_unmount this only lets go of fusermount3's watchdog; the unmount below
+        // is what ends the session (the event loop returns when the kernel lets go).
         if let Err(e) = unmounter.unmount() {
-            log::warn!("unmount: {e}; detaching lazily");
-            if let Ok(c) = std::ffi::CString::new(shown.as_os_str().as_encoded_bytes()) {
-                // SAFETY: valid C string.
-                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
-            }
+            log::debug!("fuser unmount: {e}");
         }
+        unmount(&shown);
     });
     session
         .run()
         .map_err(|e| format!("serving {}: {e}", mount_point.display()))
+}
+
+/// Waits for the daemon's children (fusermount3) so that none lingers as a zombie; ends when
+/// there are none left.
+fn reap_children() {
+    loop {
+        let mut status = 0;
+        // SAFETY: plain system call with a valid out-pointer.
+        if unsafe { libc::waitpid(-1, &mut status, 0) } < 0
+            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR)
+        {
+            return;
+        }
+    }
+}
+
+/// Unmounts `path` if shmfs is still mounted there: umount(2) as root (lazily if busy, so that
+/// open files finish first), fusermount3 -u otherwise.
+fn unmount(path: &Path) {
+    if !shmfs_mounted_at(path) {
+        return;
+    }
+    // SAFETY: plain system call.
+    if unsafe { libc::geteuid() } == 0 {
+        let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
+            return;
+        };
+        // SAFETY: valid C string.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
+            log::warn!(
+                "umount {}: {}; detaching lazily",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+            // SAFETY: valid C string.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    } else if let Some(fusermount) = fusermount3() {
+        let status = std::process::Command::new(fusermount)
+            .args(["-u", "-z", "--"])
+            .arg(path)
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            log::warn!("fusermount3 -u {}: {status:?}", path.display());
+        }
+    }
 }
 
 /// The man page, generated from the same definition as --help.

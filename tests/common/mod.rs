@@ -497,7 +497,8 @@ pub fn assert_has_entries(dir: &Path, names: &[&str]) {
     );
 }
 
-/// Pids of processes whose command line contains `arg` as one argument (excluding us).
+/// Pids of shmfs daemons whose command line contains `arg` as one argument. Other programs
+/// that name the mount point (fusermount3's auto-unmount watchdog) do not count.
 pub fn pids_with_arg(arg: &Path) -> Vec<i32> {
     let me = std::process::id() as i32;
     let want = arg.as_os_str().as_bytes();
@@ -512,7 +513,8 @@ pub fn pids_with_arg(arg: &Path) -> Vec<i32> {
         let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
             continue;
         };
-        if cmdline.split(|b| *b == 0).any(|a| a == want) && !is_zombie(pid) {
+        let is_shmfs = fs::read_to_string(e.path().join("comm")).is_ok_and(|c| c.trim() == "shmfs");
+        if is_shmfs && cmdline.split(|b| *b == 0).any(|a| a == want) && !is_zombie(pid) {
             pids.push(pid);
         }
     }
