@@ -923,3 +923,587 @@ pub fn write_once(p: &Path, bytes: &[u8]) -> io::Result<usize> {
 pub fn fmt_mode(mode: u32) -> String {
     format!("0{:03o}", mode & 0o777)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Probe: one operation, as any uid/gid/groups, through the mount or directly against the kernel
+// ---------------------------------------------------------------------------------------------
+
+/// The probe's C source: `probe OP ARGS...` performs one system call (or open + read/write)
+/// and prints `ok`, or the errno's name (`EACCES`, `EPERM`, ...). See `Probe`.
+const PROBE_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int done(int failed) {
+    if (!failed) {
+        puts("ok");
+    } else {
+        int e = errno;
+        const char *name = strerrorname_np(e);
+        if (name) puts(name); else printf("errno %d\n", e);
+    }
+    return 0;
+}
+
+static long num(const char *s, int base) { return strtol(s, NULL, base); }
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: probe OP ARG...\n"); return 2; }
+    const char *op = argv[1], *a = argv[2];
+    char c = 0;
+    if (!strcmp(op, "read")) {            /* read PATH: open O_RDONLY, read 1 byte */
+        int fd = open(a, O_RDONLY);
+        return done(fd < 0 || read(fd, &c, 1) < 0);
+    } else if (!strcmp(op, "write")) {    /* write PATH: open O_WRONLY, pwrite "w" at 0 */
+        int fd = open(a, O_WRONLY);
+        return done(fd < 0 || pwrite(fd, "w", 1, 0) != 1);
+    } else if (!strcmp(op, "write-text") && argc == 4) { /* write-text PATH TEXT: one write */
+        int fd = open(a, O_WRONLY);
+        size_t n = strlen(argv[3]);
+        return done(fd < 0 || write(fd, argv[3], n) != (ssize_t)n);
+    } else if (!strcmp(op, "chmod") && argc == 4) {      /* chmod PATH OCTAL */
+        return done(chmod(a, (mode_t)num(argv[3], 8)) != 0);
+    } else if (!strcmp(op, "chown") && argc == 5) {      /* chown PATH UID GID (-1 keeps) */
+        return done(chown(a, (uid_t)num(argv[3], 10), (gid_t)num(argv[4], 10)) != 0);
+    } else if (!strcmp(op, "truncate") && argc == 4) {   /* truncate PATH LEN */
+        return done(truncate(a, (off_t)num(argv[3], 10)) != 0);
+    } else if (!strcmp(op, "rmdir")) {
+        return done(rmdir(a) != 0);
+    } else if (!strcmp(op, "unlink")) {
+        return done(unlink(a) != 0);
+    } else if (!strcmp(op, "shm-read")) {  /* shm-read ID: shmat(SHM_RDONLY), read 1 byte */
+        volatile char *p = shmat((int)num(a, 10), NULL, SHM_RDONLY);
+        if (p == (void *)-1) return done(1);
+        c = p[0];
+        shmdt((void *)p);
+        return done(0);
+    } else if (!strcmp(op, "shm-write")) { /* shm-write ID: shmat read-write, write "w" at 0 */
+        volatile char *p = shmat((int)num(a, 10), NULL, 0);
+        if (p == (void *)-1) return done(1);
+        p[0] = 'w';
+        shmdt((void *)p);
+        return done(0);
+    } else if (!strcmp(op, "shm-attach")) { /* shm-attach ID: shmat read-write, detach */
+        void *p = shmat((int)num(a, 10), NULL, 0);
+        if (p == (void *)-1) return done(1);
+        shmdt(p);
+        return done(0);
+    } else if (!strcmp(op, "access") && argc == 4) { /* access PATH rw: access(2) R_OK|W_OK */
+        int how = (strchr(argv[3], 'r') ? R_OK : 0) | (strchr(argv[3], 'w') ? W_OK : 0);
+        return done(access(a, how) != 0);
+    } else if (!strcmp(op, "ipc-set") && argc == 6) { /* ipc-set ID OCTAL UID GID */
+        struct shmid_ds ds;
+        memset(&ds, 0, sizeof ds);
+        ds.shm_perm.mode = (unsigned short)num(argv[3], 8);
+        ds.shm_perm.uid = (uid_t)num(argv[4], 10);
+        ds.shm_perm.gid = (gid_t)num(argv[5], 10);
+        return done(shmctl((int)num(a, 10), IPC_SET, &ds) != 0);
+    } else if (!strcmp(op, "ipc-rmid")) {
+        return done(shmctl((int)num(a, 10), IPC_RMID, NULL) != 0);
+    } else if (!strcmp(op, "shmget") && argc == 4) { /* shmget SIZE COUNT: print COUNT ids */
+        for (long i = 0; i < num(argv[3], 10); i++) {
+            int id = shmget(IPC_PRIVATE, (size_t)num(a, 10), IPC_CREAT | 0600);
+            if (id < 0) { perror("shmget"); return 1; }
+            printf("%d\n", id);
+        }
+        return 0;
+    }
+    fprintf(stderr, "probe: unknown operation %s (or wrong argument count)\n", op);
+    return 2;
+}
+"#;
+
+/// Who runs a probe: uid, primary gid and supplementary groups (empty: none).
+#[derive(Clone, Copy, Debug)]
+pub struct Ids {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: &'static [u32],
+}
+
+/// The probe binary, compiled with `cc` into a temporary directory that other uids can
+/// enter; removed when dropped.
+pub struct Probe {
+    dir: TempDir,
+}
+
+impl Probe {
+    /// Compiles the probe (panics with cc's output if that fails).
+    pub fn build() -> Probe {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("shmfs-probe-")
+            .tempdir()
+            .expect("create probe directory");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let src = dir.path().join("probe.c");
+        fs::write(&src, PROBE_C).unwrap();
+        let r = run_with_timeout(
+            Command::new("cc")
+                .arg("-O1")
+                .arg("-Wall")
+                .arg("-o")
+                .arg(dir.path().join("probe"))
+                .arg(&src),
+            COMMAND_TIMEOUT,
+        );
+        assert!(r.ok(), "cc probe.c failed: {r:?}");
+        Probe { dir }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("probe")
+    }
+
+    /// Runs `probe ARGS...` as `who` (setpriv --reuid/--regid and --groups or --clear-groups)
+    /// and returns what it printed: `ok` or an errno name. Panics if it did not run properly.
+    pub fn run_as(&self, who: Ids, args: &[&str]) -> String {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={}", who.uid))
+            .arg(format!("--regid={}", who.gid));
+        if who.groups.is_empty() {
+            cmd.arg("--clear-groups");
+        } else {
+            let list: Vec<String> = who.groups.iter().map(u32::to_string).collect();
+            cmd.arg(format!("--groups={}", list.join(",")));
+        }
+        cmd.arg(self.path()).args(args);
+        let r = run_with_timeout(&mut cmd, COMMAND_TIMEOUT);
+        assert!(r.ok(), "probe {args:?} as {who:?} did not run: {r:?}");
+        r.stdout_str().trim().to_string()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounts with further command-line arguments (--pid, --ipc-ns)
+// ---------------------------------------------------------------------------------------------
+
+impl Mount {
+    /// `shmfs -f [-o OPTIONS] [--shm-dir PRIVATE] ARGS... MNT`: like `Mount::builder()`, with
+    /// extra arguments such as `--pid PID` or `--ipc-ns PATH`. Without `private_shm_dir` no
+    /// `--shm-dir` is given (so `--pid` picks the process's /dev/shm).
+    pub fn with_args(options: &[&str], args: &[String], private_shm_dir: bool) -> Mount {
+        let mnt = tempfile::Builder::new()
+            .prefix("shmfs-mnt-")
+            .tempdir()
+            .expect("create mount point");
+        let shm = private_shm_dir.then(|| {
+            tempfile::Builder::new()
+                .prefix("shmfs-test-")
+                .tempdir_in("/dev/shm")
+                .expect("create private directory under /dev/shm")
+        });
+        let log = tempfile::NamedTempFile::new().expect("create daemon log file");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-f");
+        if !options.is_empty() {
+            cmd.arg("-o").arg(options.join(","));
+        }
+        if let Some(shm) = &shm {
+            cmd.arg("--shm-dir").arg(shm.path());
+        }
+        cmd.args(args)
+            .arg(mnt.path())
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut m = Mount {
+            child: Some(child),
+            mnt: Some(mnt),
+            shm,
+            log,
+        };
+        m.wait_until_mounted(&cmd);
+        m
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Helper processes that attach, map or hold shared memory (a small C program)
+// ---------------------------------------------------------------------------------------------
+
+/// The helper's source. Every mode prints one `ready ...` line once it holds what it was asked
+/// to hold, then keeps holding it until its standard input reaches EOF (or it is killed).
+///
+/// - `sysv-attach SHMID r|rw`: shmat (SHM_RDONLY for `r`); prints `ready ADDR`.
+/// - `sysv-attach-exit SHMID`: shmat, then exits at once (no output).
+/// - `posix-mmap PATH r|rw`: open, mmap MAP_SHARED the whole file, close the fd; `ready`.
+/// - `posix-open PATH`: open O_RDONLY and keep the fd; prints `ready FD`.
+/// - `newns [-m NAME] KEY:SIZE...`: unshare(CLONE_NEWIPC) (with -m also a mount namespace with
+///   a private tmpfs on /dev/shm holding a 5-byte object NAME), shmget each KEY (hex or
+///   decimal) with SIZE, mode 0600; prints `seg SHMID KEY` for each, attaches the first one
+///   read-write, then prints `ready`.
+/// - `rss-steps`: unshare(CLONE_NEWIPC); two 4096-byte segments A and B, both attached; touches
+///   B's page and prints `ready A B`; on the next input line touches A's page, drops B's page
+///   with madvise(MADV_REMOVE) and prints `done`.
+pub const HELPER_C: &str = r#"
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ipc.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/shm.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void die(const char *what) {
+    fprintf(stderr, "shmholder: %s: %s\n", what, strerror(errno));
+    exit(2);
+}
+
+/* Reads up to the next newline; returns 0 at EOF. */
+static int wait_line(void) {
+    char c;
+    for (;;) {
+        ssize_t n = read(0, &c, 1);
+        if (n == 0) return 0;
+        if (n < 0) { if (errno == EINTR) continue; return 0; }
+        if (c == '\n') return 1;
+    }
+}
+
+static void hold(void) { while (wait_line()) {} }
+
+static void say(const char *line) { fputs(line, stdout); fflush(stdout); }
+
+int main(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "usage: shmholder MODE ARGS...\n"); return 2; }
+    const char *mode = argv[1];
+    if (!strcmp(mode, "sysv-attach") && argc == 4) {
+        int ro = !strcmp(argv[3], "r");
+        void *p = shmat(atoi(argv[2]), NULL, ro ? SHM_RDONLY : 0);
+        if (p == (void *)-1) die("shmat");
+        printf("ready %lx\n", (unsigned long)p); fflush(stdout);
+        hold();
+        return 0;
+    }
+    if (!strcmp(mode, "sysv-attach-exit") && argc == 3) {
+        if (shmat(atoi(argv[2]), NULL, 0) == (void *)-1) die("shmat");
+        return 0;
+    }
+    if (!strcmp(mode, "posix-mmap") && argc == 4) {
+        int ro = !strcmp(argv[3], "r");
+        int fd = open(argv[2], ro ? O_RDONLY : O_RDWR);
+        if (fd < 0) die("open");
+        struct stat st;
+        if (fstat(fd, &st) < 0) die("fstat");
+        void *p = mmap(NULL, st.st_size, ro ? PROT_READ : PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (p == MAP_FAILED) die("mmap");
+        close(fd);
+        say("ready\n");
+        hold();
+        return 0;
+    }
+    if (!strcmp(mode, "posix-open") && argc == 3) {
+        int fd = open(argv[2], O_RDONLY);
+        if (fd < 0) die("open");
+        printf("ready %d\n", fd); fflush(stdout);
+        hold();
+        return 0;
+    }
+    if (!strcmp(mode, "newns")) {
+        int i = 2;
+        const char *name = NULL;
+        if (argc > 3 && !strcmp(argv[2], "-m")) { name = argv[3]; i = 4; }
+        if (unshare(CLONE_NEWIPC | (name ? CLONE_NEWNS : 0)) < 0) die("unshare");
+        if (name) {
+            if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("mount --make-rprivate /");
+            if (mount("tmpfs", "/dev/shm", "tmpfs", 0, "mode=1777") < 0) die("mount tmpfs /dev/shm");
+            char path[4096];
+            snprintf(path, sizeof path, "/dev/shm/%s", name);
+            int fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
+            if (fd < 0 || write(fd, "hello", 5) != 5) die("create object");
+            close(fd);
+        }
+        int first = -1;
+        for (; i < argc; i++) {
+            char *colon = strchr(argv[i], ':');
+            if (!colon) { fprintf(stderr, "shmholder: want KEY:SIZE, got %s\n", argv[i]); return 2; }
+            key_t key = (key_t)strtoul(argv[i], NULL, 0);
+            size_t size = strtoul(colon + 1, NULL, 0);
+            int id = shmget(key, size, IPC_CREAT | IPC_EXCL | 0600);
+            if (id < 0) die("shmget");
+            if (first < 0) first = id;
+            printf("seg %d %d\n", id, (int)key);
+        }
+        if (first >= 0 && shmat(first, NULL, 0) == (void *)-1) die("shmat");
+        say("ready\n");
+        hold();
+        return 0;
+    }
+    if (!strcmp(mode, "rss-steps") && argc == 2) {
+        if (unshare(CLONE_NEWIPC) < 0) die("unshare");
+        int a = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+        int b = shmget(IPC_PRIVATE, 4096, IPC_CREAT | 0600);
+        if (a < 0 || b < 0) die("shmget");
+        volatile char *pa = shmat(a, NULL, 0), *pb = shmat(b, NULL, 0);
+        if (pa == (void *)-1 || pb == (void *)-1) die("shmat");
+        pb[0] = 1;
+        printf("ready %d %d\n", a, b); fflush(stdout);
+        if (!wait_line()) return 0;
+        pa[0] = 1;
+        if (madvise((void *)pb, 4096, MADV_REMOVE) < 0) die("madvise(MADV_REMOVE)");
+        say("done\n");
+        hold();
+        return 0;
+    }
+    fprintf(stderr, "shmholder: bad arguments\n");
+    return 2;
+}
+"#;
+
+/// The helper's command name, as `/proc/PID/comm` and `attached` show it.
+pub const HELPER_COMM: &str = "shmholder";
+
+/// Path of the compiled helper (compiled with `cc` on first use, once per test binary, into a
+/// directory of the target dir named after a hash of the source).
+pub fn helper_bin() -> &'static Path {
+    use std::hash::{Hash, Hasher};
+    static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN_PATH.get_or_init(|| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        HELPER_C.hash(&mut h);
+        let dir =
+            Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("shmholder-{:016x}", h.finish()));
+        let bin = dir.join(HELPER_COMM);
+        if bin.exists() {
+            return bin;
+        }
+        fs::create_dir_all(&dir).expect("create helper directory");
+        let tag = format!("{}-{}", std::process::id(), random_key() as u32);
+        let src = dir.join(format!("shmholder-{tag}.c"));
+        let tmp = dir.join(format!("shmholder-{tag}.out"));
+        fs::write(&src, HELPER_C).expect("write helper source");
+        let r = run_with_timeout(
+            Command::new("cc")
+                .arg("-O1")
+                .arg("-Wall")
+                .arg("-o")
+                .arg(&tmp)
+                .arg(&src),
+            COMMAND_TIMEOUT,
+        );
+        let _ = fs::remove_file(&src);
+        assert!(
+            r.ok(),
+            "cc of the test helper failed (is gcc installed?): {r:?}"
+        );
+        fs::rename(&tmp, &bin).expect("install helper");
+        bin
+    })
+}
+
+/// A running helper process (see `HELPER_C`). Dropping it closes its stdin, kills it and
+/// reaps it, so whatever it held is released.
+pub struct Helper {
+    child: Option<Child>,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// What the helper printed before (and including) its `ready` line.
+    pub output: Vec<String>,
+    /// Its `ready` line without the word `ready` (e.g. an address or an fd).
+    pub ready: String,
+}
+
+impl Helper {
+    /// Starts the helper with `args` and waits (up to MOUNT_TIMEOUT) for its `ready` line.
+    pub fn start(args: &[&str]) -> Helper {
+        let mut child = Command::new(helper_bin())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start shmholder {args:?}: {e}"));
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (etx, erx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut s = String::new();
+            let _ = io::BufReader::new(stderr).read_to_string(&mut s);
+            let _ = etx.send(s);
+        });
+        let mut h = Helper {
+            child: Some(child),
+            stdin,
+            lines: rx,
+            output: Vec::new(),
+            ready: String::new(),
+        };
+        loop {
+            match h.lines.recv_timeout(MOUNT_TIMEOUT) {
+                Ok(line) => {
+                    h.output.push(line.clone());
+                    if line == "ready" || line.starts_with("ready ") {
+                        h.ready = line.trim_start_matches("ready").trim().to_string();
+                        return h;
+                    }
+                }
+                Err(_) => {
+                    let status = h.child.as_mut().unwrap().try_wait().ok().flatten();
+                    let err = erx.recv_timeout(Duration::from_secs(1)).unwrap_or_default();
+                    panic!(
+                        "shmholder {args:?} did not get ready (exit status {status:?}): \
+                         stdout {:?}, stderr {err:?}",
+                        h.output
+                    );
+                }
+            }
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends one line to the helper and waits for its next line of output.
+    pub fn step(&mut self, line: &str) -> String {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().expect("helper stdin closed");
+        writeln!(stdin, "{line}").expect("write to helper");
+        stdin.flush().unwrap();
+        self.lines
+            .recv_timeout(MOUNT_TIMEOUT)
+            .unwrap_or_else(|_| panic!("helper {} did not answer {line:?}", self.pid()))
+    }
+
+    /// Lets the helper finish on its own (closes its stdin) and waits for it to be reaped:
+    /// from then on it holds nothing.
+    pub fn finish(mut self) {
+        self.stdin = None;
+        let mut child = self.child.take().unwrap();
+        if wait_timeout(&mut child, MOUNT_TIMEOUT).is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Helper {
+    fn drop(&mut self) {
+        self.stdin = None;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs the helper to completion (for modes that exit by themselves, e.g. `sysv-attach-exit`).
+pub fn run_helper(args: &[&str]) -> Run {
+    run_with_timeout(Command::new(helper_bin()).args(args), COMMAND_TIMEOUT)
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc/PID/maps, users
+// ---------------------------------------------------------------------------------------------
+
+/// One line of /proc/PID/maps.
+#[derive(Debug, Clone)]
+pub struct MapsLine {
+    /// `START-END` in hex, as maps prints it.
+    pub range: String,
+    /// `rw-s` and the like.
+    pub perms: String,
+    pub inode: u64,
+    pub path: String,
+}
+
+/// The lines of /proc/PID/maps.
+pub fn maps_of(pid: i32) -> Vec<MapsLine> {
+    let text = fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/maps: {e}"));
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(6, ' ');
+            let range = f.next()?.to_string();
+            let perms = f.next()?.to_string();
+            let _offset = f.next()?;
+            let _dev = f.next()?;
+            let inode = f.next()?.parse().ok()?;
+            let path = f.next().unwrap_or("").trim().to_string();
+            Some(MapsLine {
+                range,
+                perms,
+                inode,
+                path,
+            })
+        })
+        .collect()
+}
+
+/// The maps lines of `pid` that are attachments of SysV segment `shmid`
+/// (`/SYSV%08x (deleted)` with the shmid in the inode column).
+pub fn sysv_maps_lines(pid: i32, shmid: i32) -> Vec<MapsLine> {
+    maps_of(pid)
+        .into_iter()
+        .filter(|l| l.path.starts_with("/SYSV") && l.inode == shmid as u64)
+        .collect()
+}
+
+/// The user name of `uid` (from the C library), or None if it has none.
+pub fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 16384];
+    let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+    if rc != 0 || result.is_null() {
+        return None;
+    }
+    let name = unsafe { std::ffi::CStr::from_ptr(pwd.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+/// `Hugetlb:` of /proc/meminfo in kB (0 when huge pages are neither reserved nor in use).
+pub fn meminfo_hugetlb_kb() -> u64 {
+    fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Hugetlb:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+impl Attachment {
+    /// `madvise(MADV_REMOVE)` on `len` bytes from `offset`: frees those pages of the segment
+    /// (its rss drops), as a process that punches a hole does.
+    pub fn madvise_remove(&self, offset: usize, len: usize) {
+        assert!(offset + len <= self.len, "madvise past segment end");
+        let r = unsafe {
+            libc::madvise(
+                self.addr.add(offset) as *mut libc::c_void,
+                len,
+                libc::MADV_REMOVE,
+            )
+        };
+        assert_eq!(r, 0, "madvise(MADV_REMOVE): {}", io::Error::last_os_error());
+    }
+}
