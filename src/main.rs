@@ -12,17 +12,24 @@ use shmfs::fs::{Options, ShmFs};
 use shmfs::posix::ShmDir;
 
 /// Shared memory as files: every System V segment and POSIX object as a directory
-/// with `data`, `stat` and `perm`.
+/// with data, stat and perm.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+#[command(
+    version,
+    about,
+    long_about = LONG_ABOUT,
+    override_usage = "shmfs [OPTIONS] [SOURCE] <MOUNTPOINT>",
+    after_help = AFTER_HELP
+)]
 struct Args {
     /// Stay in the foreground (logs go to stderr; set RUST_LOG=debug for more).
     #[arg(short = 'f', long)]
     foreground: bool,
 
-    /// Mount options, comma-separated: allow_other, allow_root, ro, rw, default_permissions,
-    /// auto_unmount (the default for root when fusermount3 is installed), no_auto_unmount,
-    /// nosuid, nodev, noexec, noatime, fsname=NAME, … (may repeat).
+    /// Mount options, comma-separated (may repeat): allow_other, allow_root, ro, rw,
+    /// default_permissions, auto_unmount (the default for root when fusermount3 is
+    /// installed), no_auto_unmount, nosuid, nodev, noexec, noatime, fsname=NAME, and the
+    /// options fstab and mount(8) pass (defaults, nofail, relatime, ...), which are ignored.
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     options: Vec<String>,
 
@@ -49,10 +56,32 @@ struct Args {
     #[arg(long, hide = true, exclusive = true)]
     man: bool,
 
-    /// `[SOURCE] MOUNTPOINT`: the source (as mount.fuse3 passes it) is ignored.
+    /// [SOURCE] MOUNTPOINT: where to mount; a SOURCE before it (as mount.fuse3 passes it,
+    /// e.g. "shmfs") is ignored.
     #[arg(value_name = "MOUNTPOINT", num_args = 1..=2, required_unless_present = "man")]
     paths: Vec<PathBuf>,
 }
+
+const LONG_ABOUT: &str = "\
+Shared memory as files. Mounted on a directory, shmfs shows every System V segment (what \
+ipcs -m lists) under sysv/SHMID/ and every regular file of /dev/shm under posix/NAME/, each a \
+directory holding data (the bytes), stat (what the kernel knows of it), perm (mode and owner, \
+writable) and attached (who has it mapped). by-key/ links keys to segments; limits, index and \
+index.json describe everything at once. The kernel's own permission rules decide, for each \
+caller, what may be read, written, changed or removed.";
+
+const AFTER_HELP: &str = "\
+Without -f, shmfs goes to the background once the mount answers. It stays mounted until \
+`umount MOUNTPOINT`, or SIGTERM/SIGINT to the daemon, which unmount and exit 0. Exit status \
+is 1 when the mount cannot be made (the reason is printed). Logging: RUST_LOG=debug with -f.
+
+Examples:
+  shmfs -o allow_other /mnt/shmfs
+  mount -t fuse.shmfs shmfs /mnt/shmfs -o allow_other
+  fstab: shmfs /mnt/shmfs fuse.shmfs allow_other,nofail 0 0
+  shmfs --pid 4242 /mnt/container-shm
+
+See also: ipcs(1), ipcmk(1), ipcrm(1), shm_overview(7), fusermount3(1), mount.fuse3(8).";
 
 /// Mount options as fuser takes them, plus what shmfs itself must know.
 struct MountPlan {
@@ -62,7 +91,26 @@ struct MountPlan {
 
 /// Options only fstab and mount(8) care about; accepted and ignored here.
 const FSTAB_ONLY: &[&str] = &[
-    "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "owner",
+    "defaults",
+    "auto",
+    "noauto",
+    "nofail",
+    "_netdev",
+    "user",
+    "users",
+    "nouser",
+    "owner",
+    // Generic VFS options that mount(8) passes along; access times are the objects' own.
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "diratime",
+    "nodiratime",
+    "silent",
+    "loud",
 ];
 
 fn plan_mount(options: &[String], threads: usize) -> Result<MountPlan, String> {
@@ -245,7 +293,17 @@ fn describe_mount_error(path: &Path, e: &std::io::Error) -> String {
             path.display()
         );
     }
-    if !root && e.kind() == std::io::ErrorKind::PermissionDenied {
+    // SAFETY: valid C string; access() only checks.
+    if !root && unsafe { libc::access(c"/dev/fuse".as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
+        return format!(
+            "cannot mount {}: this user may not open /dev/fuse (it should be mode 0666; \
+             or run shmfs as root)",
+            path.display()
+        );
+    }
+    let e = e.to_string();
+    let e = e.trim_end();
+    if !root && e.contains("ermission denied") {
         return format!(
             "cannot mount {}: {e} (as a non-root user, mount on a directory you own; \
              allow_other also needs user_allow_other in /etc/fuse.conf)",
@@ -470,6 +528,16 @@ fn print_man_page() -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    // mount(8) starts us with no PATH; fusermount3 must still be found.
+    if std::env::var_os("PATH").is_none() {
+        // SAFETY: no other thread exists yet.
+        unsafe {
+            std::env::set_var(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
+        };
+    }
     let args = Args::parse();
     if args.man {
         return print_man_page();

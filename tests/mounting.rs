@@ -1,0 +1,1238 @@
+//! Mounting the usual ways, and the tools people know (issue 6): `mount -t fuse.shmfs`, an fstab
+//! line with `mount -a`, `umount`; a non-root user through fusermount3; the systemd units
+//! (`systemd-analyze verify`); `df`, `du`, `find`, `tar`, `cp`, `file` and `stat` on a mount;
+//! Midnight Commander driven in tmux; `--help`, `--version` and the man page.
+//!
+//! Every FUSE test runs in a [`World`]: a private mount and IPC namespace (`unshare`) with a
+//! tmpfs of its own on /dev/shm, so that what it mounts is seen by nobody else and what it lists
+//! is only what it made. mount(8) runs its helpers with a fixed PATH
+//! (`/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin`), whatever the caller's PATH
+//! is, so the world puts the binary under test there: a tmpfs of its own on /usr/local/sbin
+//! holding a symlink `shmfs` to it. Nothing outside the world changes.
+//!
+//! A test never installs anything: when a command it needs is missing, it fails if `CI` is set
+//! (`.ci/run` must install the Debian package named in the message) and otherwise prints
+//! `skipping: ...` and passes.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use tempfile::TempDir;
+
+/// uid and gid of the non-root user; the world gives it a passwd entry of its own.
+const USER: u32 = 12345;
+
+/// How long mc may take to show what a key asked for.
+const SCREEN_TIMEOUT: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// Commands that may be missing
+// ---------------------------------------------------------------------------------------------
+
+fn ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// An executable `cmd` on PATH or in the usual bin and sbin directories.
+fn find_command(cmd: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(
+            [
+                "/usr/local/sbin",
+                "/usr/local/bin",
+                "/usr/sbin",
+                "/usr/bin",
+                "/sbin",
+                "/bin",
+            ]
+            .map(PathBuf::from),
+        )
+        .map(|dir| dir.join(cmd))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// Something this test needs is not here: fails under CI, else prints "skipping: ..." and
+/// returns false.
+fn unavailable(what: &str) -> bool {
+    if ci() {
+        panic!("{what}; CI is set, so this is a failure rather than a skip");
+    }
+    eprintln!("skipping: {what}");
+    false
+}
+
+/// True when every `(command, Debian package)` is installed; see [`unavailable`] otherwise.
+fn commands_available(needs: &[(&str, &str)]) -> bool {
+    let missing: Vec<&(&str, &str)> = needs
+        .iter()
+        .filter(|(cmd, _)| find_command(cmd).is_none())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let commands: Vec<String> = missing.iter().map(|(c, _)| format!("`{c}`")).collect();
+    let mut packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
+    packages.sort_unstable();
+    packages.dedup();
+    let packages = packages.join(" ");
+    unavailable(&format!(
+        "{} not installed: .ci/run must install the Debian package(s) {packages} \
+         (apt-get install -y --no-install-recommends {packages}); tests install nothing themselves",
+        commands.join(", ")
+    ))
+}
+
+/// Returns from the test unless every command is installed (see [`commands_available`]).
+macro_rules! require_commands {
+    ($($cmd:expr => $pkg:expr),+ $(,)?) => {
+        if !commands_available(&[$(($cmd, $pkg)),+]) {
+            return;
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A private world: mount and IPC namespaces of the test's own
+// ---------------------------------------------------------------------------------------------
+
+/// A process holding a private mount and IPC namespace (`unshare --mount --ipc`), with a tmpfs
+/// of its own on /dev/shm and the binary under test as `/usr/local/sbin/shmfs`. Commands run
+/// inside with [`World::sh`]. Dropping it unmounts what is left under its directory, stops what
+/// still runs there and ends the namespaces.
+struct World {
+    holder: Option<Child>,
+    dir: Option<TempDir>,
+    log: PathBuf,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::Builder::new()
+            .prefix("shmfs-world-")
+            .tempdir()
+            .expect("create the world's directory");
+        // Other users (the non-root test user) must reach what is inside.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let ready = dir.path().join("ready");
+        let log = dir.path().join("holder.log");
+        let script = format!(
+            r#"set -e
+# The namespace starts with copies of every mount of the machine. Let go of the copies of FUSE
+# mounts, or their daemons would wait for this namespace to end before they can exit.
+awk '$0 ~ / - fuse/ {{ print $5 }}' /proc/self/mountinfo | while read -r m; do
+    umount -l "$(printf '%b' "$m")" 2>/dev/null || true
+done
+mount -t tmpfs -o size=64m,mode=1777 shmfs-test-shm /dev/shm
+mount -t tmpfs -o size=1m,mode=0755 shmfs-test-sbin /usr/local/sbin
+ln -s {bin} /usr/local/sbin/shmfs
+touch {ready}
+exec sleep 900
+"#,
+            bin = q(BIN),
+            ready = q(&ready),
+        );
+        let out = fs::File::create(&log).unwrap();
+        let holder = Command::new("unshare")
+            .args(["--mount", "--ipc", "--propagation", "private", "--"])
+            .args(["sh", "-c", &script])
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .expect("start unshare (util-linux)");
+        let mut world = World {
+            holder: Some(holder),
+            dir: Some(dir),
+            log,
+        };
+        let start = Instant::now();
+        while !ready.exists() {
+            if let Ok(Some(status)) = world.holder.as_mut().unwrap().try_wait() {
+                world.holder = None;
+                panic!(
+                    "setting up the private namespaces failed ({status}): {}",
+                    fs::read_to_string(&world.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < MOUNT_TIMEOUT,
+                "the private namespaces were not ready within {MOUNT_TIMEOUT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        world
+    }
+
+    fn pid(&self) -> u32 {
+        self.holder.as_ref().unwrap().id()
+    }
+
+    /// The world's directory (under /tmp, on the machine's own file system: the test sees it too).
+    fn dir(&self) -> &Path {
+        self.dir.as_ref().unwrap().path()
+    }
+
+    /// `DIR/name`, created as a directory.
+    fn mkdir(&self, name: &str) -> PathBuf {
+        let p = self.dir().join(name);
+        fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    fn nsenter(&self) -> Command {
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--target={}", self.pid()))
+            .args(["--mount", "--ipc", "--"]);
+        cmd
+    }
+
+    /// Runs a shell script (as root) inside the world.
+    fn sh(&self, script: &str) -> Run {
+        run_with_timeout(self.nsenter().args(["sh", "-c", script]), COMMAND_TIMEOUT)
+    }
+
+    /// Runs a shell script inside the world that must succeed; returns its stdout.
+    #[track_caller]
+    fn sh_ok(&self, script: &str) -> String {
+        let r = self.sh(script);
+        assert!(r.ok(), "`{script}` failed in the world: {r:?}");
+        r.stdout_str()
+    }
+
+    /// Runs a shell script inside the world as `uid` (gid the same, no other groups), with HOME
+    /// set to `home`.
+    fn sh_as(&self, uid: u32, home: &Path, script: &str) -> Run {
+        run_with_timeout(
+            self.nsenter()
+                .arg("setpriv")
+                .arg(format!("--reuid={uid}"))
+                .arg(format!("--regid={uid}"))
+                .args(["--clear-groups", "env"])
+                .arg(format!("HOME={}", home.display()))
+                .args(["sh", "-c", script]),
+            COMMAND_TIMEOUT,
+        )
+    }
+
+    /// `(SOURCE, FSTYPE, OPTIONS)` of the mount on `p` in the world, if any.
+    fn mount_at(&self, p: &Path) -> Option<(String, String, String)> {
+        let info = fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap();
+        let want = p.to_str().unwrap().replace(' ', "\\040");
+        info.lines().rev().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            if left.get(4) != Some(&want.as_str()) {
+                return None;
+            }
+            let right: Vec<&str> = right.split(' ').collect();
+            Some((
+                right.get(1)?.to_string(),
+                right.first()?.to_string(),
+                format!("{},{}", left.get(5)?, right.get(2)?),
+            ))
+        })
+    }
+
+    /// How many times `p` is a mount point in the world.
+    fn mount_count(&self, p: &Path) -> usize {
+        let info = fs::read_to_string(format!("/proc/{}/mountinfo", self.pid())).unwrap();
+        let want = p.to_str().unwrap().replace(' ', "\\040");
+        info.lines()
+            .filter(|l| l.split(' ').nth(4) == Some(want.as_str()))
+            .count()
+    }
+
+    /// Makes the world ready for a non-root user `uid`: a passwd and group entry (fusermount3
+    /// needs a user name), and a /dev/fuse that every user may open, as udev makes it on a
+    /// Debian machine (containers often have mode 0600). Returns false (after `unavailable`)
+    /// when that cannot be done here.
+    fn allow_user(&self, uid: u32) -> bool {
+        let etc = self.mkdir("etc");
+        let dev = self.mkdir("dev");
+        let mode = fs::metadata("/dev/fuse")
+            .map(|m| m.permissions().mode())
+            .unwrap_or(0);
+        let fuse = if mode & 0o006 == 0o006 {
+            String::new()
+        } else {
+            format!(
+                "mount -t tmpfs -o size=64k,mode=0755 shmfs-test-dev {dev} && \
+                 mknod -m 0666 {dev}/fuse c 10 229 && mount --bind {dev}/fuse /dev/fuse",
+                dev = q(&dev)
+            )
+        };
+        let r = self.sh(&format!(
+            "set -e
+             {fuse}
+             cp /etc/passwd {etc}/passwd; cp /etc/group {etc}/group
+             echo 'shmfs-test:x:{uid}:{uid}:shmfs test:/nonexistent:/bin/sh' >> {etc}/passwd
+             echo 'shmfs-test:x:{uid}:' >> {etc}/group
+             mount --bind {etc}/passwd /etc/passwd; mount --bind {etc}/group /etc/group",
+            etc = q(&etc)
+        ));
+        if !r.ok() {
+            return unavailable(&format!(
+                "cannot give user {uid} a name and a usable /dev/fuse in a private mount \
+                 namespace (mknod c 10 229 and bind mounts must be allowed): {r:?}"
+            ));
+        }
+        true
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let dir = self.dir().to_path_buf();
+        if let Some(mut holder) = self.holder.take() {
+            // Unmount what the test left mounted under its directory, deepest first.
+            let info = fs::read_to_string(format!("/proc/{}/mountinfo", holder.id()));
+            let mut targets: Vec<String> = info
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .map(|t| t.replace("\\040", " "))
+                .filter(|t| Path::new(t).starts_with(&dir))
+                .collect();
+            targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+            for t in targets {
+                let _ = Command::new("nsenter")
+                    .arg(format!("--target={}", holder.id()))
+                    .args(["--mount", "--", "umount", "-l", &t])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
+        // Daemons (and tmux, mc) started in the world name a path in it on their command line.
+        let start = Instant::now();
+        loop {
+            let pids = pids_with_arg_under(&dir);
+            if pids.is_empty() {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(3) {
+                for pid in pids {
+                    unsafe {
+                        libc::kill(pid, libc::SIGKILL);
+                    }
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Pids of live processes with a command-line argument that is `dir` or a path below it.
+fn pids_with_arg_under(dir: &Path) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_str().unwrap_or("").parse::<i32>() else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let names_dir = cmdline.split(|b| *b == 0).any(|arg| {
+            std::str::from_utf8(arg)
+                .is_ok_and(|a| a.starts_with('/') && Path::new(a).starts_with(dir))
+        });
+        if pid != me && names_dir && !is_zombie(pid) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Waits until no live process has `arg` as an argument (a daemon serving a mount point).
+fn wait_for_exit_of_processes_with_arg(arg: &Path) -> bool {
+    let start = Instant::now();
+    while !pids_with_arg(arg).is_empty() {
+        if start.elapsed() > MOUNT_TIMEOUT {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    true
+}
+
+/// shmfs daemons (the binary under test, however it was started) serving `mnt`.
+fn daemons_of(mnt: &Path) -> Vec<i32> {
+    let bin = fs::canonicalize(BIN).unwrap();
+    pids_with_arg(mnt)
+        .into_iter()
+        .filter(|pid| fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == bin))
+        .collect()
+}
+
+/// The shmid `ipcmk` printed.
+fn ipcmk_in(w: &World, size: usize, mode: &str) -> i32 {
+    parse_ipcmk(&w.sh_ok(&format!("ipcmk -M {size} -p {mode}")))
+}
+
+/// The `name: value` fields of a text file of the mount, read inside the world.
+fn fields_in(w: &World, p: &Path) -> Fields {
+    Fields::parse(&w.sh_ok(&format!("cat {}", q(p))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// mount -t, fstab and mount -a, umount
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn mount_t_fuse_shmfs_mounts_and_umount_stops_the_daemon() {
+    require_fuse!();
+    require_commands!("mount.fuse3" => "fuse3");
+    let w = World::new();
+    let mnt = w.mkdir("mnt");
+
+    // What README tells people to type, with the world's mount point.
+    let r = w.sh(&format!(
+        "mount -t fuse.shmfs shmfs {} -o allow_other",
+        q(&mnt)
+    ));
+    assert!(
+        r.ok(),
+        "mount -t fuse.shmfs shmfs MNT -o allow_other: {r:?}"
+    );
+    assert!(
+        r.stderr.is_empty(),
+        "mount printed to stderr: {:?}",
+        r.stderr
+    );
+    let (source, fstype, options) = w
+        .mount_at(&mnt)
+        .expect("MNT is not a mount point after mount -t");
+    assert_eq!(source, "shmfs", "findmnt SOURCE");
+    assert!(fstype.starts_with("fuse"), "FSTYPE {fstype}");
+    assert!(options.contains("allow_other"), "options {options}");
+    let ls = w.sh_ok(&format!("ls {}", q(&mnt)));
+    for name in ["by-key", "limits", "posix", "sysv"] {
+        assert!(
+            ls.lines().any(|l| l == name),
+            "ls MNT shows {ls:?}, no {name}"
+        );
+    }
+    // allow_other reached the kernel: another user may look in.
+    let r = run_with_timeout(
+        w.nsenter()
+            .arg("setpriv")
+            .arg(format!("--reuid={USER}"))
+            .arg(format!("--regid={USER}"))
+            .args(["--clear-groups", "ls"])
+            .arg(mnt.join("sysv")),
+        COMMAND_TIMEOUT,
+    );
+    assert!(
+        r.ok(),
+        "user {USER} cannot list MNT/sysv despite allow_other: {r:?}"
+    );
+    assert_eq!(
+        daemons_of(&mnt).len(),
+        1,
+        "not one shmfs process with the mount point as argument"
+    );
+
+    let r = w.sh(&format!("umount {}", q(&mnt)));
+    assert!(r.ok(), "umount MNT: {r:?}");
+    assert!(w.mount_at(&mnt).is_none(), "MNT still mounted after umount");
+    assert!(
+        wait_for_exit_of_processes_with_arg(&mnt),
+        "the daemon did not exit within {MOUNT_TIMEOUT:?} of umount"
+    );
+}
+
+#[test]
+fn fstab_line_mounts_with_mount_a_and_by_mount_point() {
+    require_fuse!();
+    require_commands!("mount.fuse3" => "fuse3");
+    let w = World::new();
+    let mnt = w.mkdir("mnt");
+    let other = w.mkdir("other");
+    let fstab = w.dir().join("fstab");
+    // The README's line, and one full of options meant for mount(8) and systemd, which shmfs
+    // must take in its stride.
+    fs::write(
+        &fstab,
+        format!(
+            "# <file system> <mount point> <type> <options> <dump> <pass>\n\
+             shmfs {} fuse.shmfs allow_other,nofail 0 0\n\
+             shmfs {} fuse.shmfs defaults,nofail,_netdev,noatime,x-systemd.idle-timeout=60,comment=test,allow_other 0 0\n",
+            mnt.display(),
+            other.display()
+        ),
+    )
+    .unwrap();
+
+    let r = w.sh(&format!("mount --fstab {} -a", q(&fstab)));
+    assert!(r.ok(), "mount --fstab FSTAB -a: {r:?}");
+    for p in [&mnt, &other] {
+        let (source, _, options) = w
+            .mount_at(p)
+            .unwrap_or_else(|| panic!("{} not mounted by mount -a", p.display()));
+        assert_eq!(source, "shmfs");
+        assert!(options.contains("allow_other"), "options {options}");
+        w.sh_ok(&format!("ls {}/sysv", q(p)));
+    }
+    assert!(
+        w.mount_at(&other).unwrap().2.contains("noatime"),
+        "noatime from fstab did not reach the mount"
+    );
+
+    // mount -a again (at boot, or a user trying twice) leaves things as they are.
+    let r = w.sh(&format!("mount --fstab {} -a", q(&fstab)));
+    assert!(r.ok(), "second mount -a: {r:?}");
+    assert_eq!(w.mount_count(&mnt), 1, "second mount -a mounted MNT twice");
+    assert_eq!(
+        daemons_of(&mnt).len(),
+        1,
+        "one daemon for MNT after a second mount -a"
+    );
+
+    for p in [&mnt, &other] {
+        w.sh_ok(&format!("umount {}", q(p)));
+        assert!(
+            wait_for_exit_of_processes_with_arg(p),
+            "daemon for {} still there after umount",
+            p.display()
+        );
+    }
+
+    // `mount MNT` alone finds the rest in fstab (here: in FSTAB).
+    let r = w.sh(&format!("mount --fstab {} {}", q(&fstab), q(&mnt)));
+    assert!(r.ok(), "mount --fstab FSTAB MNT: {r:?}");
+    assert!(w.mount_at(&mnt).is_some(), "not mounted by mount MNT");
+    w.sh_ok(&format!("umount {}", q(&mnt)));
+    assert!(wait_for_exit_of_processes_with_arg(&mnt));
+}
+
+/// The generic options mount(8) passes on to every file system (libfuse's file systems, sshfs
+/// among them, take them): an fstab line copied from elsewhere often has them.
+#[test]
+fn fstab_line_with_generic_vfs_options_mounts() {
+    require_fuse!();
+    require_commands!("mount.fuse3" => "fuse3");
+    let w = World::new();
+    let mnt = w.mkdir("mnt");
+    let fstab = w.dir().join("fstab");
+    fs::write(
+        &fstab,
+        format!(
+            "shmfs {} fuse.shmfs allow_other,nofail,relatime,nodiratime,lazytime,silent 0 0\n",
+            mnt.display()
+        ),
+    )
+    .unwrap();
+    let r = w.sh(&format!("mount --fstab {} -a", q(&fstab)));
+    assert!(
+        r.ok(),
+        "mount -a with relatime,nodiratime,lazytime,silent: {r:?}"
+    );
+    assert!(w.mount_at(&mnt).is_some(), "not mounted");
+    w.sh_ok(&format!("umount {}", q(&mnt)));
+    assert!(wait_for_exit_of_processes_with_arg(&mnt));
+}
+
+/// README "Unmounting": with fuse3 installed, a killed daemon's mount goes away by itself. mount(8)
+/// runs shmfs without PATH in its environment, and shmfs looks for fusermount3 only in PATH.
+#[test]
+fn a_killed_daemon_mounted_by_mount_t_leaves_no_dead_mount() {
+    require_fuse!();
+    require_commands!("mount.fuse3" => "fuse3", "fusermount3" => "fuse3");
+    let w = World::new();
+    let mnt = w.mkdir("mnt");
+    w.sh_ok(&format!(
+        "mount -t fuse.shmfs shmfs {} -o allow_other",
+        q(&mnt)
+    ));
+    let daemons = daemons_of(&mnt);
+    assert_eq!(daemons.len(), 1, "one daemon");
+    unsafe {
+        libc::kill(daemons[0], libc::SIGKILL);
+    }
+    let start = Instant::now();
+    while w.mount_at(&mnt).is_some() {
+        assert!(
+            start.elapsed() < MOUNT_TIMEOUT,
+            "the mount of a daemon killed with SIGKILL is still there after {MOUNT_TIMEOUT:?}: {:?}",
+            w.sh(&format!("ls {}", q(&mnt)))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A user who is not root
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_user_mounts_through_fusermount3_and_sees_what_they_may() {
+    require_fuse!();
+    require_commands!("fusermount3" => "fuse3");
+    let w = World::new();
+    if !w.allow_user(USER) {
+        return;
+    }
+    // The binary where the user may run it, whatever the permissions on the way to target/.
+    let bin = w.mkdir("bin").join("shmfs");
+    fs::copy(BIN, &bin).unwrap();
+    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+    let home = w.mkdir("home");
+    let mnt = home.join("shm");
+    fs::create_dir(&mnt).unwrap();
+    for p in [&home, &mnt] {
+        std::os::unix::fs::chown(p, Some(USER), Some(USER)).unwrap();
+    }
+
+    let roots = ipcmk_in(&w, 4096, "0600");
+    let r = w.sh_as(USER, &home, "ipcmk -M 8192 -p 0600");
+    assert!(r.ok(), "ipcmk as user {USER}: {r:?}");
+    let users = parse_ipcmk(&r.stdout_str());
+
+    let r = w.sh_as(USER, &home, &format!("{} {}", q(&bin), q(&mnt)));
+    assert!(r.ok(), "shmfs MNT as user {USER}: {r:?}");
+    let (source, fstype, options) = w.mount_at(&mnt).expect("the user's mount is not there");
+    assert_eq!(source, "shmfs");
+    assert_eq!(
+        fstype, "fuse.shmfs",
+        "a mount through fusermount3 has the subtype"
+    );
+    assert!(
+        options.contains(&format!("user_id={USER}")),
+        "options {options}"
+    );
+
+    let r = w.sh_as(USER, &home, &format!("ls {}/sysv", q(&mnt)));
+    assert!(r.ok(), "ls MNT/sysv as the user: {r:?}");
+    let ids = r.stdout_str();
+    for id in [roots, users] {
+        assert!(
+            ids.lines().any(|l| l == id.to_string()),
+            "the user's ls sysv shows {ids:?}, not {id}"
+        );
+    }
+    // Their own segment: read and write.
+    let data = mnt.join(format!("sysv/{users}/data"));
+    let r = w.sh_as(
+        USER,
+        &home,
+        &format!(
+            "printf mine | dd of={d} conv=notrunc status=none && head -c 4 {d}",
+            d = q(&data)
+        ),
+    );
+    assert!(r.ok(), "user writing their own data: {r:?}");
+    assert_eq!(r.stdout_str(), "mine");
+    // root's 0600 segment: its stat, but not its bytes.
+    let stat = w.sh_as(
+        USER,
+        &home,
+        &format!("cat {}", q(mnt.join(format!("sysv/{roots}/stat")))),
+    );
+    assert!(stat.ok(), "user reading root's stat: {stat:?}");
+    let f = Fields::parse(&stat.stdout_str());
+    assert_eq!((f.get("uid"), f.get("mode")), ("0", "0600"));
+    let r = w.sh_as(
+        USER,
+        &home,
+        &format!("head -c 1 {}", q(mnt.join(format!("sysv/{roots}/data")))),
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("Permission denied"),
+        "user reading root's 0600 data should get Permission denied: {r:?}"
+    );
+    // Without allow_other the mount is the user's alone, root included.
+    let r = w.sh(&format!("ls {}", q(&mnt)));
+    assert!(
+        !r.ok() && r.stderr.contains("Permission denied"),
+        "root listing a user's mount without allow_other: {r:?}"
+    );
+
+    let r = w.sh_as(USER, &home, &format!("fusermount3 -u {}", q(&mnt)));
+    assert!(r.ok(), "fusermount3 -u MNT: {r:?}");
+    assert!(
+        w.mount_at(&mnt).is_none(),
+        "still mounted after fusermount3 -u"
+    );
+    assert!(
+        wait_for_exit_of_processes_with_arg(&mnt),
+        "the user's daemon did not exit after fusermount3 -u"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// systemd
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn systemd_units_pass_systemd_analyze_verify() {
+    require_commands!("systemd-analyze" => "systemd", "man" => "man-db");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-scripts");
+    let mount_unit = fs::read_to_string(scripts.join("mnt-shmfs.mount")).unwrap();
+    for line in [
+        "What=shmfs",
+        "Where=/mnt/shmfs",
+        "Type=fuse.shmfs",
+        "Options=allow_other",
+    ] {
+        assert!(
+            mount_unit.lines().any(|l| l == line),
+            "mnt-shmfs.mount has no line {line}"
+        );
+    }
+    let service = fs::read_to_string(scripts.join("shmfs.service")).unwrap();
+    assert!(
+        service.contains("ExecStart=/usr/local/bin/shmfs -f -o allow_other /mnt/shmfs"),
+        "shmfs.service does not run /usr/local/bin/shmfs -f -o allow_other /mnt/shmfs"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    // verify checks that ExecStart's binary exists: point it at the one under test.
+    fs::write(tmp.path().join("mnt-shmfs.mount"), &mount_unit).unwrap();
+    fs::write(
+        tmp.path().join("shmfs.service"),
+        service.replace("/usr/local/bin/shmfs", BIN),
+    )
+    .unwrap();
+    // verify also runs `man shmfs(1)` for Documentation=: give man the page under test.
+    let man1 = tmp.path().join("man/man1");
+    fs::create_dir_all(&man1).unwrap();
+    let page = run_with_timeout(Command::new(BIN).arg("--man"), COMMAND_TIMEOUT);
+    assert!(page.ok(), "shmfs --man: {page:?}");
+    fs::write(man1.join("shmfs.1"), &page.stdout).unwrap();
+
+    let r = run_with_timeout(
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .arg(tmp.path().join("mnt-shmfs.mount"))
+            .arg(tmp.path().join("shmfs.service"))
+            .env("MANPATH", tmp.path().join("man"))
+            .env("SYSTEMD_LOG_COLOR", "0")
+            .env("SYSTEMD_PAGER", ""),
+        COMMAND_TIMEOUT,
+    );
+    assert!(r.ok(), "systemd-analyze verify: {r:?}");
+    // It may also speak of other units of this machine; about ours it must say nothing.
+    let ours: Vec<&str> = r.stderr.lines().filter(|l| l.contains("shmfs")).collect();
+    assert!(
+        ours.is_empty(),
+        "systemd-analyze verify complains: {ours:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// df, du, find, tar, cp, file, stat
+// ---------------------------------------------------------------------------------------------
+
+/// A world with shmfs mounted (`shmfs -o allow_other MNT`, in the background as people run it),
+/// a 2 MiB segment filled with known bytes (a gzip stream first, so `file` has something to
+/// name) and a 4 KiB one with a few.
+struct Tools {
+    w: World,
+    mnt: PathBuf,
+    big: i32,
+    small: i32,
+    /// The bytes of `big`.
+    content: Vec<u8>,
+}
+
+const BIG: usize = 2 << 20;
+const SMALL: usize = 4096;
+
+impl Tools {
+    fn new() -> Tools {
+        let w = World::new();
+        let mnt = w.mkdir("mnt");
+        w.sh_ok(&format!("{} -o allow_other {}", q(BIN), q(&mnt)));
+        let big = ipcmk_in(&w, BIG, "0640");
+        let small = ipcmk_in(&w, SMALL, "0600");
+
+        let gzip = w.sh(&format!(
+            "printf 'shmfs\\n' | gzip -c > {}",
+            q(w.dir().join("gz"))
+        ));
+        assert!(gzip.ok(), "gzip: {gzip:?}");
+        let mut content = fs::read(w.dir().join("gz")).unwrap();
+        content.extend(pattern(BIG - content.len(), 7));
+        let src = w.dir().join("content");
+        fs::write(&src, &content).unwrap();
+        w.sh_ok(&format!(
+            "dd if={} of={}/sysv/{big}/data bs=1M conv=notrunc status=none && \
+             printf small | dd of={}/sysv/{small}/data conv=notrunc status=none",
+            q(&src),
+            q(&mnt),
+            q(&mnt)
+        ));
+        Tools {
+            w,
+            mnt,
+            big,
+            small,
+            content,
+        }
+    }
+
+    fn seg(&self, id: i32) -> PathBuf {
+        self.mnt.join(format!("sysv/{id}"))
+    }
+
+    fn sh_ok(&self, script: &str) -> String {
+        self.w.sh_ok(script)
+    }
+}
+
+impl Drop for Tools {
+    fn drop(&mut self) {
+        let _ = self.w.sh(&format!("umount {}", q(&self.mnt)));
+    }
+}
+
+#[test]
+fn df_reports_sizes_and_du_the_rss() {
+    require_fuse!();
+    let t = Tools::new();
+    let out = t.sh_ok(&format!(
+        "df -B1 --output=source,size,used,avail {}",
+        q(&t.mnt)
+    ));
+    let row: Vec<&str> = out
+        .lines()
+        .nth(1)
+        .expect("df printed no row")
+        .split_whitespace()
+        .collect();
+    let [source, size, used, avail] = row[..] else {
+        panic!("df row {row:?}");
+    };
+    let (size, used, avail): (u64, u64, u64) = (
+        size.parse().unwrap(),
+        used.parse().unwrap(),
+        avail.parse().unwrap(),
+    );
+    assert_eq!(source, "shmfs", "df's Filesystem column");
+    // The world's /dev/shm is a 64 MiB tmpfs; the segments' pages come on top.
+    assert!(
+        size >= 64 << 20,
+        "df size {size} < the 64 MiB of the shm dir"
+    );
+    assert!(
+        used >= BIG as u64,
+        "df used {used} < the 2 MiB segment's resident pages"
+    );
+    assert!(
+        used + avail <= size,
+        "df: used {used} + avail {avail} > size {size}"
+    );
+
+    let rss = fields_in(&t.w, &t.seg(t.big).join("stat")).num("rss");
+    assert_eq!(rss, BIG as u64, "the segment was written in full");
+    let du = t.sh_ok(&format!("du -s -B1 {}", q(t.seg(t.big))));
+    let du: u64 = du.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(du, rss, "du -s -B1 of the segment's directory is its rss");
+    let human = t.sh_ok(&format!("du -sh {}", q(t.seg(t.big))));
+    assert!(human.starts_with("2.0M\t"), "du -sh: {human:?}");
+    // -b counts sizes, not blocks: the segment's size and the text files' lengths.
+    let apparent = t.sh_ok(&format!("du -sb {}", q(t.seg(t.big))));
+    let apparent: u64 = apparent.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(apparent > BIG as u64, "du -sb {apparent}");
+}
+
+#[test]
+fn find_size_finds_the_big_segment_only() {
+    require_fuse!();
+    require_commands!("find" => "findutils");
+    let t = Tools::new();
+    let out = t.sh_ok(&format!("find {} -name data -size +1M", q(&t.mnt)));
+    let want = t.seg(t.big).join("data");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [want.to_str().unwrap()],
+        "find output"
+    );
+    let out = t.sh_ok(&format!("find {} -name data -size -5k", q(&t.mnt)));
+    assert!(
+        out.contains(&format!("/sysv/{}/data", t.small)) && !out.contains(&format!("/{}/", t.big)),
+        "find -size -5k: {out:?}"
+    );
+}
+
+#[test]
+fn tar_lists_and_extracts_the_real_bytes() {
+    require_fuse!();
+    require_commands!("tar" => "tar");
+    let t = Tools::new();
+    let dir = t.seg(t.big);
+    let listing = t.sh_ok(&format!(
+        "tar -cf - -C {}/sysv {} | tar -tvf -",
+        q(&t.mnt),
+        t.big
+    ));
+    let size_of = |name: &str| -> u64 {
+        let line = listing
+            .lines()
+            .find(|l| l.ends_with(&format!(" {}/{name}", t.big)))
+            .unwrap_or_else(|| panic!("tar -tv shows no {name}: {listing}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let stat_len = t.sh_ok(&format!("cat {}", q(dir.join("stat")))).len() as u64;
+    let perm_len = t.sh_ok(&format!("cat {}", q(dir.join("perm")))).len() as u64;
+    assert_eq!(size_of("data"), BIG as u64, "{listing}");
+    assert_eq!(size_of("stat"), stat_len, "{listing}");
+    assert_eq!(size_of("perm"), perm_len, "{listing}");
+
+    let out = t.w.mkdir("untar");
+    t.sh_ok(&format!(
+        "tar -cf - -C {}/sysv {id} | tar -xf - -C {}",
+        q(&t.mnt),
+        q(&out),
+        id = t.big
+    ));
+    let got = fs::read(out.join(format!("{}/data", t.big))).unwrap();
+    assert!(
+        got == t.content,
+        "tar extracted other bytes than the segment's"
+    );
+    let stat = fs::read_to_string(out.join(format!("{}/stat", t.big))).unwrap();
+    assert!(stat.starts_with("kind: sysv\n"), "extracted stat: {stat:?}");
+    assert_eq!(
+        fs::read_to_string(out.join(format!("{}/perm", t.big))).unwrap(),
+        "mode: 0640\nuid: 0\ngid: 0\n"
+    );
+}
+
+#[test]
+fn cp_r_copies_the_bytes() {
+    require_fuse!();
+    let t = Tools::new();
+    let out = t.w.dir().join("copy");
+    t.sh_ok(&format!("cp -r {} {}", q(t.seg(t.big)), q(&out)));
+    assert!(
+        fs::read(out.join("data")).unwrap() == t.content,
+        "cp -r: other bytes in data"
+    );
+    let stat = fs::read_to_string(out.join("stat")).unwrap();
+    assert!(
+        stat.contains(&format!("shmid: {}\n", t.big)),
+        "copied stat: {stat:?}"
+    );
+    let small = t.w.dir().join("copy-small");
+    t.sh_ok(&format!("cp -r {} {}", q(t.seg(t.small)), q(&small)));
+    let bytes = fs::read(small.join("data")).unwrap();
+    assert_eq!(bytes.len(), SMALL);
+    assert_eq!(&bytes[..5], b"small");
+    assert!(bytes[5..].iter().all(|b| *b == 0));
+}
+
+#[test]
+fn file_and_stat_describe_data() {
+    require_fuse!();
+    require_commands!("file" => "file");
+    let t = Tools::new();
+    let dir = t.seg(t.big);
+    let kind = t.sh_ok(&format!("file -b {}", q(dir.join("data"))));
+    assert!(kind.contains("gzip compressed data"), "file data: {kind:?}");
+    let kind = t.sh_ok(&format!("file -b {}", q(dir.join("stat"))));
+    assert!(kind.contains("text"), "file stat: {kind:?}");
+
+    let out = t.sh_ok(&format!(
+        "stat -c '%s %b %B %a %u %F' {}",
+        q(dir.join("data"))
+    ));
+    let v: Vec<&str> = out.trim().splitn(6, ' ').collect();
+    let rss = fields_in(&t.w, &dir.join("stat")).num("rss");
+    assert_eq!(v[0], BIG.to_string(), "stat %s: {out}");
+    assert_eq!(
+        v[1].parse::<u64>().unwrap() * v[2].parse::<u64>().unwrap(),
+        rss,
+        "stat %b × %B is the rss: {out}"
+    );
+    assert_eq!((v[3], v[4], v[5]), ("640", "0", "regular file"), "{out}");
+    // And stat(1) of the directory and of a text file work too.
+    t.sh_ok(&format!("stat {} {}", q(&dir), q(dir.join("perm"))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Midnight Commander
+// ---------------------------------------------------------------------------------------------
+
+/// mc in a detached tmux session inside the world.
+struct Tmux {
+    socket: PathBuf,
+}
+
+impl Tmux {
+    fn start(w: &World, command: &str) -> Tmux {
+        let socket = w.dir().join("tmux.sock");
+        w.sh_ok(&format!(
+            "tmux -S {} -f /dev/null new-session -d -x 160 -y 40 {}",
+            q(&socket),
+            q(command)
+        ));
+        Tmux { socket }
+    }
+
+    fn tmux(&self) -> Command {
+        let mut cmd = Command::new("tmux");
+        cmd.arg("-S").arg(&self.socket);
+        cmd
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let r = run_with_timeout(self.tmux().args(["send-keys", k]), COMMAND_TIMEOUT);
+            assert!(r.ok(), "tmux send-keys {k}: {r:?}");
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    fn type_text(&self, text: &str) {
+        let r = run_with_timeout(self.tmux().args(["send-keys", "-l", text]), COMMAND_TIMEOUT);
+        assert!(r.ok(), "tmux send-keys -l {text}: {r:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    fn screen(&self) -> String {
+        run_with_timeout(self.tmux().args(["capture-pane", "-p"]), COMMAND_TIMEOUT).stdout_str()
+    }
+
+    /// Waits (generously) until the screen satisfies `ok`; returns it.
+    #[track_caller]
+    fn wait_for(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if ok(&s) {
+                return s;
+            }
+            if start.elapsed() > SCREEN_TIMEOUT {
+                panic!("mc did not show {what} within {SCREEN_TIMEOUT:?}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .tmux()
+            .arg("kill-server")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+#[test]
+fn midnight_commander_lists_views_and_copies() {
+    require_fuse!();
+    require_commands!("mc" => "mc", "tmux" => "tmux");
+    let t = Tools::new();
+    let id = t.small;
+    t.sh_ok(&format!(
+        "printf 'shmfs-mc-test' | dd of={}/data conv=notrunc status=none",
+        q(t.seg(id))
+    ));
+    let home = t.w.mkdir("mc-home");
+    let out = t.w.mkdir("mc-out");
+    let seg = t.seg(id);
+    let tmux = Tmux::start(
+        &t.w,
+        &format!(
+            "env HOME={} TERM=xterm mc -u {} {}",
+            q(&home),
+            q(&seg),
+            q(&out)
+        ),
+    );
+
+    // The left panel lists the segment's directory.
+    let path = seg.to_str().unwrap().to_string();
+    tmux.wait_for("the segment's directory", |s| {
+        s.contains(&path)
+            && ["attached", "data", "perm", "stat"]
+                .iter()
+                .all(|n| s.contains(n))
+    });
+
+    // F3 on stat: the viewer shows the text.
+    tmux.keys(&["C-s"]);
+    tmux.type_text("stat");
+    tmux.keys(&["F3"]);
+    tmux.wait_for("stat in the viewer", |s| {
+        s.contains("kind: sysv") && s.contains(&format!("shmid: {id}"))
+    });
+    tmux.keys(&["F10"]);
+    tmux.wait_for("the panels again", |s| {
+        !s.contains("kind: sysv") && s.contains(&path)
+    });
+
+    // F3 on data, F4 for hex: the bytes, in hex and as text.
+    tmux.keys(&["C-s"]);
+    tmux.type_text("data");
+    tmux.keys(&["F3"]);
+    tmux.wait_for("data in the viewer", |s| {
+        s.contains(&format!("{path}/data"))
+    });
+    tmux.keys(&["F4"]);
+    tmux.wait_for("data in hex", |s| {
+        s.contains("73 68 6D 66") && s.contains("shmfs-mc-test")
+    });
+    tmux.keys(&["F10"]);
+    tmux.wait_for("the panels again", |s| {
+        s.contains(&path) && !s.contains("73 68 6D 66")
+    });
+
+    // F5 copies data to the other panel's directory.
+    tmux.keys(&["F5"]);
+    tmux.wait_for("the copy dialog", |s| s.contains("Copy file \"data\""));
+    tmux.keys(&["Enter"]);
+    let copy = out.join("data");
+    let start = Instant::now();
+    while fs::metadata(&copy).map(|m| m.len()).unwrap_or(0) < SMALL as u64 {
+        assert!(
+            start.elapsed() < SCREEN_TIMEOUT,
+            "mc's copy did not arrive; the screen:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let bytes = fs::read(&copy).unwrap();
+    assert_eq!(bytes.len(), SMALL);
+    assert_eq!(&bytes[..13], b"shmfs-mc-test");
+    assert!(bytes[13..].iter().all(|b| *b == 0));
+    tmux.keys(&["F10"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// --help, --version, the man page, install.sh
+// ---------------------------------------------------------------------------------------------
+
+fn run_bin(args: &[&str]) -> Run {
+    run_with_timeout(Command::new(BIN).args(args), COMMAND_TIMEOUT)
+}
+
+#[test]
+fn help_and_version_are_complete() {
+    let v = run_bin(&["--version"]);
+    assert!(v.ok(), "shmfs --version: {v:?}");
+    assert_eq!(
+        v.stdout_str(),
+        format!("shmfs {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    assert_eq!(run_bin(&["-V"]).stdout_str(), v.stdout_str());
+
+    let h = run_bin(&["--help"]);
+    assert!(h.ok(), "shmfs --help: {h:?}");
+    let help = h.stdout_str();
+    for needle in [
+        "Usage: shmfs",
+        "MOUNTPOINT",
+        "-f, --foreground",
+        "-o <",
+        "allow_other",
+        "--shm-dir",
+        "--ipc-ns",
+        "--pid",
+        "--threads",
+        "-h, --help",
+        "-V, --version",
+    ] {
+        assert!(
+            help.contains(needle),
+            "shmfs --help lacks {needle:?}:\n{help}"
+        );
+    }
+    assert!(
+        !help.contains("--man"),
+        "--man is meant to stay hidden:\n{help}"
+    );
+}
+
+#[test]
+fn man_page_has_every_option_and_renders() {
+    let m = run_bin(&["--man"]);
+    assert!(m.ok(), "shmfs --man: {m:?}");
+    let page = m.stdout_str();
+    assert!(
+        page.contains(".TH shmfs 1"),
+        "no .TH shmfs 1 header:\n{page}"
+    );
+    for needle in [
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        "foreground",
+        "shm\\-dir",
+        "ipc\\-ns",
+        "threads",
+    ] {
+        assert!(page.contains(needle), "shmfs --man lacks {needle:?}");
+    }
+
+    require_commands!("man" => "man-db");
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("shmfs.1");
+    fs::write(&file, &m.stdout).unwrap();
+    let r = run_with_timeout(
+        // In a UTF-8 locale, as most people read it (run_with_timeout sets LC_ALL=C, where
+        // troff cannot draw the ellipsis in -o's help and says so on stderr).
+        Command::new("env")
+            .args(["LC_ALL=C.UTF-8", "man", "-l"])
+            .arg(&file)
+            .env("MANWIDTH", "80")
+            .env("MANPAGER", "cat")
+            .env("PAGER", "cat"),
+        COMMAND_TIMEOUT,
+    );
+    assert!(r.ok(), "man -l shmfs.1: {r:?}");
+    let text = r.stdout_str();
+    for needle in ["NAME", "SYNOPSIS", "OPTIONS", "--foreground", "--shm-dir"] {
+        assert!(text.contains(needle), "man -l shows no {needle:?}:\n{text}");
+    }
+    assert!(
+        r.stderr.trim().is_empty(),
+        "man -l complained: {}",
+        r.stderr
+    );
+}
+
+#[test]
+fn install_script_explains_itself_and_refuses_unknown_arguments() {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("mount-scripts/install.sh");
+    let help = run_with_timeout(
+        Command::new("bash").arg(&script).arg("--help"),
+        COMMAND_TIMEOUT,
+    );
+    assert!(help.ok(), "install.sh --help: {help:?}");
+    let text = help.stdout_str();
+    for needle in ["--enable", "--uninstall", "/usr/local/bin/shmfs", "fuse3"] {
+        assert!(
+            text.contains(needle),
+            "install.sh --help lacks {needle:?}:\n{text}"
+        );
+    }
+    let bad = run_with_timeout(
+        Command::new("bash").arg(&script).arg("--bogus"),
+        COMMAND_TIMEOUT,
+    );
+    assert!(!bad.ok(), "install.sh --bogus succeeded");
+    assert!(bad.stderr.contains("unknown argument: --bogus"), "{bad:?}");
+    let both = run_with_timeout(
+        Command::new("bash")
+            .arg(&script)
+            .args(["--enable", "--uninstall"]),
+        COMMAND_TIMEOUT,
+    );
+    assert!(!both.ok(), "install.sh --enable --uninstall succeeded");
+}
