@@ -26,8 +26,14 @@ use crate::posix::{self, Object, ShmDir};
 use crate::sysv::{self, Attachment, Segment};
 use crate::text::{self, PermChange};
 
-/// Attributes and entries are never cached by the kernel: every call sees the present.
+/// Attributes are never cached by the kernel: every stat, open and access asks shmfs, which
+/// asks the kernel's IPC and tmpfs, so every call sees the present.
 const TTL: Duration = Duration::ZERO;
+/// How long the kernel may keep a name → inode entry without asking again. Safe because the
+/// inode itself is checked on every use: an inode whose object is gone (or was replaced by a
+/// new one of the same name) answers ESTALE, and the VFS then walks the path again with fresh
+/// lookups. It spares `ls -l` and friends one LOOKUP per name and per system call.
+const ENTRY_TTL: Duration = Duration::from_secs(10);
 const BLOCK_SIZE: u32 = 4096;
 
 /// How the filesystem was asked to behave.
@@ -199,8 +205,25 @@ impl ShmFs {
         }
     }
 
-    /// The object as it is now, if it is still the one the inode was given to.
+    /// The object as it is now, if it is still the one the inode was given to; ESTALE if it
+    /// is gone, so that a path walk through a cached entry is retried with fresh lookups.
     fn live(&self, id: &ObjectId) -> io::Result<Live> {
+        self.live_now(id).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => errno(libc::ESTALE),
+            _ => e,
+        })
+    }
+
+    /// The segment behind a `by-key/` link, while it still has a key: IPC_RMID sets it to 0,
+    /// and then the link is gone even though the segment lives on.
+    fn live_key_link(&self, id: &ObjectId) -> io::Result<Live> {
+        match self.live(id)? {
+            Live::Sysv(seg) if seg.key == 0 => Err(errno(libc::ESTALE)),
+            live => Ok(live),
+        }
+    }
+
+    fn live_now(&self, id: &ObjectId) -> io::Result<Live> {
         match id {
             ObjectId::Sysv { shmid, incarnation } => {
                 let seg = sysv::lookup(*shmid)?;
@@ -362,10 +385,18 @@ impl ShmFs {
 
     /// The attributes of a node, using `known` (just looked up) instead of asking again.
     fn attr(&self, ino: u64, node: &Node) -> io::Result<FileAttr> {
-        self.attr_with(ino, node, None)
+        self.attr_with(ino, node, None, None)
     }
 
-    fn attr_with(&self, ino: u64, node: &Node, known: Option<Live>) -> io::Result<FileAttr> {
+    /// As `attr`; `open_text` is the length of the text an open handle of this `stat` holds,
+    /// which is what `fstat` on that handle must report (and spares rendering it again).
+    fn attr_with(
+        &self,
+        ino: u64,
+        node: &Node,
+        known: Option<Live>,
+        open_text: Option<usize>,
+    ) -> io::Result<FileAttr> {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
             Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
@@ -384,6 +415,7 @@ impl ShmFs {
         };
         let live = match known {
             Some(live) => live,
+            None if part == Part::KeyLink => self.live_key_link(id)?,
             None => self.live(id)?,
         };
         let (mode, uid, gid, size, atime, mtime, ctime, blocks) = match &live {
@@ -415,7 +447,7 @@ impl ShmFs {
             Part::Stat => (
                 FileType::RegularFile,
                 0o444,
-                self.stat_text(&live).len() as u64,
+                open_text.unwrap_or_else(|| self.stat_text(&live).len()) as u64,
                 1,
             ),
             Part::Perm => (
@@ -1047,10 +1079,10 @@ impl Filesystem for ShmFs {
         let result = self.node(parent).and_then(|p| {
             let (ino, live) = self.find(&p, name)?;
             let node = self.node(INodeNo(ino))?;
-            self.attr_with(ino, &node, live)
+            self.attr_with(ino, &node, live, None)
         });
         match result {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &attr, Generation(0)),
             Err(e) => {
                 log_failure("lookup", &name, &e);
                 reply.error(errno_of(&e))
@@ -1058,8 +1090,17 @@ impl Filesystem for ShmFs {
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node(ino).and_then(|n| self.attr(ino.0, &n)) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let open_text = fh
+            .and_then(|fh| self.handle(fh).ok())
+            .and_then(|h| match &*h {
+                Handle::Text(t) => Some(t.len()),
+                _ => None,
+            });
+        match self
+            .node(ino)
+            .and_then(|n| self.attr_with(ino.0, &n, None, open_text))
+        {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => {
                 log_failure("getattr", &ino, &e);
@@ -1102,7 +1143,7 @@ impl Filesystem for ShmFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         match self.node(ino) {
-            Ok(Node::Object(id, Part::KeyLink)) => match self.live(&id) {
+            Ok(Node::Object(id, Part::KeyLink)) => match self.live_key_link(&id) {
                 Ok(_) => reply.data(Self::key_link_target(&id).as_bytes()),
                 Err(e) => reply.error(errno_of(&e)),
             },
@@ -1135,7 +1176,7 @@ impl Filesystem for ShmFs {
     ) {
         let who = caller(req);
         match self.make_object(&who, parent, name, mode) {
-            Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &attr, Generation(0)),
             Err(e) => {
                 log_failure("mkdir", &name, &e);
                 reply.error(errno_of(&e))
@@ -1408,16 +1449,13 @@ impl Filesystem for ShmFs {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        // No extended attributes; the kernel asks (e.g. security.capability on writes).
-        reply.error(Errno::NO_XATTR);
+        // No extended attributes. ENOSYS makes the kernel stop asking (ls -l asks for ACLs
+        // and labels of every file), which it would not for ENODATA.
+        reply.error(Errno::ENOSYS);
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if size == 0 {
-            reply.size(0);
-        } else {
-            reply.data(&[]);
-        }
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(Errno::ENOSYS);
     }
 
     fn create(

@@ -390,3 +390,185 @@ mod tests {
         assert!(parse_perm(&[b'7'; MAX_PERM_WRITE + 1], &users, &groups).is_err());
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    //! Properties of the `perm` parser over arbitrary input.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Name resolvers: one known user and one known group, everything else unknown.
+    fn users(name: &str) -> Option<u32> {
+        (name == "alice").then_some(1000)
+    }
+    fn groups(name: &str) -> Option<u32> {
+        (name == "staff").then_some(50)
+    }
+    fn parse(input: &[u8]) -> Result<PermChange, PermError> {
+        parse_perm(input, &users, &groups)
+    }
+
+    /// Any id the kernel can take as a change (u32::MAX means "no change" to it).
+    fn id() -> impl Strategy<Value = u32> {
+        prop_oneof![0..u32::MAX, Just(0), Just(u32::MAX - 1), 0..70_000u32]
+    }
+
+    /// Whitespace that may separate or surround fields.
+    fn space() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[ \t\n\r]{1,3}").unwrap()
+    }
+
+    /// One well-formed `name: value` / `name=value` pair and what it asks for.
+    fn field() -> impl Strategy<Value = (&'static str, String, u32)> {
+        let mode = (0..=0o777u32, prop::bool::ANY).prop_map(|(m, zero)| {
+            let text = if zero {
+                format!("0{m:03o}")
+            } else {
+                format!("{m:o}")
+            };
+            ("mode", text, m)
+        });
+        let uid = prop_oneof![
+            id().prop_map(|u| ("uid", u.to_string(), u)),
+            Just(("uid", "alice".to_string(), 1000)),
+        ];
+        let gid = prop_oneof![
+            id().prop_map(|g| ("gid", g.to_string(), g)),
+            Just(("gid", "staff".to_string(), 50)),
+        ];
+        prop_oneof![mode, uid, gid]
+    }
+
+    /// A name that is not a field of `perm`.
+    fn unknown_name() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[A-Za-z_][A-Za-z0-9_.-]{0,15}")
+            .unwrap()
+            .prop_filter("a known field", |n| {
+                !matches!(n.as_str(), "mode" | "uid" | "gid")
+            })
+    }
+
+    fn sep() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(": "), Just("="), Just(":"), Just(":\n"), Just(": \t")]
+    }
+
+    proptest! {
+        // No regression files: the tests must not write into the source tree.
+        #![proptest_config(ProptestConfig {
+            cases: 2000,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Never panics, whatever the bytes, and anything accepted is a real change within
+        /// range: a mode of permission bits only, ids other than "no change".
+        #[test]
+        fn arbitrary_bytes_never_panic_and_accepted_values_are_in_range(
+            input in prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..64),
+                prop::collection::vec(any::<u8>(), 0..(MAX_PERM_WRITE + 64)),
+                proptest::string::string_regex("[ -~\t\n]{0,64}").unwrap().prop_map(String::into_bytes),
+                proptest::string::string_regex("((mode|uid|gid|x)[:=] ?[0-9a-z-]{0,12}[ \n]?){0,4}")
+                    .unwrap()
+                    .prop_map(String::into_bytes),
+            ]
+        ) {
+            if let Ok(change) = parse(&input) {
+                prop_assert!(change != PermChange::default(), "accepted {input:?} as no change");
+                if let Some(mode) = change.mode {
+                    prop_assert!(mode <= 0o777, "mode {mode:o} from {input:?}");
+                }
+                prop_assert!(change.uid != Some(u32::MAX), "uid -1 from {input:?}");
+                prop_assert!(change.gid != Some(u32::MAX), "gid -1 from {input:?}");
+                prop_assert!(input.len() <= MAX_PERM_WRITE);
+            }
+        }
+
+        /// What `perm` reads back parses to exactly the values it shows.
+        #[test]
+        fn rendered_perm_parses_back(mode in 0..=0o777u32, uid in id(), gid in id()) {
+            let text = perm(mode, uid, gid);
+            prop_assert_eq!(
+                parse(text.as_bytes()),
+                Ok(PermChange { mode: Some(mode), uid: Some(uid), gid: Some(gid) })
+            );
+        }
+
+        /// Any well-formed write (fields in any order, any separators and whitespace) gives
+        /// exactly the fields written.
+        #[test]
+        fn well_formed_writes_give_exactly_their_fields(
+            fields in prop::collection::vec(field(), 1..=3),
+            seps in prop::collection::vec(sep(), 3),
+            spaces in prop::collection::vec(space(), 4),
+        ) {
+            let mut seen = std::collections::HashSet::new();
+            let fields: Vec<_> = fields.into_iter().filter(|f| seen.insert(f.0)).collect();
+            let mut text = spaces[0].clone();
+            let mut want = PermChange::default();
+            for (i, (name, value, parsed)) in fields.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(&spaces[i]);
+                }
+                text.push_str(&format!("{name}{}{value}", seps[i]));
+                let slot = match *name {
+                    "mode" => &mut want.mode,
+                    "uid" => &mut want.uid,
+                    _ => &mut want.gid,
+                };
+                *slot = Some(*parsed);
+            }
+            text.push_str(&spaces[3]);
+            prop_assert_eq!(parse(text.as_bytes()), Ok(want), "{:?}", text);
+        }
+
+        /// A bare octal mode is accepted exactly when it is at most 0777 in at most four digits.
+        #[test]
+        fn bare_octal_modes(value in 0..0o10000u32, width in 1..=6usize) {
+            let text = format!("{value:0width$o}");
+            let accepted = parse(text.as_bytes());
+            if value <= 0o777 && text.len() <= 4 {
+                prop_assert_eq!(accepted, Ok(PermChange { mode: Some(value), ..Default::default() }));
+            } else {
+                prop_assert!(accepted.is_err(), "{text:?} accepted as {accepted:?}");
+            }
+        }
+
+        /// An unknown field name anywhere refuses the whole write, however valid the rest.
+        #[test]
+        fn unknown_field_names_are_refused(
+            name in unknown_name(),
+            value in "[0-9]{1,4}",
+            before in prop::option::of(field()),
+            after in prop::option::of(field()),
+            sep in sep(),
+        ) {
+            let mut parts = Vec::new();
+            if let Some((n, v, _)) = &before {
+                parts.push(format!("{n}: {v}"));
+            }
+            parts.push(format!("{name}{sep}{value}"));
+            if let Some((n, v, _)) = &after {
+                parts.push(format!("{n}={v}"));
+            }
+            let text = parts.join("\n");
+            prop_assert!(parse(text.as_bytes()).is_err(), "{text:?} was accepted");
+        }
+
+        /// Ids out of range, and names no resolver knows, are refused.
+        #[test]
+        fn bad_ids_are_refused(
+            field in prop_oneof![Just("uid"), Just("gid")],
+            value in prop_oneof![
+                (u64::from(u32::MAX)..u64::MAX).prop_map(|v| v.to_string()),
+                "[1-9][0-9]{10,29}",
+                "-[0-9]{1,10}",
+                "[a-z][a-z0-9_-]{0,20}".prop_filter("known", |n| n != "alice" && n != "staff"),
+            ],
+        ) {
+            let text = format!("mode: 0600 {field}: {value}");
+            prop_assert!(parse(text.as_bytes()).is_err(), "{text:?} was accepted");
+        }
+    }
+}
