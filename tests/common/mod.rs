@@ -975,6 +975,8 @@ int main(int argc, char **argv) {
         return done(chown(a, (uid_t)num(argv[3], 10), (gid_t)num(argv[4], 10)) != 0);
     } else if (!strcmp(op, "truncate") && argc == 4) {   /* truncate PATH LEN */
         return done(truncate(a, (off_t)num(argv[3], 10)) != 0);
+    } else if (!strcmp(op, "touch")) {    /* touch PATH: utimensat(NULL), times to now */
+        return done(utimensat(AT_FDCWD, a, NULL, 0) != 0);
     } else if (!strcmp(op, "rmdir")) {
         return done(rmdir(a) != 0);
     } else if (!strcmp(op, "unlink")) {

@@ -1,0 +1,1390 @@
+//! `cargo bench`: shmfs beside its references, one table (issue 4).
+//!
+//! What it does, in order:
+//! - checks that it runs as root and moves itself into a private IPC namespace
+//!   (`unshare(CLONE_NEWIPC)`): its SysV segments are seen by no one else, and the shmfs daemon it
+//!   spawns (a child, so in the same namespace) and `ipcs -m` see only them;
+//! - makes two private directories under /dev/shm: one that shmfs shows as `posix/`
+//!   (`--shm-dir`), one for the tmpfs reference file of the SysV rows;
+//! - mounts the release binary (`shmfs -f`) on a temporary directory;
+//! - measures each row several times, reference and shmfs alternating after one warm-up of each,
+//!   and prints one table: median (min–max) of each side and the ratio of the medians;
+//! - unmounts and removes every segment, object and directory it made, also when a step fails.
+//!
+//! `SHMFS_BENCH_QUICK=1` runs a small version (64 MiB, 200 segments, 500 objects, 2 runs, 20 cats)
+//! in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number of runs. A missed target never
+//! fails the bench; a failed step (mount, command, system call) does, with exit status 1.
+
+use std::fmt::Display;
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+const KIB: u64 = 1 << 10;
+const MIB: u64 = 1 << 20;
+const GIB: u64 = 1 << 30;
+/// How long the mount may take to appear, and the daemon to exit after SIGTERM.
+const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one command may run before the watchdog calls the mount hung and kills shmfs.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+/// Segments present in the reference run of the `cat stat` row.
+const BASELINE_SEGMENTS: usize = 10;
+/// Rounds of `ls -lR` and `cat */*/stat` in the memory row.
+const RSS_ROUNDS: usize = 10;
+/// Target for the daemon's peak RSS.
+const RSS_TARGET: u64 = 32 * MIB;
+
+fn main() -> ExitCode {
+    let cfg = match Config::from_env() {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("shmfs bench: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut report = Report::default();
+    let result = run(&cfg, &mut report); // everything it made is gone when it returns
+    if !report.rows.is_empty() {
+        report.print(&cfg);
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("\nshmfs bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up the world, runs every row, and tears the world down (also on error, by Drop).
+fn run(cfg: &Config, report: &mut Report) -> Result<()> {
+    if unsafe { libc::geteuid() } != 0 {
+        return fail(
+            "the shmfs benchmark must run as root (it unshares an IPC namespace and mounts FUSE); try `sudo -E cargo bench`",
+        );
+    }
+    enter_private_ipc_namespace()?;
+    ensure_sysctl_at_least("shmmni", (cfg.segments + 16) as u64)?;
+    ensure_sysctl_at_least("shmmax", cfg.data_bytes)?;
+    ensure_sysctl_at_least(
+        "shmall",
+        4 * cfg.data_bytes / page_size() + cfg.segments as u64,
+    )?;
+    start_watchdog();
+
+    let bin = shmfs_binary()?;
+    eprintln!("shmfs bench: {} mode, binary {}", cfg.mode(), bin.display());
+    let mut world = World::new(&bin)?;
+    let big = BigObjects::create(cfg, &mut world)?;
+    report.note(format!(
+        "daemon VmHWM right after mount: {}",
+        Unit::Bytes.one(vm_hwm(world.mount.pid())? as f64)
+    ));
+    big.check_contents(&world);
+
+    row_read_posix(cfg, &world, &big, report)?;
+    row_read_sysv(cfg, &world, &big, report)?;
+    row_write(cfg, &world, &big, report)?;
+    big.remove(&mut world)?;
+    row_untouched_segment(cfg, &mut world, report)?;
+
+    row_stat(cfg, &mut world, report)?;
+    row_ls_sysv(cfg, &world, report)?;
+    row_ls_posix(cfg, &world, report)?;
+    row_daemon_memory(cfg, &world, report)?;
+
+    world.finish()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+// ---------------------------------------------------------------------------------------------
+
+/// Sizes and counts of one bench run.
+struct Config {
+    quick: bool,
+    /// Size of the big POSIX object, SysV segments and tmpfs reference file.
+    data_bytes: u64,
+    /// Small SysV segments for the listing and `stat` rows.
+    segments: usize,
+    /// POSIX objects for the listing row.
+    objects: usize,
+    /// Timed runs per row (after one warm-up).
+    runs: usize,
+    /// `cat stat` processes per run.
+    cats: usize,
+    /// Time after which a run of many small operations stops early.
+    op_budget: Duration,
+    /// Time after which the memory row stops before its tenth round (after two at least).
+    rss_budget: Duration,
+}
+
+impl Config {
+    fn from_env() -> Result<Config> {
+        let quick = std::env::var("SHMFS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+        let mut cfg = if quick {
+            Config {
+                quick,
+                data_bytes: 64 * MIB,
+                segments: 200,
+                objects: 500,
+                runs: 2,
+                cats: 20,
+                op_budget: Duration::from_millis(500),
+                rss_budget: Duration::from_secs(20),
+            }
+        } else {
+            Config {
+                quick,
+                data_bytes: GIB,
+                segments: 4000,
+                objects: 10_000,
+                runs: 5,
+                cats: 200,
+                op_budget: Duration::from_secs(3),
+                rss_budget: Duration::from_secs(420),
+            }
+        };
+        if let Ok(v) = std::env::var("SHMFS_BENCH_RUNS") {
+            cfg.runs = v
+                .parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or_else(|| Error(format!("SHMFS_BENCH_RUNS={v:?}: want a number ≥ 1")))?;
+        }
+        Ok(cfg)
+    }
+
+    fn mode(&self) -> &'static str {
+        if self.quick { "quick" } else { "full" }
+    }
+
+    fn data_mib(&self) -> u64 {
+        self.data_bytes / MIB
+    }
+
+    fn data_size(&self) -> String {
+        Unit::Bytes.one(self.data_bytes as f64)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------------------------
+
+/// A step that failed, in words.
+#[derive(Debug)]
+struct Error(String);
+
+type Result<T> = std::result::Result<T, Error>;
+
+impl Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn fail<T>(msg: impl Into<String>) -> Result<T> {
+    Err(Error(msg.into()))
+}
+
+/// `.context(|| "what was being done")` on any result whose error can be printed.
+trait Context<T> {
+    fn context<D: Display>(self, what: impl FnOnce() -> D) -> Result<T>;
+}
+
+impl<T, E: Display> Context<T> for std::result::Result<T, E> {
+    fn context<D: Display>(self, what: impl FnOnce() -> D) -> Result<T> {
+        self.map_err(|e| Error(format!("{}: {e}", what())))
+    }
+}
+
+/// Things that looked wrong with shmfs (not with the bench): printed as they happen and again
+/// after the table. They never fail the bench.
+static FINDINGS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn finding(msg: String) {
+    eprintln!("shmfs bench: LOOKS WRONG: {msg}");
+    let mut all = FINDINGS.lock().unwrap_or_else(|e| e.into_inner());
+    if !all.contains(&msg) {
+        all.push(msg);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics and the table
+// ---------------------------------------------------------------------------------------------
+
+/// Median and spread of a few samples.
+#[derive(Clone, Copy, Debug)]
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+}
+
+impl Stats {
+    fn of(samples: &[f64]) -> Stats {
+        assert!(!samples.is_empty(), "Stats of no samples");
+        let mut s = samples.to_vec();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        };
+        Stats {
+            median,
+            min: s[0],
+            max: s[n - 1],
+        }
+    }
+}
+
+/// What a sample measures, for printing.
+#[derive(Clone, Copy)]
+enum Unit {
+    /// Seconds per operation.
+    Secs,
+    /// Bytes per second.
+    Rate,
+    /// Bytes.
+    Bytes,
+}
+
+impl Unit {
+    /// Divisor and suffix that suit `v`.
+    fn scale(self, v: f64) -> (f64, &'static str) {
+        let v = v.abs();
+        match self {
+            Unit::Secs if v >= 1.0 => (1.0, "s"),
+            Unit::Secs if v >= 1e-3 => (1e-3, "ms"),
+            Unit::Secs => (1e-6, "µs"),
+            Unit::Rate if v >= 1e9 => (1e9, "GB/s"),
+            Unit::Rate => (1e6, "MB/s"),
+            Unit::Bytes if v >= GIB as f64 => (GIB as f64, "GiB"),
+            Unit::Bytes if v >= MIB as f64 => (MIB as f64, "MiB"),
+            Unit::Bytes if v >= KIB as f64 => (KIB as f64, "KiB"),
+            Unit::Bytes => (1.0, "B"),
+        }
+    }
+
+    fn one(self, v: f64) -> String {
+        let (div, suffix) = self.scale(v);
+        format!("{} {suffix}", num(v / div))
+    }
+
+    /// "median unit (min–max)", all in the median's unit.
+    fn stats(self, s: Stats) -> String {
+        let (div, suffix) = self.scale(s.median);
+        format!(
+            "{} {suffix} ({}–{})",
+            num(s.median / div),
+            num(s.min / div),
+            num(s.max / div)
+        )
+    }
+}
+
+/// Three significant digits or so.
+fn num(x: f64) -> String {
+    if x.abs() >= 100.0 || x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else if x.abs() >= 10.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// What a row must reach.
+#[derive(Clone, Copy)]
+enum Target {
+    /// shmfs/reference of the medians at least this (throughput rows).
+    RatioAtLeast(f64),
+    /// shmfs/reference of the medians at most this (time rows).
+    RatioAtMost(f64),
+}
+
+impl Target {
+    fn text(self) -> String {
+        match self {
+            Target::RatioAtLeast(t) => format!("≥ {t}"),
+            Target::RatioAtMost(t) => format!("≤ {t}"),
+        }
+    }
+
+    fn met(self, ratio: f64) -> bool {
+        match self {
+            Target::RatioAtLeast(t) => ratio >= t,
+            Target::RatioAtMost(t) => ratio <= t,
+        }
+    }
+}
+
+/// One line of the table, already in words.
+struct Row {
+    label: String,
+    shmfs: String,
+    reference: String,
+    ratio: String,
+    target: String,
+    met: &'static str,
+}
+
+impl Row {
+    /// A row that compares shmfs with its reference: ratio of the medians against `target`.
+    fn compare(label: String, unit: Unit, shmfs: Stats, reference: Stats, target: Target) -> Row {
+        let ratio = shmfs.median / reference.median;
+        Row {
+            label,
+            shmfs: unit.stats(shmfs),
+            reference: unit.stats(reference),
+            ratio: format!("{ratio:.2}"),
+            target: target.text(),
+            met: yes_no(target.met(ratio)),
+        }
+    }
+}
+
+fn yes_no(ok: bool) -> &'static str {
+    if ok { "yes" } else { "NO" }
+}
+
+/// The rows and notes collected so far; printed at the end even if a step failed.
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+impl Report {
+    fn add(&mut self, row: Row) {
+        eprintln!(
+            "shmfs bench: {}: shmfs {} | reference {} | ratio {}",
+            row.label, row.shmfs, row.reference, row.ratio
+        );
+        self.rows.push(row);
+    }
+
+    fn note(&mut self, note: String) {
+        eprintln!("shmfs bench: {note}");
+        self.notes.push(note);
+    }
+
+    fn print(&self, cfg: &Config) {
+        let header = Row {
+            label: "row".into(),
+            shmfs: "shmfs: median (min–max)".into(),
+            reference: "reference: median (min–max)".into(),
+            ratio: "ratio".into(),
+            target: "target".into(),
+            met: "met",
+        };
+        let cells = |r: &Row| {
+            [
+                r.label.clone(),
+                r.shmfs.clone(),
+                r.reference.clone(),
+                r.ratio.clone(),
+                r.target.clone(),
+                r.met.to_string(),
+            ]
+        };
+        // Rows in the issue's order (they are measured in another); the sort is stable.
+        let mut rows: Vec<&Row> = self.rows.iter().collect();
+        rows.sort_by_key(|r| {
+            r.label
+                .split(' ')
+                .next()
+                .and_then(|n| n.parse::<u32>().ok())
+        });
+        let lines: Vec<[String; 6]> = std::iter::once(&header).chain(rows).map(cells).collect();
+        let mut widths = [0usize; 6];
+        for line in &lines {
+            for (w, cell) in widths.iter_mut().zip(line) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        println!();
+        println!(
+            "shmfs benchmark ({} mode): {} runs per row after one warm-up; {} data, {} SysV segments, {} POSIX objects",
+            cfg.mode(),
+            cfg.runs,
+            cfg.data_size(),
+            cfg.segments,
+            cfg.objects
+        );
+        for (i, line) in lines.iter().enumerate() {
+            let text: Vec<String> = line
+                .iter()
+                .zip(widths)
+                .map(|(cell, w)| pad(cell, w))
+                .collect();
+            println!("{}", text.join("  ").trim_end());
+            if i == 0 {
+                let rule: Vec<String> = widths.iter().map(|&w| "-".repeat(w)).collect();
+                println!("{}", rule.join("  "));
+            }
+        }
+        println!();
+        println!(
+            "ratio = shmfs / reference of the medians: for GB/s rows higher is better, for time rows lower is better."
+        );
+        for note in &self.notes {
+            println!("note: {note}");
+        }
+        let findings = FINDINGS.lock().unwrap_or_else(|e| e.into_inner());
+        for f in findings.iter() {
+            println!("LOOKS WRONG: {f}");
+        }
+    }
+}
+
+fn pad(s: &str, width: usize) -> String {
+    let n = s.chars().count();
+    format!("{s}{}", " ".repeat(width.saturating_sub(n)))
+}
+
+/// One warm-up of each side, then `runs` samples of each, reference first in every pair.
+fn compare(
+    runs: usize,
+    mut shmfs: impl FnMut() -> Result<f64>,
+    mut reference: impl FnMut() -> Result<f64>,
+) -> Result<(Stats, Stats)> {
+    reference()?;
+    shmfs()?;
+    let (mut s, mut r) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        r.push(reference()?);
+        s.push(shmfs()?);
+    }
+    Ok((Stats::of(&s), Stats::of(&r)))
+}
+
+/// One warm-up, then `runs` samples.
+fn sample(runs: usize, mut f: impl FnMut() -> Result<f64>) -> Result<Stats> {
+    f()?;
+    let samples = (0..runs).map(|_| f()).collect::<Result<Vec<f64>>>()?;
+    Ok(Stats::of(&samples))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Commands
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `cmd` with stdin and stdout on /dev/null and stderr captured; returns how long it took
+/// and its stderr. Fails if it cannot start or exits non-zero.
+fn run_cmd(cmd: &mut Command) -> Result<(Duration, String)> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("LC_ALL", "C");
+    let what = format!("{cmd:?}");
+    arm_watchdog(&what);
+    let start = Instant::now();
+    let out = cmd.output();
+    let elapsed = start.elapsed();
+    disarm_watchdog();
+    let out = out.context(|| format!("cannot run {what}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    if !out.status.success() {
+        return fail(format!("{what} failed ({}): {}", out.status, stderr.trim()));
+    }
+    Ok((elapsed, stderr))
+}
+
+/// Seconds that `program args…` took.
+fn time_cmd<S: AsRef<std::ffi::OsStr>>(program: &str, args: &[S]) -> Result<f64> {
+    Ok(run_cmd(Command::new(program).args(args))?.0.as_secs_f64())
+}
+
+/// Runs `dd ARGS…` and returns bytes per second; notes a finding if it copied other than
+/// `expect` bytes.
+fn dd(args: &[String], expect: u64) -> Result<f64> {
+    let (elapsed, stderr) = run_cmd(Command::new("dd").args(args))?;
+    let copied = stderr
+        .lines()
+        .find(|l| l.contains("bytes"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse::<u64>().ok());
+    if copied != Some(expect) {
+        finding(format!(
+            "`dd {}` copied {copied:?} bytes, expected {expect} (stderr: {})",
+            args.join(" "),
+            stderr.trim()
+        ));
+    }
+    Ok(expect as f64 / elapsed.as_secs_f64())
+}
+
+/// How a row reads a file from start to end.
+#[derive(Clone, Copy)]
+enum Reader {
+    Dd,
+    Cat,
+}
+
+impl Reader {
+    fn name(self) -> &'static str {
+        match self {
+            Reader::Dd => "dd bs=1M",
+            Reader::Cat => "cat",
+        }
+    }
+
+    /// Reads all `bytes` of `path` into /dev/null; returns bytes per second.
+    fn read(self, path: &Path, bytes: u64) -> Result<f64> {
+        match self {
+            Reader::Dd => dd(
+                &[
+                    format!("if={}", path.display()),
+                    "of=/dev/null".into(),
+                    "bs=1M".into(),
+                ],
+                bytes,
+            ),
+            Reader::Cat => Ok(bytes as f64 / time_cmd("cat", &[path])?),
+        }
+    }
+}
+
+/// `dd if=/dev/zero of=PATH bs=1M count=N conv=notrunc`; returns bytes per second.
+fn dd_write(path: &Path, mib: u64) -> Result<f64> {
+    dd(
+        &[
+            "if=/dev/zero".into(),
+            format!("of={}", path.display()),
+            "bs=1M".into(),
+            format!("count={mib}"),
+            "conv=notrunc".into(),
+        ],
+        mib * MIB,
+    )
+}
+
+/// Seconds per call of `op`: `n` calls, or fewer if they take longer than `budget` in all.
+fn per_op(n: usize, budget: Duration, mut op: impl FnMut() -> Result<()>) -> Result<f64> {
+    let start = Instant::now();
+    let mut done = 0;
+    while done < n {
+        op()?;
+        done += 1;
+        if start.elapsed() > budget {
+            break;
+        }
+    }
+    Ok(start.elapsed().as_secs_f64() / done as f64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watchdog: a hung mount must fail the bench, not hang it
+// ---------------------------------------------------------------------------------------------
+
+/// The daemon's pid (while it may be killed) and the running command's deadline.
+struct Watch {
+    daemon: Option<i32>,
+    deadline: Option<(Instant, String)>,
+}
+
+static WATCH: Mutex<Watch> = Mutex::new(Watch {
+    daemon: None,
+    deadline: None,
+});
+
+fn watch() -> std::sync::MutexGuard<'static, Watch> {
+    WATCH.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Once a second: if a command has run past its deadline, SIGKILL the daemon. The kernel then
+/// aborts the FUSE connection, the hung command fails with ENOTCONN, and the bench fails cleanly.
+fn start_watchdog() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let mut w = watch();
+            let late = w
+                .deadline
+                .as_ref()
+                .is_some_and(|(t, _)| Instant::now() > *t);
+            if let (true, Some(pid)) = (late, w.daemon) {
+                let what = &w.deadline.as_ref().unwrap().1;
+                eprintln!(
+                    "shmfs bench: {what} ran longer than {COMMAND_TIMEOUT:?}: killing shmfs (pid {pid})"
+                );
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                w.daemon = None;
+            }
+        }
+    });
+}
+
+fn arm_watchdog(what: &str) {
+    watch().deadline = Some((Instant::now() + COMMAND_TIMEOUT, what.to_string()));
+}
+
+fn disarm_watchdog() {
+    watch().deadline = None;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The world: namespace, directories, segments, mount
+// ---------------------------------------------------------------------------------------------
+
+fn enter_private_ipc_namespace() -> Result<()> {
+    if unsafe { libc::unshare(libc::CLONE_NEWIPC) } != 0 {
+        return fail(format!(
+            "unshare(CLONE_NEWIPC): {}",
+            io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
+/// Raises /proc/sys/kernel/NAME to `want` if it is lower (IPC sysctls are per IPC namespace, so
+/// this changes only the bench's private namespace).
+fn ensure_sysctl_at_least(name: &str, want: u64) -> Result<()> {
+    let path = format!("/proc/sys/kernel/{name}");
+    let text = fs::read_to_string(&path).context(|| format!("read {path}"))?;
+    let have: u64 = text
+        .trim()
+        .parse()
+        .context(|| format!("{path} holds {text:?}"))?;
+    if have < want {
+        eprintln!("shmfs bench: raising {path} from {have} to {want} in the private IPC namespace");
+        fs::write(&path, want.to_string()).context(|| format!("write {want} to {path}"))?;
+    }
+    Ok(())
+}
+
+fn page_size() -> u64 {
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as u64 }
+}
+
+/// The release binary cargo built for this bench, or target/release/shmfs.
+fn shmfs_binary() -> Result<PathBuf> {
+    let candidates = [
+        option_env!("CARGO_BIN_EXE_shmfs").map(PathBuf::from),
+        Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/shmfs")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+        .ok_or_else(|| {
+            Error("no shmfs binary: neither CARGO_BIN_EXE_shmfs nor target/release/shmfs exists (run `cargo build --release`)".into())
+        })
+}
+
+/// Everything the bench made. Fields drop in order: the mount first, then segments, then
+/// directories.
+struct World {
+    mount: Mount,
+    segments: Segments,
+    /// Shown by shmfs as `posix/`.
+    posix_dir: TempDir,
+    /// Holds the tmpfs reference file of the SysV rows.
+    ref_dir: TempDir,
+}
+
+impl World {
+    fn new(bin: &Path) -> Result<World> {
+        let posix_dir = shm_private_dir("shmfs-bench-posix.")?;
+        let ref_dir = shm_private_dir("shmfs-bench-ref.")?;
+        let mount = Mount::start(bin, posix_dir.path())?;
+        Ok(World {
+            mount,
+            segments: Segments::default(),
+            posix_dir,
+            ref_dir,
+        })
+    }
+
+    /// `MOUNT/rel`.
+    fn at(&self, rel: &str) -> PathBuf {
+        self.mount.path().join(rel)
+    }
+
+    fn sysv(&self, id: i32, file: &str) -> PathBuf {
+        self.at(&format!("sysv/{id}/{file}"))
+    }
+
+    /// Unmounts, checks the daemon's exit, and removes everything (by dropping).
+    fn finish(mut self) -> Result<()> {
+        let status = self.mount.stop()?;
+        if !status.success() {
+            finding(format!(
+                "shmfs exited with {status} after SIGTERM; DESIGN says SIGTERM unmounts cleanly and exits 0"
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn shm_private_dir(prefix: &str) -> Result<TempDir> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/dev/shm")
+        .context(|| format!("create a private directory {prefix}* in /dev/shm"))
+}
+
+/// SysV segments the bench created; Drop removes those still there.
+#[derive(Default)]
+struct Segments {
+    ids: Vec<i32>,
+}
+
+impl Segments {
+    /// A new IPC_PRIVATE segment of `size` bytes, mode 0600.
+    fn create(&mut self, size: u64) -> Result<i32> {
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size as usize, libc::IPC_CREAT | 0o600) };
+        if id < 0 {
+            return fail(format!(
+                "shmget(IPC_PRIVATE, {size}) after {} segments: {}",
+                self.ids.len(),
+                io::Error::last_os_error()
+            ));
+        }
+        self.ids.push(id);
+        Ok(id)
+    }
+
+    fn remove(&mut self, id: i32) -> Result<()> {
+        self.ids.retain(|&i| i != id);
+        if unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) } != 0 {
+            return fail(format!(
+                "shmctl({id}, IPC_RMID): {}",
+                io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+impl Drop for Segments {
+    fn drop(&mut self) {
+        for &id in &self.ids {
+            unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// A running `shmfs -f` on a temporary mount point; Drop unmounts it (SIGTERM, then force).
+struct Mount {
+    child: Option<Child>,
+    dir: Option<TempDir>,
+    log: File,
+}
+
+impl Mount {
+    fn start(bin: &Path, shm_dir: &Path) -> Result<Mount> {
+        let dir = tempfile::Builder::new()
+            .prefix("shmfs-bench-mnt.")
+            .tempdir()
+            .context(|| "create a temporary mount point")?;
+        let log = tempfile::tempfile().context(|| "create the daemon's log file")?;
+        let child = Command::new(bin)
+            .arg("-f")
+            .arg("--shm-dir")
+            .arg(shm_dir)
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context(|| "dup log")?)
+            .stderr(log.try_clone().context(|| "dup log")?)
+            .spawn()
+            .context(|| format!("cannot start {}", bin.display()))?;
+        watch().daemon = Some(child.id() as i32);
+        let mut mount = Mount {
+            child: Some(child),
+            dir: Some(dir),
+            log,
+        };
+        mount.wait_until_mounted()?;
+        eprintln!(
+            "shmfs bench: shmfs (pid {}) mounted on {}",
+            mount.pid(),
+            mount.path().display()
+        );
+        Ok(mount)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.as_ref().expect("mount point").path()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("daemon running").id() as i32
+    }
+
+    fn wait_until_mounted(&mut self) -> Result<()> {
+        let start = Instant::now();
+        loop {
+            if st_dev_differs_from_parent(self.path()) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().context(|| "wait")? {
+                self.child = None;
+                return fail(format!(
+                    "shmfs exited ({status}) before mounting; its log:\n{}",
+                    self.log_text()
+                ));
+            }
+            if start.elapsed() > MOUNT_TIMEOUT {
+                return fail(format!(
+                    "shmfs did not mount within {MOUNT_TIMEOUT:?}; its log:\n{}",
+                    self.log_text()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn log_text(&mut self) -> String {
+        let mut text = String::new();
+        let _ = self.log.seek(SeekFrom::Start(0));
+        let _ = self.log.read_to_string(&mut text);
+        text
+    }
+
+    /// SIGTERM, wait; if it does not exit in time, SIGKILL. Returns the daemon's exit status.
+    fn stop(&mut self) -> Result<ExitStatus> {
+        watch().daemon = None;
+        let Some(mut child) = self.child.take() else {
+            return fail("shmfs was already stopped");
+        };
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < MOUNT_TIMEOUT {
+            if let Some(status) = child.try_wait().context(|| "wait for shmfs")? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        fail(format!(
+            "shmfs did not exit within {MOUNT_TIMEOUT:?} of SIGTERM (killed it); its log:\n{}",
+            self.log_text()
+        ))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.child.is_some()
+            && let Err(e) = self.stop()
+        {
+            eprintln!("shmfs bench: {e}");
+        }
+        let Some(dir) = self.dir.take() else { return };
+        for _ in 0..4 {
+            if !listed_in_mountinfo(dir.path()) {
+                break;
+            }
+            let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
+        }
+        if listed_in_mountinfo(dir.path()) {
+            // Never let TempDir recurse into a live shmfs: rmdir there removes segments.
+            eprintln!(
+                "shmfs bench: {} is still mounted; leaving it in place",
+                dir.path().display()
+            );
+            let _ = dir.keep();
+        }
+    }
+}
+
+fn st_dev_differs_from_parent(p: &Path) -> bool {
+    let dev = |p: &Path| fs::symlink_metadata(p).ok().map(|m| m.dev());
+    match (dev(p), p.parent().and_then(dev)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// True when /proc/self/mountinfo lists `p` as a mount point (never touches the filesystem).
+fn listed_in_mountinfo(p: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = p.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data
+// ---------------------------------------------------------------------------------------------
+
+/// 1 MiB of pseudo-random bytes (xorshift): the content every big object is filled with.
+fn pattern() -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..MIB / 8)
+        .flat_map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()
+        })
+        .collect()
+}
+
+fn fill_file(path: &Path, size: u64) -> Result<()> {
+    let chunk = pattern();
+    let mut f = File::create(path).context(|| format!("create {}", path.display()))?;
+    for _ in 0..size / MIB {
+        f.write_all(&chunk)
+            .context(|| format!("fill {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Fills a segment by attaching it in this process (which allocates all its pages).
+fn fill_segment(id: i32, size: u64) -> Result<()> {
+    let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    if addr as isize == -1 {
+        return fail(format!("shmat({id}): {}", io::Error::last_os_error()));
+    }
+    let chunk = pattern();
+    let mem = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, size as usize) };
+    for piece in mem.chunks_mut(chunk.len()) {
+        piece.copy_from_slice(&chunk[..piece.len()]);
+    }
+    unsafe { libc::shmdt(addr) };
+    Ok(())
+}
+
+/// The big, filled objects of the data rows.
+struct BigObjects {
+    /// Name of the POSIX object in the shm dir.
+    posix: &'static str,
+    /// The filled SysV segment.
+    sysv: i32,
+    /// The tmpfs reference file for the SysV rows.
+    reference: PathBuf,
+}
+
+impl BigObjects {
+    fn create(cfg: &Config, world: &mut World) -> Result<BigObjects> {
+        eprintln!(
+            "shmfs bench: filling a {} POSIX object, SysV segment and tmpfs file",
+            cfg.data_size()
+        );
+        let big = BigObjects {
+            posix: "big",
+            sysv: world.segments.create(cfg.data_bytes)?,
+            reference: world.ref_dir.path().join("big"),
+        };
+        fill_file(&big.posix_direct(world), cfg.data_bytes)?;
+        fill_segment(big.sysv, cfg.data_bytes)?;
+        fill_file(&big.reference, cfg.data_bytes)?;
+        Ok(big)
+    }
+
+    fn posix_direct(&self, world: &World) -> PathBuf {
+        world.posix_dir.path().join(self.posix)
+    }
+
+    fn posix_data(&self, world: &World) -> PathBuf {
+        world.at(&format!("posix/{}/data", self.posix))
+    }
+
+    fn sysv_data(&self, world: &World) -> PathBuf {
+        world.sysv(self.sysv, "data")
+    }
+
+    /// Reads the first and last MiB of both `data` files and compares them with what was
+    /// written: a fast read of wrong bytes is no result.
+    fn check_contents(&self, world: &World) {
+        let want = pattern();
+        for path in [self.posix_data(world), self.sysv_data(world)] {
+            let got = File::open(&path).and_then(|f| {
+                let size = f.metadata()?.len();
+                let mut first = vec![0; MIB as usize];
+                let mut last = vec![0; MIB as usize];
+                f.read_exact_at(&mut first, 0)?;
+                f.read_exact_at(&mut last, size.saturating_sub(MIB))?;
+                Ok((first, last))
+            });
+            match got {
+                Ok((first, last)) if first == want && last == want => {}
+                Ok(_) => finding(format!(
+                    "{} does not hold the bytes written to it",
+                    path.display()
+                )),
+                Err(e) => finding(format!("reading {}: {e}", path.display())),
+            }
+        }
+    }
+
+    fn remove(self, world: &mut World) -> Result<()> {
+        world.segments.remove(self.sysv)?;
+        for p in [self.posix_direct(world), self.reference] {
+            fs::remove_file(&p).context(|| format!("remove {}", p.display()))?;
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rows
+// ---------------------------------------------------------------------------------------------
+
+/// One data row: `op` (which returns bytes per second) on a path under the mount and on its
+/// reference path, `runs` times each.
+fn data_row(
+    cfg: &Config,
+    report: &mut Report,
+    label: String,
+    target: f64,
+    (via, direct): (&Path, &Path),
+    op: impl Fn(&Path) -> Result<f64>,
+) -> Result<()> {
+    let (s, r) = compare(cfg.runs, || op(via), || op(direct))?;
+    let target = Target::RatioAtLeast(target);
+    report.add(Row::compare(label, Unit::Rate, s, r, target));
+    Ok(())
+}
+
+/// Row 1: sequential read of the POSIX object's `data` vs the same file in the shm dir.
+fn row_read_posix(
+    cfg: &Config,
+    world: &World,
+    big: &BigObjects,
+    report: &mut Report,
+) -> Result<()> {
+    let paths = (&*big.posix_data(world), &*big.posix_direct(world));
+    for how in [Reader::Dd, Reader::Cat] {
+        let label = format!("1 read POSIX {}, {}", cfg.data_size(), how.name());
+        data_row(cfg, report, label, 0.9, paths, |p| {
+            how.read(p, cfg.data_bytes)
+        })?;
+    }
+    Ok(())
+}
+
+/// Row 2: sequential read of the SysV segment's `data` vs a tmpfs file of the same size.
+fn row_read_sysv(cfg: &Config, world: &World, big: &BigObjects, report: &mut Report) -> Result<()> {
+    let paths = (&*big.sysv_data(world), &*big.reference);
+    for how in [Reader::Dd, Reader::Cat] {
+        let label = format!("2 read SysV {}, {}", cfg.data_size(), how.name());
+        data_row(cfg, report, label, 0.9, paths, |p| {
+            how.read(p, cfg.data_bytes)
+        })?;
+    }
+    Ok(())
+}
+
+/// Row 3: `dd conv=notrunc` writes to the SysV `data` (reference: the tmpfs file) and to the
+/// POSIX `data` (reference: the object's file itself).
+fn row_write(cfg: &Config, world: &World, big: &BigObjects, report: &mut Report) -> Result<()> {
+    let write = |p: &Path| dd_write(p, cfg.data_mib());
+    let size = cfg.data_size();
+    let sysv = (&*big.sysv_data(world), &*big.reference);
+    data_row(
+        cfg,
+        report,
+        format!("3 write SysV {size}, dd bs=1M"),
+        0.8,
+        sysv,
+        write,
+    )?;
+    let posix = (&*big.posix_data(world), &*big.posix_direct(world));
+    data_row(
+        cfg,
+        report,
+        format!("3 write POSIX {size}, dd bs=1M"),
+        0.8,
+        posix,
+        write,
+    )?;
+    Ok(())
+}
+
+/// Row 8: reading all of a never-touched segment through `data` must allocate nothing: its
+/// rss in /proc/sysvipc/shm before and after, and the system's Shmem (other users of the
+/// machine move that one too).
+fn row_untouched_segment(cfg: &Config, world: &mut World, report: &mut Report) -> Result<()> {
+    let id = world.segments.create(cfg.data_bytes)?;
+    let data = world.sysv(id, "data");
+    let (rss0, shmem0) = (segment_rss(id)?, meminfo_shmem()?);
+    let secs = time_cmd("cat", &[&data])?;
+    let (rss1, shmem1) = (segment_rss(id)?, meminfo_shmem()?);
+    world.segments.remove(id)?;
+
+    report.note(format!(
+        "row 8: `cat data` of the untouched {} segment took {} ({})",
+        cfg.data_size(),
+        Unit::Secs.one(secs),
+        Unit::Rate.one(cfg.data_bytes as f64 / secs)
+    ));
+    let delta = |a: u64, b: u64| b as f64 - a as f64;
+    report.add(Row {
+        label: format!("8 untouched SysV {}: rss after `cat data`", cfg.data_size()),
+        shmfs: format!("after {}", Unit::Bytes.one(rss1 as f64)),
+        reference: format!("before {}", Unit::Bytes.one(rss0 as f64)),
+        ratio: format!("Δ {}", Unit::Bytes.one(delta(rss0, rss1))),
+        target: "0 bytes".into(),
+        met: yes_no(rss1 == 0),
+    });
+    report.add(Row {
+        label: "8 … system Shmem (/proc/meminfo) around it".into(),
+        shmfs: format!("after {}", Unit::Bytes.one(shmem1 as f64)),
+        reference: format!("before {}", Unit::Bytes.one(shmem0 as f64)),
+        ratio: format!("Δ {}", Unit::Bytes.one(delta(shmem0, shmem1))),
+        target: "(info)".into(),
+        met: "-",
+    });
+    Ok(())
+}
+
+/// Row 6: `cat sysv/ID/stat` of one segment with all the segments present, then with 10. The
+/// segment is the last in the kernel's order (/proc/sysvipc/shm lists by index) in both phases,
+/// so a lookup that walks the list pays for all of it. Leaves all the segments in place.
+fn row_stat(cfg: &Config, world: &mut World, report: &mut Report) -> Result<()> {
+    create_segments(world, cfg.segments)?;
+    let order = sysvipc_order()?;
+    let Some(&target) = order.last() else {
+        return fail("/proc/sysvipc/shm lists no segment");
+    };
+    let stat = world.sysv(target, "stat");
+    let cat = || run_cmd(Command::new("cat").arg(&stat)).map(drop);
+    let read = || {
+        fs::read(&stat)
+            .map(drop)
+            .context(|| format!("read {}", stat.display()))
+    };
+    let (cats, reads, budget) = (cfg.cats, cfg.cats * 10, cfg.op_budget);
+    let many_cat = sample(cfg.runs, || per_op(cats, budget, cat))?;
+    let many_read = sample(cfg.runs, || per_op(reads, budget, read))?;
+
+    eprintln!("shmfs bench: keeping {BASELINE_SEGMENTS} segments, {target} last");
+    for &id in &order[..order.len().saturating_sub(BASELINE_SEGMENTS)] {
+        world.segments.remove(id)?;
+    }
+    let few_cat = sample(cfg.runs, || per_op(cats, budget, cat))?;
+    let few_read = sample(cfg.runs, || per_op(reads, budget, read))?;
+    create_segments(world, cfg.segments)?;
+
+    let n = cfg.segments;
+    report.note(format!(
+        "row 6: each run does {cats} cats ({reads} in-process reads) of the stat of the segment listed last, or as many as fit in {budget:?}"
+    ));
+    report.add(Row::compare(
+        format!("6 `cat sysv/ID/stat`, {n} vs {BASELINE_SEGMENTS} segments, per cat"),
+        Unit::Secs,
+        many_cat,
+        few_cat,
+        Target::RatioAtMost(1.2),
+    ));
+    report.add(Row::compare(
+        format!("6 … open+read+close in-process, {n} vs {BASELINE_SEGMENTS}, per read"),
+        Unit::Secs,
+        many_read,
+        few_read,
+        Target::RatioAtMost(1.2),
+    ));
+    Ok(())
+}
+
+/// Row 4: `ls -l sysv/` against `ipcs -m` over all the segments.
+fn row_ls_sysv(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
+    let sysv = world.at("sysv");
+    check_listing(&sysv, world.segments.len());
+    let (s, r) = compare(
+        cfg.runs,
+        || time_cmd("ls", &[Path::new("-l"), &sysv]),
+        || time_cmd("ipcs", &["-m"]),
+    )?;
+    report.add(Row::compare(
+        format!(
+            "4 `ls -l sysv/` vs `ipcs -m`, {} segments",
+            world.segments.len()
+        ),
+        Unit::Secs,
+        s,
+        r,
+        Target::RatioAtMost(2.0),
+    ));
+    Ok(())
+}
+
+/// Creates 4 KiB segments until the bench holds `total`.
+fn create_segments(world: &mut World, total: usize) -> Result<()> {
+    eprintln!("shmfs bench: creating SysV segments up to {total}");
+    while world.segments.len() < total {
+        world.segments.create(4096)?;
+    }
+    Ok(())
+}
+
+/// Notes a finding if `dir` does not list exactly `want` entries.
+fn check_listing(dir: &Path, want: usize) {
+    match fs::read_dir(dir) {
+        Ok(entries) => {
+            let got = entries.count();
+            if got != want {
+                finding(format!(
+                    "{} lists {got} entries, but {want} exist",
+                    dir.display()
+                ));
+            }
+        }
+        Err(e) => finding(format!("readdir {}: {e}", dir.display())),
+    }
+}
+
+/// Row 5: `ls -l posix/` vs `ls -l` of the shm dir, with `cfg.objects` objects.
+fn row_ls_posix(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
+    eprintln!("shmfs bench: creating {} POSIX objects", cfg.objects);
+    for i in 0..cfg.objects {
+        let p = world.posix_dir.path().join(format!("obj-{i:05}"));
+        File::create(&p).context(|| format!("create {}", p.display()))?;
+    }
+    let posix = world.at("posix");
+    check_listing(&posix, cfg.objects);
+    let direct = world.posix_dir.path();
+    let (s, r) = compare(
+        cfg.runs,
+        || time_cmd("ls", &[Path::new("-l"), &posix]),
+        || time_cmd("ls", &[Path::new("-l"), direct]),
+    )?;
+    report.add(Row::compare(
+        format!(
+            "5 `ls -l posix/` vs `ls -l` shm dir, {} objects",
+            cfg.objects
+        ),
+        Unit::Secs,
+        s,
+        r,
+        Target::RatioAtMost(2.0),
+    ));
+    Ok(())
+}
+
+/// Row 7: the daemon's peak RSS after rounds of `ls -lR` of the mount and `cat */*/stat`.
+fn row_daemon_memory(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
+    let mnt = world.mount.path();
+    let pid = world.mount.pid();
+    let cat_stats = [
+        Path::new("-c"),
+        Path::new(r#"cat "$1"/*/*/stat"#),
+        Path::new("sh"),
+        mnt,
+    ];
+    let (mut hwm, mut ls_secs, mut cat_secs) = (Vec::new(), Vec::new(), Vec::new());
+    let start = Instant::now();
+    for round in 1..=RSS_ROUNDS {
+        eprintln!("shmfs bench: memory round {round}/{RSS_ROUNDS}");
+        ls_secs.push(time_cmd("ls", &[Path::new("-lR"), mnt])?);
+        cat_secs.push(time_cmd("sh", &cat_stats)?);
+        hwm.push(vm_hwm(pid)?);
+        if (2..RSS_ROUNDS).contains(&round) && start.elapsed() > cfg.rss_budget {
+            report.note(format!(
+                "row 7: stopped after {round} of {RSS_ROUNDS} rounds: they took longer than {:?}",
+                cfg.rss_budget
+            ));
+            break;
+        }
+    }
+    let (first, last, rounds) = (hwm[0], hwm[hwm.len() - 1], hwm.len());
+    let mib: Vec<String> = hwm.iter().map(|&b| num(b as f64 / MIB as f64)).collect();
+    report.note(format!(
+        "row 7: over {} segments and {} objects, `ls -lR` takes {} and `cat */*/stat` {}",
+        world.segments.len(),
+        cfg.objects,
+        Unit::Secs.stats(Stats::of(&ls_secs)),
+        Unit::Secs.stats(Stats::of(&cat_secs))
+    ));
+    report.note(format!(
+        "row 7: daemon VmHWM after each round (MiB): {}; VmRSS at the end: {}",
+        mib.join(", "),
+        Unit::Bytes.one(proc_status_bytes(pid, "VmRSS")? as f64)
+    ));
+    report.add(Row {
+        label: format!("7 daemon VmHWM after round {rounds} (ref: after round 1)"),
+        shmfs: Unit::Bytes.one(last as f64),
+        reference: Unit::Bytes.one(first as f64),
+        ratio: format!("{:.2}", last as f64 / first as f64),
+        target: format!("≤ {}", Unit::Bytes.one(RSS_TARGET as f64)),
+        met: yes_no(last <= RSS_TARGET),
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc
+// ---------------------------------------------------------------------------------------------
+
+fn vm_hwm(pid: i32) -> Result<u64> {
+    proc_status_bytes(pid, "VmHWM")
+}
+
+/// A "Name:   N kB" line of /proc/PID/status, in bytes.
+fn proc_status_bytes(pid: i32, name: &str) -> Result<u64> {
+    kb_line(&format!("/proc/{pid}/status"), name)
+}
+
+/// The system's Shmem line of /proc/meminfo, in bytes.
+fn meminfo_shmem() -> Result<u64> {
+    kb_line("/proc/meminfo", "Shmem")
+}
+
+/// Finds "NAME:   N kB" in `path` and returns N × 1024.
+fn kb_line(path: &str, name: &str) -> Result<u64> {
+    let text = fs::read_to_string(path).context(|| format!("read {path}"))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map(|kb| kb * KIB)
+        .ok_or_else(|| Error(format!("no {name} line in {path}")))
+}
+
+/// The rss column (bytes) of segment `id` in /proc/sysvipc/shm.
+fn segment_rss(id: i32) -> Result<u64> {
+    sysvipc_column("rss")?
+        .into_iter()
+        .find(|(shmid, _)| *shmid == id)
+        .and_then(|(_, rss)| rss.parse().ok())
+        .ok_or_else(|| Error(format!("/proc/sysvipc/shm: no rss for shmid {id}")))
+}
+
+/// The shmids in /proc/sysvipc/shm, in the kernel's order.
+fn sysvipc_order() -> Result<Vec<i32>> {
+    Ok(sysvipc_column("shmid")?
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Each row of /proc/sysvipc/shm as (shmid, value of column `name`), in the kernel's order.
+fn sysvipc_column(name: &str) -> Result<Vec<(i32, String)>> {
+    let path = "/proc/sysvipc/shm";
+    let text = fs::read_to_string(path).context(|| format!("read {path}"))?;
+    let mut lines = text
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>());
+    let header = lines.next().unwrap_or_default();
+    let col = |name: &str| header.iter().position(|h| *h == name);
+    let (Some(shmid), Some(wanted)) = (col("shmid"), col(name)) else {
+        return fail(format!("{path}: no shmid or {name} column in {header:?}"));
+    };
+    lines
+        .map(|l| {
+            let id = l.get(shmid).and_then(|v| v.parse().ok());
+            match (id, l.get(wanted)) {
+                (Some(id), Some(v)) => Ok((id, v.to_string())),
+                _ => fail(format!("{path}: cannot read the line {l:?}")),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,680 @@
+//! Who may do what: every permission-checked operation gives the same answer through the mount
+//! as directly against the kernel, for the same uid, gid and supplementary groups.
+//!
+//! The daemon runs as root with `-o allow_other`. For each operation, object mode and caller, the
+//! test makes two identical objects, performs the operation on one through the mount and on the
+//! other directly (shmat/shmctl for System V, open/chmod/chown/unlink for POSIX) with the C probe
+//! of `common` run under `setpriv`, and compares the two answers (`ok` or the errno's name) and
+//! the two objects' states afterwards. Every difference is collected and reported at once.
+//!
+//! `cargo test --test security -- --nocapture` prints the whole matrix.
+//!
+//! DESIGN §1 expected the kernel's sticky check on `sysv/` (shown as 01777, owned by root) to
+//! refuse `rmdir` to a segment's creator who is not its owner, where IPC_RMID allows it. On Linux
+//! 6.18 the kernel does not apply the sticky rule to this FUSE mount's directories (compare
+//! libfuse issue #23), so the creator may remove through the mount as directly, and these tests
+//! demand the same answer everywhere; likewise for `posix/` over a shm dir that is not sticky.
+//! Should a kernel start applying it, `sysv_rmdir_matches_kernel` fails on the creator's rows.
+//!
+//! Three known mismatches, where the mount allows or shows more than the kernel, are tests
+//! marked `#[ignore]` at the end of their sections (`cargo test --test security -- --ignored`).
+
+mod common;
+
+use std::fmt::Write as _;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use common::*;
+
+/// The owner (uid, gid) every test object is given.
+const OWNER: u32 = 2001;
+const GROUP: u32 = 3001;
+/// Who creates the System V segments, so that cuid/cgid differ from uid/gid.
+const CREATOR: u32 = 2002;
+const CREATOR_GROUP: u32 = 3002;
+/// A uid no caller has, for "chown to another uid".
+const STRANGER: u32 = 5005;
+/// The mode chmod and `perm` writes try to set: differs from every mode below.
+const NEW_MODE: u32 = 0o646;
+
+const MODES: [u32; 5] = [0o600, 0o640, 0o604, 0o660, 0o400];
+
+/// The callers. For POSIX objects (no creator) the "creator" roles are plain others, which is
+/// worth checking too.
+const CALLERS: [(&str, Ids); 8] = [
+    ("owner", ids(OWNER, OWNER, &[])),
+    (
+        "owner, creator's group as supplementary",
+        ids(OWNER, OWNER, &[CREATOR_GROUP]),
+    ),
+    ("creator (not owner)", ids(CREATOR, CREATOR_GROUP, &[])),
+    ("in the group", ids(4003, GROUP, &[])),
+    ("in the creator's group", ids(4004, CREATOR_GROUP, &[])),
+    ("group as supplementary", ids(4005, 4005, &[GROUP])),
+    (
+        "creator's group as supplementary",
+        ids(4006, 4006, &[CREATOR_GROUP]),
+    ),
+    ("other", ids(4001, 4001, &[])),
+];
+
+const fn ids(uid: u32, gid: u32, groups: &'static [u32]) -> Ids {
+    Ids { uid, gid, groups }
+}
+
+/// What each caller tries. The two routes: through the mount / directly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    /// open `data` O_RDONLY and read a byte / shmat(SHM_RDONLY), or open the file.
+    ReadData,
+    /// open `data` O_WRONLY and write a byte / shmat read-write, or open the file.
+    WriteData,
+    /// access(`data`, R_OK|W_OK) / shmat read-write, or access(file).
+    AccessRw,
+    /// write `mode: 0646` to `perm` / IPC_SET, or chmod.
+    WritePerm,
+    /// chmod 646 of the object's directory / IPC_SET, or chmod.
+    Chmod,
+    /// chmod 646 of `data`.
+    ChmodData,
+    /// chmod 7646 of the directory: set-user-ID, set-group-ID and sticky asked for (the kernel
+    /// drops them for segments, and set-group-ID for an owner outside the file's group).
+    ChmodSpecialBits,
+    /// chown of the directory to the caller's own uid.
+    ChownSelf,
+    /// chown of the directory to a uid that is not the caller's.
+    ChownOther,
+    /// chgrp of the directory to a group of the caller's (its last supplementary one, or its
+    /// primary gid).
+    Chgrp,
+    /// rmdir of the directory / IPC_RMID, or unlink.
+    Rmdir,
+    /// truncate(`data`, 0) / truncate(file, 0), or for a segment (whose size is fixed, so
+    /// that truncating to 0 changes nothing) the write permission that a shmat read-write needs.
+    Truncate,
+    /// utimensat(`data`, now) / utimensat(file, now) (POSIX only).
+    Touch,
+}
+
+/// What an object looks like after an operation, to check that both routes changed the same.
+#[derive(PartialEq, Eq)]
+enum State {
+    Gone,
+    Present {
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        first_byte: u8,
+    },
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            State::Gone => f.write_str("gone"),
+            State::Present {
+                mode,
+                uid,
+                gid,
+                first_byte,
+            } => write!(
+                f,
+                "mode {mode:04o} owner {uid}:{gid} first byte {:?}",
+                char::from(*first_byte)
+            ),
+        }
+    }
+}
+
+/// The results of one matrix: a printable table and the cells where the two routes differ.
+#[derive(Default)]
+struct Results {
+    table: String,
+    mismatches: Vec<String>,
+}
+
+impl Results {
+    /// Records one cell: `op` on an object of `mode` (in a shm dir of `dir_mode`) by `role`.
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &mut self,
+        kind: &str,
+        op: Op,
+        (mode, dir_mode): (u32, u32),
+        (role, who): (&str, Ids),
+        (via_mount, direct): (String, String),
+        (after_mount, after_direct): (State, State),
+    ) {
+        let _ = writeln!(
+            self.table,
+            "  {kind} {op:?} mode {mode:04o} dir {dir_mode:04o} {role:<40} \
+             mount {via_mount:<8} kernel {direct}"
+        );
+        if via_mount != direct || after_mount != after_direct {
+            self.mismatches.push(format!(
+                "{kind} {op:?} on mode {mode:04o} (shm dir {dir_mode:04o}) by {role} {who:?}: \
+                 through the mount {via_mount}, directly {direct}; \
+                 after: mount {after_mount:?}, direct {after_direct:?}"
+            ));
+        }
+    }
+
+    /// Prints the table and fails with every mismatch.
+    fn check(&self, title: &str) {
+        eprintln!("{title}\n{}", self.table);
+        assert!(
+            self.mismatches.is_empty(),
+            "{title}: the mount and the kernel disagree in {} case(s):\n  {}",
+            self.mismatches.len(),
+            self.mismatches.join("\n  ")
+        );
+    }
+}
+
+fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| s.to_string()).collect()
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+fn chgrp_target(who: Ids) -> u32 {
+    who.groups.last().copied().unwrap_or(who.gid)
+}
+
+// ---------------------------------------------------------------------------------------------
+// System V
+// ---------------------------------------------------------------------------------------------
+
+fn sysv_state(id: i32) -> State {
+    let Ok(ds) = ipc_stat(id) else {
+        return State::Gone;
+    };
+    // SAFETY: a read-only attachment of a live segment, read once and detached.
+    let first_byte = unsafe {
+        let addr = libc::shmat(id, std::ptr::null(), libc::SHM_RDONLY);
+        assert!(addr as isize != -1, "shmat({id}) as root");
+        let b = std::ptr::read_volatile(addr as *const u8);
+        libc::shmdt(addr);
+        b
+    };
+    State::Present {
+        mode: u32::from(ds.shm_perm.mode) & 0o777,
+        uid: ds.shm_perm.uid,
+        gid: ds.shm_perm.gid,
+        first_byte,
+    }
+}
+
+/// The probe's arguments for `op` by `who` on segment `id` of `mode` (owned OWNER:GROUP):
+/// through the mount, and directly.
+fn sysv_args(m: &Mount, op: Op, id: i32, mode: u32, who: Ids) -> (Vec<String>, Vec<String>) {
+    let dir = m.sysv_dir(id).display().to_string();
+    let data = m.sysv(id, "data").display().to_string();
+    let perm = m.sysv(id, "perm").display().to_string();
+    let sid = id.to_string();
+    let ipc_set = |mode: u32, uid: u32, gid: u32| {
+        args(&[
+            "ipc-set",
+            &sid,
+            &format!("{mode:o}"),
+            &uid.to_string(),
+            &gid.to_string(),
+        ])
+    };
+    let new_mode = format!("{NEW_MODE:o}");
+    match op {
+        Op::ReadData => (args(&["read", &data]), args(&["shm-read", &sid])),
+        Op::WriteData => (args(&["write", &data]), args(&["shm-write", &sid])),
+        Op::AccessRw => (args(&["access", &data, "rw"]), args(&["shm-attach", &sid])),
+        Op::WritePerm => (
+            args(&["write-text", &perm, &format!("mode: 0{NEW_MODE:o}\n")]),
+            ipc_set(NEW_MODE, OWNER, GROUP),
+        ),
+        Op::Chmod => (
+            args(&["chmod", &dir, &new_mode]),
+            ipc_set(NEW_MODE, OWNER, GROUP),
+        ),
+        Op::ChmodData => (
+            args(&["chmod", &data, &new_mode]),
+            ipc_set(NEW_MODE, OWNER, GROUP),
+        ),
+        Op::ChmodSpecialBits => (
+            args(&["chmod", &dir, &format!("{:o}", 0o7000 | NEW_MODE)]),
+            ipc_set(0o7000 | NEW_MODE, OWNER, GROUP),
+        ),
+        Op::ChownSelf => (
+            args(&["chown", &dir, &who.uid.to_string(), "-1"]),
+            ipc_set(mode, who.uid, GROUP),
+        ),
+        Op::ChownOther => (
+            args(&["chown", &dir, &STRANGER.to_string(), "-1"]),
+            ipc_set(mode, STRANGER, GROUP),
+        ),
+        Op::Chgrp => (
+            args(&["chown", &dir, "-1", &chgrp_target(who).to_string()]),
+            ipc_set(mode, OWNER, chgrp_target(who)),
+        ),
+        Op::Rmdir => (args(&["rmdir", &dir]), args(&["ipc-rmid", &sid])),
+        Op::Truncate => (args(&["truncate", &data, "0"]), args(&["shm-attach", &sid])),
+        Op::Touch => unreachable!("a segment has no times to set"),
+    }
+}
+
+/// Every mode × caller for `op` on System V segments created by CREATOR:CREATOR_GROUP and
+/// then given to OWNER:GROUP by root.
+fn sysv_matrix(op: Op) {
+    let m = Mount::builder().option("allow_other").mount();
+    let probe = Probe::build();
+    let cells: Vec<(u32, (&str, Ids))> = MODES
+        .iter()
+        .flat_map(|&mode| CALLERS.iter().map(move |&caller| (mode, caller)))
+        .collect();
+    // Two segments per cell (one for each route), created in one go.
+    let count = (cells.len() * 2).to_string();
+    let created = probe.run_as(
+        ids(CREATOR, CREATOR_GROUP, &[]),
+        &["shmget", "4096", &count],
+    );
+    let mut segs: Vec<SysvSeg> = created
+        .lines()
+        .map(|l| SysvSeg::adopt(l.parse().expect("shmid printed by the probe")))
+        .collect();
+    assert_eq!(
+        segs.len(),
+        cells.len() * 2,
+        "probe shmget printed {created:?}"
+    );
+
+    let mut results = Results::default();
+    for (pair, &(mode, (role, who))) in segs.chunks(2).zip(&cells) {
+        let (a, b) = (&pair[0], &pair[1]);
+        for seg in pair {
+            seg.set(Some(mode), Some(OWNER), Some(GROUP));
+            let ds = seg.stat();
+            assert_eq!(
+                (ds.shm_perm.cuid, ds.shm_perm.cgid),
+                (CREATOR, CREATOR_GROUP)
+            );
+        }
+        let (via_mount, _) = sysv_args(&m, op, a.id, mode, who);
+        let (_, direct) = sysv_args(&m, op, b.id, mode, who);
+        let answers = (
+            probe.run_as(who, &strs(&via_mount)),
+            probe.run_as(who, &strs(&direct)),
+        );
+        let states = (sysv_state(a.id), sysv_state(b.id));
+        results.record("sysv", op, (mode, 0o1777), (role, who), answers, states);
+    }
+    // Removed segments must not be removed again by their guards: the kernel may hand their
+    // ids to other tests' segments meanwhile.
+    for seg in &mut segs {
+        if ipc_stat(seg.id).is_err() {
+            seg.forget();
+        }
+    }
+    results.check(&format!("sysv {op:?}"));
+}
+
+#[test]
+fn sysv_read_data_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::ReadData);
+}
+
+#[test]
+fn sysv_write_data_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::WriteData);
+}
+
+#[test]
+fn sysv_access_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::AccessRw);
+}
+
+#[test]
+fn sysv_write_perm_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::WritePerm);
+}
+
+#[test]
+fn sysv_chmod_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::Chmod);
+}
+
+#[test]
+fn sysv_chmod_of_data_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::ChmodData);
+}
+
+#[test]
+fn sysv_chmod_with_special_bits_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::ChmodSpecialBits);
+}
+
+#[test]
+fn sysv_chown_to_self_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::ChownSelf);
+}
+
+#[test]
+fn sysv_chown_to_another_uid_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::ChownOther);
+}
+
+#[test]
+fn sysv_chgrp_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::Chgrp);
+}
+
+/// Includes the creator who is not the owner: IPC_RMID allows it, and so does the mount.
+#[test]
+fn sysv_rmdir_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::Rmdir);
+}
+
+/// KNOWN MISMATCH (the mount allows more than the kernel): truncate(2) of a segment's `data`
+/// to 0 (or to its size) succeeds for every caller, even one without write permission, because
+/// shmfs accepts it as a no-op before any check; a block device, which DESIGN compares `data` to,
+/// refuses a non-writer with EACCES first. Nothing changes, but the answer is wrong:
+/// as uid 4001 on a 0600 segment, `truncate(MNT/sysv/ID/data, 0)` returns 0.
+#[test]
+#[ignore = "known mismatch: truncate of SysV data succeeds without write permission"]
+fn sysv_truncate_needs_write_permission() {
+    require_fuse!();
+    sysv_matrix(Op::Truncate);
+}
+
+// ---------------------------------------------------------------------------------------------
+// POSIX
+// ---------------------------------------------------------------------------------------------
+
+fn posix_state(p: &Path) -> State {
+    match fs::symlink_metadata(p) {
+        Err(_) => State::Gone,
+        Ok(md) => State::Present {
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            first_byte: fs::read(p).unwrap().first().copied().unwrap_or(0),
+        },
+    }
+}
+
+/// The probe's arguments for `op` by `who`: on object `name` through the mount, and on the
+/// file `file` directly.
+fn posix_args(m: &Mount, op: Op, name: &str, file: &Path, who: Ids) -> (Vec<String>, Vec<String>) {
+    let dir = m.posix_dir(name).display().to_string();
+    let data = m.posix(name, "data").display().to_string();
+    let perm = m.posix(name, "perm").display().to_string();
+    let file = file.display().to_string();
+    let new_mode = format!("{NEW_MODE:o}");
+    let both = |verb: &str, mount_path: &str, rest: &[&str]| {
+        let mut on_mount = vec![verb, mount_path];
+        let mut on_file = vec![verb, file.as_str()];
+        on_mount.extend(rest);
+        on_file.extend(rest);
+        (args(&on_mount), args(&on_file))
+    };
+    let (uid, stranger, group) = (
+        who.uid.to_string(),
+        STRANGER.to_string(),
+        chgrp_target(who).to_string(),
+    );
+    match op {
+        Op::ReadData => both("read", &data, &[]),
+        Op::WriteData => both("write", &data, &[]),
+        Op::AccessRw => both("access", &data, &["rw"]),
+        Op::WritePerm => (
+            args(&["write-text", &perm, &format!("mode: 0{NEW_MODE:o}\n")]),
+            args(&["chmod", &file, &new_mode]),
+        ),
+        Op::Chmod => both("chmod", &dir, &[&new_mode]),
+        Op::ChmodData => both("chmod", &data, &[&new_mode]),
+        Op::ChmodSpecialBits => both("chmod", &dir, &[&format!("{:o}", 0o7000 | NEW_MODE)]),
+        Op::ChownSelf => both("chown", &dir, &[&uid, "-1"]),
+        Op::ChownOther => both("chown", &dir, &[&stranger, "-1"]),
+        Op::Chgrp => both("chown", &dir, &["-1", &group]),
+        Op::Rmdir => (args(&["rmdir", &dir]), args(&["unlink", &file])),
+        Op::Truncate => both("truncate", &data, &["0"]),
+        Op::Touch => both("touch", &data, &[]),
+    }
+}
+
+/// Every mode × caller for `op` on POSIX objects owned by OWNER:GROUP, in the test's shm dir
+/// given `dir_mode` (01777 like /dev/shm: sticky, so only an object's owner may remove it).
+fn posix_matrix(op: Op, dir_mode: u32) {
+    let m = Mount::builder().option("allow_other").mount();
+    let probe = Probe::build();
+    let shm = m.shm_dir().to_path_buf();
+    fs::set_permissions(&shm, fs::Permissions::from_mode(dir_mode)).unwrap();
+
+    let mut results = Results::default();
+    let mut n = 0;
+    for mode in MODES {
+        for (role, who) in CALLERS {
+            n += 1;
+            let (name_m, name_d) = (format!("m{n}"), format!("d{n}"));
+            let files: Vec<_> = [&name_m, &name_d]
+                .into_iter()
+                .map(|name| {
+                    let p = create_posix(&shm, name, 0o600, b"data");
+                    std::os::unix::fs::chown(&p, Some(OWNER), Some(GROUP)).unwrap();
+                    fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+                    p
+                })
+                .collect();
+            let (via_mount, _) = posix_args(&m, op, &name_m, &files[0], who);
+            let (_, direct) = posix_args(&m, op, &name_d, &files[1], who);
+            let answers = (
+                probe.run_as(who, &strs(&via_mount)),
+                probe.run_as(who, &strs(&direct)),
+            );
+            let states = (posix_state(&files[0]), posix_state(&files[1]));
+            results.record("posix", op, (mode, dir_mode), (role, who), answers, states);
+        }
+    }
+    results.check(&format!("posix {op:?} (shm dir {dir_mode:04o})"));
+}
+
+#[test]
+fn posix_read_data_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::ReadData, 0o1777);
+}
+
+#[test]
+fn posix_write_data_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::WriteData, 0o1777);
+}
+
+#[test]
+fn posix_access_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::AccessRw, 0o1777);
+}
+
+#[test]
+fn posix_truncate_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::Truncate, 0o1777);
+}
+
+#[test]
+fn posix_write_perm_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::WritePerm, 0o1777);
+}
+
+#[test]
+fn posix_chmod_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::Chmod, 0o1777);
+}
+
+#[test]
+fn posix_chmod_of_data_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::ChmodData, 0o1777);
+}
+
+#[test]
+fn posix_chmod_with_special_bits_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::ChmodSpecialBits, 0o1777);
+}
+
+#[test]
+fn posix_chown_to_self_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::ChownSelf, 0o1777);
+}
+
+#[test]
+fn posix_chown_to_another_uid_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::ChownOther, 0o1777);
+}
+
+#[test]
+fn posix_chgrp_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::Chgrp, 0o1777);
+}
+
+/// KNOWN MISMATCH (the mount allows more than the kernel): setting times is accepted and ignored
+/// by shmfs, so `touch` of a POSIX `data` succeeds for callers who may neither write the object
+/// nor own it, where utimensat on the object fails with EACCES. Nothing changes (not even the
+/// times, for callers who may set them).
+#[test]
+#[ignore = "known mismatch: utimensat on POSIX data succeeds for any caller and changes nothing"]
+fn posix_touch_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::Touch, 0o1777);
+}
+
+/// Another user's object in the sticky shm dir: only its owner may remove it.
+#[test]
+fn posix_rmdir_in_sticky_dir_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::Rmdir, 0o1777);
+}
+
+/// `posix/` shows 01777 whatever the shm dir is; the real dir's rules still decide.
+#[test]
+fn posix_rmdir_in_world_writable_dir_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::Rmdir, 0o777);
+}
+
+#[test]
+fn posix_rmdir_in_unwritable_dir_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::Rmdir, 0o755);
+}
+
+/// Like /dev/shm, the mount gives no set-user-ID or device files their power (an object made
+/// setuid by its owner stays a plain file through the mount).
+#[test]
+fn mount_is_nosuid_and_nodev() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let opts = sh_ok(&format!(
+        "findmnt -n -o OPTIONS --mountpoint {}",
+        q(m.path())
+    ));
+    let opts: Vec<&str> = opts.trim().split(',').collect();
+    assert!(
+        opts.contains(&"nosuid") && opts.contains(&"nodev"),
+        "mount options {opts:?}"
+    );
+}
+
+/// The address of an attachment in another user's process is what /proc/PID/maps hides from
+/// whoever may not ptrace that process (it defeats address space layout randomisation): `attached`
+/// must not show it to them either.
+///
+/// KNOWN MISMATCH (the mount shows more than the kernel): `attached` lists every holder's
+/// `START-END` to everyone. As uid 12345, with root's process P attached at A to a 0600 segment:
+/// `cat MNT/sysv/ID/attached` prints `P A-… rw COMM`, while `cat /proc/P/maps` is refused; the
+/// same for a mapping of a POSIX object in `posix/NAME/attached`.
+#[test]
+#[ignore = "known mismatch: attached shows other users' mapping addresses to anyone"]
+fn attached_does_not_reveal_addresses_the_caller_cannot_see() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let seg = SysvSeg::private(4096, 0o600);
+    // SAFETY: a read-write attachment of our own segment, detached below.
+    let sysv_addr = unsafe { libc::shmat(seg.id, std::ptr::null(), 0) };
+    assert!(sysv_addr as isize != -1, "shmat");
+    let obj = create_posix(m.shm_dir(), "mapped", 0o600, &[0; 4096]);
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&obj)
+        .unwrap();
+    // SAFETY: a shared mapping of our own 4 KiB file, unmapped below.
+    let posix_addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            0,
+        )
+    };
+    assert!(posix_addr != libc::MAP_FAILED, "mmap");
+
+    let maps_as_other = sh_as(12345, &format!("cat /proc/{}/maps", std::process::id()));
+    let mut leaks = Vec::new();
+    for (attached, addr) in [
+        (m.sysv(seg.id, "attached"), sysv_addr as usize),
+        (m.posix("mapped", "attached"), posix_addr as usize),
+    ] {
+        let start = format!("{addr:x}");
+        let as_root = read_text(&attached);
+        assert!(
+            as_root.contains(&start),
+            "root sees the mapping at {start}: {as_root:?}"
+        );
+        let as_other = sh_as(12345, &format!("cat {}", q(&attached)));
+        if as_other.stdout_str().contains(&start) {
+            leaks.push(format!(
+                "`cat {}` as uid 12345 shows {:?}",
+                attached.display(),
+                as_other.stdout_str()
+            ));
+        }
+    }
+    // SAFETY: undoes the attachment and the mapping made above.
+    unsafe {
+        libc::shmdt(sysv_addr);
+        libc::munmap(posix_addr, 4096);
+    }
+    assert!(
+        !maps_as_other.ok(),
+        "uid 12345 may not read this process's maps: {maps_as_other:?}"
+    );
+    assert!(
+        leaks.is_empty(),
+        "`attached` shows uid 12345 addresses in root's process (pid {}) that \
+         /proc/PID/maps hides from it:\n  {}",
+        std::process::id(),
+        leaks.join("\n  ")
+    );
+}
