@@ -365,7 +365,10 @@ impl ShmFs {
         })
     }
 
-    fn attached_text(&self, live: &Live) -> io::Result<String> {
+    /// The `attached` file as `who` may see it: addresses and descriptor numbers only of
+    /// processes whose /proc/PID/maps the caller could read itself (pid, access and command
+    /// name are public, as in ps).
+    fn attached_text(&self, who: &Caller, live: &Live) -> io::Result<String> {
         let target = match live {
             Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
             Live::Posix(obj) => attach::Target::Posix {
@@ -373,7 +376,21 @@ impl ShmFs {
                 ino: obj.ino,
             },
         };
-        Ok(attach::render(&attach::holders(&target)?))
+        let mut holders = attach::holders(&target)?;
+        let mut pids: Vec<u32> = holders.iter().map(|h| h.pid).collect();
+        pids.dedup();
+        let visible: Vec<u32> = creds::as_caller(who, || {
+            Ok(pids
+                .into_iter()
+                .filter(|pid| File::open(format!("/proc/{pid}/maps")).is_ok())
+                .collect())
+        })?;
+        for holder in &mut holders {
+            if !visible.contains(&holder.pid) {
+                holder.place = "-".into();
+            }
+        }
+        Ok(attach::render(&holders))
     }
 
     fn perm_text(live: &Live) -> String {
@@ -653,7 +670,7 @@ impl ShmFs {
                 Ok(Handle::Text(self.stat_text(&self.live(id)?).into_bytes()))
             }
             Node::Object(id, Part::Attached) => Ok(Handle::Text(
-                self.attached_text(&self.live(id)?)?.into_bytes(),
+                self.attached_text(who, &self.live(id)?)?.into_bytes(),
             )),
             Node::Object(id, Part::Perm) => {
                 if writable && self.options.read_only {
@@ -726,6 +743,11 @@ impl ShmFs {
         }
         match self.live(id)? {
             Live::Sysv(seg) => {
+                // truncate(2) needs write permission, as for any file; an open handle (O_TRUNC,
+                // ftruncate) was checked when it was opened for writing.
+                if fh.is_none() && !sysv_permits(who, &seg, 2) {
+                    return Err(errno(libc::EACCES));
+                }
                 // A segment's size is fixed: truncating to 0 (O_TRUNC, `>`) or to its own size
                 // is accepted and changes nothing, like a block device.
                 if size == 0 || size == seg.size {
@@ -813,6 +835,39 @@ impl ShmFs {
         let backing = Arc::new(register()?);
         backings.insert(ino, Arc::downgrade(&backing));
         Ok(backing)
+    }
+
+    /// `touch` and friends: a POSIX object's times are set as the caller would set them; a
+    /// segment's times are the kernel's own and cannot be set, so the call succeeds without
+    /// effect for those who may write the segment (as `touch` would for a file) and fails
+    /// with EACCES for others.
+    fn set_times(
+        &self,
+        who: &Caller,
+        node: &Node,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+    ) -> io::Result<()> {
+        let Node::Object(id, Part::Dir | Part::Data) = node else {
+            return Ok(());
+        };
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        match self.live(id)? {
+            Live::Sysv(seg) => {
+                let owner = who.uid == seg.uid || who.uid == seg.cuid;
+                if owner || sysv_permits(who, &seg, 2) {
+                    Ok(())
+                } else {
+                    Err(errno(libc::EACCES))
+                }
+            }
+            Live::Posix(obj) => {
+                let times = [timespec_of(atime), timespec_of(mtime)];
+                creds::as_caller(who, || self.shm.set_times(&obj.name, obj.ino, times))
+            }
+        }
     }
 
     /// The errno for a change of the tree that shmfs does not offer.
@@ -969,11 +1024,7 @@ impl ShmFs {
                                 0
                             }) | (if want_w { 2 } else { 0 });
                             match &live {
-                                Live::Sysv(seg) => {
-                                    let mut groups = creds::groups_of(who.pid);
-                                    groups.push(who.gid);
-                                    !sysv::ipc_permits(seg, who.uid, &groups, want)
-                                }
+                                Live::Sysv(seg) => !sysv_permits(who, seg, want),
                                 Live::Posix(obj) => {
                                     return creds::as_caller(who, || {
                                         self.shm
@@ -1002,6 +1053,29 @@ struct SpaceUsage {
     files: u64,
     files_free: u64,
     block_size: u32,
+}
+
+/// A time for utimensat: as given, now, or left alone.
+fn timespec_of(time: Option<TimeOrNow>) -> libc::timespec {
+    let (tv_sec, tv_nsec) = match time {
+        None => (0, libc::UTIME_OMIT),
+        Some(TimeOrNow::Now) => (0, libc::UTIME_NOW),
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => (d.as_secs() as libc::time_t, i64::from(d.subsec_nanos())),
+            Err(before) => {
+                let d = before.duration();
+                (-(d.as_secs() as libc::time_t), 0)
+            }
+        },
+    };
+    libc::timespec { tv_sec, tv_nsec }
+}
+
+/// The kernel's ipcperms verdict for the caller (its gid and supplementary groups count).
+fn sysv_permits(who: &Caller, seg: &Segment, want: u32) -> bool {
+    let mut groups = creds::groups_of(who.pid);
+    groups.push(who.gid);
+    sysv::ipc_permits(seg, who.uid, &groups, want)
 }
 
 /// The open flags that test the access `want` (4 read, 2 write) asks for.
@@ -1117,8 +1191,8 @@ impl Filesystem for ShmFs {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
@@ -1130,6 +1204,9 @@ impl Filesystem for ShmFs {
         let who = caller(req);
         let result = self.node(ino).and_then(|node| {
             self.setattr_node(&who, &node, PermChange { mode, uid, gid }, size, fh)?;
+            if atime.is_some() || mtime.is_some() {
+                self.set_times(&who, &node, atime, mtime)?;
+            }
             self.attr(ino.0, &node)
         });
         match result {

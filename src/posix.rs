@@ -280,6 +280,18 @@ impl ShmDir {
         Ok(())
     }
 
+    /// Sets access and modification times (`utimensat`: each a timespec, or UTIME_NOW or
+    /// UTIME_OMIT); the kernel checks the calling thread's right to.
+    pub fn set_times(&self, name: &OsStr, ino: u64, times: [libc::timespec; 2]) -> io::Result<()> {
+        let pinned = self.pin(name, ino)?;
+        let path = Self::proc_path(&pinned);
+        // SAFETY: valid C string and a two-element timespec array.
+        if unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Truncates or extends the object, opening it for writing as the caller.
     pub fn truncate(&self, name: &OsStr, ino: u64, size: u64) -> io::Result<()> {
         let file = self.open_object(name, ino, libc::O_WRONLY)?;

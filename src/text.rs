@@ -141,7 +141,11 @@ fn parse_id(
             _ => err(format!("{what} {value:?} is out of range")),
         };
     }
-    resolve(value).ok_or_else(|| PermError(format!("unknown {what} {value:?}")))
+    match resolve(value) {
+        Some(id) if id != u32::MAX => Ok(id),
+        Some(_) => err(format!("{what} {value:?} has id -1, which means no change")),
+        None => err(format!("unknown {what} {value:?}")),
+    }
 }
 
 /// Parses one write to `perm`: a bare octal mode (`640`, `0640`), or `name: value` /

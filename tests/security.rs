@@ -16,8 +16,9 @@
 //! demand the same answer everywhere; likewise for `posix/` over a shm dir that is not sticky.
 //! Should a kernel start applying it, `sysv_rmdir_matches_kernel` fails on the creator's rows.
 //!
-//! Three known mismatches, where the mount allows or shows more than the kernel, are tests
-//! marked `#[ignore]` at the end of their sections (`cargo test --test security -- --ignored`).
+//! The last test of some sections guards a mismatch found and fixed: truncate of SysV data
+//! without write permission, utimensat on POSIX data, and `attached` showing addresses of
+//! processes whose maps the caller may not read.
 
 mod common;
 
@@ -392,7 +393,6 @@ fn sysv_rmdir_matches_kernel() {
 /// refuses a non-writer with EACCES first. Nothing changes, but the answer is wrong:
 /// as uid 4001 on a 0600 segment, `truncate(MNT/sysv/ID/data, 0)` returns 0.
 #[test]
-#[ignore = "known mismatch: truncate of SysV data succeeds without write permission"]
 fn sysv_truncate_needs_write_permission() {
     require_fuse!();
     sysv_matrix(Op::Truncate);
@@ -561,7 +561,6 @@ fn posix_chgrp_matches_kernel() {
 /// nor own it, where utimensat on the object fails with EACCES. Nothing changes (not even the
 /// times, for callers who may set them).
 #[test]
-#[ignore = "known mismatch: utimensat on POSIX data succeeds for any caller and changes nothing"]
 fn posix_touch_matches_kernel() {
     require_fuse!();
     posix_matrix(Op::Touch, 0o1777);
@@ -613,7 +612,6 @@ fn mount_is_nosuid_and_nodev() {
 /// `cat MNT/sysv/ID/attached` prints `P A-… rw COMM`, while `cat /proc/P/maps` is refused; the
 /// same for a mapping of a POSIX object in `posix/NAME/attached`.
 #[test]
-#[ignore = "known mismatch: attached shows other users' mapping addresses to anyone"]
 fn attached_does_not_reveal_addresses_the_caller_cannot_see() {
     require_fuse!();
     let m = Mount::builder().option("allow_other").mount();
