@@ -13,7 +13,14 @@
 //!
 //! `SHMFS_BENCH_QUICK=1` runs a small version (64 MiB, 200 segments, 500 objects, 2 runs, 20 cats)
 //! in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number of runs. A missed target never
-//! fails the bench; a failed step (mount, command, system call) does, with exit status 1.
+//! fails the bench; a failed step (mount, command, system call) does, with exit status 1, and so
+//! do SIGINT/SIGTERM (after cleaning up) and a command that hangs for 10 minutes (a watchdog kills
+//! the daemon, which aborts the FUSE connection).
+//!
+//! Slow spots are bounded so that a slow shmfs still gives a table: a run of many `cat stat` stops
+//! after a few seconds (time per cat is what counts), and the memory row stops before its tenth
+//! round after 7 minutes (saying so). The `stat` row reads the segment listed last in
+//! /proc/sysvipc/shm, so a lookup that walks the kernel's list shows up as a cost per segment.
 
 use std::fmt::Display;
 use std::fs::{self, File};
@@ -22,6 +29,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
@@ -69,6 +77,7 @@ fn run(cfg: &Config, report: &mut Report) -> Result<()> {
             "the shmfs benchmark must run as root (it unshares an IPC namespace and mounts FUSE); try `sudo -E cargo bench`",
         );
     }
+    catch_interrupts();
     enter_private_ipc_namespace()?;
     ensure_sysctl_at_least("shmmni", (cfg.segments + 16) as u64)?;
     ensure_sysctl_at_least("shmmax", cfg.data_bytes)?;
@@ -488,17 +497,40 @@ fn run_cmd(cmd: &mut Command) -> Result<(Duration, String)> {
         .stderr(Stdio::piped())
         .env("LC_ALL", "C");
     let what = format!("{cmd:?}");
+    check_interrupted()?;
     arm_watchdog(&what);
     let start = Instant::now();
     let out = cmd.output();
     let elapsed = start.elapsed();
     disarm_watchdog();
+    check_interrupted()?;
     let out = out.context(|| format!("cannot run {what}"))?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     if !out.status.success() {
         return fail(format!("{what} failed ({}): {}", out.status, stderr.trim()));
     }
     Ok((elapsed, stderr))
+}
+
+/// Set by SIGINT, SIGTERM or SIGHUP: the next command fails, and the bench cleans up and exits.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn catch_interrupts() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        let handler = on_interrupt as extern "C" fn(libc::c_int);
+        unsafe { libc::signal(sig, handler as libc::sighandler_t) };
+    }
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return fail("interrupted by a signal");
+    }
+    Ok(())
 }
 
 /// Seconds that `program args…` took.
@@ -1222,6 +1254,7 @@ fn row_ls_sysv(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
 fn create_segments(world: &mut World, total: usize) -> Result<()> {
     eprintln!("shmfs bench: creating SysV segments up to {total}");
     while world.segments.len() < total {
+        check_interrupted()?;
         world.segments.create(4096)?;
     }
     Ok(())
