@@ -61,7 +61,10 @@ enum SysvAccess {
 /// What an open file handle holds.
 enum Handle {
     /// `stat` or `limits`: the text rendered at open, so that reads at any offset agree.
-    Text(Vec<u8>),
+    Text {
+        ino: u64,
+        text: Vec<u8>,
+    },
     /// `perm`: the text at open, and the object that writes change.
     Perm {
         text: Vec<u8>,
@@ -402,18 +405,25 @@ impl ShmFs {
 
     /// The attributes of a node, using `known` (just looked up) instead of asking again.
     fn attr(&self, ino: u64, node: &Node) -> io::Result<FileAttr> {
-        self.attr_with(ino, node, None, None)
+        self.attr_with(ino, node, None)
     }
 
-    /// As `attr`; `open_text` is the length of the text an open handle of this `stat` holds,
-    /// which is what `fstat` on that handle must report (and spares rendering it again).
-    fn attr_with(
-        &self,
-        ino: u64,
-        node: &Node,
-        known: Option<Live>,
-        open_text: Option<usize>,
-    ) -> io::Result<FileAttr> {
+    /// The length of the text an open handle of `ino` holds (the newest, if several): what
+    /// `fstat` on it must report, and it spares rendering `stat` again for every stat call
+    /// while the file is open (`cat` and Python stat it twice).
+    fn open_text_len(&self, ino: u64) -> Option<usize> {
+        self.handles()
+            .iter()
+            .filter_map(|(fh, h)| match &**h {
+                Handle::Text { ino: i, text } if *i == ino => Some((*fh, text.len())),
+                _ => None,
+            })
+            .max()
+            .map(|(_, len)| len)
+    }
+
+    /// As `attr`, with the object just looked up instead of asking again.
+    fn attr_with(&self, ino: u64, node: &Node, known: Option<Live>) -> io::Result<FileAttr> {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
             Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
@@ -464,7 +474,8 @@ impl ShmFs {
             Part::Stat => (
                 FileType::RegularFile,
                 0o444,
-                open_text.unwrap_or_else(|| self.stat_text(&live).len()) as u64,
+                self.open_text_len(ino)
+                    .unwrap_or_else(|| self.stat_text(&live).len()) as u64,
                 1,
             ),
             Part::Perm => (
@@ -659,19 +670,30 @@ impl ShmFs {
         }
     }
 
-    fn open_node(&self, who: &Caller, node: &Node, flags: OpenFlags) -> io::Result<Handle> {
+    fn open_node(
+        &self,
+        who: &Caller,
+        ino: u64,
+        node: &Node,
+        flags: OpenFlags,
+    ) -> io::Result<Handle> {
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         match node {
             Node::Report(_) | Node::Object(_, Part::Stat | Part::Attached) if writable => {
                 Err(errno(libc::EACCES))
             }
-            Node::Report(report) => Ok(Handle::Text(self.report_text(*report)?.into_bytes())),
-            Node::Object(id, Part::Stat) => {
-                Ok(Handle::Text(self.stat_text(&self.live(id)?).into_bytes()))
-            }
-            Node::Object(id, Part::Attached) => Ok(Handle::Text(
-                self.attached_text(who, &self.live(id)?)?.into_bytes(),
-            )),
+            Node::Report(report) => Ok(Handle::Text {
+                ino,
+                text: self.report_text(*report)?.into_bytes(),
+            }),
+            Node::Object(id, Part::Stat) => Ok(Handle::Text {
+                ino,
+                text: self.stat_text(&self.live(id)?).into_bytes(),
+            }),
+            Node::Object(id, Part::Attached) => Ok(Handle::Text {
+                ino,
+                text: self.attached_text(who, &self.live(id)?)?.into_bytes(),
+            }),
             Node::Object(id, Part::Perm) => {
                 if writable && self.options.read_only {
                     return Err(errno(libc::EROFS));
@@ -931,7 +953,7 @@ impl ShmFs {
         send: impl FnOnce(&[u8]),
     ) -> io::Result<()> {
         let (source, len) = match handle {
-            Handle::Text(t) | Handle::Perm { text: t, .. } => {
+            Handle::Text { text: t, .. } | Handle::Perm { text: t, .. } => {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
                 let end = start.saturating_add(size as usize).min(t.len());
                 send(&t[start..end]);
@@ -987,7 +1009,7 @@ impl ShmFs {
                 f.write_all_at(data, offset)?;
                 Ok(len)
             }
-            Handle::Text(_) | Handle::Dir(_) => Err(errno(libc::EBADF)),
+            Handle::Text { .. } | Handle::Dir(_) => Err(errno(libc::EBADF)),
         }
     }
 
@@ -1153,7 +1175,7 @@ impl Filesystem for ShmFs {
         let result = self.node(parent).and_then(|p| {
             let (ino, live) = self.find(&p, name)?;
             let node = self.node(INodeNo(ino))?;
-            self.attr_with(ino, &node, live, None)
+            self.attr_with(ino, &node, live)
         });
         match result {
             Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &attr, Generation(0)),
@@ -1164,17 +1186,8 @@ impl Filesystem for ShmFs {
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let open_text = fh
-            .and_then(|fh| self.handle(fh).ok())
-            .and_then(|h| match &*h {
-                Handle::Text(t) => Some(t.len()),
-                _ => None,
-            });
-        match self
-            .node(ino)
-            .and_then(|n| self.attr_with(ino.0, &n, None, open_text))
-        {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.node(ino).and_then(|n| self.attr(ino.0, &n)) {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => {
                 log_failure("getattr", &ino, &e);
@@ -1316,7 +1329,7 @@ impl Filesystem for ShmFs {
         let who = caller(req);
         let result = self
             .node(ino)
-            .and_then(|node| self.open_node(&who, &node, flags));
+            .and_then(|node| self.open_node(&who, ino.0, &node, flags));
         let handle = match result {
             Ok(handle) => handle,
             Err(e) => {
@@ -1516,6 +1529,21 @@ impl Filesystem for ShmFs {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(errno_of(&e)),
         }
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        // No ioctls: ENOTTY is what isatty() and friends expect of a plain file.
+        reply.error(Errno::ENOTTY);
     }
 
     fn getxattr(

@@ -252,7 +252,7 @@ pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
 pub fn usage_of(shmid: i32) -> Usage {
     let mut found = Usage::default();
     let scanned = File::open("/proc/sysvipc/shm").and_then(|file| {
-        scan_usage(BufReader::new(file), |id, usage| {
+        scan_usage(BufReader::with_capacity(64 * 1024, file), |id, usage| {
             if id == shmid {
                 found = usage;
                 return false;
@@ -296,13 +296,17 @@ pub fn scan_usage(reader: impl BufRead, mut row: impl FnMut(i32, Usage) -> bool)
     };
     for line in lines {
         let line = line?;
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        let parsed = (
-            fields.get(id_col).and_then(|v| v.parse::<i32>().ok()),
-            fields.get(rss_col).and_then(|v| v.parse::<u64>().ok()),
-            fields.get(swap_col).and_then(|v| v.parse::<u64>().ok()),
-        );
-        if let (Some(id), Some(rss), Some(swap)) = parsed
+        let (mut id, mut rss, mut swap) = (None, None, None);
+        for (i, field) in line.split_whitespace().enumerate() {
+            if i == id_col {
+                id = field.parse::<i32>().ok();
+            } else if i == rss_col {
+                rss = field.parse::<u64>().ok();
+            } else if i == swap_col {
+                swap = field.parse::<u64>().ok();
+            }
+        }
+        if let (Some(id), Some(rss), Some(swap)) = (id, rss, swap)
             && !row(id, Usage { rss, swap })
         {
             break;
