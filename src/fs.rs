@@ -8,14 +8,14 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags,
-    ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags,
+    RenameFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::attach;
@@ -61,25 +61,25 @@ enum SysvAccess {
 /// What an open file handle holds.
 enum Handle {
     /// `stat` or `limits`: the text rendered at open, so that reads at any offset agree.
-    Text {
-        ino: u64,
-        text: Vec<u8>,
-    },
+    Text { ino: u64, text: Vec<u8> },
     /// `perm`: the text at open, and the object that writes change.
-    Perm {
-        text: Vec<u8>,
-        id: ObjectId,
-    },
+    Perm { text: Vec<u8>, id: ObjectId },
     SysvData {
+        /// The segment as it was at open: what fstat answers once it is gone.
+        seg: Segment,
         size: u64,
         access: SysvAccess,
     },
     /// An open POSIX object.
-    PosixData {
-        file: File,
-    },
+    PosixData { id: ObjectId, file: File },
     /// A directory listing taken at opendir: (inode, type, name).
     Dir(Vec<(u64, FileType, OsString)>),
+}
+
+/// A registered passthrough backing and the identity of the memory file behind it.
+struct Backing {
+    id: Weak<BackingId>,
+    file_identity: Option<Vec<u8>>,
 }
 
 /// The filesystem.
@@ -95,9 +95,12 @@ pub struct ShmFs {
     passthrough: bool,
     /// The passthrough backing of each open `data` inode: the kernel wants one per inode,
     /// shared by all its opens, gone with the last.
-    backings: Mutex<HashMap<u64, Weak<BackingId>>>,
+    backings: Mutex<HashMap<u64, Backing>>,
     /// The backing each passthrough open holds, dropped at release.
     handle_backings: Mutex<HashMap<u64, Arc<BackingId>>>,
+    /// Tells the kernel to drop page cache that a write served here made stale (splice and
+    /// sendfile read through it even on direct-I/O opens). Set once the session exists.
+    notifier: Arc<OnceLock<Notifier>>,
     /// What is known of segments' huge-page backing, learned from attachers or opens.
     hugetlb: Mutex<HashMap<ObjectId, bool>>,
 }
@@ -155,9 +158,23 @@ impl ShmFs {
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             hugetlb: Mutex::new(HashMap::new()),
+            notifier: Arc::new(OnceLock::new()),
             passthrough: false,
             backings: Mutex::new(HashMap::new()),
             handle_backings: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Where main puts the session's notifier once the mount exists.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Drops the kernel's cached pages of `ino` in a range just written here.
+    fn invalidate_cache(&self, ino: u64, offset: u64, len: usize) {
+        if let Some(notifier) = self.notifier.get() {
+            // ENOENT: the kernel holds no such inode any more; nothing to drop.
+            let _ = notifier.inval_inode(INodeNo(ino), offset as i64, len as i64);
         }
     }
 
@@ -190,8 +207,11 @@ impl ShmFs {
             .ok_or_else(|| errno(libc::EBADF))
     }
 
+    /// What an inode number stands for. A number shmfs no longer knows (its object vanished
+    /// and was forgotten after a listing) answers ESTALE, so that the kernel drops its cached
+    /// entry and looks the name up again.
     fn node(&self, ino: INodeNo) -> io::Result<Node> {
-        self.inodes().node(ino.0).ok_or_else(enoent)
+        self.inodes().node(ino.0).ok_or_else(|| errno(libc::ESTALE))
     }
 
     fn sysv_id(seg: &Segment) -> ObjectId {
@@ -408,6 +428,45 @@ impl ShmFs {
         self.attr_with(ino, node, None)
     }
 
+    /// Attributes for a request that names an open handle (fstat, ftruncate): the object as
+    /// it is now, or, once it is gone, as that handle still sees it (tmpfs answers fstat on
+    /// an unlinked file too).
+    fn attr_of_open(&self, ino: u64, node: &Node, fh: Option<FileHandle>) -> io::Result<FileAttr> {
+        let result = self.attr(ino, node);
+        let gone = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ESTALE));
+        let Node::Object(id, Part::Data) = node else {
+            return result;
+        };
+        if !gone {
+            return result;
+        }
+        // fstat reaches here without a handle (the kernel sends none): any open handle of this
+        // very object will do, as all of them see the same object.
+        let handle = fh.and_then(|fh| self.handle(fh).ok()).or_else(|| {
+            self.handles()
+                .values()
+                .find(|h| match &***h {
+                    Handle::SysvData { seg, .. } => Self::sysv_id(seg) == *id,
+                    Handle::PosixData { id: open_id, .. } => open_id == id,
+                    _ => false,
+                })
+                .cloned()
+        });
+        match handle.as_deref() {
+            Some(Handle::SysvData { seg, .. }) => {
+                self.attr_with(ino, node, Some(Live::Sysv(seg.clone())))
+            }
+            Some(Handle::PosixData {
+                id: ObjectId::Posix { name, .. },
+                file,
+            }) => {
+                let obj = posix::Object::of_file(name, file)?;
+                self.attr_with(ino, node, Some(Live::Posix(obj)))
+            }
+            _ => result,
+        }
+    }
+
     /// The length of the text an open handle of `ino` holds (the newest, if several): what
     /// `fstat` on it must report, and it spares rendering `stat` again for every stat call
     /// while the file is open (`cat` and Python stat it twice).
@@ -588,6 +647,7 @@ impl ShmFs {
                 }
             }
             Node::SysvDir | Node::ByKeyDir => {
+                let since = self.inodes().mark();
                 let segments = sysv::list()?;
                 let ids: Vec<ObjectId> = segments.iter().map(Self::sysv_id).collect();
                 let mut table = self.inodes();
@@ -600,16 +660,17 @@ impl ShmFs {
                         entries.push((ino, FileType::Symlink, format!("0x{:08x}", seg.key).into()));
                     }
                 }
-                table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids);
+                table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids, since);
             }
             Node::PosixDir => {
+                let since = self.inodes().mark();
                 let objects = self.shm.list()?;
                 let ids: Vec<ObjectId> = objects.iter().map(Self::posix_id).collect();
                 let mut table = self.inodes();
                 for (obj, id) in objects.iter().zip(&ids) {
                     entries.push((table.inode(id, Part::Dir), dir, obj.name.clone()));
                 }
-                table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids);
+                table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids, since);
             }
             Node::Object(id, Part::Dir) => {
                 self.live(id)?;
@@ -638,7 +699,12 @@ impl ShmFs {
         match self.live(id)? {
             Live::Sysv(seg) => {
                 let attachment =
-                    creds::as_caller(who, || Attachment::attach(seg.shmid, seg.size, writable))?;
+                    creds::as_caller(who, || Attachment::attach(seg.shmid, seg.size, writable))
+                        .map_err(|e| match e.raw_os_error() {
+                            // Removed between the lookup and the attach.
+                            Some(libc::EINVAL | libc::EIDRM) => errno(libc::ESTALE),
+                            _ => e,
+                        })?;
                 let access = if creds::daemon_is_root() {
                     match attachment.memory_file(writable) {
                         Ok(file) if !sysv::is_hugetlb_file(&file) => {
@@ -659,13 +725,17 @@ impl ShmFs {
                 };
                 Ok(Handle::SysvData {
                     size: seg.size,
+                    seg,
                     access,
                 })
             }
             Live::Posix(obj) => {
                 let file =
                     creds::as_caller(who, || self.shm.open_object(&obj.name, obj.ino, flags.0))?;
-                Ok(Handle::PosixData { file })
+                Ok(Handle::PosixData {
+                    id: id.clone(),
+                    file,
+                })
             }
         }
     }
@@ -763,6 +833,20 @@ impl ShmFs {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
+        // ftruncate and O_TRUNC act on the open object, even if it is gone from the directory.
+        if let Some(handle) = fh.and_then(|fh| self.handle(fh).ok()) {
+            match &*handle {
+                Handle::PosixData { file, .. } => return file.set_len(size),
+                Handle::SysvData { size: seg_size, .. } => {
+                    return if size == 0 || size == *seg_size {
+                        Ok(())
+                    } else {
+                        Err(errno(libc::EINVAL))
+                    };
+                }
+                _ => {}
+            }
+        }
         match self.live(id)? {
             Live::Sysv(seg) => {
                 // truncate(2) needs write permission, as for any file; an open handle (O_TRUNC,
@@ -779,12 +863,6 @@ impl ShmFs {
                 }
             }
             Live::Posix(obj) => {
-                if let Some(fh) = fh
-                    && let Ok(handle) = self.handle(fh)
-                    && let Handle::PosixData { file, .. } = &*handle
-                {
-                    return file.set_len(size);
-                }
                 creds::as_caller(who, || self.shm.truncate(&obj.name, obj.ino, size))
             }
         }
@@ -847,15 +925,35 @@ impl ShmFs {
     fn backing(
         &self,
         ino: u64,
+        memory: Option<&File>,
         register: impl FnOnce() -> io::Result<BackingId>,
     ) -> io::Result<Arc<BackingId>> {
+        let identity = memory.and_then(file_identity);
         let mut backings = self.backings.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = backings.get(&ino).and_then(Weak::upgrade) {
-            return Ok(existing);
+        if let Some(existing) = backings.get(&ino)
+            && let Some(id) = existing.id.upgrade()
+        {
+            // Two objects can share an identity for the inode table (a segment recreated with
+            // the same shmid, creator and size, as CRIU does): never let the new one read
+            // through the old one's memory. Its inode is forgotten, and ESTALE makes the
+            // kernel look it up again and get fresh numbers.
+            if identity.is_some()
+                && existing.file_identity.is_some()
+                && identity != existing.file_identity
+            {
+                return Err(errno(libc::ESTALE));
+            }
+            return Ok(id);
         }
-        backings.retain(|_, weak| weak.strong_count() > 0);
+        backings.retain(|_, b| b.id.strong_count() > 0);
         let backing = Arc::new(register()?);
-        backings.insert(ino, Arc::downgrade(&backing));
+        backings.insert(
+            ino,
+            Backing {
+                id: Arc::downgrade(&backing),
+                file_identity: identity,
+            },
+        );
         Ok(backing)
     }
 
@@ -962,6 +1060,7 @@ impl ShmFs {
             Handle::SysvData {
                 size: seg_size,
                 access,
+                ..
             } => {
                 let len = seg_size.saturating_sub(offset).min(u64::from(size)) as usize;
                 (Ok(access), len)
@@ -992,7 +1091,7 @@ impl ShmFs {
                 self.write_perm(who, id, data)?;
                 Ok(len)
             }
-            Handle::SysvData { size, access } => {
+            Handle::SysvData { size, access, .. } => {
                 if offset >= *size {
                     return Err(errno(libc::ENOSPC));
                 }
@@ -1075,6 +1174,35 @@ struct SpaceUsage {
     files: u64,
     files_free: u64,
     block_size: u32,
+}
+
+/// What tells one memory file from another even when their inode numbers agree (a SysV
+/// memory file's is its shmid): the kernel's file handle, which carries a generation.
+fn file_identity(file: &File) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    const MAX_HANDLE: usize = 128;
+    // struct file_handle: u32 handle_bytes, i32 handle_type, then the handle.
+    let mut buf = vec![0u8; 8 + MAX_HANDLE];
+    buf[..4].copy_from_slice(&(MAX_HANDLE as u32).to_ne_bytes());
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: buf is a file_handle with room for MAX_HANDLE bytes; AT_EMPTY_PATH names the
+    // fd itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    buf.truncate(8 + len.min(MAX_HANDLE));
+    Some(buf)
 }
 
 /// A time for utimensat: as given, now, or left alone.
@@ -1186,8 +1314,11 @@ impl Filesystem for ShmFs {
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.node(ino).and_then(|n| self.attr(ino.0, &n)) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self
+            .node(ino)
+            .and_then(|n| self.attr_of_open(ino.0, &n, fh))
+        {
             Ok(attr) => reply.attr(&TTL, &attr),
             Err(e) => {
                 log_failure("getattr", &ino, &e);
@@ -1220,7 +1351,7 @@ impl Filesystem for ShmFs {
             if atime.is_some() || mtime.is_some() {
                 self.set_times(&who, &node, atime, mtime)?;
             }
-            self.attr(ino.0, &node)
+            self.attr_of_open(ino.0, &node, fh)
         });
         match result {
             Ok(attr) => reply.attr(&TTL, &attr),
@@ -1342,7 +1473,7 @@ impl Filesystem for ShmFs {
         // that shmfs must serve itself (SysV writes, clamped at the segment's end; kept
         // attachments) add FOPEN_DIRECT_IO, which routes their reads and writes here.
         let (memory, served_here) = match &handle {
-            Handle::PosixData { file } => (Some(file), false),
+            Handle::PosixData { file, .. } => (Some(file), false),
             Handle::SysvData {
                 access: SysvAccess::File(file),
                 ..
@@ -1351,7 +1482,7 @@ impl Filesystem for ShmFs {
             _ => return reply.opened(self.add_handle(handle), FopenFlags::FOPEN_DIRECT_IO),
         };
         if self.passthrough {
-            let backing = self.backing(ino.0, || match memory {
+            let backing = self.backing(ino.0, memory, || match memory {
                 Some(file) => reply.open_backing(file),
                 None => Err(errno(libc::ENOTSUP)),
             });
@@ -1367,6 +1498,12 @@ impl Filesystem for ShmFs {
                     return reply.opened_passthrough(fh, open_flags, &backing);
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ESTALE) => {
+                    if let Ok(Node::Object(id, _)) = self.node(ino) {
+                        self.inodes().forget(&id);
+                    }
+                    return reply.error(Errno::ESTALE);
+                }
                 Err(e) => log::warn!("passthrough for {ino}: {e}; using direct I/O"),
             }
         }
@@ -1411,10 +1548,13 @@ impl Filesystem for ShmFs {
         reply: ReplyWrite,
     ) {
         let who = caller(req);
-        match self
-            .handle(fh)
-            .and_then(|h| self.write_handle(&who, &h, offset, data))
-        {
+        match self.handle(fh).and_then(|h| {
+            let written = self.write_handle(&who, &h, offset, data)?;
+            if matches!(&*h, Handle::SysvData { .. } | Handle::PosixData { .. }) {
+                self.invalidate_cache(ino.0, offset, written as usize);
+            }
+            Ok(written)
+        }) {
             Ok(n) => reply.written(n),
             Err(e) => {
                 log_failure("write", &ino, &e);

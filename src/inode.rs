@@ -160,14 +160,32 @@ impl InodeTable {
         })
     }
 
-    /// Forgets the objects of one kind that are not in `live` (after a full listing), so
-    /// that churn does not grow the table. Their numbers are not handed out again.
-    pub fn retain(&mut self, is_of_kind: impl Fn(&ObjectId) -> bool, live: &[ObjectId]) {
+    /// Forgets one object: its numbers are not handed out again, and the next lookup of it
+    /// gets new ones.
+    pub fn forget(&mut self, id: &ObjectId) {
+        if let Some(base) = self.by_object.remove(id) {
+            self.by_base.remove(&base);
+        }
+    }
+
+    /// A mark to pass to `retain` after a listing: objects numbered after it (looked up while
+    /// the listing was being taken) are kept even if the listing missed them.
+    pub fn mark(&self) -> u64 {
+        self.next_base
+    }
+
+    /// Forgets the objects of one kind that are not in `live` (a full listing begun at
+    /// `since`), so that churn does not grow the table. Their numbers are not handed out again.
+    pub fn retain(
+        &mut self,
+        is_of_kind: impl Fn(&ObjectId) -> bool,
+        live: &[ObjectId],
+        since: u64,
+    ) {
         let live: std::collections::HashSet<&ObjectId> = live.iter().collect();
-        self.by_object
-            .retain(|id, _| !is_of_kind(id) || live.contains(id));
-        self.by_base
-            .retain(|_, id| !is_of_kind(id) || live.contains(id));
+        let keep = |id: &ObjectId, base: u64| !is_of_kind(id) || base >= since || live.contains(id);
+        self.by_object.retain(|id, base| keep(id, *base));
+        self.by_base.retain(|base, id| keep(id, *base));
     }
 }
 
@@ -196,7 +214,8 @@ mod tests {
     fn reused_shmid_gets_new_numbers_and_old_are_not_reused() {
         let mut t = InodeTable::default();
         let old = t.inode(&seg(7, 1), Part::Data);
-        t.retain(|id| matches!(id, ObjectId::Sysv { .. }), &[]);
+        let mark = t.mark();
+        t.retain(|id| matches!(id, ObjectId::Sysv { .. }), &[], mark);
         assert_eq!(t.node(old), None);
         let new = t.inode(&seg(7, 2), Part::Data);
         assert_ne!(old, new);

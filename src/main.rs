@@ -428,6 +428,7 @@ fn run(args: Args) -> Result<(), String> {
             read_only: plan.read_only,
         },
     );
+    let notifier_slot = fs.notifier_slot();
     let session = match Session::new(fs, &mount_point, &plan.config) {
         Ok(s) => s,
         Err(e) => {
@@ -446,6 +447,7 @@ fn run(args: Args) -> Result<(), String> {
         detach_stdio();
     }
 
+    let _ = notifier_slot.set(session.notifier());
     // fusermount3 (used for auto_unmount) leaves a child behind that nobody waits for.
     std::thread::spawn(reap_children);
     let mut session = session;
@@ -463,9 +465,16 @@ fn run(args: Args) -> Result<(), String> {
         }
         unmount(&shown);
     });
-    session
-        .run()
-        .map_err(|e| format!("serving {}: {e}", mount_point.display()))
+    match session.run() {
+        Ok(()) => Ok(()),
+        // The kernel ends the connection this way when the unmount we started (or an
+        // administrator's `umount -l` / connection abort) takes it down under busy requests.
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
+            log::info!("connection ended: {e}");
+            Ok(())
+        }
+        Err(e) => Err(format!("serving {}: {e}", mount_point.display())),
+    }
 }
 
 /// Waits for the daemon's children (fusermount3) so that none lingers as a zombie; ends when

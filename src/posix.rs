@@ -45,6 +45,13 @@ impl Object {
     }
 }
 
+impl Object {
+    /// The object an open file refers to, named `name` (even after it was unlinked).
+    pub fn of_file(name: &OsStr, file: &File) -> io::Result<Object> {
+        Ok(Object::from_stat(name, &fstat(file.as_raw_fd())?))
+    }
+}
+
 /// The directory that holds the objects, opened once at start.
 #[derive(Debug)]
 pub struct ShmDir {

@@ -146,7 +146,8 @@ pub fn lookup(shmid: i32) -> io::Result<Segment> {
     match stat_slot(shmid) {
         Ok((id, ds)) if id == shmid => Ok(Segment::from_ds(id, &ds)),
         Ok(_) => Err(io::Error::from_raw_os_error(libc::ENOENT)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+        // EINVAL: no segment in that slot; EIDRM: removed while we asked.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) => {
             Err(io::Error::from_raw_os_error(libc::ENOENT))
         }
         Err(e) => Err(e),
@@ -172,7 +173,7 @@ pub fn list() -> io::Result<Vec<Segment>> {
         match stat_slot(index) {
             Ok((id, ds)) => segments.push(Segment::from_ds(id, &ds)),
             // An empty slot, or a segment removed since SHM_INFO.
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EIDRM)) => {}
             Err(e) => return Err(e),
         }
     }

@@ -1509,3 +1509,141 @@ impl Attachment {
         assert_eq!(r, 0, "madvise(MADV_REMOVE): {}", io::Error::last_os_error());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Tools from other packages (stress-ng, fio, fsx, fusermount3): required like FUSE itself
+// ---------------------------------------------------------------------------------------------
+
+/// True when `CI` is set (non-empty): what would be a skip is a failure.
+pub fn ci_is_set() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// An executable `cmd` on PATH, in the usual bin and sbin directories, or in cargo's bin
+/// directory (`$CARGO_HOME/bin`, `~/.cargo/bin`, where `cargo install` puts programs).
+pub fn find_tool(cmd: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = std::env::split_paths(&path).collect();
+    dirs.extend(
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+        ]
+        .map(PathBuf::from),
+    );
+    if let Some(home) = std::env::var_os("CARGO_HOME") {
+        dirs.push(PathBuf::from(home).join("bin"));
+    }
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|dir| dir.join(cmd))
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
+}
+
+/// True when every `(command, where it comes from)` is installed, e.g.
+/// `("stress-ng", "Debian package stress-ng")`. Otherwise fails if `CI` is set (`.ci/run` must
+/// install it) and else prints `skipping: ...` and returns false. Tests install nothing.
+pub fn tools_available(needs: &[(&str, &str)]) -> bool {
+    let missing: Vec<String> = needs
+        .iter()
+        .filter(|(cmd, _)| find_tool(cmd).is_none())
+        .map(|(cmd, from)| format!("`{cmd}` ({from})"))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let what = format!(
+        "{} not installed: .ci/run must install it; tests install nothing themselves",
+        missing.join(", ")
+    );
+    if ci_is_set() {
+        panic!("{what}; CI is set, so this is a failure rather than a skip");
+    }
+    eprintln!("skipping: {what}");
+    false
+}
+
+/// Returns from the test unless every command is installed (see [`tools_available`]):
+/// `require_tools!("fio" => "Debian package fio");`
+#[allow(unused_macros)]
+macro_rules! require_tools {
+    ($($cmd:expr => $from:expr),+ $(,)?) => {
+        if !crate::common::tools_available(&[$(($cmd, $from)),+]) {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require_tools;
+
+/// Runs `f` on a thread of its own and waits up to `limit` for it: a call that hangs (on a
+/// stuck mount) fails the test instead of blocking it. Returns what `f` returned and how long
+/// it took; panics on timeout, naming `what`.
+#[track_caller]
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => (v, start.elapsed()),
+        Err(_) => panic!("{what} did not finish within {limit:?} (hung?)"),
+    }
+}
+
+/// The daemon behind a mount is still running (neither exited nor a zombie).
+pub fn daemon_alive(m: &Mount) -> bool {
+    !is_zombie(m.pid() as i32)
+}
+
+/// A watchdog for a test's daemon: if still armed after `limit`, it kills the daemon (SIGKILL,
+/// after checking the pid is still a `shmfs`), so that a test stuck on a hung mount fails
+/// (every access then errors out) instead of blocking the run. Disarmed when dropped: declare
+/// it after the `Mount` it watches.
+pub struct KillOnHang {
+    done: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl KillOnHang {
+    pub fn new(m: &Mount, limit: Duration) -> KillOnHang {
+        let pid = m.pid() as i32;
+        let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let watch = done.clone();
+        let name = std::thread::current().name().unwrap_or("test").to_string();
+        std::thread::spawn(move || {
+            let (lock, cvar) = &*watch;
+            let guard = lock.lock().unwrap();
+            let (guard, _) = cvar.wait_timeout_while(guard, limit, |d| !*d).unwrap();
+            let is_shmfs =
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "shmfs");
+            if !*guard && is_shmfs && !is_zombie(pid) {
+                eprintln!(
+                    "{name}: still running after {limit:?}: killing its shmfs daemon \
+                     (pid {pid}) so that it fails instead of hanging"
+                );
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        KillOnHang { done }
+    }
+}
+
+impl Drop for KillOnHang {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.done;
+        *lock.lock().unwrap() = true;
+        cvar.notify_all();
+    }
+}
