@@ -136,6 +136,12 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
+/// Logs a failed request and gives the errno to answer it with.
+fn failure(op: &str, what: &dyn std::fmt::Debug, e: &io::Error) -> Errno {
+    log_failure(op, what, e);
+    errno_of(e)
+}
+
 /// Logs a failure at a level that fits it: vanished objects and refusals are routine.
 fn log_failure(op: &str, what: &dyn std::fmt::Debug, e: &io::Error) {
     match e.raw_os_error() {
@@ -1307,10 +1313,7 @@ impl Filesystem for ShmFs {
         });
         match result {
             Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &attr, Generation(0)),
-            Err(e) => {
-                log_failure("lookup", &name, &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("lookup", &name, &e)),
         }
     }
 
@@ -1320,10 +1323,7 @@ impl Filesystem for ShmFs {
             .and_then(|n| self.attr_of_open(ino.0, &n, fh))
         {
             Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => {
-                log_failure("getattr", &ino, &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("getattr", &ino, &e)),
         }
     }
 
@@ -1355,10 +1355,7 @@ impl Filesystem for ShmFs {
         });
         match result {
             Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => {
-                log_failure("setattr", &ino, &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("setattr", &ino, &e)),
         }
     }
 
@@ -1398,10 +1395,7 @@ impl Filesystem for ShmFs {
         let who = caller(req);
         match self.make_object(&who, parent, name, mode) {
             Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &attr, Generation(0)),
-            Err(e) => {
-                log_failure("mkdir", &name, &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("mkdir", &name, &e)),
         }
     }
 
@@ -1414,10 +1408,7 @@ impl Filesystem for ShmFs {
         let who = caller(req);
         match self.remove_object(&who, parent, name) {
             Ok(()) => reply.ok(),
-            Err(e) => {
-                log_failure("rmdir", &name, &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("rmdir", &name, &e)),
         }
     }
 
@@ -1463,10 +1454,7 @@ impl Filesystem for ShmFs {
             .and_then(|node| self.open_node(&who, ino.0, &node, flags));
         let handle = match result {
             Ok(handle) => handle,
-            Err(e) => {
-                log_failure("open", &ino, &e);
-                return reply.error(errno_of(&e));
-            }
+            Err(e) => return reply.error(failure("open", &ino, &e)),
         };
         // With passthrough every open of a `data` inode must name the same backing file, or
         // the kernel refuses it. Reads of read-only opens then go straight to the memory; opens
@@ -1556,10 +1544,7 @@ impl Filesystem for ShmFs {
             Ok(written)
         }) {
             Ok(n) => reply.written(n),
-            Err(e) => {
-                log_failure("write", &ino, &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("write", &ino, &e)),
         }
     }
 
@@ -1597,10 +1582,7 @@ impl Filesystem for ShmFs {
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.node(ino).and_then(|node| self.list(ino.0, &node)) {
             Ok(entries) => reply.opened(self.add_handle(Handle::Dir(entries)), FopenFlags::empty()),
-            Err(e) => {
-                log_failure("opendir", &ino, &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("opendir", &ino, &e)),
         }
     }
 
@@ -1653,10 +1635,7 @@ impl Filesystem for ShmFs {
                 255,
                 st.block_size,
             ),
-            Err(e) => {
-                log_failure("statfs", &self.shm.path(), &e);
-                reply.error(errno_of(&e))
-            }
+            Err(e) => reply.error(failure("statfs", &self.shm.path(), &e)),
         }
     }
 
