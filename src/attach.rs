@@ -5,6 +5,10 @@
 //! column equal to the shmid; a POSIX object is matched by device and inode, never by name.
 //! Only processes in the daemon's IPC namespace count for SysV, since shmids repeat across
 //! namespaces.
+//!
+//! The maps are parsed here rather than with procfs's `Process::maps()`: procfs 0.18 slices
+//! `path[5..13]` of any mapped path that starts with `/SYSV`, which panics on a shorter name
+//! that any user inside a container can map (a file called `/SYSV1`).
 
 use std::fs;
 use std::io;

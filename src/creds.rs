@@ -48,17 +48,10 @@ pub fn daemon_is_root() -> bool {
 
 /// The supplementary groups of a process, from `/proc/PID/status`; empty if it is gone.
 pub fn groups_of(pid: u32) -> Vec<libc::gid_t> {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
-        return Vec::new();
-    };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| {
-            g.split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect()
-        })
+    let pid = i32::try_from(pid).unwrap_or(0);
+    procfs::process::Process::new(pid)
+        .and_then(|p| p.status())
+        .map(|status| status.groups)
         .unwrap_or_default()
 }
 

@@ -406,14 +406,11 @@ fn clamp(len: usize, offset: u64, want: usize) -> Option<usize> {
 /// True if any huge pages exist or are reserved system-wide (`Hugetlb:` in /proc/meminfo
 /// counts every pool size). When none do, no segment can be backed by huge pages.
 pub fn system_has_huge_pages() -> bool {
-    let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") else {
-        return true;
-    };
-    meminfo
-        .lines()
-        .find_map(|l| l.strip_prefix("Hugetlb:"))
-        .map(|v| v.trim().trim_end_matches("kB").trim() != "0")
-        .unwrap_or(true)
+    use procfs::Current;
+    match procfs::Meminfo::current() {
+        Ok(meminfo) => meminfo.hugetlb.is_none_or(|bytes| bytes != 0),
+        Err(_) => true,
+    }
 }
 
 /// True if the file lives on hugetlbfs (an `SHM_HUGETLB` segment), where pwrite does not work.
