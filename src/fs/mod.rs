@@ -26,6 +26,9 @@ use crate::posix::{self, Object, ShmDir};
 use crate::sysv::{self, Attachment, Segment};
 use crate::text::{self, PermChange};
 
+mod data;
+mod reports;
+
 /// Attributes are never cached by the kernel: every stat, open and access asks shmfs, which
 /// asks the kernel's IPC and tmpfs, so every call sees the present.
 const TTL: Duration = Duration::ZERO;
@@ -176,14 +179,6 @@ impl ShmFs {
         self.notifier.clone()
     }
 
-    /// Drops the kernel's cached pages of `ino` in a range just written here.
-    fn invalidate_cache(&self, ino: u64, offset: u64, len: usize) {
-        if let Some(notifier) = self.notifier.get() {
-            // ENOENT: the kernel holds no such inode any more; nothing to drop.
-            let _ = notifier.inval_inode(INodeNo(ino), offset as i64, len as i64);
-        }
-    }
-
     fn inodes(&self) -> MutexGuard<'_, InodeTable> {
         // A poisoned lock only means another thread panicked mid-update of a plain map;
         // the map is still usable.
@@ -288,144 +283,6 @@ impl ShmFs {
             rdev: 0,
             blksize: BLOCK_SIZE,
             flags: 0,
-        }
-    }
-
-    fn limits_text() -> io::Result<String> {
-        let read = |name: &str| -> io::Result<u64> {
-            let path = format!("/proc/sys/kernel/{name}");
-            let text = std::fs::read_to_string(&path)?;
-            text.trim().parse().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}"))
-            })
-        };
-        let limits = text::Limits {
-            shmmax: read("shmmax")?,
-            shmall: read("shmall")?,
-            shmmni: read("shmmni")?,
-            shm_rmid_forced: read("shm_rmid_forced")?,
-            totals: sysv::totals()?,
-        };
-        Ok(text::limits(&limits))
-    }
-
-    fn stat_text(&self, live: &Live) -> String {
-        match live {
-            Live::Sysv(seg) => {
-                text::sysv_stat(seg, sysv::usage_of(seg.shmid), self.sysv_hugetlb(seg))
-            }
-            Live::Posix(obj) => text::posix_stat(obj),
-        }
-    }
-
-    /// Whether a segment uses huge pages: remembered, or read from an attacher's smaps (its
-    /// last and creating pids first), or "no" when the system has no huge pages at all.
-    fn sysv_hugetlb(&self, seg: &Segment) -> Option<bool> {
-        let id = Self::sysv_id(seg);
-        let known = self
-            .hugetlb
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .copied();
-        if known.is_some() {
-            return known;
-        }
-        let found = if seg.nattch > 0 {
-            let candidates: Vec<u32> = [seg.lpid, seg.cpid]
-                .iter()
-                .filter_map(|&p| u32::try_from(p).ok())
-                .collect();
-            attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
-                let pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|h| h.pid)
-                    .collect();
-                attach::sysv_hugetlb(seg.shmid, &pids)
-            })
-        } else {
-            None
-        };
-        match found {
-            Some(yes) => {
-                self.remember_hugetlb(id, yes);
-                Some(yes)
-            }
-            None if !sysv::system_has_huge_pages() => Some(false),
-            None => None,
-        }
-    }
-
-    fn remember_hugetlb(&self, id: ObjectId, yes: bool) {
-        self.hugetlb
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, yes);
-    }
-
-    fn report_text(&self, report: Report) -> io::Result<String> {
-        if report == Report::Limits {
-            return Self::limits_text();
-        }
-        let usage = sysv::usage_table().unwrap_or_else(|e| {
-            log::warn!("reading /proc/sysvipc/shm: {e}");
-            HashMap::new()
-        });
-        let segments = sysv::list()?;
-        let objects = self.shm.list()?;
-        let uids = segments
-            .iter()
-            .map(|s| s.uid)
-            .chain(objects.iter().map(|o| o.uid));
-        let names = index::owner_names(uids, crate::names::user_name);
-        let owner = |uid: u32| names.get(&uid).cloned().unwrap_or_else(|| uid.to_string());
-        let rows: Vec<index::Row> = segments
-            .iter()
-            .map(|s| {
-                let u = usage.get(&s.shmid).copied().unwrap_or_default();
-                index::Row::sysv(s, u, owner(s.uid))
-            })
-            .chain(objects.iter().map(|o| index::Row::posix(o, owner(o.uid))))
-            .collect();
-        Ok(match report {
-            Report::IndexJson => index::render_json(&rows),
-            _ => index::render_table(&rows),
-        })
-    }
-
-    /// The `attached` file as `who` may see it: addresses and descriptor numbers only of
-    /// processes whose /proc/PID/maps the caller could read itself (pid, access and command
-    /// name are public, as in ps).
-    fn attached_text(&self, who: &Caller, live: &Live) -> io::Result<String> {
-        let target = match live {
-            Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
-            Live::Posix(obj) => attach::Target::Posix {
-                dev: self.shm.dev(),
-                ino: obj.ino,
-            },
-        };
-        let mut holders = attach::holders(&target)?;
-        let mut pids: Vec<u32> = holders.iter().map(|h| h.pid).collect();
-        pids.dedup();
-        let visible: Vec<u32> = creds::as_caller(who, || {
-            Ok(pids
-                .into_iter()
-                .filter(|pid| File::open(format!("/proc/{pid}/maps")).is_ok())
-                .collect())
-        })?;
-        for holder in &mut holders {
-            if !visible.contains(&holder.pid) {
-                holder.place = "-".into();
-            }
-        }
-        Ok(attach::render(&holders))
-    }
-
-    fn perm_text(live: &Live) -> String {
-        match live {
-            Live::Sysv(s) => text::perm(s.mode, s.uid, s.gid),
-            Live::Posix(o) => text::perm(o.mode, o.uid, o.gid),
         }
     }
 
@@ -697,55 +554,6 @@ impl ShmFs {
         Ok(entries)
     }
 
-    fn open_data(&self, who: &Caller, id: &ObjectId, flags: OpenFlags) -> io::Result<Handle> {
-        let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
-        if writable && self.options.read_only {
-            return Err(errno(libc::EROFS));
-        }
-        match self.live(id)? {
-            Live::Sysv(seg) => {
-                let attachment =
-                    creds::as_caller(who, || Attachment::attach(seg.shmid, seg.size, writable))
-                        .map_err(|e| match e.raw_os_error() {
-                            // Removed between the lookup and the attach.
-                            Some(libc::EINVAL | libc::EIDRM) => errno(libc::ESTALE),
-                            _ => e,
-                        })?;
-                let access = if creds::daemon_is_root() {
-                    match attachment.memory_file(writable) {
-                        Ok(file) if !sysv::is_hugetlb_file(&file) => {
-                            self.remember_hugetlb(id.clone(), false);
-                            SysvAccess::File(file)
-                        }
-                        Ok(_) => {
-                            self.remember_hugetlb(id.clone(), true);
-                            SysvAccess::Attached(attachment)
-                        }
-                        Err(e) => {
-                            log::debug!("map_files of shmid {}: {e}; keeping attached", seg.shmid);
-                            SysvAccess::Attached(attachment)
-                        }
-                    }
-                } else {
-                    SysvAccess::Attached(attachment)
-                };
-                Ok(Handle::SysvData {
-                    size: seg.size,
-                    seg,
-                    access,
-                })
-            }
-            Live::Posix(obj) => {
-                let file =
-                    creds::as_caller(who, || self.shm.open_object(&obj.name, obj.ino, flags.0))?;
-                Ok(Handle::PosixData {
-                    id: id.clone(),
-                    file,
-                })
-            }
-        }
-    }
-
     fn open_node(
         &self,
         who: &Caller,
@@ -829,51 +637,6 @@ impl ShmFs {
         self.change_perm(who, id, change.mode, change.uid, change.gid)
     }
 
-    fn truncate(
-        &self,
-        who: &Caller,
-        id: &ObjectId,
-        size: u64,
-        fh: Option<FileHandle>,
-    ) -> io::Result<()> {
-        if self.options.read_only {
-            return Err(errno(libc::EROFS));
-        }
-        // ftruncate and O_TRUNC act on the open object, even if it is gone from the directory.
-        if let Some(handle) = fh.and_then(|fh| self.handle(fh).ok()) {
-            match &*handle {
-                Handle::PosixData { file, .. } => return file.set_len(size),
-                Handle::SysvData { size: seg_size, .. } => {
-                    return if size == 0 || size == *seg_size {
-                        Ok(())
-                    } else {
-                        Err(errno(libc::EINVAL))
-                    };
-                }
-                _ => {}
-            }
-        }
-        match self.live(id)? {
-            Live::Sysv(seg) => {
-                // truncate(2) needs write permission, as for any file; an open handle (O_TRUNC,
-                // ftruncate) was checked when it was opened for writing.
-                if fh.is_none() && !sysv_permits(who, &seg, 2) {
-                    return Err(errno(libc::EACCES));
-                }
-                // A segment's size is fixed: truncating to 0 (O_TRUNC, `>`) or to its own size
-                // is accepted and changes nothing, like a block device.
-                if size == 0 || size == seg.size {
-                    Ok(())
-                } else {
-                    Err(errno(libc::EINVAL))
-                }
-            }
-            Live::Posix(obj) => {
-                creds::as_caller(who, || self.shm.truncate(&obj.name, obj.ino, size))
-            }
-        }
-    }
-
     fn setattr_node(
         &self,
         who: &Caller,
@@ -903,64 +666,6 @@ impl ShmFs {
             Part::Perm if mode.is_none() && uid.is_none() && gid.is_none() => Ok(()),
             _ => Err(errno(libc::EPERM)),
         }
-    }
-
-    /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count
-    /// as capacity, their resident pages as used).
-    fn usage_totals(&self) -> io::Result<SpaceUsage> {
-        let st = posix::fstatvfs(&self.shm)?;
-        let totals = sysv::totals()?;
-        let frsize = st.f_frsize.max(1);
-        let page = 4096u64;
-        let to_blocks = |pages: u64| pages.saturating_mul(page) / frsize;
-        let blocks = st
-            .f_blocks
-            .saturating_add(to_blocks(totals.pages_allocated));
-        let used = (st.f_blocks.saturating_sub(st.f_bfree))
-            .saturating_add(to_blocks(totals.pages_resident));
-        Ok(SpaceUsage {
-            blocks,
-            free: blocks.saturating_sub(used),
-            files: st.f_files.saturating_add(totals.segments),
-            files_free: st.f_ffree,
-            block_size: frsize as u32,
-        })
-    }
-
-    /// The shared passthrough backing of a `data` inode, registering `file` if it has none.
-    fn backing(
-        &self,
-        ino: u64,
-        memory: Option<&File>,
-        register: impl FnOnce() -> io::Result<BackingId>,
-    ) -> io::Result<Arc<BackingId>> {
-        let identity = memory.and_then(file_identity);
-        let mut backings = self.backings.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = backings.get(&ino)
-            && let Some(id) = existing.id.upgrade()
-        {
-            // Two objects can share an identity for the inode table (a segment recreated with
-            // the same shmid, creator and size, as CRIU does): never let the new one read
-            // through the old one's memory. Its inode is forgotten, and ESTALE makes the
-            // kernel look it up again and get fresh numbers.
-            if identity.is_some()
-                && existing.file_identity.is_some()
-                && identity != existing.file_identity
-            {
-                return Err(errno(libc::ESTALE));
-            }
-            return Ok(id);
-        }
-        backings.retain(|_, b| b.id.strong_count() > 0);
-        let backing = Arc::new(register()?);
-        backings.insert(
-            ino,
-            Backing {
-                id: Arc::downgrade(&backing),
-                file_identity: identity,
-            },
-        );
-        Ok(backing)
     }
 
     /// `touch` and friends: a POSIX object's times are set as the caller would set them; a
@@ -1047,77 +752,6 @@ impl ShmFs {
         }
     }
 
-    /// Reads from an open file and hands the bytes to `send`, through a buffer reused by
-    /// each worker thread (a fresh megabyte per request would cost page faults every time).
-    fn read_handle(
-        &self,
-        handle: &Handle,
-        offset: u64,
-        size: u32,
-        send: impl FnOnce(&[u8]),
-    ) -> io::Result<()> {
-        let (source, len) = match handle {
-            Handle::Text { text: t, .. } | Handle::Perm { text: t, .. } => {
-                let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
-                let end = start.saturating_add(size as usize).min(t.len());
-                send(&t[start..end]);
-                return Ok(());
-            }
-            Handle::SysvData {
-                size: seg_size,
-                access,
-                ..
-            } => {
-                let len = seg_size.saturating_sub(offset).min(u64::from(size)) as usize;
-                (Ok(access), len)
-            }
-            Handle::PosixData { file, .. } => (Err(file), size as usize),
-            Handle::Dir(_) => return Err(errno(libc::EISDIR)),
-        };
-        with_read_buffer(len, |buf| {
-            let n = match source {
-                Ok(SysvAccess::File(f)) | Err(f) => read_full(f, buf, offset)?,
-                Ok(SysvAccess::Attached(a)) => a.read_at(buf, offset),
-            };
-            send(&buf[..n]);
-            Ok(())
-        })
-    }
-
-    fn write_handle(
-        &self,
-        who: &Caller,
-        handle: &Handle,
-        offset: u64,
-        data: &[u8],
-    ) -> io::Result<u32> {
-        let len = u32::try_from(data.len()).map_err(|_| errno(libc::EINVAL))?;
-        match handle {
-            Handle::Perm { id, .. } => {
-                self.write_perm(who, id, data)?;
-                Ok(len)
-            }
-            Handle::SysvData { size, access, .. } => {
-                if offset >= *size {
-                    return Err(errno(libc::ENOSPC));
-                }
-                let n = (data.len() as u64).min(size - offset) as usize;
-                match access {
-                    SysvAccess::File(f) => f.write_all_at(&data[..n], offset)?,
-                    SysvAccess::Attached(a) => {
-                        a.write_at(&data[..n], offset);
-                    }
-                }
-                Ok(n as u32)
-            }
-            Handle::PosixData { file: f, .. } => {
-                f.write_all_at(data, offset)?;
-                Ok(len)
-            }
-            Handle::Text { .. } | Handle::Dir(_) => Err(errno(libc::EBADF)),
-        }
-    }
-
     fn access_node(&self, who: &Caller, node: &Node, mask: AccessFlags) -> io::Result<()> {
         let want_w = mask.contains(AccessFlags::W_OK);
         let want_x = mask.contains(AccessFlags::X_OK);
@@ -1173,44 +807,6 @@ impl ShmFs {
     }
 }
 
-/// Capacity and use for `statfs`, in blocks of `block_size` bytes.
-struct SpaceUsage {
-    blocks: u64,
-    free: u64,
-    files: u64,
-    files_free: u64,
-    block_size: u32,
-}
-
-/// What tells one memory file from another even when their inode numbers agree (a SysV
-/// memory file's is its shmid): the kernel's file handle, which carries a generation.
-fn file_identity(file: &File) -> Option<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    const MAX_HANDLE: usize = 128;
-    // struct file_handle: u32 handle_bytes, i32 handle_type, then the handle.
-    let mut buf = vec![0u8; 8 + MAX_HANDLE];
-    buf[..4].copy_from_slice(&(MAX_HANDLE as u32).to_ne_bytes());
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: buf is a file_handle with room for MAX_HANDLE bytes; AT_EMPTY_PATH names the
-    // fd itself.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            file.as_raw_fd(),
-            c"".as_ptr(),
-            buf.as_mut_ptr(),
-            &mut mount_id,
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    buf.truncate(8 + len.min(MAX_HANDLE));
-    Some(buf)
-}
-
 /// A time for utimensat: as given, now, or left alone.
 fn timespec_of(time: Option<TimeOrNow>) -> libc::timespec {
     let (tv_sec, tv_nsec) = match time {
@@ -1241,34 +837,6 @@ fn access_mode(want: u32) -> i32 {
         2 => libc::O_WRONLY,
         _ => libc::O_RDONLY,
     }
-}
-
-thread_local! {
-    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on this thread's read buffer, grown to at least `len` bytes.
-fn with_read_buffer<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    READ_BUFFER.with_borrow_mut(|buf| {
-        if buf.len() < len {
-            buf.resize(len, 0);
-        }
-        f(&mut buf[..len])
-    })
-}
-
-/// pread until `buf` is full or the end of the file.
-fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
 }
 
 /// A shmid exactly as the kernel would print it (no sign, no leading zeros).

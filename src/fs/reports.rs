@@ -1,0 +1,175 @@
+//! The text that `stat`, `perm`, `limits`, `index`, `index.json` and `attached` show, and
+//! what `df` reports: gathered from the kernel, rendered by `crate::text` and `crate::index`.
+
+use super::*;
+
+impl ShmFs {
+    pub(super) fn limits_text() -> io::Result<String> {
+        let read = |name: &str| -> io::Result<u64> {
+            let path = format!("/proc/sys/kernel/{name}");
+            let text = std::fs::read_to_string(&path)?;
+            text.trim().parse().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}"))
+            })
+        };
+        let limits = text::Limits {
+            shmmax: read("shmmax")?,
+            shmall: read("shmall")?,
+            shmmni: read("shmmni")?,
+            shm_rmid_forced: read("shm_rmid_forced")?,
+            totals: sysv::totals()?,
+        };
+        Ok(text::limits(&limits))
+    }
+
+    pub(super) fn stat_text(&self, live: &Live) -> String {
+        match live {
+            Live::Sysv(seg) => {
+                text::sysv_stat(seg, sysv::usage_of(seg.shmid), self.sysv_hugetlb(seg))
+            }
+            Live::Posix(obj) => text::posix_stat(obj),
+        }
+    }
+
+    /// Whether a segment uses huge pages: remembered, or read from an attacher's smaps (its
+    /// last and creating pids first), or "no" when the system has no huge pages at all.
+    pub(super) fn sysv_hugetlb(&self, seg: &Segment) -> Option<bool> {
+        let id = Self::sysv_id(seg);
+        let known = self
+            .hugetlb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .copied();
+        if known.is_some() {
+            return known;
+        }
+        let found = if seg.nattch > 0 {
+            let candidates: Vec<u32> = [seg.lpid, seg.cpid]
+                .iter()
+                .filter_map(|&p| u32::try_from(p).ok())
+                .collect();
+            attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
+                let pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|h| h.pid)
+                    .collect();
+                attach::sysv_hugetlb(seg.shmid, &pids)
+            })
+        } else {
+            None
+        };
+        match found {
+            Some(yes) => {
+                self.remember_hugetlb(id, yes);
+                Some(yes)
+            }
+            None if !sysv::system_has_huge_pages() => Some(false),
+            None => None,
+        }
+    }
+
+    pub(super) fn remember_hugetlb(&self, id: ObjectId, yes: bool) {
+        self.hugetlb
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, yes);
+    }
+
+    pub(super) fn report_text(&self, report: Report) -> io::Result<String> {
+        if report == Report::Limits {
+            return Self::limits_text();
+        }
+        let usage = sysv::usage_table().unwrap_or_else(|e| {
+            log::warn!("reading /proc/sysvipc/shm: {e}");
+            HashMap::new()
+        });
+        let segments = sysv::list()?;
+        let objects = self.shm.list()?;
+        let uids = segments
+            .iter()
+            .map(|s| s.uid)
+            .chain(objects.iter().map(|o| o.uid));
+        let names = index::owner_names(uids, crate::names::user_name);
+        let owner = |uid: u32| names.get(&uid).cloned().unwrap_or_else(|| uid.to_string());
+        let rows: Vec<index::Row> = segments
+            .iter()
+            .map(|s| {
+                let u = usage.get(&s.shmid).copied().unwrap_or_default();
+                index::Row::sysv(s, u, owner(s.uid))
+            })
+            .chain(objects.iter().map(|o| index::Row::posix(o, owner(o.uid))))
+            .collect();
+        Ok(match report {
+            Report::IndexJson => index::render_json(&rows),
+            _ => index::render_table(&rows),
+        })
+    }
+
+    /// The `attached` file as `who` may see it: addresses and descriptor numbers only of
+    /// processes whose /proc/PID/maps the caller could read itself (pid, access and command
+    /// name are public, as in ps).
+    pub(super) fn attached_text(&self, who: &Caller, live: &Live) -> io::Result<String> {
+        let target = match live {
+            Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
+            Live::Posix(obj) => attach::Target::Posix {
+                dev: self.shm.dev(),
+                ino: obj.ino,
+            },
+        };
+        let mut holders = attach::holders(&target)?;
+        let mut pids: Vec<u32> = holders.iter().map(|h| h.pid).collect();
+        pids.dedup();
+        let visible: Vec<u32> = creds::as_caller(who, || {
+            Ok(pids
+                .into_iter()
+                .filter(|pid| File::open(format!("/proc/{pid}/maps")).is_ok())
+                .collect())
+        })?;
+        for holder in &mut holders {
+            if !visible.contains(&holder.pid) {
+                holder.place = "-".into();
+            }
+        }
+        Ok(attach::render(&holders))
+    }
+
+    pub(super) fn perm_text(live: &Live) -> String {
+        match live {
+            Live::Sysv(s) => text::perm(s.mode, s.uid, s.gid),
+            Live::Posix(o) => text::perm(o.mode, o.uid, o.gid),
+        }
+    }
+
+    /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count
+    /// as capacity, their resident pages as used).
+    pub(super) fn usage_totals(&self) -> io::Result<SpaceUsage> {
+        let st = posix::fstatvfs(&self.shm)?;
+        let totals = sysv::totals()?;
+        let frsize = st.f_frsize.max(1);
+        let page = 4096u64;
+        let to_blocks = |pages: u64| pages.saturating_mul(page) / frsize;
+        let blocks = st
+            .f_blocks
+            .saturating_add(to_blocks(totals.pages_allocated));
+        let used = (st.f_blocks.saturating_sub(st.f_bfree))
+            .saturating_add(to_blocks(totals.pages_resident));
+        Ok(SpaceUsage {
+            blocks,
+            free: blocks.saturating_sub(used),
+            files: st.f_files.saturating_add(totals.segments),
+            files_free: st.f_ffree,
+            block_size: frsize as u32,
+        })
+    }
+}
+
+/// Capacity and use for `statfs`, in blocks of `block_size` bytes.
+pub(super) struct SpaceUsage {
+    pub(super) blocks: u64,
+    pub(super) free: u64,
+    pub(super) files: u64,
+    pub(super) files_free: u64,
+    pub(super) block_size: u32,
+}
