@@ -103,39 +103,8 @@ install_file() {
     did_change=true
 }
 
-find_cargo() {
-    local home
-    if command -v cargo >/dev/null 2>&1; then
-        command -v cargo
-        return
-    fi
-    # sudo resets PATH; rustup installs into ~/.cargo/bin.
-    for home in "${HOME-}" /root; do
-        if [[ -n $home && -x $home/.cargo/bin/cargo ]]; then
-            echo "$home/.cargo/bin/cargo"
-            return
-        fi
-    done
-    return 1
-}
-
 build() {
-    say "Building shmfs (cargo build --release --locked) in $repo ..."
-    # Run through sudo by the user who owns this clone: build as that user, with their own
-    # toolchain (a login shell reads ~/.cargo/env), so that target/ stays theirs.
-    local build_user='' cargo
-    if [[ -n ${SUDO_USER-} && $SUDO_USER != root && $(stat -c %U "$repo") == "$SUDO_USER" ]] &&
-        runuser -l "$SUDO_USER" -s /bin/bash -c 'command -v cargo' >/dev/null 2>&1; then
-        build_user=$SUDO_USER
-    fi
-    if [[ -n $build_user ]]; then
-        # shellcheck disable=SC2016 # $1 is expanded by the user's shell, not here.
-        runuser -l "$build_user" -s /bin/bash -c 'cd "$1" && cargo build --release --locked' bash "$repo"
-    else
-        cargo=$(find_cargo) || die "cargo not found: install a Rust toolchain (https://rustup.rs) first"
-        (cd "$repo" && "$cargo" build --release --locked)
-    fi
-    [[ -x $repo/target/release/shmfs ]] || die "build finished but $repo/target/release/shmfs is missing"
+    "$script_dir/build-release.sh"
 }
 
 # An executable regular file named $1 is on the PATH.

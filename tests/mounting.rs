@@ -39,25 +39,6 @@ fn ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
-/// An executable `cmd` on PATH or in the usual bin and sbin directories.
-fn find_command(cmd: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(
-            [
-                "/usr/local/sbin",
-                "/usr/local/bin",
-                "/usr/sbin",
-                "/usr/bin",
-                "/sbin",
-                "/bin",
-            ]
-            .map(PathBuf::from),
-        )
-        .map(|dir| dir.join(cmd))
-        .find(|p| fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
-}
-
 /// Something this test needs is not here: fails under CI, else prints "skipping: ..." and
 /// returns false.
 fn unavailable(what: &str) -> bool {
@@ -68,33 +49,10 @@ fn unavailable(what: &str) -> bool {
     false
 }
 
-/// True when every `(command, Debian package)` is installed; see [`unavailable`] otherwise.
-fn commands_available(needs: &[(&str, &str)]) -> bool {
-    let missing: Vec<&(&str, &str)> = needs
-        .iter()
-        .filter(|(cmd, _)| find_command(cmd).is_none())
-        .collect();
-    if missing.is_empty() {
-        return true;
-    }
-    let commands: Vec<String> = missing.iter().map(|(c, _)| format!("`{c}`")).collect();
-    let mut packages: Vec<&str> = missing.iter().map(|(_, p)| *p).collect();
-    packages.sort_unstable();
-    packages.dedup();
-    let packages = packages.join(" ");
-    unavailable(&format!(
-        "{} not installed: .ci/run must install the Debian package(s) {packages} \
-         (apt-get install -y --no-install-recommends {packages}); tests install nothing themselves",
-        commands.join(", ")
-    ))
-}
-
-/// Returns from the test unless every command is installed (see [`commands_available`]).
+/// Returns from the test unless every command is installed (`common::tools_available`).
 macro_rules! require_commands {
     ($($cmd:expr => $pkg:expr),+ $(,)?) => {
-        if !commands_available(&[$(($cmd, $pkg)),+]) {
-            return;
-        }
+        require_tools!($($cmd => concat!("Debian package ", $pkg)),+)
     };
 }
 
