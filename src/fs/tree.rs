@@ -1,0 +1,351 @@
+//! The tree: what each name and inode stands for, the attributes shown for it, directory
+//! listings, and creating and removing objects with `mkdir` and `rmdir`.
+
+use super::*;
+
+impl ShmFs {
+    pub(super) fn dir_attr(&self, ino: u64, perm: u16) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size: 0,
+            blocks: 0,
+            atime: self.mounted_at,
+            mtime: self.mounted_at,
+            ctime: self.mounted_at,
+            crtime: self.mounted_at,
+            kind: FileType::Directory,
+            perm,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: BLOCK_SIZE,
+            flags: 0,
+        }
+    }
+
+    /// The attributes of a node, using `known` (just looked up) instead of asking again.
+    pub(super) fn attr(&self, ino: u64, node: &Node) -> io::Result<FileAttr> {
+        self.attr_with(ino, node, None)
+    }
+
+    /// Attributes for a request that names an open handle (fstat, ftruncate): the object as
+    /// it is now, or, once it is gone, as that handle still sees it (tmpfs answers fstat on
+    /// an unlinked file too).
+    pub(super) fn attr_of_open(
+        &self,
+        ino: u64,
+        node: &Node,
+        fh: Option<FileHandle>,
+    ) -> io::Result<FileAttr> {
+        let result = self.attr(ino, node);
+        let gone = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ESTALE));
+        let Node::Object(id, Part::Data) = node else {
+            return result;
+        };
+        if !gone {
+            return result;
+        }
+        // fstat reaches here without a handle (the kernel sends none): any open handle of this
+        // very object will do, as all of them see the same object.
+        let handle = fh.and_then(|fh| self.handle(fh).ok()).or_else(|| {
+            self.handles()
+                .values()
+                .find(|h| match &***h {
+                    Handle::SysvData { seg, .. } => Self::sysv_id(seg) == *id,
+                    Handle::PosixData { id: open_id, .. } => open_id == id,
+                    _ => false,
+                })
+                .cloned()
+        });
+        match handle.as_deref() {
+            Some(Handle::SysvData { seg, .. }) => {
+                self.attr_with(ino, node, Some(Live::Sysv(seg.clone())))
+            }
+            Some(Handle::PosixData {
+                id: ObjectId::Posix { name, .. },
+                file,
+            }) => {
+                let obj = posix::Object::of_file(name, file)?;
+                self.attr_with(ino, node, Some(Live::Posix(obj)))
+            }
+            _ => result,
+        }
+    }
+
+    /// The length of the text an open handle of `ino` holds (the newest, if several): what
+    /// `fstat` on it must report, and it spares rendering `stat` again for every stat call
+    /// while the file is open (`cat` and Python stat it twice).
+    pub(super) fn open_text_len(&self, ino: u64) -> Option<usize> {
+        self.handles()
+            .iter()
+            .filter_map(|(fh, h)| match &**h {
+                Handle::Text { ino: i, text } if *i == ino => Some((*fh, text.len())),
+                _ => None,
+            })
+            .max()
+            .map(|(_, len)| len)
+    }
+
+    /// As `attr`, with the object just looked up instead of asking again.
+    pub(super) fn attr_with(
+        &self,
+        ino: u64,
+        node: &Node,
+        known: Option<Live>,
+    ) -> io::Result<FileAttr> {
+        let (id, part) = match node {
+            Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
+            Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
+            Node::Report(report) => {
+                let mut attr = self.dir_attr(ino, 0o444);
+                attr.kind = FileType::RegularFile;
+                attr.nlink = 1;
+                // The index is a whole-system scan: like a /proc file it reports size 0 and
+                // is read to its end, so that `ls -l` of the root stays cheap.
+                if *report == Report::Limits {
+                    attr.size = Self::limits_text()?.len() as u64;
+                }
+                return Ok(attr);
+            }
+            Node::Object(id, part) => (id, *part),
+        };
+        let live = match known {
+            Some(live) => live,
+            None if part == Part::KeyLink => self.live_key_link(id)?,
+            None => self.live(id)?,
+        };
+        let (mode, uid, gid, size, atime, mtime, ctime, blocks) = match &live {
+            Live::Sysv(s) => {
+                // Blocks in use, so that `du` shows what the segment holds in memory.
+                let blocks = if part == Part::Data {
+                    sysv::usage_of(s.shmid).rss / 512
+                } else {
+                    0
+                };
+                (
+                    s.mode, s.uid, s.gid, s.size, s.atime, s.ctime, s.ctime, blocks,
+                )
+            }
+            Live::Posix(o) => (
+                o.mode,
+                o.uid,
+                o.gid,
+                o.size,
+                o.atime,
+                o.mtime,
+                o.ctime,
+                o.allocated / 512,
+            ),
+        };
+        let (kind, perm, size, nlink) = match part {
+            Part::Dir => (FileType::Directory, mode | 0o555, 0, 2),
+            Part::Data => (FileType::RegularFile, mode, size, 1),
+            Part::Stat => (
+                FileType::RegularFile,
+                0o444,
+                self.open_text_len(ino)
+                    .unwrap_or_else(|| self.stat_text(&live).len()) as u64,
+                1,
+            ),
+            Part::Perm => (
+                FileType::RegularFile,
+                0o644,
+                Self::perm_text(&live).len() as u64,
+                1,
+            ),
+            // A scan of every process: size 0, read to the end (see Report above).
+            Part::Attached => (FileType::RegularFile, 0o444, 0, 1),
+            Part::KeyLink => (
+                FileType::Symlink,
+                0o777,
+                Self::key_link_target(id).len() as u64,
+                1,
+            ),
+        };
+        Ok(FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: if part == Part::Data { blocks } else { 0 },
+            atime: time(atime),
+            mtime: time(mtime),
+            ctime: time(ctime),
+            crtime: time(ctime),
+            kind,
+            perm: perm as u16,
+            nlink,
+            uid,
+            gid,
+            rdev: 0,
+            blksize: BLOCK_SIZE,
+            flags: 0,
+        })
+    }
+
+    pub(super) fn key_link_target(id: &ObjectId) -> String {
+        match id {
+            ObjectId::Sysv { shmid, .. } => format!("../sysv/{shmid}"),
+            ObjectId::Posix { .. } => String::new(),
+        }
+    }
+
+    /// Finds `name` in directory `parent` and returns its inode.
+    pub(super) fn find(&self, parent: &Node, name: &OsStr) -> io::Result<(u64, Option<Live>)> {
+        match parent {
+            Node::Root => {
+                let ino = match name.as_bytes() {
+                    b"sysv" => inode::SYSV_DIR,
+                    b"posix" => inode::POSIX_DIR,
+                    b"by-key" => inode::BY_KEY_DIR,
+                    b"limits" => inode::LIMITS,
+                    b"index" => inode::INDEX,
+                    b"index.json" => inode::INDEX_JSON,
+                    _ => return Err(enoent()),
+                };
+                Ok((ino, None))
+            }
+            Node::SysvDir => {
+                let shmid = parse_shmid(name).ok_or_else(enoent)?;
+                let seg = sysv::lookup(shmid)?;
+                let ino = self.inodes().inode(&Self::sysv_id(&seg), Part::Dir);
+                Ok((ino, Some(Live::Sysv(seg))))
+            }
+            Node::PosixDir => {
+                let obj = self.shm.lookup(name)?;
+                let ino = self.inodes().inode(&Self::posix_id(&obj), Part::Dir);
+                Ok((ino, Some(Live::Posix(obj))))
+            }
+            Node::ByKeyDir => {
+                let key = parse_key(name).ok_or_else(enoent)?;
+                let seg = sysv::lookup(sysv::id_for_key(key)?)?;
+                if seg.key != key {
+                    return Err(enoent());
+                }
+                let ino = self.inodes().inode(&Self::sysv_id(&seg), Part::KeyLink);
+                Ok((ino, Some(Live::Sysv(seg))))
+            }
+            Node::Object(id, Part::Dir) => {
+                let part = Part::FILES
+                    .iter()
+                    .find(|(n, _)| n.as_bytes() == name.as_bytes())
+                    .map(|(_, p)| *p)
+                    .ok_or_else(enoent)?;
+                let live = self.live(id)?;
+                Ok((self.inodes().inode(id, part), Some(live)))
+            }
+            Node::Report(_) | Node::Object(..) => Err(errno(libc::ENOTDIR)),
+        }
+    }
+
+    /// The entries of a directory, listed in one pass.
+    pub(super) fn list(&self, ino: u64, node: &Node) -> io::Result<Vec<(u64, FileType, OsString)>> {
+        let dir = FileType::Directory;
+        let mut entries = vec![
+            (ino, dir, OsString::from(".")),
+            (inode::ROOT, dir, OsString::from("..")),
+        ];
+        match node {
+            Node::Root => {
+                entries.push((inode::SYSV_DIR, dir, "sysv".into()));
+                entries.push((inode::POSIX_DIR, dir, "posix".into()));
+                entries.push((inode::BY_KEY_DIR, dir, "by-key".into()));
+                for (ino, name) in [
+                    (inode::LIMITS, "limits"),
+                    (inode::INDEX, "index"),
+                    (inode::INDEX_JSON, "index.json"),
+                ] {
+                    entries.push((ino, FileType::RegularFile, name.into()));
+                }
+            }
+            Node::SysvDir | Node::ByKeyDir => {
+                let since = self.inodes().mark();
+                let segments = sysv::list()?;
+                let ids: Vec<ObjectId> = segments.iter().map(Self::sysv_id).collect();
+                let mut table = self.inodes();
+                for (seg, id) in segments.iter().zip(&ids) {
+                    if *node == Node::SysvDir {
+                        let ino = table.inode(id, Part::Dir);
+                        entries.push((ino, dir, seg.shmid.to_string().into()));
+                    } else if seg.key != 0 {
+                        let ino = table.inode(id, Part::KeyLink);
+                        entries.push((ino, FileType::Symlink, format!("0x{:08x}", seg.key).into()));
+                    }
+                }
+                table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids, since);
+            }
+            Node::PosixDir => {
+                let since = self.inodes().mark();
+                let objects = self.shm.list()?;
+                let ids: Vec<ObjectId> = objects.iter().map(Self::posix_id).collect();
+                let mut table = self.inodes();
+                for (obj, id) in objects.iter().zip(&ids) {
+                    entries.push((table.inode(id, Part::Dir), dir, obj.name.clone()));
+                }
+                table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids, since);
+            }
+            Node::Object(id, Part::Dir) => {
+                self.live(id)?;
+                entries[1].0 = match id {
+                    ObjectId::Sysv { .. } => inode::SYSV_DIR,
+                    ObjectId::Posix { .. } => inode::POSIX_DIR,
+                };
+                let mut table = self.inodes();
+                for (name, part) in Part::FILES {
+                    entries.push((table.inode(id, part), FileType::RegularFile, name.into()));
+                }
+            }
+            Node::Report(_) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
+        }
+        if matches!(node, Node::SysvDir | Node::PosixDir | Node::ByKeyDir) {
+            entries[1].0 = inode::ROOT;
+        }
+        Ok(entries)
+    }
+
+    /// `mkdir posix/NAME`: a new empty object, owned by the caller.
+    pub(super) fn make_object(
+        &self,
+        who: &Caller,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+    ) -> io::Result<FileAttr> {
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        if parent.0 != inode::POSIX_DIR {
+            return Err(errno(libc::EPERM));
+        }
+        let obj = creds::as_caller(who, || self.shm.create(name, mode))?;
+        let id = Self::posix_id(&obj);
+        let ino = self.inodes().inode(&id, Part::Dir);
+        self.attr(ino, &Node::Object(id, Part::Dir))
+    }
+
+    /// `rmdir sysv/ID` (IPC_RMID) or `rmdir posix/NAME` (shm_unlink), as the caller.
+    pub(super) fn remove_object(
+        &self,
+        who: &Caller,
+        parent: INodeNo,
+        name: &OsStr,
+    ) -> io::Result<()> {
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        let parent = self.node(parent)?;
+        if !matches!(parent, Node::SysvDir | Node::PosixDir) {
+            return Err(match parent {
+                Node::Object(..) | Node::Report(_) => errno(libc::ENOTDIR),
+                _ => errno(libc::EPERM),
+            });
+        }
+        let (ino, _) = self.find(&parent, name)?;
+        let Node::Object(id, Part::Dir) = self.node(INodeNo(ino))? else {
+            return Err(enoent());
+        };
+        match self.live(&id)? {
+            Live::Sysv(seg) => creds::as_caller(who, || sysv::remove(seg.shmid)),
+            Live::Posix(obj) => creds::as_caller(who, || self.shm.remove(&obj.name, obj.ino)),
+        }
+    }
+}
