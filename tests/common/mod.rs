@@ -267,6 +267,7 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> 
 /// Options for a test mount.
 pub struct MountBuilder {
     options: Vec<String>,
+    args: Vec<String>,
     private_shm_dir: bool,
 }
 
@@ -274,6 +275,12 @@ impl MountBuilder {
     /// Adds a `-o` mount option (`ro`, `allow_other`, ...).
     pub fn option(mut self, opt: &str) -> Self {
         self.options.push(opt.to_string());
+        self
+    }
+
+    /// Adds command-line arguments before the mount point (`--pid PID`, `--ipc-ns PATH`).
+    pub fn args(mut self, args: &[String]) -> Self {
+        self.args.extend_from_slice(args);
         self
     }
 
@@ -308,7 +315,8 @@ impl MountBuilder {
         if let Some(shm) = &shm {
             cmd.arg("--shm-dir").arg(shm.path());
         }
-        cmd.arg(mnt.path())
+        cmd.args(&self.args)
+            .arg(mnt.path())
             .stdin(Stdio::null())
             .stdout(log.reopen().unwrap())
             .stderr(log.reopen().unwrap());
@@ -344,6 +352,7 @@ impl Mount {
 
     pub fn builder() -> MountBuilder {
         MountBuilder {
+            args: Vec::new(),
             options: Vec::new(),
             private_shm_dir: true,
         }
@@ -1093,41 +1102,14 @@ impl Mount {
     /// extra arguments such as `--pid PID` or `--ipc-ns PATH`. Without `private_shm_dir` no
     /// `--shm-dir` is given (so `--pid` picks the process's /dev/shm).
     pub fn with_args(options: &[&str], args: &[String], private_shm_dir: bool) -> Mount {
-        let mnt = tempfile::Builder::new()
-            .prefix("shmfs-mnt-")
-            .tempdir()
-            .expect("create mount point");
-        let shm = private_shm_dir.then(|| {
-            tempfile::Builder::new()
-                .prefix("shmfs-test-")
-                .tempdir_in("/dev/shm")
-                .expect("create private directory under /dev/shm")
-        });
-        let log = tempfile::NamedTempFile::new().expect("create daemon log file");
-        let mut cmd = Command::new(BIN);
-        cmd.arg("-f");
-        if !options.is_empty() {
-            cmd.arg("-o").arg(options.join(","));
+        let mut builder = Mount::builder().args(args);
+        for opt in options {
+            builder = builder.option(opt);
         }
-        if let Some(shm) = &shm {
-            cmd.arg("--shm-dir").arg(shm.path());
+        if !private_shm_dir {
+            builder = builder.system_shm_dir();
         }
-        cmd.args(args)
-            .arg(mnt.path())
-            .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap());
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-        let mut m = Mount {
-            child: Some(child),
-            mnt: Some(mnt),
-            shm,
-            log,
-        };
-        m.wait_until_mounted(&cmd);
-        m
+        builder.mount()
     }
 }
 
