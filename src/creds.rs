@@ -1,42 +1,123 @@
 //! Acting as the caller: the kernel, not shmfs, decides who may touch what.
 //!
 //! When the daemon runs as root, each operation that the kernel permission-checks
-//! (shmat, IPC_SET, open, chmod, chown, truncate) runs with the calling process's uid, gid
-//! and supplementary groups, switched on the worker thread alone with the raw system calls
-//! (glibc's wrappers would switch every thread of the process). The real and saved uid stay
-//! 0, so switching back always works.
+//! (shmat, IPC_SET, IPC_RMID, open, chmod, chown, truncate) runs with the calling process's
+//! uid, gid, supplementary groups *and effective capabilities*, switched on the worker thread
+//! alone with the raw system calls (glibc's wrappers would switch every thread of the
+//! process). Capabilities matter as much as the uid: a uid-0 process without capabilities (an
+//! empty `CapabilityBoundingSet=`, a container with every capability dropped) is refused by the
+//! kernel, and a non-root process holding CAP_IPC_OWNER or CAP_DAC_OVERRIDE is let in. The
+//! real and saved uid stay 0 and the permitted set is kept, so switching back always works.
+//!
+//! A caller's groups and capabilities come from one read of `/proc/PID/status`, made only
+//! when a decision needs them and shared by the rest of the request.
 
 use std::io;
 use std::sync::OnceLock;
 
-/// Who sent a FUSE request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Capability numbers (linux/capability.h) that shmfs's own checks consult.
+pub mod cap {
+    /// Overrides read, write and search permission checks of files.
+    pub const DAC_OVERRIDE: u32 = 1;
+    /// Overrides the owner checks of chmod, utimensat and the like.
+    pub const FOWNER: u32 = 3;
+    /// Overrides the System V IPC permission checks (`ipcperms`).
+    pub const IPC_OWNER: u32 = 15;
+}
+
+/// Who sent a FUSE request. Its groups and capabilities are read on first use.
+#[derive(Clone, Debug)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The requesting thread (FUSE reports the thread, whose capabilities are its own).
     pub pid: u32,
+    identity: OnceLock<Identity>,
 }
 
+/// What the kernel weighs besides the uid and gid.
+#[derive(Clone, Debug, Default)]
+struct Identity {
+    groups: Vec<libc::gid_t>,
+    /// The effective capability set, one bit per capability.
+    caps: u64,
+}
+
+impl Caller {
+    /// A caller known by its uid, gid and thread id.
+    pub fn new(uid: u32, gid: u32, pid: u32) -> Caller {
+        Caller {
+            uid,
+            gid,
+            pid,
+            identity: OnceLock::new(),
+        }
+    }
+
+    /// Groups and capabilities from `/proc/PID/status`. A thread that is gone (or a pid of 0,
+    /// sent with requests the kernel makes itself) has none: refusing is the safe answer.
+    fn identity(&self) -> &Identity {
+        self.identity.get_or_init(|| {
+            let status = i32::try_from(self.pid)
+                .ok()
+                .filter(|&pid| pid > 0)
+                .ok_or_else(|| procfs::ProcError::NotFound(None))
+                .and_then(procfs::process::Process::new)
+                .and_then(|p| p.status());
+            match status {
+                Ok(status) => Identity {
+                    groups: status.groups,
+                    caps: status.capeff,
+                },
+                Err(e) => {
+                    log::debug!("status of caller pid {}: {e}; no groups, no capabilities", self.pid);
+                    Identity::default()
+                }
+            }
+        })
+    }
+
+    /// True if the caller's primary gid or one of its supplementary groups is `gid`.
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.identity().groups.contains(&gid)
+    }
+
+    /// True if `capability` (see [`cap`]) is in the caller's effective set.
+    pub fn has_cap(&self, capability: u32) -> bool {
+        capability < 64 && self.identity().caps & (1u64 << capability) != 0
+    }
+}
+
+/// What the daemon switches back to after acting for a caller.
 struct DaemonIds {
     is_root: bool,
     gid: u32,
     groups: Vec<libc::gid_t>,
+    /// The daemon's permitted and inheritable capability sets (its effective set, restored
+    /// after each switch, is the permitted one).
+    caps: CapSets,
 }
 
 fn daemon_ids() -> &'static DaemonIds {
     static IDS: OnceLock<DaemonIds> = OnceLock::new();
     IDS.get_or_init(|| {
         // SAFETY: plain system calls with a correctly sized buffer.
-        unsafe {
+        let (is_root, gid, groups) = unsafe {
             let n = libc::getgroups(0, std::ptr::null_mut());
             let mut groups = vec![0; n.max(0) as usize];
             let n = libc::getgroups(groups.len() as i32, groups.as_mut_ptr());
             groups.truncate(n.max(0) as usize);
-            DaemonIds {
-                is_root: libc::geteuid() == 0,
-                gid: libc::getegid(),
-                groups,
-            }
+            (libc::geteuid() == 0, libc::getegid(), groups)
+        };
+        let caps = thread_caps().unwrap_or_else(|e| {
+            log::warn!("capget: {e}; acting for root callers without capabilities");
+            CapSets::default()
+        });
+        DaemonIds {
+            is_root,
+            gid,
+            groups,
+            caps,
         }
     })
 }
@@ -46,13 +127,66 @@ pub fn daemon_is_root() -> bool {
     daemon_ids().is_root
 }
 
-/// The supplementary groups of a process, from `/proc/PID/status`; empty if it is gone.
-pub fn groups_of(pid: u32) -> Vec<libc::gid_t> {
-    let pid = i32::try_from(pid).unwrap_or(0);
-    procfs::process::Process::new(pid)
-        .and_then(|p| p.status())
-        .map(|status| status.groups)
-        .unwrap_or_default()
+/// A thread's three capability sets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct CapSets {
+    effective: u64,
+    permitted: u64,
+    inheritable: u64,
+}
+
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, split in two 32-bit halves.
+const CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+fn join(low: u32, high: u32) -> u64 {
+    u64::from(low) | (u64::from(high) << 32)
+}
+
+/// The calling thread's capability sets (capget with pid 0 reads this thread's own).
+fn thread_caps() -> io::Result<CapSets> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: a version-3 header and the two data structs it asks for.
+    check(unsafe { libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) })?;
+    Ok(CapSets {
+        effective: join(data[0].effective, data[1].effective),
+        permitted: join(data[0].permitted, data[1].permitted),
+        inheritable: join(data[0].inheritable, data[1].inheritable),
+    })
+}
+
+/// Sets the calling thread's capability sets. The raw capset system call with pid 0 acts on
+/// this thread alone, which is what a per-request switch needs.
+fn set_thread_caps(sets: CapSets) -> io::Result<()> {
+    let mut header = CapHeader {
+        version: CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let half = |shift: u32| CapData {
+        effective: (sets.effective >> shift) as u32,
+        permitted: (sets.permitted >> shift) as u32,
+        inheritable: (sets.inheritable >> shift) as u32,
+    };
+    let data = [half(0), half(32)];
+    // SAFETY: a version-3 header and two data structs, only read by the kernel.
+    check(unsafe { libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) })
 }
 
 fn check(rc: libc::c_long) -> io::Result<()> {
@@ -73,33 +207,86 @@ fn set_thread_euid(uid: u32) -> io::Result<()> {
     check(unsafe { libc::syscall(libc::SYS_setresuid, -1i32, uid, -1i32) })
 }
 
+/// Takes on the caller's groups, gid, uid and effective capabilities (as far as the daemon
+/// holds them). Changing the euid away from 0 clears the effective set, so the caller's is
+/// set last.
+fn become_caller(caller: &Caller, daemon: &DaemonIds) -> io::Result<()> {
+    let identity = caller.identity();
+    set_thread_groups(&identity.groups)?;
+    set_thread_egid(caller.gid)?;
+    set_thread_euid(caller.uid)?;
+    set_thread_caps(CapSets {
+        effective: identity.caps & daemon.caps.permitted,
+        ..daemon.caps
+    })
+}
+
+/// Back to the daemon's own credentials: the effective set first (setgroups and setresgid
+/// need CAP_SETGID), then the ids.
 fn restore_daemon() {
     let ids = daemon_ids();
-    let restored = set_thread_euid(0)
-        .and_then(|_| set_thread_egid(ids.gid))
-        .and_then(|_| set_thread_groups(&ids.groups));
+    let restored = set_thread_caps(CapSets {
+        effective: ids.caps.permitted,
+        ..ids.caps
+    })
+    .and_then(|_| set_thread_euid(0))
+    .and_then(|_| set_thread_egid(ids.gid))
+    .and_then(|_| set_thread_groups(&ids.groups));
     if let Err(e) = restored {
         // A worker thread left with a user's credentials would act wrongly for everyone
-        // after; this cannot happen with saved uid 0, and if it did, stopping is safest.
+        // after; this cannot happen with saved uid 0 and an unchanged permitted set, and if it
+        // did, stopping is safest.
         log::error!("cannot restore the daemon's credentials: {e}; aborting");
         std::process::abort();
     }
 }
 
-/// Runs `f` with the caller's credentials when the daemon is root and the caller is not;
-/// otherwise runs it as it is (a root caller, or a daemon that is the only allowed user).
+/// Runs `f` with the caller's uid, gid, groups and effective capabilities when the daemon is
+/// root; otherwise runs it as it is (a daemon whose only allowed user is its owner). Root
+/// callers are switched too: their capabilities, not their uid, decide.
 pub fn as_caller<T>(caller: &Caller, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    if !daemon_is_root() || caller.uid == 0 {
+    let daemon = daemon_ids();
+    if !daemon.is_root {
         return f();
     }
-    let groups = groups_of(caller.pid);
-    let switched = set_thread_groups(&groups)
-        .and_then(|_| set_thread_egid(caller.gid))
-        .and_then(|_| set_thread_euid(caller.uid));
-    let result = match switched {
+    let result = match become_caller(caller, daemon) {
         Ok(()) => f(),
-        Err(e) => Err(e),
+        Err(e) => {
+            log::warn!("cannot act as uid {} (pid {}): {e}", caller.uid, caller.pid);
+            Err(e)
+        }
     };
     restore_daemon();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_bits_of_a_thread_status() {
+        let me = std::process::id();
+        let caller = Caller::new(0, 0, me);
+        let status = procfs::process::Process::myself()
+            .and_then(|p| p.status())
+            .map(|s| s.capeff);
+        assert_eq!(caller.has_cap(cap::IPC_OWNER), status.is_ok_and(|c| c & (1 << 15) != 0));
+        assert!(!caller.has_cap(99), "no capability beyond the 64 bits");
+    }
+
+    #[test]
+    fn a_vanished_caller_has_no_groups_and_no_capabilities() {
+        let caller = Caller::new(0, 7, 0);
+        assert!(!caller.has_cap(cap::DAC_OVERRIDE));
+        assert!(caller.in_group(7), "the primary gid needs no lookup");
+        assert!(!caller.in_group(8));
+    }
+
+    #[test]
+    fn capability_sets_split_into_halves_and_back() {
+        let sets = thread_caps().expect("capget of this thread");
+        assert_eq!(sets.effective & !sets.permitted, 0, "effective within permitted");
+        assert_eq!(join(0xffff_ffff, 1), 0x1_ffff_ffff);
+    }
 }

@@ -77,16 +77,15 @@ impl Segment {
     }
 }
 
-/// The kernel's `ipcperms` rule: owner rights for the owner and the creator, group rights
-/// for the group and the creator's group, others' rights otherwise. `want` holds
-/// permission bits in the "other" position (4 read, 2 write). Root (CAP_IPC_OWNER) passes.
-pub fn ipc_permits(seg: &Segment, uid: u32, groups: &[u32], want: u32) -> bool {
-    if uid == 0 {
-        return true;
-    }
+/// The mode-bit half of the kernel's `ipcperms` rule: owner rights for the owner and the
+/// creator, group rights for the group and the creator's group (`in_group` answers for the
+/// caller's gid and supplementary groups), others' rights otherwise. `want` holds permission
+/// bits in the "other" position (4 read, 2 write). A caller refused here may still pass with
+/// CAP_IPC_OWNER, which the caller of this function weighs.
+pub fn ipc_permits(seg: &Segment, uid: u32, in_group: impl Fn(u32) -> bool, want: u32) -> bool {
     let granted = if uid == seg.uid || uid == seg.cuid {
         seg.mode >> 6
-    } else if groups.contains(&seg.gid) || groups.contains(&seg.cgid) {
+    } else if in_group(seg.gid) || in_group(seg.cgid) {
         seg.mode >> 3
     } else {
         seg.mode
@@ -456,21 +455,25 @@ mod tests {
             dest: false,
             locked: false,
         };
-        assert!(ipc_permits(&seg, 10, &[], 6));
-        assert!(ipc_permits(&seg, 11, &[], 6), "creator has owner rights");
+        let groups = |list: &'static [u32]| move |gid: u32| list.contains(&gid);
+        assert!(ipc_permits(&seg, 10, groups(&[]), 6));
+        assert!(ipc_permits(&seg, 11, groups(&[]), 6), "creator has owner rights");
         assert!(
-            ipc_permits(&seg, 99, &[21], 4),
+            ipc_permits(&seg, 99, groups(&[21]), 4),
             "creator's group has group rights"
         );
-        assert!(!ipc_permits(&seg, 99, &[20], 2));
-        assert!(!ipc_permits(&seg, 99, &[], 4));
-        assert!(ipc_permits(&seg, 0, &[], 6));
+        assert!(!ipc_permits(&seg, 99, groups(&[20]), 2));
+        assert!(!ipc_permits(&seg, 99, groups(&[]), 4));
+        assert!(
+            !ipc_permits(&seg, 0, groups(&[]), 4),
+            "uid 0 is no one special: CAP_IPC_OWNER is weighed apart"
+        );
         seg.mode = 0o604;
         assert!(
-            !ipc_permits(&seg, 99, &[20], 4),
+            !ipc_permits(&seg, 99, groups(&[20]), 4),
             "group class does not fall back to other"
         );
-        assert!(ipc_permits(&seg, 99, &[], 4));
+        assert!(ipc_permits(&seg, 99, groups(&[]), 4));
     }
 
     #[test]

@@ -133,11 +133,7 @@ fn time(secs: i64) -> SystemTime {
 }
 
 fn caller(req: &Request) -> Caller {
-    Caller {
-        uid: req.uid(),
-        gid: req.gid(),
-        pid: req.pid(),
-    }
+    Caller::new(req.uid(), req.gid(), req.pid())
 }
 
 /// Logs a failed request and gives the errno to answer it with.
@@ -400,8 +396,9 @@ impl ShmFs {
         }
         match self.live(id)? {
             Live::Sysv(seg) => {
+                // As utimensat(UTIME_NOW) on a file: its owner (or CAP_FOWNER), or a writer.
                 let owner = who.uid == seg.uid || who.uid == seg.cuid;
-                if owner || sysv_permits(who, &seg, 2) {
+                if owner || sysv_permits(who, &seg, 2) || who.has_cap(creds::cap::FOWNER) {
                     Ok(())
                 } else {
                     Err(errno(libc::EACCES))
@@ -494,11 +491,11 @@ fn timespec_of(time: Option<TimeOrNow>) -> libc::timespec {
     libc::timespec { tv_sec, tv_nsec }
 }
 
-/// The kernel's ipcperms verdict for the caller (its gid and supplementary groups count).
+/// The kernel's ipcperms verdict for the caller: its mode bits (uid, gid and supplementary
+/// groups), or CAP_IPC_OWNER, looked up only when the mode bits refuse.
 fn sysv_permits(who: &Caller, seg: &Segment, want: u32) -> bool {
-    let mut groups = creds::groups_of(who.pid);
-    groups.push(who.gid);
-    sysv::ipc_permits(seg, who.uid, &groups, want)
+    sysv::ipc_permits(seg, who.uid, |gid| who.in_group(gid), want)
+        || who.has_cap(creds::cap::IPC_OWNER)
 }
 
 /// The open flags that test the access `want` (4 read, 2 write) asks for.
