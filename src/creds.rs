@@ -33,6 +33,9 @@ pub struct Caller {
     /// The requesting thread (FUSE reports the thread, whose capabilities are its own).
     pub pid: u32,
     identity: OnceLock<Identity>,
+    /// Whether the request is an access(2) check, which the kernel makes with the
+    /// capabilities of the real uid: the permitted set for root, none for anyone else.
+    access_check: bool,
 }
 
 /// What the kernel weighs besides the uid and gid.
@@ -51,6 +54,17 @@ impl Caller {
             gid,
             pid,
             identity: OnceLock::new(),
+            access_check: false,
+        }
+    }
+
+    /// The caller of an access(2) check (FUSE_ACCESS). The kernel sends it with the real uid
+    /// and gid and, unless the real uid is 0, without capabilities; with real uid 0, the
+    /// permitted set counts (`access_override_creds` in fs/open.c).
+    pub fn for_access(uid: u32, gid: u32, pid: u32) -> Caller {
+        Caller {
+            access_check: true,
+            ..Caller::new(uid, gid, pid)
         }
     }
 
@@ -61,16 +75,23 @@ impl Caller {
             let status = i32::try_from(self.pid)
                 .ok()
                 .filter(|&pid| pid > 0)
-                .ok_or_else(|| procfs::ProcError::NotFound(None))
+                .ok_or(procfs::ProcError::NotFound(None))
                 .and_then(procfs::process::Process::new)
                 .and_then(|p| p.status());
             match status {
                 Ok(status) => Identity {
                     groups: status.groups,
-                    caps: status.capeff,
+                    caps: match (self.access_check, self.uid) {
+                        (false, _) => status.capeff,
+                        (true, 0) => status.capprm,
+                        (true, _) => 0,
+                    },
                 },
                 Err(e) => {
-                    log::debug!("status of caller pid {}: {e}; no groups, no capabilities", self.pid);
+                    log::debug!(
+                        "status of caller pid {}: {e}; no groups, no capabilities",
+                        self.pid
+                    );
                     Identity::default()
                 }
             }
@@ -271,7 +292,10 @@ mod tests {
         let status = procfs::process::Process::myself()
             .and_then(|p| p.status())
             .map(|s| s.capeff);
-        assert_eq!(caller.has_cap(cap::IPC_OWNER), status.is_ok_and(|c| c & (1 << 15) != 0));
+        assert_eq!(
+            caller.has_cap(cap::IPC_OWNER),
+            status.is_ok_and(|c| c & (1 << 15) != 0)
+        );
         assert!(!caller.has_cap(99), "no capability beyond the 64 bits");
     }
 
@@ -286,7 +310,11 @@ mod tests {
     #[test]
     fn capability_sets_split_into_halves_and_back() {
         let sets = thread_caps().expect("capget of this thread");
-        assert_eq!(sets.effective & !sets.permitted, 0, "effective within permitted");
+        assert_eq!(
+            sets.effective & !sets.permitted,
+            0,
+            "effective within permitted"
+        );
         assert_eq!(join(0xffff_ffff, 1), 0x1_ffff_ffff);
     }
 }

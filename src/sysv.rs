@@ -457,7 +457,10 @@ mod tests {
         };
         let groups = |list: &'static [u32]| move |gid: u32| list.contains(&gid);
         assert!(ipc_permits(&seg, 10, groups(&[]), 6));
-        assert!(ipc_permits(&seg, 11, groups(&[]), 6), "creator has owner rights");
+        assert!(
+            ipc_permits(&seg, 11, groups(&[]), 6),
+            "creator has owner rights"
+        );
         assert!(
             ipc_permits(&seg, 99, groups(&[21]), 4),
             "creator's group has group rights"

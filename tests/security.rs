@@ -43,8 +43,10 @@ const NEW_MODE: u32 = 0o646;
 const MODES: [u32; 5] = [0o600, 0o640, 0o604, 0o660, 0o400];
 
 /// The callers. For POSIX objects (no creator) the "creator" roles are plain others, which is
-/// worth checking too.
-const CALLERS: [(&str, Ids); 8] = [
+/// worth checking too. The last ones show that capabilities, not the uid, decide: uid 0 without
+/// capabilities is refused what the kernel refuses it, and a non-root caller with a capability
+/// is let in where the kernel lets it in.
+const CALLERS: [(&str, Ids); 14] = [
     ("owner", ids(OWNER, OWNER, &[])),
     (
         "owner, creator's group as supplementary",
@@ -59,10 +61,38 @@ const CALLERS: [(&str, Ids); 8] = [
         ids(4006, 4006, &[CREATOR_GROUP]),
     ),
     ("other", ids(4001, 4001, &[])),
+    ("root", ids(0, 0, &[])),
+    ("root without capabilities", with_caps(0, "")),
+    ("root with only cap_ipc_owner", with_caps(0, "ipc_owner")),
+    (
+        "root with only cap_sys_admin,chown,fowner",
+        with_caps(0, "sys_admin,chown,fowner"),
+    ),
+    ("other with cap_ipc_owner", with_caps(4007, "ipc_owner")),
+    (
+        "other with cap_dac_override",
+        with_caps(4008, "dac_override"),
+    ),
 ];
 
 const fn ids(uid: u32, gid: u32, groups: &'static [u32]) -> Ids {
-    Ids { uid, gid, groups }
+    Ids {
+        uid,
+        gid,
+        groups,
+        caps: None,
+    }
+}
+
+/// A caller with uid and gid `uid`, no supplementary groups and exactly the capabilities
+/// `caps` (setpriv names, comma-separated; empty for none).
+const fn with_caps(uid: u32, caps: &'static str) -> Ids {
+    Ids {
+        uid,
+        gid: uid,
+        groups: &[],
+        caps: Some(caps),
+    }
 }
 
 /// What each caller tries. The two routes: through the mount / directly.
@@ -265,6 +295,20 @@ fn sysv_args(m: &Mount, op: Op, id: i32, mode: u32, who: Ids) -> (Vec<String>, V
     }
 }
 
+/// Who makes the direct call that `op` through the mount is compared with. access(2) weighs
+/// the capabilities of the real uid (the permitted set for root, none for anyone else), so
+/// its System V counterpart, a read-write shmat, runs without the capabilities of a non-root
+/// caller.
+fn sysv_direct_caller(op: Op, who: Ids) -> Ids {
+    match (op, who.caps) {
+        (Op::AccessRw, Some(_)) if who.uid != 0 => Ids {
+            caps: Some(""),
+            ..who
+        },
+        _ => who,
+    }
+}
+
 /// Every mode × caller for `op` on System V segments created by CREATOR:CREATOR_GROUP and
 /// then given to OWNER:GROUP by root.
 fn sysv_matrix(op: Op) {
@@ -305,7 +349,7 @@ fn sysv_matrix(op: Op) {
         let (_, direct) = sysv_args(&m, op, b.id, mode, who);
         let answers = (
             probe.run_as(who, &strs(&via_mount)),
-            probe.run_as(who, &strs(&direct)),
+            probe.run_as(sysv_direct_caller(op, who), &strs(&direct)),
         );
         let states = (sysv_state(a.id), sysv_state(b.id));
         results.record("sysv", op, (mode, 0o1777), (role, who), answers, states);

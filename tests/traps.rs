@@ -280,6 +280,7 @@ fn hard_link_to_root_only_file_is_not_readable_by_others() {
         uid: OTHER,
         gid: OTHER,
         groups: &[],
+        caps: None,
     };
 
     assert!(m.ls("posix").contains("innocent"));
@@ -608,6 +609,7 @@ fn read_only_segment_opens_read_only_and_refuses_write() {
         uid: OTHER,
         gid: OTHER,
         groups: &[],
+        caps: None,
     };
     let data = m.sysv(seg.id, "data").display().to_string();
     let id = seg.id.to_string();
@@ -729,11 +731,13 @@ fn read_only_mount_refuses_every_change_with_erofs() {
         uid: 0,
         gid: 0,
         groups: &[],
+        caps: None,
     };
     let owner = Ids {
         uid: OTHER,
         gid: OTHER,
         groups: &[],
+        caps: None,
     };
     let mut wrong = Vec::new();
     for who in [root, owner] {

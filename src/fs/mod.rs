@@ -876,7 +876,7 @@ impl Filesystem for ShmFs {
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let who = caller(req);
+        let who = Caller::for_access(req.uid(), req.gid(), req.pid());
         match self
             .node(ino)
             .and_then(|node| self.access_node(&who, &node, mask))

@@ -1032,12 +1032,16 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// Who runs a probe: uid, primary gid and supplementary groups (empty: none).
+/// Who runs a probe: uid, primary gid, supplementary groups (empty: none) and capabilities.
 #[derive(Clone, Copy, Debug)]
 pub struct Ids {
     pub uid: u32,
     pub gid: u32,
     pub groups: &'static [u32],
+    /// `None`: what the uid has by nature (everything for root, nothing for others).
+    /// `Some(list)`: exactly these capabilities (setpriv names, comma-separated, e.g.
+    /// `"ipc_owner"`; `""` for none), whatever the uid.
+    pub caps: Option<&'static str>,
 }
 
 /// The probe binary, compiled with `cc` into a temporary directory that other uids can
@@ -1085,6 +1089,21 @@ impl Probe {
         } else {
             let list: Vec<String> = who.groups.iter().map(u32::to_string).collect();
             cmd.arg(format!("--groups={}", list.join(",")));
+        }
+        if let Some(caps) = who.caps {
+            // Bounding set, inheritable and ambient sets: a root probe keeps exactly these
+            // through exec, a non-root one gets them as ambient capabilities.
+            let list = if caps.is_empty() {
+                "-all".to_string()
+            } else {
+                let plus: Vec<String> = caps.split(',').map(|c| format!("+{c}")).collect();
+                format!("-all,{}", plus.join(","))
+            };
+            cmd.arg(format!("--bounding-set={list}"))
+                .arg(format!("--inh-caps={list}"));
+            if who.uid != 0 {
+                cmd.arg(format!("--ambient-caps={list}"));
+            }
         }
         cmd.arg(self.path()).args(args);
         let r = run_with_timeout(&mut cmd, COMMAND_TIMEOUT);
