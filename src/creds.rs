@@ -23,6 +23,10 @@ pub mod cap {
     pub const FOWNER: u32 = 3;
     /// Overrides the System V IPC permission checks (`ipcperms`).
     pub const IPC_OWNER: u32 = 15;
+    /// Lets a process change any file's owner.
+    pub const CHOWN: u32 = 0;
+    /// Lets a process change or remove any System V segment (IPC_SET, IPC_RMID).
+    pub const SYS_ADMIN: u32 = 21;
 }
 
 /// Who sent a FUSE request. Its groups and capabilities are read on first use.
@@ -96,6 +100,13 @@ impl Caller {
                 }
             }
         })
+    }
+
+    /// The same caller with its groups and capabilities read now, for a decision made
+    /// later on its behalf (when the thread may be gone or its pid reused).
+    pub fn resolved(&self) -> Caller {
+        self.identity();
+        self.clone()
     }
 
     /// True if the caller's primary gid or one of its supplementary groups is `gid`.

@@ -373,3 +373,126 @@ fn other_user_is_refused_on_root_posix_object() {
         "refused change changed the object"
     );
 }
+
+/// Runs a root process that opens `perm` for writing with euid `opener` only, switches back to
+/// euid 0 (regaining every capability) and then writes `text` through that descriptor: a
+/// privileged writer handed someone else's descriptor. Returns `ok` or the errno's name.
+fn write_with_descriptor_opened_by(opener: u32, perm: &Path, text: &str) -> String {
+    let script = format!(
+        "import errno, os\n\
+         os.setresgid(-1, {opener}, -1)\n\
+         os.setresuid(-1, {opener}, -1)\n\
+         try:\n    fd = os.open({perm:?}, os.O_WRONLY)\n\
+         except OSError as e:\n    print('open', errno.errorcode[e.errno]); raise SystemExit\n\
+         os.setresuid(-1, 0, -1)\n\
+         os.setresgid(-1, 0, -1)\n\
+         try:\n    os.write(fd, {text:?}.encode()); print('ok')\n\
+         except OSError as e:\n    print(errno.errorcode[e.errno])\n",
+        perm = perm.display().to_string(),
+    );
+    let r = run_with_timeout(
+        std::process::Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(script),
+        COMMAND_TIMEOUT,
+    );
+    assert!(r.ok(), "python3 did not run: {r:?}");
+    r.stdout_str().trim().to_string()
+}
+
+/// Who may write `perm` is decided when it is opened, as for /proc and sysfs files: a
+/// descriptor opened by its owner and handed to root changes no more than the owner could,
+/// and someone who may not change the object cannot open it for writing at all.
+#[test]
+fn perm_writes_carry_the_rights_of_the_opener() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let p = create_posix(m.shm_dir(), "handed", 0o600, b"x");
+    std::os::unix::fs::chown(&p, Some(OTHER), Some(OTHER)).unwrap();
+    let perm = m.posix("handed", "perm");
+
+    // The owner may not give its object to root (chown needs CAP_CHOWN): neither may root
+    // writing through the owner's descriptor.
+    assert_eq!(
+        write_with_descriptor_opened_by(OTHER, &perm, "uid: 0\n"),
+        "EPERM",
+        "root writing `uid: 0` through a descriptor the owner opened"
+    );
+    assert_eq!(file_owner(&p), (0o600, OTHER, OTHER), "owner changed");
+    // What the owner may do goes through: a mode change.
+    assert_eq!(
+        write_with_descriptor_opened_by(OTHER, &perm, "mode: 0640\n"),
+        "ok"
+    );
+    assert_eq!(file_owner(&p), (0o640, OTHER, OTHER));
+
+    // A stranger cannot even open it for writing, for either kind; reading stays open to all.
+    let seg = SysvSeg::private(4096, 0o600);
+    for perm in [m.posix("handed", "perm"), m.sysv(seg.id, "perm")] {
+        assert_eq!(
+            write_with_descriptor_opened_by(4242, &perm, "mode: 0666\n"),
+            "open EPERM",
+            "uid 4242 opening {perm:?} for writing"
+        );
+        let r = sh_as(4242, &format!("cat {}", q(&perm)));
+        assert!(r.ok(), "uid 4242 reading {perm:?}: {r:?}");
+    }
+    assert_eq!(sysv_owner(&seg), (0o600, 0, 0));
+    assert_eq!(file_owner(&p), (0o640, OTHER, OTHER));
+}
+
+/// `perm` fills the fields a write does not name from the object as it is: a `chmod` running
+/// at the same time must not undo a `gid=` write, nor the other way round. Every gid written
+/// is higher than the one before, so a write undone by a concurrent chmod shows as the gid
+/// going down.
+#[test]
+fn concurrent_perm_and_chmod_lose_no_update() {
+    require_fuse!();
+    let m = Mount::builder().mount();
+    let seg = SysvSeg::private(4096, 0o600);
+    let perm = m.sysv(seg.id, "perm");
+    let data = m.sysv(seg.id, "data");
+    const FIRST: u32 = 20_000;
+    const WRITES: u32 = 2_000;
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let (went_down, chmods) = std::thread::scope(|s| {
+        let chmod = s.spawn(|| {
+            let mut n = 0u32;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let mode = if n.is_multiple_of(2) { 0o640 } else { 0o600 };
+                fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(mode))
+                    .expect("chmod data");
+                n += 1;
+            }
+            n
+        });
+        let watch = s.spawn(|| {
+            let mut last = 0;
+            let mut went_down = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let gid = seg.stat().shm_perm.gid;
+                if gid < last {
+                    went_down.push((last, gid));
+                }
+                last = gid;
+            }
+            went_down
+        });
+        for gid in FIRST..FIRST + WRITES {
+            fs::write(&perm, format!("gid={gid}")).expect("write perm");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (watch.join().unwrap(), chmod.join().unwrap())
+    });
+    assert!(
+        chmods > 100,
+        "only {chmods} chmods ran alongside the writes"
+    );
+    assert!(
+        went_down.is_empty(),
+        "{} gid writes were undone by a concurrent chmod (gid went from/to: {:?})",
+        went_down.len(),
+        &went_down[..went_down.len().min(10)]
+    );
+    assert_eq!(seg.stat().shm_perm.gid, FIRST + WRITES - 1);
+}

@@ -264,3 +264,46 @@ fn rm_of_a_file_fails_and_changes_nothing() {
     assert_eq!(fs::read(&p).unwrap(), b"content");
     assert!(m.ls("posix").contains("stay"));
 }
+
+/// A user who may write a set-user-ID or set-group-ID object owned by someone else may write
+/// and truncate it, and the kernel clears the bits as it does so: the same through the mount
+/// as directly on /dev/shm.
+#[test]
+fn writers_of_setid_objects_write_and_clear_the_bits_as_on_tmpfs() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    const WRITER: u32 = 4321;
+    for mode in [0o4777, 0o2777, 0o6777] {
+        let mut after = Vec::new();
+        for (route, name) in [("mount", "sm"), ("direct", "sd")] {
+            let file = create_posix(m.shm_dir(), name, 0o600, b"");
+            std::os::unix::fs::chown(&file, Some(2001), Some(2001)).unwrap();
+            fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+            let target = if route == "mount" {
+                m.posix(name, "data")
+            } else {
+                file.clone()
+            };
+            let r = sh_as(
+                WRITER,
+                &format!("printf abc >> {0} && truncate -s 2 {0}", q(&target)),
+            );
+            let md = fs::metadata(&file).unwrap();
+            after.push((route, r.ok(), md.mode() & 0o7777, md.len()));
+            assert!(
+                r.ok(),
+                "{route}: uid {WRITER} writing a {mode:o} object: {r:?}"
+            );
+            fs::remove_file(&file).unwrap();
+        }
+        assert_eq!(
+            (after[0].1, after[0].2, after[0].3),
+            (after[1].1, after[1].2, after[1].3),
+            "mode {mode:o}: through the mount vs directly: {after:?}"
+        );
+        assert_eq!(
+            after[0].2, 0o777,
+            "mode {mode:o}: the set-id bits are cleared"
+        );
+    }
+}

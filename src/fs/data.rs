@@ -186,15 +186,16 @@ impl ShmFs {
 
     pub(super) fn write_handle(
         &self,
-        who: &Caller,
         handle: &Handle,
         offset: u64,
         data: &[u8],
     ) -> io::Result<u32> {
         let len = u32::try_from(data.len()).map_err(|_| errno(libc::EINVAL))?;
         match handle {
-            Handle::Perm { id, .. } => {
-                self.write_perm(who, id, data)?;
+            Handle::Perm { id, opener, .. } => {
+                // A read-only open never gets here: the kernel refuses write() on it.
+                let opener = opener.as_ref().ok_or_else(|| errno(libc::EBADF))?;
+                self.write_perm(opener, id, data)?;
                 Ok(len)
             }
             Handle::SysvData { size, access, .. } => {

@@ -66,8 +66,15 @@ enum SysvAccess {
 enum Handle {
     /// `stat` or `limits`: the text rendered at open, so that reads at any offset agree.
     Text { ino: u64, text: Vec<u8> },
-    /// `perm`: the text at open, and the object that writes change.
-    Perm { text: Vec<u8>, id: ObjectId },
+    /// `perm`: the text at open, the object that writes change, and, for an open for
+    /// writing, who opened it: writes are applied with the opener's rights, never the
+    /// writer's (as /proc and sysfs do), so a descriptor handed to a privileged process
+    /// cannot change more than its opener could.
+    Perm {
+        text: Vec<u8>,
+        id: ObjectId,
+        opener: Option<Caller>,
+    },
     SysvData {
         /// The segment as it was at open: what fstat answers once it is gone.
         seg: Segment,
@@ -107,6 +114,9 @@ pub struct ShmFs {
     notifier: Arc<OnceLock<Notifier>>,
     /// What is known of segments' huge-page backing, learned from attachers or opens.
     hugetlb: Mutex<HashMap<ObjectId, bool>>,
+    /// Held for each read-modify-write of an object's mode and owner (`perm`, chmod, chown),
+    /// so that two concurrent changes of different fields cannot undo each other.
+    perm_changes: Mutex<()>,
 }
 
 fn errno_of(e: &io::Error) -> Errno {
@@ -164,6 +174,7 @@ impl ShmFs {
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             hugetlb: Mutex::new(HashMap::new()),
+            perm_changes: Mutex::new(()),
             notifier: Arc::new(OnceLock::new()),
             passthrough: false,
             backings: Mutex::new(HashMap::new()),
@@ -291,9 +302,22 @@ impl ShmFs {
                 if writable && self.options.read_only {
                     return Err(errno(libc::EROFS));
                 }
+                let live = self.live(id)?;
+                let opener = if writable {
+                    // EPERM, the kernel's answer to IPC_SET, chmod or chown by someone who
+                    // may not change the object.
+                    if !may_change_perm(who, &live) {
+                        return Err(errno(libc::EPERM));
+                    }
+                    // Groups and capabilities as they are now, for the writes to come.
+                    Some(who.resolved())
+                } else {
+                    None
+                };
                 Ok(Handle::Perm {
-                    text: Self::perm_text(&self.live(id)?).into_bytes(),
+                    text: Self::perm_text(&live).into_bytes(),
                     id: id.clone(),
+                    opener,
                 })
             }
             Node::Object(id, Part::Data) => self.open_data(who, id, flags),
@@ -316,6 +340,9 @@ impl ShmFs {
         if mode.is_none() && uid.is_none() && gid.is_none() {
             return Ok(());
         }
+        // IPC_SET takes all three fields: the ones not named come from a lookup, which must
+        // not be overtaken by another change before the IPC_SET lands.
+        let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
         match self.live(id)? {
             Live::Sysv(seg) => creds::as_caller(who, || {
                 sysv::set_perm(
@@ -325,25 +352,59 @@ impl ShmFs {
                     gid.unwrap_or(seg.gid),
                 )
             }),
-            Live::Posix(obj) => creds::as_caller(who, || {
-                if uid.is_some() || gid.is_some() {
-                    self.shm.chown(&obj.name, obj.ino, uid, gid)?;
+            Live::Posix(obj) => {
+                let changed = creds::as_caller(who, || {
+                    if uid.is_some() || gid.is_some() {
+                        self.shm.chown(&obj.name, obj.ino, uid, gid)?;
+                    }
+                    if let Some(mode) = mode {
+                        self.shm.chmod(&obj.name, obj.ino, mode)?;
+                    }
+                    Ok(())
+                });
+                match (changed, mode) {
+                    (Err(e), Some(mode))
+                        if e.raw_os_error() == Some(libc::EPERM)
+                            && uid.is_none()
+                            && gid.is_none()
+                            && drops_only_setid_bits(obj.mode, mode) =>
+                    {
+                        self.kill_setid_bits(who, &obj, mode)
+                    }
+                    (changed, _) => changed,
                 }
-                if let Some(mode) = mode {
-                    self.shm.chmod(&obj.name, obj.ino, mode)?;
-                }
-                Ok(())
-            }),
+            }
         }
     }
 
-    fn write_perm(&self, who: &Caller, id: &ObjectId, data: &[u8]) -> io::Result<()> {
+    /// Clears set-user-ID and set-group-ID as the kernel does when someone who is not the
+    /// owner writes to or truncates the file: the kernel asks the filesystem for this mode
+    /// change on the writer's behalf (FUSE without `handle_killpriv`), and it is allowed to
+    /// anyone who may write the object, as a forced change, not a chmod by the writer.
+    fn kill_setid_bits(&self, who: &Caller, obj: &Object, mode: u32) -> io::Result<()> {
+        // Anyone else is refused as a chmod by a non-owner is.
+        creds::as_caller(who, || {
+            self.shm
+                .open_object(&obj.name, obj.ino, libc::O_WRONLY)
+                .map(drop)
+        })
+        .map_err(|_| errno(libc::EPERM))?;
+        log::debug!(
+            "clearing set-id bits of {:?} for a write by uid {}",
+            obj.name,
+            who.uid
+        );
+        self.shm.chmod(&obj.name, obj.ino, mode)
+    }
+
+    /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
+    fn write_perm(&self, opener: &Caller, id: &ObjectId, data: &[u8]) -> io::Result<()> {
         let change = text::parse_perm(data, &crate::names::user_id, &crate::names::group_id)
             .map_err(|e| {
                 log::debug!("perm write refused: {e}");
                 errno(libc::EINVAL)
             })?;
-        self.change_perm(who, id, change.mode, change.uid, change.gid)
+        self.change_perm(opener, id, change.mode, change.uid, change.gid)
     }
 
     fn setattr_node(
@@ -496,6 +557,30 @@ fn timespec_of(time: Option<TimeOrNow>) -> libc::timespec {
 fn sysv_permits(who: &Caller, seg: &Segment, want: u32) -> bool {
     sysv::ipc_permits(seg, who.uid, |gid| who.in_group(gid), want)
         || who.has_cap(creds::cap::IPC_OWNER)
+}
+
+/// Whether `who` may change the object's mode or owner at all, as the kernel would let it
+/// try: for a segment its owner, its creator or CAP_SYS_ADMIN (IPC_SET); for an object its
+/// owner, CAP_FOWNER (chmod) or CAP_CHOWN (chown). Asked when `perm` is opened for writing.
+fn may_change_perm(who: &Caller, live: &Live) -> bool {
+    match live {
+        Live::Sysv(seg) => {
+            who.uid == seg.uid || who.uid == seg.cuid || who.has_cap(creds::cap::SYS_ADMIN)
+        }
+        Live::Posix(obj) => {
+            who.uid == obj.uid || who.has_cap(creds::cap::FOWNER) || who.has_cap(creds::cap::CHOWN)
+        }
+    }
+}
+
+/// True if `requested` is `current` with only set-user-ID and/or set-group-ID cleared: the
+/// change the kernel asks for when a non-owner writes to a set-id file.
+fn drops_only_setid_bits(current: u32, requested: u32) -> bool {
+    let setid = libc::S_ISUID | libc::S_ISGID;
+    let (current, requested) = (current & 0o7777, requested & 0o7777);
+    requested != current
+        && requested & setid != current & setid
+        && requested | setid == current | setid
 }
 
 /// The open flags that test the access `want` (4 read, 2 write) asks for.
@@ -761,7 +846,7 @@ impl Filesystem for ShmFs {
 
     fn write(
         &self,
-        req: &Request,
+        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -771,9 +856,8 @@ impl Filesystem for ShmFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let who = caller(req);
         match self.handle(fh).and_then(|h| {
-            let written = self.write_handle(&who, &h, offset, data)?;
+            let written = self.write_handle(&h, offset, data)?;
             if matches!(&*h, Handle::SysvData { .. } | Handle::PosixData { .. }) {
                 self.invalidate_cache(ino.0, offset, written as usize);
             }
