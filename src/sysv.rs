@@ -248,22 +248,19 @@ pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
 }
 
 /// Usage of one segment now, or zeros if it is not (or no longer) listed. The kernel writes
-/// the list in index order as it is read, so reading stops at the segment's line.
-pub fn usage_of(shmid: i32) -> Usage {
+/// the list in index order as it is read, so reading stops at the segment's line. A list that
+/// cannot be read is an error, never a usage of zero.
+pub fn usage_of(shmid: i32) -> io::Result<Usage> {
     let mut found = Usage::default();
-    let scanned = File::open("/proc/sysvipc/shm").and_then(|file| {
-        scan_usage(BufReader::with_capacity(64 * 1024, file), |id, usage| {
-            if id == shmid {
-                found = usage;
-                return false;
-            }
-            true
-        })
-    });
-    if let Err(e) = scanned {
-        log::warn!("reading /proc/sysvipc/shm: {e}");
-    }
-    found
+    let file = File::open("/proc/sysvipc/shm")?;
+    scan_usage(BufReader::with_capacity(64 * 1024, file), |id, usage| {
+        if id == shmid {
+            found = usage;
+            return false;
+        }
+        true
+    })?;
+    Ok(found)
 }
 
 /// Parses the text of `/proc/sysvipc/shm` into a map shmid → usage.

@@ -292,7 +292,7 @@ impl ShmFs {
             }),
             Node::Object(id, Part::Stat) => Ok(Handle::Text {
                 ino,
-                text: self.stat_text(&self.live(id)?).into_bytes(),
+                text: self.stat_text(&self.live(id)?)?.into_bytes(),
             }),
             Node::Object(id, Part::Attached) => Ok(Handle::Text {
                 ino,

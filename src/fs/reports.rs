@@ -22,13 +22,16 @@ impl ShmFs {
         Ok(text::limits(&limits))
     }
 
-    pub(super) fn stat_text(&self, live: &Live) -> String {
-        match live {
+    pub(super) fn stat_text(&self, live: &Live) -> io::Result<String> {
+        Ok(match live {
             Live::Sysv(seg) => {
-                text::sysv_stat(seg, sysv::usage_of(seg.shmid), self.sysv_hugetlb(seg))
+                let usage = sysv::usage_of(seg.shmid).inspect_err(|e| {
+                    log::warn!("reading /proc/sysvipc/shm for shmid {}: {e}", seg.shmid)
+                })?;
+                text::sysv_stat(seg, usage, self.sysv_hugetlb(seg))
             }
             Live::Posix(obj) => text::posix_stat(obj),
-        }
+        })
     }
 
     /// Whether a segment uses huge pages: remembered, or read from an attacher's smaps (its
@@ -81,10 +84,8 @@ impl ShmFs {
         if report == Report::Limits {
             return Self::limits_text();
         }
-        let usage = sysv::usage_table().unwrap_or_else(|e| {
-            log::warn!("reading /proc/sysvipc/shm: {e}");
-            HashMap::new()
-        });
+        let usage = sysv::usage_table()
+            .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
         let segments = sysv::list()?;
         let objects = self.shm.list()?;
         let uids = segments

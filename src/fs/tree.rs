@@ -119,7 +119,7 @@ impl ShmFs {
             Live::Sysv(s) => {
                 // Blocks in use, so that `du` shows what the segment holds in memory.
                 let blocks = if part == Part::Data {
-                    sysv::usage_of(s.shmid).rss / 512
+                    sysv::usage_of(s.shmid)?.rss / 512
                 } else {
                     0
                 };
@@ -144,8 +144,10 @@ impl ShmFs {
             Part::Stat => (
                 FileType::RegularFile,
                 0o444,
-                self.open_text_len(ino)
-                    .unwrap_or_else(|| self.stat_text(&live).len()) as u64,
+                match self.open_text_len(ino) {
+                    Some(len) => len,
+                    None => self.stat_text(&live)?.len(),
+                } as u64,
                 1,
             ),
             Part::Perm => (
