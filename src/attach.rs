@@ -178,6 +178,68 @@ pub fn render(holders: &[Holder]) -> String {
         .collect()
 }
 
+/// The last line of a SysV `attached` for a caller who may not see every attacher: `+N hidden`,
+/// N the attachments not listed (nattch, which anyone may read, minus the lines shown); nothing
+/// when every attachment is listed.
+pub fn render_hidden(hidden: u64) -> String {
+    if hidden == 0 {
+        String::new()
+    } else {
+        format!("+{hidden} hidden\n")
+    }
+}
+
+/// The daemon's pid as the /proc it scans numbers it (its pid namespace may differ from the
+/// daemon's own), or None if /proc does not say.
+pub fn own_pid() -> Option<u32> {
+    match fs::read_link("/proc/self") {
+        Ok(link) => link.to_str().and_then(|p| p.parse().ok()),
+        Err(e) => {
+            log::warn!("readlink /proc/self: {e}");
+            None
+        }
+    }
+}
+
+/// `CAP_SYS_PTRACE`, the capability that lets a process read any other's maps.
+const CAP_SYS_PTRACE: u32 = 19;
+
+/// Whether the process (thread) `pid` of uid `uid` could read the daemon's own maps: it is
+/// root and has CAP_SYS_PTRACE effective in the daemon's user namespace (the daemon, holding
+/// every capability, is readable by nobody else). Read from `/proc/PID/status` and
+/// `/proc/PID/ns/user`; anything unreadable means no.
+pub fn may_read_daemon(uid: u32, pid: u32) -> bool {
+    if uid != 0 || pid == 0 {
+        return false;
+    }
+    let status = match fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status,
+        Err(e) => {
+            log::debug!("/proc/{pid}/status: {e}; the daemon's own holdings stay hidden");
+            return false;
+        }
+    };
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok());
+    let Some(cap_eff) = cap_eff else {
+        log::debug!("/proc/{pid}/status has no CapEff; the daemon's own holdings stay hidden");
+        return false;
+    };
+    let same_user_ns = match (
+        fs::read_link(format!("/proc/{pid}/ns/user")),
+        fs::read_link("/proc/self/ns/user"),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        (Err(e), _) | (_, Err(e)) => {
+            log::debug!("user namespace of {pid} or of the daemon: {e}");
+            false
+        }
+    };
+    same_user_ns && cap_eff & (1 << CAP_SYS_PTRACE) != 0
+}
+
 /// Whether a SysV segment is backed by huge pages, read from the smaps of a process that
 /// has it attached (`KernelPageSize` above 4 kB). The candidates are tried in order (the
 /// segment's last and creating pids first); None if none of them has it attached.
@@ -240,5 +302,14 @@ mod tests {
             comm: "my reader".into(),
         }];
         assert_eq!(render(&h), "7 1000-2000 r my reader\n");
+        assert_eq!(render_hidden(0), "");
+        assert_eq!(render_hidden(3), "+3 hidden\n");
+    }
+
+    #[test]
+    fn own_pid_is_this_process_and_uids_but_root_may_not_read_it() {
+        assert_eq!(own_pid(), Some(std::process::id()));
+        assert!(!may_read_daemon(1000, std::process::id()));
+        assert!(!may_read_daemon(0, 0));
     }
 }
