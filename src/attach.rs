@@ -178,6 +178,44 @@ pub fn render(holders: &[Holder]) -> String {
         .collect()
 }
 
+/// The last line of a SysV `attached` for a caller who may not see every attacher: `+N hidden`,
+/// N the attachments not listed (nattch, which anyone may read, minus the lines shown); nothing
+/// when every attachment is listed.
+pub fn render_hidden(hidden: u64) -> String {
+    if hidden == 0 {
+        String::new()
+    } else {
+        format!("+{hidden} hidden\n")
+    }
+}
+
+/// The daemon's pid as the /proc it scans numbers it (its pid namespace may differ from the
+/// daemon's own), or None if /proc does not say.
+pub fn own_pid() -> Option<u32> {
+    match fs::read_link("/proc/self") {
+        Ok(link) => link.to_str().and_then(|p| p.parse().ok()),
+        Err(e) => {
+            log::warn!("readlink /proc/self: {e}");
+            None
+        }
+    }
+}
+
+/// Whether process (thread) `pid` lives in the daemon's user namespace, where capabilities
+/// mean what they mean to the daemon. Anything unreadable means no.
+pub fn in_daemon_user_ns(pid: u32) -> bool {
+    match (
+        fs::read_link(format!("/proc/{pid}/ns/user")),
+        fs::read_link("/proc/self/ns/user"),
+    ) {
+        (Ok(theirs), Ok(ours)) => theirs == ours,
+        (Err(e), _) | (_, Err(e)) => {
+            log::debug!("user namespace of {pid} or of the daemon: {e}");
+            false
+        }
+    }
+}
+
 /// Whether a SysV segment is backed by huge pages, read from the smaps of a process that
 /// has it attached (`KernelPageSize` above 4 kB). The candidates are tried in order (the
 /// segment's last and creating pids first); None if none of them has it attached.
@@ -240,5 +278,14 @@ mod tests {
             comm: "my reader".into(),
         }];
         assert_eq!(render(&h), "7 1000-2000 r my reader\n");
+        assert_eq!(render_hidden(0), "");
+        assert_eq!(render_hidden(3), "+3 hidden\n");
+    }
+
+    #[test]
+    fn own_pid_is_this_process_in_its_own_user_namespace() {
+        assert_eq!(own_pid(), Some(std::process::id()));
+        assert!(in_daemon_user_ns(std::process::id()));
+        assert!(!in_daemon_user_ns(0));
     }
 }

@@ -27,6 +27,8 @@ pub mod cap {
     pub const CHOWN: u32 = 0;
     /// Lets a process change or remove any System V segment (IPC_SET, IPC_RMID).
     pub const SYS_ADMIN: u32 = 21;
+    /// Lets a process read any other process's maps (ptrace read access).
+    pub const SYS_PTRACE: u32 = 19;
 }
 
 /// Who sent a FUSE request. Its groups and capabilities are read on first use.

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use std::os::unix::ffi::OsStrExt;
+
 use serde_json::{Value, json};
 
 use crate::posix::Object;
@@ -21,6 +23,8 @@ pub struct Row {
     pub owner: String,
     pub nattch: Option<u64>,
     pub rss: u64,
+    /// The POSIX object's name as the kernel has it (any bytes but `/` and NUL).
+    pub name: Option<Vec<u8>>,
 }
 
 impl Row {
@@ -36,6 +40,7 @@ impl Row {
             owner,
             nattch: Some(seg.nattch),
             rss: usage.rss,
+            name: None,
         }
     }
 
@@ -51,6 +56,7 @@ impl Row {
             owner,
             nattch: None,
             rss: obj.allocated,
+            name: Some(obj.name.as_bytes().to_vec()),
         }
     }
 }
@@ -114,6 +120,33 @@ pub fn render_table(rows: &[Row]) -> String {
     out
 }
 
+/// The `name` text of a name that is not valid UTF-8: its valid UTF-8 runs as they are, each
+/// backslash doubled, each byte that is not part of valid UTF-8 as `\xHH` (lower-case hex).
+/// Different names give different texts; it is shown beside `name_bytes`, which is exact.
+pub fn escape_non_utf8(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    for chunk in name.utf8_chunks() {
+        out.push_str(&chunk.valid().replace('\\', "\\\\"));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// The JSON fields naming a POSIX object: `name` alone when the name is valid UTF-8 (the name
+/// itself, which JSON escapes once); otherwise `name` as `escape_non_utf8` writes it plus
+/// `name_bytes`, the name's bytes as numbers.
+fn name_fields(v: &mut Value, name: &[u8]) {
+    match std::str::from_utf8(name) {
+        Ok(text) => v["name"] = json!(text),
+        Err(_) => {
+            v["name"] = json!(escape_non_utf8(name));
+            v["name_bytes"] = json!(name);
+        }
+    }
+}
+
 /// `index.json`: an array of objects, numbers as numbers.
 pub fn render_json(rows: &[Row]) -> String {
     let values: Vec<Value> = rows
@@ -133,7 +166,7 @@ pub fn render_json(rows: &[Row]) -> String {
                 v["key"] = json!(r.key);
                 v["nattch"] = json!(r.nattch);
             } else {
-                v["name"] = json!(r.id);
+                name_fields(&mut v, r.name.as_deref().unwrap_or(r.id.as_bytes()));
             }
             v
         })
@@ -159,6 +192,7 @@ mod tests {
                 owner: "alice".into(),
                 nattch: Some(2),
                 rss: 4096,
+                name: None,
             },
             Row {
                 kind: "posix",
@@ -170,6 +204,7 @@ mod tests {
                 owner: "root".into(),
                 nattch: None,
                 rss: 0,
+                name: Some(b"my obj".to_vec()),
             },
         ]
     }
@@ -201,5 +236,45 @@ mod tests {
         assert_eq!(v[0]["mode"], 0o600);
         assert_eq!(v[1]["name"], "my obj");
         assert_eq!(v[1]["size"], 8192);
+        assert!(
+            v[1].get("name_bytes").is_none(),
+            "a UTF-8 name has no name_bytes"
+        );
+    }
+
+    fn json_of_name(name: &[u8]) -> Value {
+        let mut rows = rows();
+        rows[1].name = Some(name.to_vec());
+        let v: Value = serde_json::from_str(&render_json(&rows)).unwrap();
+        v[1].clone()
+    }
+
+    #[test]
+    fn json_names_are_escaped_once() {
+        for name in [
+            "a\nb",
+            "esc\u{1b}[0m",
+            "say \"hi\"",
+            "back\\slash",
+            "t\tab ü",
+        ] {
+            let v = json_of_name(name.as_bytes());
+            assert_eq!(v["name"].as_str(), Some(name), "{v}");
+            assert!(v.get("name_bytes").is_none());
+        }
+    }
+
+    #[test]
+    fn non_utf8_names_stay_apart() {
+        let a = json_of_name(b"x\xff\\y");
+        let b = json_of_name(b"x\xfe\\y");
+        assert_eq!(a["name"].as_str(), Some("x\\xff\\\\y"));
+        assert_eq!(b["name"].as_str(), Some("x\\xfe\\\\y"));
+        assert_eq!(a["name_bytes"], json!([b'x', 0xff, b'\\', b'y']));
+        // A UTF-8 name that reads like the escape differs by having no name_bytes.
+        let lookalike = json_of_name(b"x\\xff\\\\y");
+        assert!(lookalike.get("name_bytes").is_none());
+        assert_eq!(escape_non_utf8(b"\xc3"), "\\xc3");
+        assert_eq!(escape_non_utf8(b"\xc3\xa9\xff"), "é\\xff");
     }
 }

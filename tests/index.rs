@@ -316,3 +316,93 @@ fn stat_rss_is_read_at_that_moment_when_one_segment_gains_what_another_loses() {
         "stat rss (A, B) after touching A's page and MADV_REMOVE of B's"
     );
 }
+
+/// Regression (issue 10): `index.json` escaped names twice (`a\\n…`, `\\u{1b}`), so `jq -r .name`
+/// did not give the real name, and non-UTF-8 names collapsed into one text. A UTF-8 name must
+/// parse back to itself; a non-UTF-8 one has `name_bytes` (its exact bytes) and a `name` text of
+/// its own (invalid bytes as `\xHH`, backslashes doubled).
+#[test]
+fn index_json_names_round_trip() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+
+    require_fuse!();
+    let m = Mount::new();
+    let utf8 = [
+        "new\nline",
+        "esc\u{1b}[31mred",
+        "say \"hi\"",
+        "back\\slash",
+        "x\\xff",
+    ];
+    for name in utf8 {
+        create_posix(m.shm_dir(), name, 0o600, b"");
+    }
+    let raw: [&[u8]; 2] = [b"bad\xff\\name", b"bad\xfe\\name"];
+    for name in raw {
+        let p = m.shm_dir().join(OsStr::from_bytes(name));
+        fs::File::create(&p).unwrap_or_else(|e| panic!("create {p:?}: {e}"));
+    }
+
+    let text = read_text(&m.p("index.json"));
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("index.json does not parse as JSON: {e}\n{text}"));
+    let posix: Vec<&Value> = v
+        .as_array()
+        .expect("index.json is a JSON array")
+        .iter()
+        .filter(|e| e["kind"] == "posix")
+        .collect();
+    assert_eq!(posix.len(), utf8.len() + raw.len(), "{text}");
+
+    for name in utf8 {
+        let found: Vec<&&Value> = posix
+            .iter()
+            .filter(|e| e["name"].as_str() == Some(name))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "index.json must carry the name {name:?} escaped once, as JSON escapes it:\n{text}"
+        );
+        assert!(
+            found[0].get("name_bytes").is_none(),
+            "a UTF-8 name has no name_bytes: {}",
+            found[0]
+        );
+    }
+    let mut texts = Vec::new();
+    for name in raw {
+        let want: Vec<Value> = name.iter().map(|&b| Value::from(b)).collect();
+        let found: Vec<&&Value> = posix
+            .iter()
+            .filter(|e| e["name_bytes"].as_array() == Some(&want))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "index.json must give the bytes of {name:?} in name_bytes:\n{text}"
+        );
+        let shown = found[0]["name"]
+            .as_str()
+            .expect("name is a string")
+            .to_string();
+        let hex = format!("\\x{:02x}", name[3]);
+        assert_eq!(
+            shown,
+            format!("bad{hex}\\\\name"),
+            "name text of {name:?}: invalid byte as \\xHH, backslash doubled"
+        );
+        texts.push(shown);
+    }
+    assert_ne!(
+        texts[0], texts[1],
+        "two non-UTF-8 names must not share a text"
+    );
+    assert!(
+        !posix
+            .iter()
+            .any(|e| e["name_bytes"].is_array() && e["name"] == "x\\xff"),
+        "the UTF-8 name `x\\xff` is told apart by having no name_bytes"
+    );
+}

@@ -166,6 +166,28 @@ fn assert_invalid_writes_refused(perm: &Path, state: impl Fn() -> (u32, u32, u32
     let r = sh(&format!(": > {}", q(perm)));
     assert!(r.ok(), "`: > perm` (truncate only) should succeed: {r:?}");
     assert_eq!(state(), before);
+
+    // Truncation to any other size (its current length included) is refused with EINVAL:
+    // accepting it would claim a change that does not happen.
+    let text = read_text(perm);
+    let len = text.len() as u64;
+    for size in [5, 1, len, len + 100] {
+        let file = fs::OpenOptions::new().write(true).open(perm).unwrap();
+        assert_errno(
+            file.set_len(size),
+            libc::EINVAL,
+            &format!("ftruncate(perm, {size})"),
+        );
+    }
+    let r = sh(&format!("truncate -s 5 {}", q(perm)));
+    assert!(
+        !r.ok() && r.stderr.contains("Invalid argument"),
+        "`truncate -s 5 perm` should fail with Invalid argument: {r:?}"
+    );
+    let file = fs::OpenOptions::new().write(true).open(perm).unwrap();
+    file.set_len(0).expect("ftruncate(perm, 0) is accepted");
+    assert_eq!(state(), before, "refused truncations changed mode/uid/gid");
+    assert_eq!(read_text(perm), text, "perm reads the same after them");
 }
 
 #[test]

@@ -432,8 +432,13 @@ impl ShmFs {
                     (_, None) => Ok(()),
                 }
             }
-            // `echo 600 > perm` truncates before it writes: accepted, changes nothing.
-            Part::Perm if mode.is_none() && uid.is_none() && gid.is_none() => Ok(()),
+            // `echo 600 > perm` truncates to 0 before it writes: accepted, changes nothing.
+            // Any other size would claim a change that does not happen: EINVAL, as for a
+            // SysV `data` truncated to a size it cannot take.
+            Part::Perm if mode.is_none() && uid.is_none() && gid.is_none() => match size {
+                None | Some(0) => Ok(()),
+                Some(_) => Err(errno(libc::EINVAL)),
+            },
             _ => Err(errno(libc::EPERM)),
         }
     }

@@ -84,8 +84,8 @@ impl ShmFs {
         if report == Report::Limits {
             return Self::limits_text();
         }
-        let usage = sysv::usage_table()
-            .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
+        let usage =
+            sysv::usage_table().inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
         let segments = sysv::list()?;
         let objects = self.shm.list()?;
         let uids = segments
@@ -108,9 +108,13 @@ impl ShmFs {
         })
     }
 
-    /// The `attached` file as `who` may see it: addresses and descriptor numbers only of
-    /// processes whose /proc/PID/maps the caller could read itself (pid, access and command
-    /// name are public, as in ps).
+    /// The `attached` file as `who` may see it: only the holders whose `/proc/PID/maps` the
+    /// caller could open itself (the kernel's ptrace-read rule, and hidepid of the daemon's
+    /// /proc), checked with the caller's credentials. The daemon's own pid is shown only to a
+    /// caller who could read the daemon's maps (uid 0 with CAP_SYS_PTRACE in the daemon's user
+    /// namespace): the daemon may always open its own maps, so that check proves nothing for it.
+    /// For SysV, whose attachment count is public (`nattch`, as in `ipcs`), a last line
+    /// `+N hidden` counts the attachments not listed.
     pub(super) fn attached_text(&self, who: &Caller, live: &Live) -> io::Result<String> {
         let target = match live {
             Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
@@ -119,21 +123,41 @@ impl ShmFs {
                 ino: obj.ino,
             },
         };
-        let mut holders = attach::holders(&target)?;
-        let mut pids: Vec<u32> = holders.iter().map(|h| h.pid).collect();
+        let holders = attach::holders(&target)?;
+        let own = attach::own_pid();
+        let mut pids: Vec<u32> = holders
+            .iter()
+            .map(|h| h.pid)
+            .filter(|&pid| Some(pid) != own)
+            .collect();
         pids.dedup();
-        let visible: Vec<u32> = creds::as_caller(who, || {
+        let mut visible: Vec<u32> = creds::as_caller(who, || {
             Ok(pids
                 .into_iter()
                 .filter(|pid| File::open(format!("/proc/{pid}/maps")).is_ok())
                 .collect())
         })?;
-        for holder in &mut holders {
-            if !visible.contains(&holder.pid) {
-                holder.place = "-".into();
-            }
+        if let Some(own) = own
+            && holders.iter().any(|h| h.pid == own)
+            && may_read_daemon(who)
+        {
+            visible.push(own);
         }
-        Ok(attach::render(&holders))
+        let shown: Vec<attach::Holder> = holders
+            .into_iter()
+            .filter(|h| visible.contains(&h.pid))
+            .collect();
+        let mut text = attach::render(&shown);
+        if let Live::Sysv(seg) = live {
+            // nattch taken after the scan, of the same segment (not a later one with its id).
+            let now = sysv::lookup(seg.shmid)?;
+            if now.incarnation() != seg.incarnation() {
+                return Err(errno(libc::ENOENT));
+            }
+            let hidden = now.nattch.saturating_sub(shown.len() as u64);
+            text.push_str(&attach::render_hidden(hidden));
+        }
+        Ok(text)
     }
 
     pub(super) fn perm_text(live: &Live) -> String {
@@ -164,6 +188,13 @@ impl ShmFs {
             block_size: frsize as u32,
         })
     }
+}
+
+/// Whether `who` could read the daemon's own maps: root with CAP_SYS_PTRACE in the daemon's
+/// user namespace. The in-daemon open of /proc/SELF/maps always succeeds (same thread group),
+/// so it proves nothing and is not used.
+fn may_read_daemon(who: &Caller) -> bool {
+    who.uid == 0 && who.has_cap(creds::cap::SYS_PTRACE) && attach::in_daemon_user_ns(who.pid)
 }
 
 /// Capacity and use for `statfs`, in blocks of `block_size` bytes.

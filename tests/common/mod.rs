@@ -1327,8 +1327,25 @@ pub struct Helper {
 impl Helper {
     /// Starts the helper with `args` and waits (up to MOUNT_TIMEOUT) for its `ready` line.
     pub fn start(args: &[&str]) -> Helper {
-        let mut child = Command::new(helper_bin())
-            .args(args)
+        let mut cmd = Command::new(helper_bin());
+        cmd.args(args);
+        Helper::start_cmd(cmd, args)
+    }
+
+    /// Like `start`, as uid and gid `id` with no supplementary groups (`setpriv` execs the
+    /// helper, so the pid is the helper's).
+    pub fn start_as(id: u32, args: &[&str]) -> Helper {
+        let mut cmd = Command::new("setpriv");
+        cmd.arg(format!("--reuid={id}"))
+            .arg(format!("--regid={id}"))
+            .arg("--clear-groups")
+            .arg(helper_bin())
+            .args(args);
+        Helper::start_cmd(cmd, args)
+    }
+
+    fn start_cmd(mut cmd: Command, args: &[&str]) -> Helper {
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
