@@ -6,6 +6,7 @@
 
 pub mod attach;
 pub mod creds;
+pub mod fdshare;
 pub mod fs;
 pub mod index;
 pub mod inode;

@@ -406,6 +406,10 @@ fn run(args: Args) -> Result<(), String> {
         Some(pid) => PathBuf::from(format!("/proc/{pid}/root/dev/shm")),
         None => PathBuf::from("/dev/shm"),
     });
+    match shmfs::fdshare::raise_fd_limit() {
+        Ok(limit) => log::debug!("descriptor limit: {limit}"),
+        Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
+    }
     let shm = ShmDir::open(&shm_dir)
         .map_err(|e| format!("cannot open shm dir {}: {e}", shm_dir.display()))?;
     if let Some(ns) = &ipc_ns {

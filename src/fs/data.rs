@@ -22,6 +22,7 @@ impl ShmFs {
         if writable && self.options.read_only {
             return Err(errno(libc::EROFS));
         }
+        let share = self.fd_shares.take(who.uid)?;
         match self.live(id)? {
             Live::Sysv(seg) => {
                 let attachment =
@@ -41,6 +42,12 @@ impl ShmFs {
                             self.remember_hugetlb(id.clone(), true);
                             SysvAccess::Attached(attachment)
                         }
+                        // Out of descriptors: an error, not an attachment kept open that would
+                        // show in nattch until close.
+                        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                            log::warn!("map_files of shmid {}: {e}", seg.shmid);
+                            return Err(e);
+                        }
                         Err(e) => {
                             log::debug!("map_files of shmid {}: {e}; keeping attached", seg.shmid);
                             SysvAccess::Attached(attachment)
@@ -53,6 +60,7 @@ impl ShmFs {
                     size: seg.size,
                     seg,
                     access,
+                    _share: share,
                 })
             }
             Live::Posix(obj) => {
@@ -61,6 +69,7 @@ impl ShmFs {
                 Ok(Handle::PosixData {
                     id: id.clone(),
                     file,
+                    _share: share,
                 })
             }
         }

@@ -20,6 +20,7 @@ use fuser::{
 
 use crate::attach;
 use crate::creds::{self, Caller};
+use crate::fdshare::{FdShare, FdShares};
 use crate::index;
 use crate::inode::{self, InodeTable, Node, ObjectId, Part, Report};
 use crate::posix::{self, Object, ShmDir};
@@ -80,9 +81,15 @@ enum Handle {
         seg: Segment,
         size: u64,
         access: SysvAccess,
+        /// The descriptor this open holds, counted against the opener's share.
+        _share: FdShare,
     },
     /// An open POSIX object.
-    PosixData { id: ObjectId, file: File },
+    PosixData {
+        id: ObjectId,
+        file: File,
+        _share: FdShare,
+    },
     /// A directory listing taken at opendir: (inode, type, name).
     Dir(Vec<(u64, FileType, OsString)>),
 }
@@ -117,6 +124,8 @@ pub struct ShmFs {
     /// Held for each read-modify-write of an object's mode and owner (`perm`, chmod, chown),
     /// so that two concurrent changes of different fields cannot undo each other.
     perm_changes: Mutex<()>,
+    /// Each uid's share of the daemon's descriptors, held by its open `data` files.
+    fd_shares: Arc<FdShares>,
 }
 
 fn errno_of(e: &io::Error) -> Errno {
@@ -175,6 +184,7 @@ impl ShmFs {
             mounted_at: SystemTime::now(),
             hugetlb: Mutex::new(HashMap::new()),
             perm_changes: Mutex::new(()),
+            fd_shares: Arc::new(FdShares::default()),
             notifier: Arc::new(OnceLock::new()),
             passthrough: false,
             backings: Mutex::new(HashMap::new()),

@@ -65,6 +65,7 @@ impl ShmFs {
             Some(Handle::PosixData {
                 id: ObjectId::Posix { name, .. },
                 file,
+                ..
             }) => {
                 let obj = posix::Object::of_file(name, file)?;
                 self.attr_with(ino, node, Some(Live::Posix(obj)))
