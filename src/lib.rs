@@ -10,6 +10,7 @@ pub mod fdshare;
 pub mod fs;
 pub mod index;
 pub mod inode;
+pub mod mount_options;
 pub mod names;
 pub mod posix;
 pub mod sysv;

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::Session;
 use shmfs::fs::{Options, ShmFs};
 use shmfs::posix::ShmDir;
+use shmfs::{creds, mount_options};
 
 /// Shared memory as files: every System V segment and POSIX object as a directory
 /// with data, stat and perm.
@@ -82,122 +83,6 @@ Examples:
   shmfs --pid 4242 /mnt/container-shm
 
 See also: ipcs(1), ipcmk(1), ipcrm(1), shm_overview(7), fusermount3(1), mount.fuse3(8).";
-
-/// Mount options as fuser takes them, plus what shmfs itself must know.
-struct MountPlan {
-    config: Config,
-    read_only: bool,
-}
-
-/// Options only fstab and mount(8) care about; accepted and ignored here.
-const FSTAB_ONLY: &[&str] = &[
-    "defaults",
-    "auto",
-    "noauto",
-    "nofail",
-    "_netdev",
-    "user",
-    "users",
-    "nouser",
-    "owner",
-    // Generic VFS options that mount(8) passes along; access times are the objects' own.
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "diratime",
-    "nodiratime",
-    "silent",
-    "loud",
-];
-
-fn plan_mount(options: &[String], threads: usize) -> Result<MountPlan, String> {
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName("shmfs".into()),
-        MountOption::Subtype("shmfs".into()),
-    ];
-    config.n_threads = Some(threads.max(1));
-    let mut read_only = false;
-    let mut auto_unmount = None;
-    for opt in options.iter().flat_map(|o| o.split(',')) {
-        let opt = opt.trim();
-        let option = match opt {
-            "" => continue,
-            "no_auto_unmount" => {
-                auto_unmount = Some(false);
-                continue;
-            }
-            "auto_unmount" => {
-                auto_unmount = Some(true);
-                continue;
-            }
-            o if FSTAB_ONLY.contains(&o) || o.starts_with("x-") || o.starts_with("comment=") => {
-                continue;
-            }
-            "allow_other" => {
-                config.acl = SessionACL::All;
-                continue;
-            }
-            "allow_root" => {
-                config.acl = SessionACL::RootAndOwner;
-                continue;
-            }
-            "ro" => {
-                read_only = true;
-                MountOption::RO
-            }
-            "rw" => MountOption::RW,
-            "default_permissions" => MountOption::DefaultPermissions,
-            "dev" => MountOption::Dev,
-            "nodev" => MountOption::NoDev,
-            "suid" => MountOption::Suid,
-            "nosuid" => MountOption::NoSuid,
-            "exec" => MountOption::Exec,
-            "noexec" => MountOption::NoExec,
-            "atime" => MountOption::Atime,
-            "noatime" => MountOption::NoAtime,
-            "sync" => MountOption::Sync,
-            "async" => MountOption::Async,
-            "dirsync" => MountOption::DirSync,
-            o if o.starts_with("fsname=") => {
-                config
-                    .mount_options
-                    .retain(|m| !matches!(m, MountOption::FSName(_)));
-                MountOption::FSName(o["fsname=".len()..].into())
-            }
-            o if o.starts_with("subtype=") => {
-                config
-                    .mount_options
-                    .retain(|m| !matches!(m, MountOption::Subtype(_)));
-                MountOption::Subtype(o["subtype=".len()..].into())
-            }
-            other => return Err(format!("unknown mount option {other:?}")),
-        };
-        config.mount_options.retain(|m| *m != option);
-        config.mount_options.push(option);
-    }
-    if read_only {
-        config.mount_options.retain(|m| *m != MountOption::RW);
-    }
-    // A daemon killed with SIGKILL leaves a dead mount behind unless fusermount3 watches it:
-    // ask for that whenever it is installed and allowed (root, or another ACL than owner-only,
-    // which for a non-root user needs user_allow_other in /etc/fuse.conf).
-    // SAFETY: plain system call.
-    let root = unsafe { libc::geteuid() } == 0;
-    let wanted = auto_unmount.unwrap_or(root && fusermount3().is_some());
-    if wanted {
-        if config.acl == SessionACL::Owner {
-            // fuser's auto_unmount needs a wider ACL; for a root daemon root-and-owner is
-            // still root alone.
-            config.acl = SessionACL::RootAndOwner;
-        }
-        config.mount_options.push(MountOption::AutoUnmount);
-    }
-    Ok(MountPlan { config, read_only })
-}
 
 /// fusermount3, if it is on the PATH (package fuse3).
 fn fusermount3() -> Option<PathBuf> {
@@ -274,8 +159,7 @@ fn check_mount_point(path: &Path) -> Result<PathBuf, String> {
 }
 
 fn describe_mount_error(path: &Path, e: &std::io::Error) -> String {
-    // SAFETY: plain system call.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = creds::daemon_is_root();
     if !Path::new("/dev/fuse").exists() {
         return format!(
             "cannot mount {}: /dev/fuse is missing (load the fuse module)",
@@ -397,7 +281,12 @@ fn enter_ipc_namespace(path: &Path) -> Result<(), String> {
 fn run(args: Args) -> Result<(), String> {
     let mount_point = args.paths.last().cloned().unwrap_or_default();
     let mount_point = check_mount_point(&mount_point)?;
-    let plan = plan_mount(&args.options, args.threads)?;
+    let plan = mount_options::plan(
+        &args.options,
+        args.threads,
+        creds::daemon_is_root(),
+        fusermount3().is_some(),
+    )?;
     let ipc_ns = args.ipc_ns.clone().or_else(|| {
         args.pid
             .map(|pid| PathBuf::from(format!("/proc/{pid}/ns/ipc")))
