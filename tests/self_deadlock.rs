@@ -313,3 +313,90 @@ fn sigterm_ends_the_daemon_when_every_worker_is_stuck() {
     drop(_resume);
     assert!(daemon_alive(&inner), "the inner daemon lives on");
 }
+
+/// A daemon started by hand on a mount point of the test's choosing; SIGTERM, reaped and
+/// unmounted when dropped.
+struct Daemon {
+    child: Option<Child>,
+    mnt: std::path::PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            if wait_timeout(&mut child, MOUNT_TIMEOUT).is_none() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        force_unmount(&self.mnt);
+    }
+}
+
+/// The mount point is a directory inside the shm dir (`shmfs --shm-dir D D/view`): listing
+/// `posix/` or looking up `posix/view` must not follow the mount point into the mount itself
+/// (a request from the daemon to itself, which with one worker never ends). `view` is not an
+/// object; the objects beside it are listed.
+#[test]
+fn a_mount_point_inside_the_shm_dir_is_not_followed() {
+    require_fuse!();
+    let shm = tempfile::Builder::new()
+        .prefix("shmfs-test-")
+        .tempdir_in("/dev/shm")
+        .expect("create private directory under /dev/shm");
+    let mnt = shm.path().join("view");
+    fs::create_dir(&mnt).unwrap();
+    create_posix(shm.path(), "obj", 0o600, b"hello");
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let child = Command::new(BIN)
+        .args(["-f", "--threads", "1", "--shm-dir"])
+        .arg(shm.path())
+        .arg(&mnt)
+        .stdin(Stdio::null())
+        .stdout(log.reopen().unwrap())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("start shmfs");
+    let mut daemon = Daemon {
+        child: Some(child),
+        mnt: mnt.clone(),
+    };
+    let start = Instant::now();
+    while !st_dev_differs_from_parent(&mnt) {
+        let exited = daemon
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten());
+        assert!(
+            exited.is_none() && start.elapsed() < MOUNT_TIMEOUT,
+            "shmfs did not mount ({exited:?}): {}",
+            fs::read_to_string(log.path()).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let posix = mnt.join("posix");
+    let (names, _) = within(ANSWER_LIMIT, "ls MNT/posix", move || {
+        fs::read_dir(posix).map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .collect::<Vec<_>>()
+        })
+    });
+    assert_eq!(
+        names.expect("ls MNT/posix"),
+        ["obj"],
+        "posix/ lists the object only"
+    );
+    let view = mnt.join("posix/view");
+    let (meta, _) = within(ANSWER_LIMIT, "stat MNT/posix/view", move || {
+        fs::metadata(view)
+    });
+    assert_errno(meta, libc::ENOENT, "stat posix/view (the mount point)");
+    let root = mnt.clone();
+    let (ls, _) = within(ANSWER_LIMIT, "ls MNT", move || {
+        fs::read_dir(root).map(|d| d.count())
+    });
+    assert!(ls.expect("ls MNT") > 0);
+    drop(daemon);
+}
