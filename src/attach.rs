@@ -12,7 +12,6 @@
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 
 /// What to look for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,36 +101,108 @@ fn mappings_in(pid: u32, maps: &str, target: &Target, comm: &mut Option<String>)
         .collect()
 }
 
+/// What `/proc/PID/fdinfo/N` says of one descriptor.
+#[derive(Debug, PartialEq, Eq)]
+pub struct FdInfo {
+    pub flags: i32,
+    pub mnt_id: u64,
+    pub ino: u64,
+}
+
+/// Parses the text of `/proc/PID/fdinfo/N`; None if a line that is needed is missing.
+pub fn parse_fdinfo(text: &str) -> Option<FdInfo> {
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+            .map(str::trim)
+    };
+    Some(FdInfo {
+        flags: i32::from_str_radix(field("flags")?, 8).ok()?,
+        mnt_id: field("mnt_id")?.parse().ok()?,
+        ino: field("ino")?.parse().ok()?,
+    })
+}
+
+/// The mount id (field 1) and device (field 3, `major:minor`) of one `mountinfo` line.
+pub fn parse_mountinfo_dev(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split(' ');
+    let id = fields.next()?.parse().ok()?;
+    let (major, minor) = fields.nth(1)?.split_once(':')?;
+    Some((id, libc::makedev(major.parse().ok()?, minor.parse().ok()?)))
+}
+
+/// Devices of mounts by mount id, read from `mountinfo` only when a descriptor's inode
+/// number already matches (rare), and kept for the rest of one scan. Mount ids are unique
+/// system-wide, so what one process's `mountinfo` says holds for every process.
+#[derive(Default)]
+struct MountDevs(std::collections::HashMap<u64, u64>);
+
+impl MountDevs {
+    fn dev_of(&mut self, pid: u32, mnt_id: u64) -> Option<u64> {
+        if let Some(&dev) = self.0.get(&mnt_id) {
+            return Some(dev);
+        }
+        // The holder's own view first; a descriptor received from another mount namespace
+        // may be on a mount only the daemon's view shows.
+        for source in [
+            format!("/proc/{pid}/mountinfo"),
+            "/proc/self/mountinfo".into(),
+        ] {
+            match fs::read_to_string(&source) {
+                Ok(text) => self.0.extend(text.lines().filter_map(parse_mountinfo_dev)),
+                Err(e) => log::debug!("reading {source}: {e}"),
+            }
+            if let Some(&dev) = self.0.get(&mnt_id) {
+                return Some(dev);
+            }
+        }
+        None
+    }
+}
+
 /// Descriptors of a process that are open on the POSIX object but not mapped.
-fn open_fds(pid: u32, dev: u64, ino: u64, comm: &mut Option<String>) -> Vec<Holder> {
+///
+/// Descriptors are identified from `/proc/PID/fdinfo/N` (inode number and mount id), never
+/// by a `stat` through the `/proc/PID/fd/N` link: if the descriptor is a file of this very
+/// mount, that `stat` would be a request from the daemon to itself, waiting for a worker
+/// that may be the one making it. `readlink` of the link is safe (the kernel prints the path
+/// it already has) and filters out sockets, pipes and anonymous inodes cheaply.
+fn open_fds(
+    pid: u32,
+    dev: u64,
+    ino: u64,
+    mounts: &mut MountDevs,
+    comm: &mut Option<String>,
+) -> Vec<Holder> {
     let Ok(dir) = fs::read_dir(format!("/proc/{pid}/fd")) else {
         return Vec::new();
     };
     let mut found = Vec::new();
     for entry in dir.flatten() {
-        // A cheap look at the link first: only files can be the object.
         let Ok(link) = fs::read_link(entry.path()) else {
             continue;
         };
         if !link.is_absolute() {
             continue;
         }
-        let Ok(meta) = fs::metadata(entry.path()) else {
+        let fd = entry.file_name().to_string_lossy().into_owned();
+        let path = format!("/proc/{pid}/fdinfo/{fd}");
+        // Closed meanwhile, or a process the daemon may not read: skipped.
+        let Ok(text) = fs::read_to_string(&path) else {
             continue;
         };
-        if meta.dev() != dev || meta.ino() != ino {
+        let Some(info) = parse_fdinfo(&text) else {
+            // An older kernel without `ino:` in fdinfo: say so once, not for every fd.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                log::warn!("{path}: no flags, mnt_id or ino line ({text:?}); `attached` cannot list open descriptors");
+            });
+            continue;
+        };
+        if info.ino != ino || mounts.dev_of(pid, info.mnt_id) != Some(dev) {
             continue;
         }
-        let fd = entry.file_name().to_string_lossy().into_owned();
-        let flags = fs::read_to_string(format!("/proc/{pid}/fdinfo/{fd}"))
-            .ok()
-            .and_then(|info| {
-                info.lines()
-                    .find_map(|l| l.strip_prefix("flags:"))
-                    .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
-            })
-            .unwrap_or(0);
-        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let writable = info.flags & libc::O_ACCMODE != libc::O_RDONLY;
         found.push(Holder {
             pid,
             place: format!("fd:{fd}"),
@@ -145,6 +216,7 @@ fn open_fds(pid: u32, dev: u64, ino: u64, comm: &mut Option<String>) -> Vec<Hold
 /// Every holder of `target` among the processes the daemon can see, sorted by pid.
 pub fn holders(target: &Target) -> io::Result<Vec<Holder>> {
     let own_ns = ipc_ns_of("self");
+    let mut mounts = MountDevs::default();
     let mut all = Vec::new();
     for entry in fs::read_dir("/proc")?.flatten() {
         let name = entry.file_name();
@@ -162,7 +234,7 @@ pub fn holders(target: &Target) -> io::Result<Vec<Holder>> {
         let mapped = mappings_in(pid, &maps, target, &mut comm);
         all.extend(mapped);
         if let Target::Posix { dev, ino } = *target {
-            all.extend(open_fds(pid, dev, ino, &mut comm));
+            all.extend(open_fds(pid, dev, ino, &mut mounts, &mut comm));
         }
     }
     all.sort();
@@ -267,6 +339,28 @@ mod tests {
             &f
         ));
         assert!(parse_map_line("Rss:  4 kB").is_none());
+    }
+
+    #[test]
+    fn parses_fdinfo_and_mountinfo() {
+        let info = "pos:\t0\nflags:\t0100002\nmnt_id:\t24\nino:\t3\n";
+        assert_eq!(
+            parse_fdinfo(info),
+            Some(FdInfo {
+                flags: 0o100002,
+                mnt_id: 24,
+                ino: 3
+            })
+        );
+        // Older kernels have no ino line: the descriptor cannot be identified.
+        assert_eq!(parse_fdinfo("pos:\t0\nflags:\t02\nmnt_id:\t24\n"), None);
+        assert_eq!(
+            parse_mountinfo_dev(
+                "31 24 0:27 / /dev/shm rw,nosuid,nodev shared:4 - tmpfs tmpfs rw,inode64"
+            ),
+            Some((31, libc::makedev(0, 27)))
+        );
+        assert_eq!(parse_mountinfo_dev("garbage"), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::io::{Read, Write};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use fuser::Session;
@@ -340,6 +342,8 @@ fn run(args: Args) -> Result<(), String> {
         detach_stdio();
     }
 
+    // Learnt now, before serving: later the mount point's path leads into the mount.
+    let connection = Arc::new(Connection::of(&mount_point));
     let _ = notifier_slot.set(session.notifier());
     // fusermount3 (used for auto_unmount) leaves a child behind that nobody waits for.
     std::thread::spawn(reap_children);
@@ -351,12 +355,26 @@ fn run(args: Args) -> Result<(), String> {
         // SAFETY: signals is a valid set; sig a valid out-pointer.
         unsafe { libc::sigwait(&signals, &mut sig) };
         log::info!("signal {sig}: unmounting {}", shown.display());
+        // A service manager's stop must not wait for users: whatever below blocks (a worker
+        // stuck in a handler, an unmount waiting on the daemon), the process ends.
+        let last_resort = connection.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(STOP_GRACE);
+            log::warn!("still running {STOP_GRACE:?} after the signal: aborting and exiting");
+            last_resort.abort();
+            std::thread::sleep(Duration::from_millis(200));
+            std::process::exit(0);
+        });
         // With auto_unmount this only lets go of fusermount3's watchdog; the unmount below
         // is what ends the session (the event loop returns when the kernel lets go).
         if let Err(e) = unmounter.unmount() {
             log::debug!("fuser unmount: {e}");
         }
         unmount(&shown);
+        // A lazy detach leaves the connection serving files that are still open, and the
+        // event loop waiting for them: end it now. Those files then fail with ENOTCONN, and
+        // requests stuck in handlers (even waiting on this very mount) are released.
+        connection.abort();
     });
     match session.run() {
         Ok(()) => Ok(()),
@@ -367,6 +385,109 @@ fn run(args: Args) -> Result<(), String> {
             Ok(())
         }
         Err(e) => Err(format!("serving {}: {e}", mount_point.display())),
+    }
+}
+
+/// How long the daemon may take to end after SIGTERM/SIGINT before it exits regardless.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Where the fusectl filesystem shows FUSE connections.
+const FUSECTL: &str = "/sys/fs/fuse/connections";
+
+/// The mount's FUSE connection, as its `abort` file in fusectl, opened at mount time. The
+/// open file stays bound to this connection: once the connection is gone, writing to it does
+/// nothing, even if a new mount has taken the same number meanwhile.
+struct Connection {
+    abort: Option<std::fs::File>,
+}
+
+impl Connection {
+    fn of(mount_point: &Path) -> Connection {
+        let Some(number) = fuse_connection_number(mount_point) else {
+            log::warn!(
+                "{} not found in /proc/self/mountinfo: SIGTERM cannot abort the connection",
+                mount_point.display()
+            );
+            return Connection { abort: None };
+        };
+        mount_fusectl();
+        let path = format!("{FUSECTL}/{number}/abort");
+        match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(file) => Connection { abort: Some(file) },
+            Err(e) => {
+                log::warn!("{path}: {e}; SIGTERM will end the daemon after {STOP_GRACE:?} instead");
+                Connection { abort: None }
+            }
+        }
+    }
+
+    /// Aborts the connection: every pending and later request fails, the event loop ends.
+    fn abort(&self) {
+        if let Some(mut file) = self.abort.as_ref()
+            && let Err(e) = file.write_all(b"1")
+        {
+            log::warn!("aborting the FUSE connection: {e}");
+        }
+    }
+}
+
+/// The FUSE connection number of the topmost FUSE mount at `path` (its device number, as
+/// fusectl names it), from /proc/self/mountinfo: a stat of the mount point would be a
+/// request to this daemon.
+fn fuse_connection_number(path: &Path) -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| log::warn!("reading /proc/self/mountinfo: {e}"))
+        .ok()?;
+    info.lines().rev().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let mut left = left.split(' ');
+        let (major, minor) = left.nth(2)?.split_once(':')?;
+        let mount_point = left.nth(1)?;
+        let fstype = right.split(' ').next()?;
+        let ours = unescape_mountinfo(mount_point) == path.as_os_str()
+            && (fstype == "fuse" || fstype.starts_with("fuse."));
+        let (major, minor): (u64, u64) = (major.parse().ok()?, minor.parse().ok()?);
+        // The kernel's dev_t: 12 bits of major above 20 bits of minor.
+        ours.then_some((major << 20) | minor)
+    })
+}
+
+/// Mounts fusectl on /sys/fs/fuse/connections if it is not mounted there (root only, and
+/// only on the empty directory the fuse module provides).
+fn mount_fusectl() {
+    let listed = std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines().any(|line| {
+            line.split_once(" - ").is_some_and(|(left, right)| {
+                left.split(' ').nth(4) == Some(FUSECTL) && right.starts_with("fusectl ")
+            })
+        })
+    });
+    if listed || !creds::daemon_is_root() {
+        return;
+    }
+    match std::fs::read_dir(FUSECTL).map(|mut d| d.next().is_none()) {
+        Ok(true) => {}
+        Ok(false) => return,
+        Err(e) => {
+            log::warn!("{FUSECTL}: {e}");
+            return;
+        }
+    }
+    // SAFETY: valid C strings; no data.
+    let rc = unsafe {
+        libc::mount(
+            c"fusectl".as_ptr(),
+            c"/sys/fs/fuse/connections".as_ptr(),
+            c"fusectl".as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        log::warn!(
+            "mount -t fusectl {FUSECTL}: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
@@ -384,14 +505,13 @@ fn reap_children() {
     }
 }
 
-/// Unmounts `path` if shmfs is still mounted there: umount(2) as root (lazily if busy, so that
-/// open files finish first), fusermount3 -u otherwise.
+/// Unmounts `path` if shmfs is still mounted there: umount(2) as root (a lazy detach if busy;
+/// the caller then aborts the connection), fusermount3 -u -z otherwise.
 fn unmount(path: &Path) {
     if !shmfs_mounted_at(path) {
         return;
     }
-    // SAFETY: plain system call.
-    if unsafe { libc::geteuid() } == 0 {
+    if creds::daemon_is_root() {
         let Ok(c) = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()) else {
             return;
         };

@@ -138,49 +138,64 @@ impl ShmDir {
 
     /// The regular file of that name, or `ENOENT` (also for symlinks, fifos, directories…).
     pub fn lookup(&self, name: &OsStr) -> io::Result<Object> {
-        if !valid_name(name) {
-            return Err(errno(libc::ENOENT));
-        }
-        let c = cstring(name)?;
-        // SAFETY: stat is plain old data.
-        let mut st: libc::stat = unsafe { std::mem::zeroed() };
-        // SAFETY: valid dir fd, C string and out-pointer.
-        let rc = unsafe {
-            libc::fstatat(
-                self.dir.as_raw_fd(),
-                c.as_ptr(),
-                &mut st,
-                libc::AT_SYMLINK_NOFOLLOW,
-            )
-        };
-        if rc != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let fd = self.open_path(name)?;
+        let st = fstat(fd.as_raw_fd())?;
         if !is_regular(&st) {
             return Err(errno(libc::ENOENT));
         }
         Ok(Object::from_stat(name, &st))
     }
 
-    /// An `O_PATH` handle on the object, checked to be the regular file with inode `ino`.
-    fn pin(&self, name: &OsStr, ino: u64) -> io::Result<OwnedFd> {
+    /// An `O_PATH` handle on the entry `name` itself (a symlink is not followed), or `ENOENT`.
+    ///
+    /// A mount point in the directory (the shmfs mount itself may be one, as in
+    /// `shmfs --shm-dir D D/view`) is never crossed: a stat of what is mounted there would be
+    /// a request to that filesystem, and to this very daemon if it is its own mount. Opening
+    /// with `O_PATH` sends no request; `RESOLVE_NO_XDEV` refuses the crossing (EXDEV).
+    fn open_path(&self, name: &OsStr) -> io::Result<OwnedFd> {
         if !valid_name(name) {
             return Err(errno(libc::ENOENT));
         }
         let c = cstring(name)?;
-        // SAFETY: valid dir fd and C string.
+        // SAFETY: open_how is plain old data; unset fields must be zero.
+        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+        how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_NO_XDEV | libc::RESOLVE_BENEATH;
+        // SAFETY: valid dir fd, C string and open_how of the size passed.
         let fd = unsafe {
-            libc::openat(
+            libc::syscall(
+                libc::SYS_openat2,
                 self.dir.as_raw_fd(),
                 c.as_ptr(),
-                libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
             )
         };
         if fd < 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            return Err(match e.raw_os_error() {
+                Some(libc::EXDEV) => {
+                    log::debug!(
+                        "{}/{}: a mount point, not an object",
+                        self.path.display(),
+                        name.to_string_lossy()
+                    );
+                    errno(libc::ENOENT)
+                }
+                Some(libc::ENOSYS) => {
+                    log::error!("openat2: {e} (shmfs needs Linux 5.6 or later)");
+                    errno(libc::ENOSYS)
+                }
+                _ => e,
+            });
         }
-        // SAFETY: fd was just opened and is owned here.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: fd was just opened and is owned here; a file descriptor fits in i32.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    }
+
+    /// An `O_PATH` handle on the object, checked to be the regular file with inode `ino`.
+    fn pin(&self, name: &OsStr, ino: u64) -> io::Result<OwnedFd> {
+        let fd = self.open_path(name)?;
         let st = fstat(fd.as_raw_fd())?;
         if !is_regular(&st) || st.st_ino != ino {
             return Err(errno(libc::ENOENT));
