@@ -37,7 +37,9 @@ const TTL: Duration = Duration::ZERO;
 /// How long the kernel may keep a name → inode entry without asking again. Safe because the
 /// inode itself is checked on every use: an inode whose object is gone (or was replaced by a
 /// new one of the same name) answers ESTALE, and the VFS then walks the path again with fresh
-/// lookups. It spares `ls -l` and friends one LOOKUP per name and per system call.
+/// lookups. It spares `ls -l` and friends one LOOKUP per name and per system call (a zero TTL
+/// made `ls -l` of 3,000 objects 3.5 times slower). The kernel would keep such entries until
+/// memory pressure, so shmfs tells it about objects it learns are gone (see `forget`).
 const ENTRY_TTL: Duration = Duration::from_secs(10);
 const BLOCK_SIZE: u32 = 4096;
 
