@@ -1,9 +1,16 @@
-//! Inode numbers: stable for the life of an object, unique, and never reused.
+//! Inode numbers: stable while the kernel holds them, unique, and never reused.
 //!
 //! Each object (a segment or a POSIX object) gets a block of `SLOTS` numbers from a counter
 //! that only grows: the directory, then its files. An object is known by its identity, not
 //! by its name alone, so a new segment that reuses a shmid (or a new file that reuses a
 //! name) gets fresh numbers and the kernel never confuses it with the old one.
+//!
+//! The table counts the kernel's lookups of each number (every entry reply adds one, FORGET
+//! takes its count away). A block goes when the kernel holds none of its numbers any more,
+//! or, for a block only a listing gave out, when its object is known to be gone. An object
+//! known to be gone whose numbers the kernel still holds (an open `data`, a cached entry)
+//! keeps its block until the kernel forgets them, but a new lookup of its identity gets new
+//! numbers. So the table holds what the kernel holds plus what the last listings showed.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -107,11 +114,33 @@ pub enum Report {
     IndexJson,
 }
 
-/// The two-way map between objects and their inode blocks.
+/// One object's block of numbers.
+#[derive(Debug)]
+struct Block {
+    id: ObjectId,
+    /// The kernel's lookup count of each number of the block.
+    lookups: [u64; SLOTS as usize],
+}
+
+impl Block {
+    fn held(&self) -> bool {
+        self.lookups.iter().any(|&n| n > 0)
+    }
+}
+
+/// A block that left the table: the per-object state kept elsewhere for it can go too.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    pub id: ObjectId,
+    /// The inode number of the object's `data`.
+    pub data_ino: u64,
+}
+
+/// The two-way map between objects and their inode blocks, with the kernel's lookup counts.
 #[derive(Debug)]
 pub struct InodeTable {
     by_object: HashMap<ObjectId, u64>,
-    by_base: HashMap<u64, ObjectId>,
+    blocks: HashMap<u64, Block>,
     next_base: u64,
 }
 
@@ -119,14 +148,22 @@ impl Default for InodeTable {
     fn default() -> Self {
         InodeTable {
             by_object: HashMap::new(),
-            by_base: HashMap::new(),
+            blocks: HashMap::new(),
             next_base: FIRST_OBJECT,
         }
     }
 }
 
+fn base_of(ino: u64) -> Option<(u64, usize)> {
+    (ino >= FIRST_OBJECT).then(|| {
+        let slot = (ino - FIRST_OBJECT) % SLOTS;
+        (ino - slot, slot as usize)
+    })
+}
+
 impl InodeTable {
     /// The inode of `part` of the object, giving the object a new block if it has none.
+    /// Counts no lookup: for listings, whose entries the kernel does not keep.
     pub fn inode(&mut self, id: &ObjectId, part: Part) -> u64 {
         let base = match self.by_object.get(id) {
             Some(&base) => base,
@@ -134,14 +171,56 @@ impl InodeTable {
                 let base = self.next_base;
                 self.next_base += SLOTS;
                 self.by_object.insert(id.clone(), base);
-                self.by_base.insert(base, id.clone());
+                self.blocks.insert(
+                    base,
+                    Block {
+                        id: id.clone(),
+                        lookups: [0; SLOTS as usize],
+                    },
+                );
                 base
             }
         };
         base + part.slot()
     }
 
-    /// What the inode number stands for, if anything.
+    /// As `inode`, and counts one lookup of it: for an entry about to be sent to the kernel.
+    /// If the entry cannot be sent after all, `forget(ino, 1)` takes the count back.
+    pub fn lookup(&mut self, id: &ObjectId, part: Part) -> u64 {
+        let ino = self.inode(id, part);
+        self.count(ino);
+        ino
+    }
+
+    /// `part` of the same block as the directory `dir`: the files of a directory are
+    /// numbered with it, even once its object is gone. With `count`, one lookup is counted.
+    /// None if the table does not know `dir`.
+    pub fn in_block(&mut self, dir: u64, part: Part, count: bool) -> Option<u64> {
+        let (base, _) = base_of(dir)?;
+        let block = self.blocks.get_mut(&base)?;
+        if count {
+            block.lookups[part.slot() as usize] += 1;
+        }
+        Some(base + part.slot())
+    }
+
+    /// The number of `part` of the object if the kernel holds it (has looked it up).
+    pub fn held_inode(&self, id: &ObjectId, part: Part) -> Option<u64> {
+        let base = *self.by_object.get(id)?;
+        let block = self.blocks.get(&base)?;
+        (block.lookups[part.slot() as usize] > 0).then_some(base + part.slot())
+    }
+
+    fn count(&mut self, ino: u64) {
+        if let Some((base, slot)) = base_of(ino)
+            && let Some(block) = self.blocks.get_mut(&base)
+        {
+            block.lookups[slot] += 1;
+        }
+    }
+
+    /// What the inode number stands for, if anything. A gone object's numbers that the
+    /// kernel still holds still stand for it: fstat of an open `data` needs them.
     pub fn node(&self, ino: u64) -> Option<Node> {
         Some(match ino {
             ROOT => Node::Root,
@@ -151,20 +230,55 @@ impl InodeTable {
             LIMITS => Node::Report(Report::Limits),
             INDEX => Node::Report(Report::Index),
             INDEX_JSON => Node::Report(Report::IndexJson),
-            _ if ino >= FIRST_OBJECT => {
-                let base = ino - (ino - FIRST_OBJECT) % SLOTS;
-                let part = Part::from_slot(ino - base)?;
-                Node::Object(self.by_base.get(&base)?.clone(), part)
+            _ => {
+                let (base, slot) = base_of(ino)?;
+                let part = Part::from_slot(slot as u64)?;
+                Node::Object(self.blocks.get(&base)?.id.clone(), part)
             }
-            _ => return None,
         })
     }
 
-    /// Forgets one object: its numbers are not handed out again, and the next lookup of it
-    /// gets new ones.
-    pub fn forget(&mut self, id: &ObjectId) {
-        if let Some(base) = self.by_object.remove(id) {
-            self.by_base.remove(&base);
+    /// The kernel forgot `n` lookups of `ino`. Gives the block back if that was the last
+    /// number of it the kernel held. The fixed numbers are never forgotten.
+    pub fn forget(&mut self, ino: u64, n: u64) -> Option<Dropped> {
+        let (base, slot) = base_of(ino)?;
+        let block = self.blocks.get_mut(&base)?;
+        if block.lookups[slot] < n {
+            log::warn!(
+                "kernel forgets {n} lookups of inode {ino}, which had {}",
+                block.lookups[slot]
+            );
+        }
+        block.lookups[slot] = block.lookups[slot].saturating_sub(n);
+        if block.held() {
+            return None;
+        }
+        self.drop_block(base)
+    }
+
+    fn drop_block(&mut self, base: u64) -> Option<Dropped> {
+        let block = self.blocks.remove(&base)?;
+        if self.by_object.get(&block.id) == Some(&base) {
+            self.by_object.remove(&block.id);
+        }
+        Some(Dropped {
+            id: block.id,
+            data_ino: base + Part::Data.slot(),
+        })
+    }
+
+    /// The object is gone (or must no longer be reached through its numbers' identity): the
+    /// next lookup of `id` gets new numbers; the block goes now if the kernel holds none of
+    /// it, else when the kernel forgets the last. Gives the directory's number if the kernel
+    /// holds some of the block (it should be told), or what went.
+    pub fn gone(&mut self, id: &ObjectId) -> (Option<u64>, Option<Dropped>) {
+        let Some(base) = self.by_object.remove(id) else {
+            return (None, None);
+        };
+        match self.blocks.get(&base) {
+            Some(block) if block.held() => (Some(base + Part::Dir.slot()), None),
+            Some(_) => (None, self.drop_block(base)),
+            None => (None, None),
         }
     }
 
@@ -174,18 +288,57 @@ impl InodeTable {
         self.next_base
     }
 
-    /// Forgets the objects of one kind that are not in `live` (a full listing begun at
-    /// `since`), so that churn does not grow the table. Their numbers are not handed out again.
+    /// Marks the objects of one kind that are not in `live` (a full listing begun at `since`)
+    /// gone, as `gone` does, so that churn does not grow the table. Returns the objects the
+    /// kernel still holds numbers of, with their directory's number (it should be told), and
+    /// the blocks that went.
     pub fn retain(
         &mut self,
         is_of_kind: impl Fn(&ObjectId) -> bool,
         live: &[ObjectId],
         since: u64,
-    ) {
+    ) -> (Vec<(ObjectId, u64)>, Vec<Dropped>) {
         let live: std::collections::HashSet<&ObjectId> = live.iter().collect();
-        let keep = |id: &ObjectId, base: u64| !is_of_kind(id) || base >= since || live.contains(id);
-        self.by_object.retain(|id, base| keep(id, *base));
-        self.by_base.retain(|base, id| keep(id, *base));
+        let vanished: Vec<ObjectId> = self
+            .by_object
+            .iter()
+            .filter(|(id, base)| is_of_kind(id) && **base < since && !live.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.forget_all(vanished)
+    }
+
+    /// `gone` for each of `ids`, gathered.
+    pub fn forget_all(&mut self, ids: Vec<ObjectId>) -> (Vec<(ObjectId, u64)>, Vec<Dropped>) {
+        let mut held = Vec::new();
+        let mut dropped = Vec::new();
+        for id in ids {
+            match self.gone(&id) {
+                (Some(dir), _) => held.push((id, dir)),
+                (None, Some(d)) => dropped.push(d),
+                (None, None) => {}
+            }
+        }
+        (held, dropped)
+    }
+
+    /// The identities that still lead to a block, each with whether the kernel holds some of
+    /// its numbers: what a sweep checks for objects gone behind shmfs's back.
+    pub fn objects(&self) -> Vec<(ObjectId, bool)> {
+        self.by_object
+            .iter()
+            .map(|(id, base)| (id.clone(), self.blocks.get(base).is_some_and(Block::held)))
+            .collect()
+    }
+
+    /// How many blocks the table holds.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// True if the table holds no object.
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
     }
 }
 
@@ -221,6 +374,62 @@ mod tests {
         assert_ne!(old, new);
         let again = t.inode(&seg(7, 1), Part::Data);
         assert_ne!(again, old);
+    }
+
+    #[test]
+    fn block_goes_when_the_kernel_forgets_its_last_number() {
+        let mut t = InodeTable::default();
+        let dir = t.lookup(&seg(1, 1), Part::Dir);
+        let data = t.in_block(dir, Part::Data, true).unwrap();
+        assert_eq!(data, dir + 1);
+        t.lookup(&seg(1, 1), Part::Dir);
+        assert_eq!(t.forget(dir, 2), None);
+        assert!(t.node(data).is_some());
+        let dropped = t.forget(data, 1).unwrap();
+        assert_eq!(dropped.id, seg(1, 1));
+        assert_eq!(dropped.data_ino, data);
+        assert_eq!(t.node(dir), None);
+        assert!(t.is_empty());
+        // Forgetting numbers the table no longer knows, or the fixed ones, changes nothing.
+        assert_eq!(t.forget(dir, 1), None);
+        assert_eq!(t.forget(ROOT, 1), None);
+        assert_eq!(t.forget(SYSV_DIR, 3), None);
+        let fresh = t.lookup(&seg(1, 1), Part::Dir);
+        assert!(fresh > data, "numbers are never handed out twice");
+    }
+
+    #[test]
+    fn listing_keeps_what_the_kernel_holds() {
+        let mut t = InodeTable::default();
+        let held = t.lookup(&seg(1, 1), Part::Data);
+        let listed = t.inode(&seg(2, 1), Part::Dir);
+        let mark = t.mark();
+        let (told, dropped) = t.retain(|id| matches!(id, ObjectId::Sysv { .. }), &[], mark);
+        assert_eq!(told, vec![(seg(1, 1), held - 1)]);
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].id, seg(2, 1));
+        assert_eq!(t.node(listed), None);
+        // The held number still means the gone object (fstat of an open data)...
+        assert_eq!(t.node(held), Some(Node::Object(seg(1, 1), Part::Data)));
+        // ...but its identity leads to new numbers.
+        let again = t.inode(&seg(1, 1), Part::Data);
+        assert_ne!(again, held);
+        assert_eq!(t.objects().len(), 1);
+        // The old block goes with the kernel's last forget; the new one stays.
+        assert_eq!(t.forget(held, 1).map(|d| d.data_ino), Some(held));
+        assert_eq!(t.node(again), Some(Node::Object(seg(1, 1), Part::Data)));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn gone_drops_unheld_blocks_at_once() {
+        let mut t = InodeTable::default();
+        t.inode(&seg(3, 1), Part::Dir);
+        let (held, dropped) = t.gone(&seg(3, 1));
+        assert_eq!(held, None);
+        assert!(dropped.is_some());
+        assert!(t.is_empty());
+        assert_eq!(t.gone(&seg(3, 1)), (None, None));
     }
 
     #[test]

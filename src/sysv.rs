@@ -401,12 +401,27 @@ fn clamp(len: usize, offset: u64, want: usize) -> Option<usize> {
 
 /// True if any huge pages exist or are reserved system-wide (`Hugetlb:` in /proc/meminfo
 /// counts every pool size). When none do, no segment can be backed by huge pages.
+///
+/// Asked for every `stat` of a segment nobody has attached, so the answer is kept for a
+/// second: pools are sized by an administrator, not by the moment, and parsing all of
+/// /proc/meminfo each time was most of the cost of a `stat`.
 pub fn system_has_huge_pages() -> bool {
     use procfs::Current;
-    match procfs::Meminfo::current() {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+    static LAST: Mutex<Option<(Instant, bool)>> = Mutex::new(None);
+    let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((at, answer)) = *last
+        && at.elapsed() < Duration::from_secs(1)
+    {
+        return answer;
+    }
+    let answer = match procfs::Meminfo::current() {
         Ok(meminfo) => meminfo.hugetlb.is_none_or(|bytes| bytes != 0),
         Err(_) => true,
-    }
+    };
+    *last = Some((Instant::now(), answer));
+    answer
 }
 
 /// True if the file lives on hugetlbfs (an `SHM_HUGETLB` segment), where pwrite does not work.

@@ -192,8 +192,23 @@ impl ShmFs {
         }
     }
 
-    /// Finds `name` in directory `parent` and returns its inode.
-    pub(super) fn find(&self, parent: &Node, name: &OsStr) -> io::Result<(u64, Option<Live>)> {
+    /// Finds `name` in directory `parent` (inode `parent_ino`) and returns its inode. With
+    /// `count`, one lookup of it is counted (an entry for the kernel will follow).
+    pub(super) fn find(
+        &self,
+        parent_ino: u64,
+        parent: &Node,
+        name: &OsStr,
+        count: bool,
+    ) -> io::Result<(u64, Option<Live>)> {
+        let number = |id: &ObjectId, part: Part| {
+            let mut table = self.inodes();
+            if count {
+                table.lookup(id, part)
+            } else {
+                table.inode(id, part)
+            }
+        };
         match parent {
             Node::Root => {
                 let ino = match name.as_bytes() {
@@ -210,12 +225,12 @@ impl ShmFs {
             Node::SysvDir => {
                 let shmid = parse_shmid(name).ok_or_else(enoent)?;
                 let seg = sysv::lookup(shmid)?;
-                let ino = self.inodes().inode(&Self::sysv_id(&seg), Part::Dir);
+                let ino = number(&Self::sysv_id(&seg), Part::Dir);
                 Ok((ino, Some(Live::Sysv(seg))))
             }
             Node::PosixDir => {
                 let obj = self.shm.lookup(name)?;
-                let ino = self.inodes().inode(&Self::posix_id(&obj), Part::Dir);
+                let ino = number(&Self::posix_id(&obj), Part::Dir);
                 Ok((ino, Some(Live::Posix(obj))))
             }
             Node::ByKeyDir => {
@@ -224,7 +239,7 @@ impl ShmFs {
                 if seg.key != key {
                     return Err(enoent());
                 }
-                let ino = self.inodes().inode(&Self::sysv_id(&seg), Part::KeyLink);
+                let ino = number(&Self::sysv_id(&seg), Part::KeyLink);
                 Ok((ino, Some(Live::Sysv(seg))))
             }
             Node::Object(id, Part::Dir) => {
@@ -234,7 +249,13 @@ impl ShmFs {
                     .map(|(_, p)| *p)
                     .ok_or_else(enoent)?;
                 let live = self.live(id)?;
-                Ok((self.inodes().inode(id, part), Some(live)))
+                // Numbered with the directory the kernel holds, even if the object's identity
+                // has since been given new numbers.
+                let ino = self
+                    .inodes()
+                    .in_block(parent_ino, part, count)
+                    .ok_or_else(|| errno(libc::ESTALE))?;
+                Ok((ino, Some(live)))
             }
             Node::Report(_) | Node::Object(..) => Err(errno(libc::ENOTDIR)),
         }
@@ -274,7 +295,10 @@ impl ShmFs {
                         entries.push((ino, FileType::Symlink, format!("0x{:08x}", seg.key).into()));
                     }
                 }
-                table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids, since);
+                let (held, dropped) =
+                    table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids, since);
+                drop(table);
+                self.listed_gone(held, dropped);
             }
             Node::PosixDir => {
                 let since = self.inodes().mark();
@@ -284,7 +308,10 @@ impl ShmFs {
                 for (obj, id) in objects.iter().zip(&ids) {
                     entries.push((table.inode(id, Part::Dir), dir, obj.name.clone()));
                 }
-                table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids, since);
+                let (held, dropped) =
+                    table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids, since);
+                drop(table);
+                self.listed_gone(held, dropped);
             }
             Node::Object(id, Part::Dir) => {
                 self.live(id)?;
@@ -294,7 +321,10 @@ impl ShmFs {
                 };
                 let mut table = self.inodes();
                 for (name, part) in Part::FILES {
-                    entries.push((table.inode(id, part), FileType::RegularFile, name.into()));
+                    let ino = table
+                        .in_block(ino, part, false)
+                        .ok_or_else(|| errno(libc::ESTALE))?;
+                    entries.push((ino, FileType::RegularFile, name.into()));
                 }
             }
             Node::Report(_) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
@@ -321,20 +351,27 @@ impl ShmFs {
         }
         let obj = creds::as_caller(who, || self.shm.create(name, mode))?;
         let id = Self::posix_id(&obj);
-        let ino = self.inodes().inode(&id, Part::Dir);
-        self.attr(ino, &Node::Object(id, Part::Dir))
+        // Counted: the reply is an entry the kernel keeps.
+        let ino = self.inodes().lookup(&id, Part::Dir);
+        let attr = self.attr_with(ino, &Node::Object(id, Part::Dir), Some(Live::Posix(obj)));
+        if attr.is_err() {
+            self.forget_inodes([(ino, 1)]);
+        }
+        attr
     }
 
-    /// `rmdir sysv/ID` (IPC_RMID) or `rmdir posix/NAME` (shm_unlink), as the caller.
+    /// `rmdir sysv/ID` (IPC_RMID) or `rmdir posix/NAME` (shm_unlink), as the caller. Gives
+    /// what it removed, for `removed` once the kernel has its answer.
     pub(super) fn remove_object(
         &self,
         who: &Caller,
         parent: INodeNo,
         name: &OsStr,
-    ) -> io::Result<()> {
+    ) -> io::Result<(ObjectId, Live)> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
+        let parent_ino = parent.0;
         let parent = self.node(parent)?;
         if !matches!(parent, Node::SysvDir | Node::PosixDir) {
             return Err(match parent {
@@ -342,13 +379,34 @@ impl ShmFs {
                 _ => errno(libc::EPERM),
             });
         }
-        let (ino, _) = self.find(&parent, name)?;
-        let Node::Object(id, Part::Dir) = self.node(INodeNo(ino))? else {
-            return Err(enoent());
+        let (_, live) = self.find(parent_ino, &parent, name, false)?;
+        let live = live.ok_or_else(enoent)?;
+        match &live {
+            Live::Sysv(seg) => creds::as_caller(who, || sysv::remove(seg.shmid))?,
+            Live::Posix(obj) => creds::as_caller(who, || self.shm.remove(&obj.name, obj.ino))?,
+        }
+        let id = match &live {
+            Live::Sysv(seg) => Self::sysv_id(seg),
+            Live::Posix(obj) => Self::posix_id(obj),
         };
-        match self.live(&id)? {
-            Live::Sysv(seg) => creds::as_caller(who, || sysv::remove(seg.shmid)),
-            Live::Posix(obj) => creds::as_caller(who, || self.shm.remove(&obj.name, obj.ino)),
+        Ok((id, live))
+    }
+
+    /// After a successful `rmdir`: the kernel has dropped the directory's entry itself; what
+    /// is gone is forgotten, and a segment's `by-key/` link (its key is now 0) is dropped.
+    pub(super) fn removed(&self, (id, live): (ObjectId, Live)) {
+        match live {
+            Live::Posix(_) => self.object_gone(&id, false),
+            Live::Sysv(seg) => {
+                let link = self.inodes().held_inode(&id, Part::KeyLink);
+                if let (Some(link), true) = (link, seg.key != 0) {
+                    self.notify_entry(inode::BY_KEY_DIR, link, format!("0x{:08x}", seg.key).into());
+                }
+                // Attached segments live on (`dest: yes`) until their last detach.
+                if matches!(self.live_now(&id), Err(e) if e.raw_os_error() == Some(libc::ENOENT)) {
+                    self.object_gone(&id, false);
+                }
+            }
         }
     }
 }
