@@ -31,25 +31,19 @@ pub mod cap {
     pub const SYS_PTRACE: u32 = 19;
 }
 
-/// Who sent a FUSE request. Its groups and capabilities are read on first use.
+/// Who sent a FUSE request. Its capabilities and groups are read on first use.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
     /// The requesting thread (FUSE reports the thread, whose capabilities are its own).
     pub pid: u32,
-    identity: OnceLock<Identity>,
+    /// The capabilities that count for this request, one bit each.
+    caps: OnceLock<u64>,
+    groups: OnceLock<Vec<libc::gid_t>>,
     /// Whether the request is an access(2) check, which the kernel makes with the
     /// capabilities of the real uid: the permitted set for root, none for anyone else.
     access_check: bool,
-}
-
-/// What the kernel weighs besides the uid and gid.
-#[derive(Clone, Debug, Default)]
-struct Identity {
-    groups: Vec<libc::gid_t>,
-    /// The effective capability set, one bit per capability.
-    caps: u64,
 }
 
 impl Caller {
@@ -59,7 +53,8 @@ impl Caller {
             uid,
             gid,
             pid,
-            identity: OnceLock::new(),
+            caps: OnceLock::new(),
+            groups: OnceLock::new(),
             access_check: false,
         }
     }
@@ -74,31 +69,45 @@ impl Caller {
         }
     }
 
-    /// Groups and capabilities from `/proc/PID/status`. A thread that is gone (or a pid of 0,
-    /// sent with requests the kernel makes itself) has none: refusing is the safe answer.
-    fn identity(&self) -> &Identity {
-        self.identity.get_or_init(|| {
-            let status = i32::try_from(self.pid)
-                .ok()
-                .filter(|&pid| pid > 0)
+    /// The thread's pid as the kernel takes it, if it names one (requests the kernel makes
+    /// itself carry pid 0).
+    fn thread(&self) -> Option<libc::pid_t> {
+        libc::pid_t::try_from(self.pid).ok().filter(|&pid| pid > 0)
+    }
+
+    /// The capabilities that count, from one `capget` of the calling thread. A thread that is
+    /// gone has none: refusing is the safe answer.
+    fn caps(&self) -> u64 {
+        *self.caps.get_or_init(|| {
+            let sets = match self.thread().map(thread_caps_of) {
+                Some(Ok(sets)) => sets,
+                Some(Err(e)) => {
+                    log::debug!("capabilities of caller pid {}: {e}; none", self.pid);
+                    return 0;
+                }
+                None => return 0,
+            };
+            match (self.access_check, self.uid) {
+                (false, _) => sets.effective,
+                (true, 0) => sets.permitted,
+                (true, _) => 0,
+            }
+        })
+    }
+
+    /// The supplementary groups, from `/proc/PID/status`; none if the thread is gone.
+    fn groups(&self) -> &[libc::gid_t] {
+        self.groups.get_or_init(|| {
+            let status = self
+                .thread()
                 .ok_or(procfs::ProcError::NotFound(None))
                 .and_then(procfs::process::Process::new)
                 .and_then(|p| p.status());
             match status {
-                Ok(status) => Identity {
-                    groups: status.groups,
-                    caps: match (self.access_check, self.uid) {
-                        (false, _) => status.capeff,
-                        (true, 0) => status.capprm,
-                        (true, _) => 0,
-                    },
-                },
+                Ok(status) => status.groups,
                 Err(e) => {
-                    log::debug!(
-                        "status of caller pid {}: {e}; no groups, no capabilities",
-                        self.pid
-                    );
-                    Identity::default()
+                    log::debug!("status of caller pid {}: {e}; no groups", self.pid);
+                    Vec::new()
                 }
             }
         })
@@ -107,18 +116,25 @@ impl Caller {
     /// The same caller with its groups and capabilities read now, for a decision made
     /// later on its behalf (when the thread may be gone or its pid reused).
     pub fn resolved(&self) -> Caller {
-        self.identity();
+        self.caps();
+        self.groups();
         self.clone()
     }
 
     /// True if the caller's primary gid or one of its supplementary groups is `gid`.
     pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.identity().groups.contains(&gid)
+        self.gid == gid || self.groups().contains(&gid)
     }
 
     /// True if `capability` (see [`cap`]) is in the caller's effective set.
     pub fn has_cap(&self, capability: u32) -> bool {
-        capability < 64 && self.identity().caps & (1u64 << capability) != 0
+        capability < 64 && self.caps() & (1u64 << capability) != 0
+    }
+
+    /// True for root holding every capability the daemon has: acting as it would change
+    /// nothing the kernel checks, so the daemon acts as itself (no switch, no /proc read).
+    fn is_all_powerful(&self, daemon: &DaemonIds) -> bool {
+        self.uid == 0 && self.caps() & daemon.caps.permitted == daemon.caps.permitted
     }
 }
 
@@ -192,9 +208,14 @@ fn join(low: u32, high: u32) -> u64 {
 
 /// The calling thread's capability sets (capget with pid 0 reads this thread's own).
 fn thread_caps() -> io::Result<CapSets> {
+    thread_caps_of(0)
+}
+
+/// The capability sets of thread `pid` (any thread may be asked; no permission needed).
+fn thread_caps_of(pid: libc::pid_t) -> io::Result<CapSets> {
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
-        pid: 0,
+        pid,
     };
     let mut data = [CapData::default(); 2];
     // SAFETY: a version-3 header and the two data structs it asks for.
@@ -245,12 +266,11 @@ fn set_thread_euid(uid: u32) -> io::Result<()> {
 /// holds them). Changing the euid away from 0 clears the effective set, so the caller's is
 /// set last.
 fn become_caller(caller: &Caller, daemon: &DaemonIds) -> io::Result<()> {
-    let identity = caller.identity();
-    set_thread_groups(&identity.groups)?;
+    set_thread_groups(caller.groups())?;
     set_thread_egid(caller.gid)?;
     set_thread_euid(caller.uid)?;
     set_thread_caps(CapSets {
-        effective: identity.caps & daemon.caps.permitted,
+        effective: caller.caps() & daemon.caps.permitted,
         ..daemon.caps
     })
 }
@@ -277,10 +297,11 @@ fn restore_daemon() {
 
 /// Runs `f` with the caller's uid, gid, groups and effective capabilities when the daemon is
 /// root; otherwise runs it as it is (a daemon whose only allowed user is its owner). Root
-/// callers are switched too: their capabilities, not their uid, decide.
+/// callers are switched too, unless they hold every capability the daemon has: their
+/// capabilities, not their uid, decide.
 pub fn as_caller<T>(caller: &Caller, f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     let daemon = daemon_ids();
-    if !daemon.is_root {
+    if !daemon.is_root || caller.is_all_powerful(daemon) {
         return f();
     }
     let result = match become_caller(caller, daemon) {
@@ -299,9 +320,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capability_bits_of_a_thread_status() {
-        let me = std::process::id();
-        let caller = Caller::new(0, 0, me);
+    fn capabilities_of_a_thread_are_its_own() {
+        let caller = Caller::new(0, 0, std::process::id());
         let status = procfs::process::Process::myself()
             .and_then(|p| p.status())
             .map(|s| s.capeff);
@@ -318,6 +338,18 @@ mod tests {
         assert!(!caller.has_cap(cap::DAC_OVERRIDE));
         assert!(caller.in_group(7), "the primary gid needs no lookup");
         assert!(!caller.in_group(8));
+    }
+
+    #[test]
+    fn access_checks_weigh_no_capabilities_for_others() {
+        let me = std::process::id();
+        assert!(!Caller::for_access(1000, 1000, me).has_cap(cap::DAC_OVERRIDE));
+        let sets = thread_caps_of(me as libc::pid_t).expect("capget of this process");
+        assert_eq!(
+            Caller::for_access(0, 0, me).has_cap(cap::DAC_OVERRIDE),
+            sets.permitted & (1 << cap::DAC_OVERRIDE) != 0,
+            "root's access(2) counts its permitted set"
+        );
     }
 
     #[test]
