@@ -17,7 +17,7 @@ impl ShmFs {
         who: &Caller,
         id: &ObjectId,
         flags: OpenFlags,
-    ) -> io::Result<Handle> {
+    ) -> Result<Handle> {
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         if writable && self.options.read_only {
             return Err(errno(libc::EROFS));
@@ -30,7 +30,7 @@ impl ShmFs {
                         .map_err(|e| match e.raw_os_error() {
                             // Removed between the lookup and the attach.
                             Some(libc::EINVAL | libc::EIDRM) => errno(libc::ESTALE),
-                            _ => e,
+                            _ => Error::from(e),
                         })?;
                 let access = if creds::daemon_is_root() {
                     match attachment.memory_file(writable) {
@@ -45,8 +45,7 @@ impl ShmFs {
                         // Out of descriptors: an error, not an attachment kept open that would
                         // show in nattch until close.
                         Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                            log::warn!("map_files of shmid {}: {e}", seg.shmid);
-                            return Err(e);
+                            return Err(Error::unexpected(e));
                         }
                         Err(e) => {
                             log::debug!("map_files of shmid {}: {e}; keeping attached", seg.shmid);
@@ -81,14 +80,14 @@ impl ShmFs {
         id: &ObjectId,
         size: u64,
         fh: Option<FileHandle>,
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
         // ftruncate and O_TRUNC act on the open object, even if it is gone from the directory.
         if let Some(handle) = fh.and_then(|fh| self.handle(fh).ok()) {
             match &*handle {
-                Handle::PosixData { file, .. } => return file.set_len(size),
+                Handle::PosixData { file, .. } => return Ok(file.set_len(size)?),
                 Handle::SysvData { size: seg_size, .. } => {
                     return if size == 0 || size == *seg_size {
                         Ok(())
@@ -114,9 +113,9 @@ impl ShmFs {
                     Err(errno(libc::EINVAL))
                 }
             }
-            Live::Posix(obj) => {
-                creds::as_caller(who, || self.shm.truncate(&obj.name, obj.ino, size))
-            }
+            Live::Posix(obj) => Ok(creds::as_caller(who, || {
+                self.shm.truncate(&obj.name, obj.ino, size)
+            })?),
         }
     }
 
@@ -125,8 +124,8 @@ impl ShmFs {
         &self,
         ino: u64,
         memory: Option<&File>,
-        register: impl FnOnce() -> io::Result<BackingId>,
-    ) -> io::Result<Arc<BackingId>> {
+        register: impl FnOnce() -> Result<BackingId>,
+    ) -> Result<Arc<BackingId>> {
         let identity = memory.and_then(file_identity);
         let mut backings = self.backings.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = backings.get(&ino)
@@ -164,7 +163,7 @@ impl ShmFs {
         offset: u64,
         size: u32,
         send: impl FnOnce(&[u8]),
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         let (source, len) = match handle {
             Handle::Text { text: t, .. } | Handle::Perm { text: t, .. } => {
                 let start = usize::try_from(offset).unwrap_or(usize::MAX).min(t.len());
@@ -193,12 +192,7 @@ impl ShmFs {
         })
     }
 
-    pub(super) fn write_handle(
-        &self,
-        handle: &Handle,
-        offset: u64,
-        data: &[u8],
-    ) -> io::Result<u32> {
+    pub(super) fn write_handle(&self, handle: &Handle, offset: u64, data: &[u8]) -> Result<u32> {
         let len = u32::try_from(data.len()).map_err(|_| errno(libc::EINVAL))?;
         match handle {
             Handle::Perm { id, opener, .. } => {

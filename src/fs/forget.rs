@@ -177,9 +177,7 @@ impl ShmFs {
         let checked = objects.len();
         let gone: Vec<ObjectId> = objects
             .into_iter()
-            .filter(|(id, _)| {
-                matches!(self.live_now(id), Err(e) if e.raw_os_error() == Some(libc::ENOENT))
-            })
+            .filter(|(id, _)| matches!(self.live_now(id), Err(e) if e.errno() == libc::ENOENT))
             .map(|(id, _)| id)
             .collect();
         let found = gone.len();

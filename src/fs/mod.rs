@@ -27,7 +27,10 @@ use crate::posix::{self, Object, ShmDir};
 use crate::sysv::{self, Attachment, Segment};
 use crate::text::{self, PermChange};
 
+pub use error::{Error, Result};
+
 mod data;
+mod error;
 mod forget;
 mod reports;
 mod tree;
@@ -134,19 +137,17 @@ pub struct ShmFs {
     forgetting: forget::Forgetting,
 }
 
-fn errno_of(e: &io::Error) -> Errno {
-    match e.raw_os_error() {
-        Some(code) if code > 0 => Errno::from_i32(code),
-        _ => Errno::EIO,
-    }
+fn errno_of(e: &Error) -> Errno {
+    Errno::from_i32(e.errno())
 }
 
-fn enoent() -> io::Error {
-    io::Error::from_raw_os_error(libc::ENOENT)
+fn enoent() -> Error {
+    Error::refused(libc::ENOENT)
 }
 
-fn errno(code: i32) -> io::Error {
-    io::Error::from_raw_os_error(code)
+/// A refusal shmfs makes itself.
+fn errno(code: i32) -> Error {
+    Error::refused(code)
 }
 
 fn time(secs: i64) -> SystemTime {
@@ -161,20 +162,10 @@ fn caller(req: &Request) -> Caller {
     Caller::new(req.uid(), req.gid(), req.pid())
 }
 
-/// Logs a failed request and gives the errno to answer it with.
-fn failure(op: &str, what: &dyn std::fmt::Debug, e: &io::Error) -> Errno {
-    log_failure(op, what, e);
+/// Logs a failed request at its level and gives the errno to answer it with.
+fn failure(op: &str, what: &dyn std::fmt::Debug, e: &Error) -> Errno {
+    e.log(op, what);
     errno_of(e)
-}
-
-/// Logs a failure at a level that fits it: vanished objects and refusals are routine.
-fn log_failure(op: &str, what: &dyn std::fmt::Debug, e: &io::Error) {
-    match e.raw_os_error() {
-        Some(libc::ENOENT | libc::EACCES | libc::EPERM | libc::EINVAL | libc::ENOSPC) => {
-            log::debug!("{op} {what:?}: {e}")
-        }
-        _ => log::warn!("{op} {what:?}: {e}"),
-    }
 }
 
 impl ShmFs {
@@ -226,7 +217,7 @@ impl ShmFs {
             .unwrap_or_else(|p| p.into_inner())
     }
 
-    fn handle(&self, fh: FileHandle) -> io::Result<Arc<Handle>> {
+    fn handle(&self, fh: FileHandle) -> Result<Arc<Handle>> {
         self.handles()
             .get(&fh.0)
             .cloned()
@@ -236,7 +227,7 @@ impl ShmFs {
     /// What an inode number stands for. A number shmfs no longer knows answers ESTALE, so
     /// that the kernel drops its cached entry and looks the name up again; numbers the kernel
     /// holds are known until it forgets them.
-    fn node(&self, ino: INodeNo) -> io::Result<Node> {
+    fn node(&self, ino: INodeNo) -> Result<Node> {
         self.inodes().node(ino.0).ok_or_else(|| errno(libc::ESTALE))
     }
 
@@ -257,9 +248,9 @@ impl ShmFs {
     /// The object as it is now, if it is still the one the inode was given to; ESTALE if it
     /// is gone, so that a path walk through a cached entry is retried with fresh lookups.
     /// Learning that it is gone forgets it, and tells the kernel to drop its entry.
-    fn live(&self, id: &ObjectId) -> io::Result<Live> {
-        self.live_now(id).map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT) => {
+    fn live(&self, id: &ObjectId) -> Result<Live> {
+        self.live_now(id).map_err(|e| match e.errno() {
+            libc::ENOENT => {
                 self.object_gone(id, true);
                 errno(libc::ESTALE)
             }
@@ -269,14 +260,14 @@ impl ShmFs {
 
     /// The segment behind a `by-key/` link, while it still has a key: IPC_RMID sets it to 0,
     /// and then the link is gone even though the segment lives on.
-    fn live_key_link(&self, id: &ObjectId) -> io::Result<Live> {
+    fn live_key_link(&self, id: &ObjectId) -> Result<Live> {
         match self.live(id)? {
             Live::Sysv(seg) if seg.key == 0 => Err(errno(libc::ESTALE)),
             live => Ok(live),
         }
     }
 
-    fn live_now(&self, id: &ObjectId) -> io::Result<Live> {
+    fn live_now(&self, id: &ObjectId) -> Result<Live> {
         match id {
             ObjectId::Sysv { shmid, incarnation } => {
                 let seg = sysv::lookup(*shmid)?;
@@ -295,13 +286,7 @@ impl ShmFs {
         }
     }
 
-    fn open_node(
-        &self,
-        who: &Caller,
-        ino: u64,
-        node: &Node,
-        flags: OpenFlags,
-    ) -> io::Result<Handle> {
+    fn open_node(&self, who: &Caller, ino: u64, node: &Node, flags: OpenFlags) -> Result<Handle> {
         let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
         match node {
             Node::Report(_) | Node::Object(_, Part::Stat | Part::Attached) if writable => {
@@ -354,7 +339,7 @@ impl ShmFs {
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
@@ -365,14 +350,14 @@ impl ShmFs {
         // not be overtaken by another change before the IPC_SET lands.
         let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
         match self.live(id)? {
-            Live::Sysv(seg) => creds::as_caller(who, || {
+            Live::Sysv(seg) => Ok(creds::as_caller(who, || {
                 sysv::set_perm(
                     seg.shmid,
                     mode.unwrap_or(seg.mode) & 0o777,
                     uid.unwrap_or(seg.uid),
                     gid.unwrap_or(seg.gid),
                 )
-            }),
+            })?),
             Live::Posix(obj) => {
                 let changed = creds::as_caller(who, || {
                     if uid.is_some() || gid.is_some() {
@@ -392,7 +377,7 @@ impl ShmFs {
                     {
                         self.kill_setid_bits(who, &obj, mode)
                     }
-                    (changed, _) => changed,
+                    (changed, _) => Ok(changed?),
                 }
             }
         }
@@ -402,7 +387,7 @@ impl ShmFs {
     /// owner writes to or truncates the file: the kernel asks the filesystem for this mode
     /// change on the writer's behalf (FUSE without `handle_killpriv`), and it is allowed to
     /// anyone who may write the object, as a forced change, not a chmod by the writer.
-    fn kill_setid_bits(&self, who: &Caller, obj: &Object, mode: u32) -> io::Result<()> {
+    fn kill_setid_bits(&self, who: &Caller, obj: &Object, mode: u32) -> Result<()> {
         // Anyone else is refused as a chmod by a non-owner is.
         creds::as_caller(who, || {
             self.shm
@@ -415,11 +400,11 @@ impl ShmFs {
             obj.name,
             who.uid
         );
-        self.shm.chmod(&obj.name, obj.ino, mode)
+        Ok(self.shm.chmod(&obj.name, obj.ino, mode)?)
     }
 
     /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
-    fn write_perm(&self, opener: &Caller, id: &ObjectId, data: &[u8]) -> io::Result<()> {
+    fn write_perm(&self, opener: &Caller, id: &ObjectId, data: &[u8]) -> Result<()> {
         let change = text::parse_perm(data, &crate::names::user_id, &crate::names::group_id)
             .map_err(|e| {
                 log::debug!("perm write refused: {e}");
@@ -435,7 +420,7 @@ impl ShmFs {
         change: PermChange,
         size: Option<u64>,
         fh: Option<FileHandle>,
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         let PermChange { mode, uid, gid } = change;
         let Node::Object(id, part) = node else {
             return if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() {
@@ -474,7 +459,7 @@ impl ShmFs {
         node: &Node,
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
-    ) -> io::Result<()> {
+    ) -> Result<()> {
         let Node::Object(id, Part::Dir | Part::Data) = node else {
             return Ok(());
         };
@@ -493,21 +478,25 @@ impl ShmFs {
             }
             Live::Posix(obj) => {
                 let times = [timespec_of(atime), timespec_of(mtime)];
-                creds::as_caller(who, || self.shm.set_times(&obj.name, obj.ino, times))
+                Ok(creds::as_caller(who, || {
+                    self.shm.set_times(&obj.name, obj.ino, times)
+                })?)
             }
         }
     }
 
-    /// The errno for a change of the tree that shmfs does not offer.
-    fn refuse_change(&self) -> Errno {
-        if self.options.read_only {
-            Errno::EROFS
+    /// Refuses a change of the tree that shmfs does not offer (`op` of `name`), logged like
+    /// every failed request.
+    fn refuse_change(&self, op: &str, name: &dyn std::fmt::Debug) -> Errno {
+        let code = if self.options.read_only {
+            libc::EROFS
         } else {
-            Errno::EPERM
-        }
+            libc::EPERM
+        };
+        failure(op, name, &errno(code))
     }
 
-    fn access_node(&self, who: &Caller, node: &Node, mask: AccessFlags) -> io::Result<()> {
+    fn access_node(&self, who: &Caller, node: &Node, mask: AccessFlags) -> Result<()> {
         let want_w = mask.contains(AccessFlags::W_OK);
         let want_x = mask.contains(AccessFlags::X_OK);
         match node {
@@ -542,11 +531,11 @@ impl ShmFs {
                             match &live {
                                 Live::Sysv(seg) => !sysv_permits(who, seg, want),
                                 Live::Posix(obj) => {
-                                    return creds::as_caller(who, || {
+                                    return Ok(creds::as_caller(who, || {
                                         self.shm
                                             .open_object(&obj.name, obj.ino, access_mode(want))
                                             .map(drop)
-                                    });
+                                    })?);
                                 }
                             }
                         }
@@ -723,13 +712,16 @@ impl Filesystem for ShmFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.node(ino) {
-            Ok(Node::Object(id, Part::KeyLink)) => match self.live_key_link(&id) {
-                Ok(_) => reply.data(Self::key_link_target(&id).as_bytes()),
-                Err(e) => reply.error(errno_of(&e)),
-            },
-            Ok(_) => reply.error(Errno::EINVAL),
-            Err(e) => reply.error(errno_of(&e)),
+        let target = self.node(ino).and_then(|node| match node {
+            Node::Object(id, Part::KeyLink) => {
+                self.live_key_link(&id)?;
+                Ok(Self::key_link_target(&id))
+            }
+            _ => Err(errno(libc::EINVAL)),
+        });
+        match target {
+            Ok(target) => reply.data(target.as_bytes()),
+            Err(e) => reply.error(failure("readlink", &ino, &e)),
         }
     }
 
@@ -737,13 +729,13 @@ impl Filesystem for ShmFs {
         &self,
         _req: &Request,
         _parent: INodeNo,
-        _name: &OsStr,
+        name: &OsStr,
         _mode: u32,
         _umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refuse_change());
+        reply.error(self.refuse_change("mknod", &name));
     }
 
     fn mkdir(
@@ -763,9 +755,9 @@ impl Filesystem for ShmFs {
         self.sweep_if_due();
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         // Objects go with `rmdir` of their directory (as in cgroupfs); files inside stay.
-        reply.error(self.refuse_change());
+        reply.error(self.refuse_change("unlink", &name));
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -784,24 +776,24 @@ impl Filesystem for ShmFs {
         &self,
         _req: &Request,
         _parent: INodeNo,
-        _link_name: &OsStr,
+        link_name: &OsStr,
         _target: &std::path::Path,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refuse_change());
+        reply.error(self.refuse_change("symlink", &link_name));
     }
 
     fn rename(
         &self,
         _req: &Request,
         _parent: INodeNo,
-        _name: &OsStr,
+        name: &OsStr,
         _newparent: INodeNo,
         _newname: &OsStr,
         _flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        reply.error(self.refuse_change());
+        reply.error(self.refuse_change("rename", &name));
     }
 
     fn link(
@@ -809,10 +801,10 @@ impl Filesystem for ShmFs {
         _req: &Request,
         _ino: INodeNo,
         _newparent: INodeNo,
-        _newname: &OsStr,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(self.refuse_change());
+        reply.error(self.refuse_change("link", &newname));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -839,7 +831,7 @@ impl Filesystem for ShmFs {
         };
         if self.passthrough {
             let backing = self.backing(ino.0, memory, || match memory {
-                Some(file) => reply.open_backing(file),
+                Some(file) => Ok(reply.open_backing(file)?),
                 None => Err(errno(libc::ENOTSUP)),
             });
             match backing {
@@ -853,13 +845,13 @@ impl Filesystem for ShmFs {
                     self.handle_backings().insert(fh.0, backing.clone());
                     return reply.opened_passthrough(fh, open_flags, &backing);
                 }
-                Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {}
-                Err(e) if e.raw_os_error() == Some(libc::ESTALE) => {
+                Err(e) if e.errno() == libc::ENOTSUP => {}
+                Err(e) if e.errno() == libc::ESTALE => {
                     if let Ok(Node::Object(id, _)) = self.node(ino) {
                         // Not gone, but its identity must lead to new numbers.
                         self.object_gone(&id, false);
                     }
-                    return reply.error(Errno::ESTALE);
+                    return reply.error(failure("open", &ino, &e));
                 }
                 Err(e) => log::warn!("passthrough for {ino}: {e}; using direct I/O"),
             }
@@ -887,8 +879,7 @@ impl Filesystem for ShmFs {
             })
         });
         if let (Err(e), Some(reply)) = (result, reply) {
-            log_failure("read", &ino, &e);
-            reply.error(errno_of(&e));
+            reply.error(failure("read", &ino, &e));
         }
     }
 
@@ -964,10 +955,10 @@ impl Filesystem for ShmFs {
     ) {
         let handle = match self.handle(fh) {
             Ok(h) => h,
-            Err(e) => return reply.error(errno_of(&e)),
+            Err(e) => return reply.error(failure("readdir", &fh, &e)),
         };
         let Handle::Dir(entries) = &*handle else {
-            return reply.error(Errno::ENOTDIR);
+            return reply.error(failure("readdir", &fh, &errno(libc::ENOTDIR)));
         };
         let start = usize::try_from(offset).unwrap_or(usize::MAX);
         for (i, (ino, kind, name)) in entries.iter().enumerate().skip(start) {
@@ -1014,7 +1005,7 @@ impl Filesystem for ShmFs {
             .and_then(|node| self.access_node(&who, &node, mask))
         {
             Ok(()) => reply.ok(),
-            Err(e) => reply.error(errno_of(&e)),
+            Err(e) => reply.error(failure("access", &ino, &e)),
         }
     }
 
@@ -1054,13 +1045,13 @@ impl Filesystem for ShmFs {
         &self,
         _req: &Request,
         _parent: INodeNo,
-        _name: &OsStr,
+        name: &OsStr,
         _mode: u32,
         _umask: u32,
         _flags: i32,
         reply: fuser::ReplyCreate,
     ) {
-        reply.error(self.refuse_change());
+        reply.error(self.refuse_change("create", &name));
     }
 }
 

@@ -4,7 +4,7 @@
 use super::*;
 
 impl ShmFs {
-    pub(super) fn limits_text() -> io::Result<String> {
+    pub(super) fn limits_text() -> Result<String> {
         let read = |name: &str| -> io::Result<u64> {
             let path = format!("/proc/sys/kernel/{name}");
             let text = std::fs::read_to_string(&path)?;
@@ -22,7 +22,7 @@ impl ShmFs {
         Ok(text::limits(&limits))
     }
 
-    pub(super) fn stat_text(&self, live: &Live) -> io::Result<String> {
+    pub(super) fn stat_text(&self, live: &Live) -> Result<String> {
         Ok(match live {
             Live::Sysv(seg) => {
                 let usage = sysv::usage_of(seg.shmid).inspect_err(|e| {
@@ -80,7 +80,7 @@ impl ShmFs {
             .insert(id, yes);
     }
 
-    pub(super) fn report_text(&self, report: Report) -> io::Result<String> {
+    pub(super) fn report_text(&self, report: Report) -> Result<String> {
         if report == Report::Limits {
             return Self::limits_text();
         }
@@ -115,7 +115,7 @@ impl ShmFs {
     /// namespace): the daemon may always open its own maps, so that check proves nothing for it.
     /// For SysV, whose attachment count is public (`nattch`, as in `ipcs`), a last line
     /// `+N hidden` counts the attachments not listed.
-    pub(super) fn attached_text(&self, who: &Caller, live: &Live) -> io::Result<String> {
+    pub(super) fn attached_text(&self, who: &Caller, live: &Live) -> Result<String> {
         let target = match live {
             Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
             Live::Posix(obj) => attach::Target::Posix {
@@ -132,10 +132,11 @@ impl ShmFs {
             .collect();
         pids.dedup();
         let mut visible: Vec<u32> = creds::as_caller(who, || {
-            Ok(pids
-                .into_iter()
-                .filter(|pid| File::open(format!("/proc/{pid}/maps")).is_ok())
-                .collect())
+            io::Result::Ok(
+                pids.into_iter()
+                    .filter(|pid| File::open(format!("/proc/{pid}/maps")).is_ok())
+                    .collect(),
+            )
         })?;
         if let Some(own) = own
             && holders.iter().any(|h| h.pid == own)
@@ -169,7 +170,7 @@ impl ShmFs {
 
     /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count
     /// as capacity, their resident pages as used).
-    pub(super) fn usage_totals(&self) -> io::Result<SpaceUsage> {
+    pub(super) fn usage_totals(&self) -> Result<SpaceUsage> {
         let st = posix::fstatvfs(&self.shm)?;
         let totals = sysv::totals()?;
         let frsize = st.f_frsize.max(1);

@@ -25,7 +25,7 @@ impl ShmFs {
     }
 
     /// The attributes of a node, using `known` (just looked up) instead of asking again.
-    pub(super) fn attr(&self, ino: u64, node: &Node) -> io::Result<FileAttr> {
+    pub(super) fn attr(&self, ino: u64, node: &Node) -> Result<FileAttr> {
         self.attr_with(ino, node, None)
     }
 
@@ -37,9 +37,9 @@ impl ShmFs {
         ino: u64,
         node: &Node,
         fh: Option<FileHandle>,
-    ) -> io::Result<FileAttr> {
+    ) -> Result<FileAttr> {
         let result = self.attr(ino, node);
-        let gone = matches!(&result, Err(e) if e.raw_os_error() == Some(libc::ESTALE));
+        let gone = matches!(&result, Err(e) if e.errno() == libc::ESTALE);
         let Node::Object(id, Part::Data) = node else {
             return result;
         };
@@ -89,12 +89,7 @@ impl ShmFs {
     }
 
     /// As `attr`, with the object just looked up instead of asking again.
-    pub(super) fn attr_with(
-        &self,
-        ino: u64,
-        node: &Node,
-        known: Option<Live>,
-    ) -> io::Result<FileAttr> {
+    pub(super) fn attr_with(&self, ino: u64, node: &Node, known: Option<Live>) -> Result<FileAttr> {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
             Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
@@ -200,7 +195,7 @@ impl ShmFs {
         parent: &Node,
         name: &OsStr,
         count: bool,
-    ) -> io::Result<(u64, Option<Live>)> {
+    ) -> Result<(u64, Option<Live>)> {
         let number = |id: &ObjectId, part: Part| {
             let mut table = self.inodes();
             if count {
@@ -262,7 +257,7 @@ impl ShmFs {
     }
 
     /// The entries of a directory, listed in one pass.
-    pub(super) fn list(&self, ino: u64, node: &Node) -> io::Result<Vec<(u64, FileType, OsString)>> {
+    pub(super) fn list(&self, ino: u64, node: &Node) -> Result<Vec<(u64, FileType, OsString)>> {
         let dir = FileType::Directory;
         let mut entries = vec![
             (ino, dir, OsString::from(".")),
@@ -342,7 +337,7 @@ impl ShmFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-    ) -> io::Result<FileAttr> {
+    ) -> Result<FileAttr> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
@@ -367,7 +362,7 @@ impl ShmFs {
         who: &Caller,
         parent: INodeNo,
         name: &OsStr,
-    ) -> io::Result<(ObjectId, Live)> {
+    ) -> Result<(ObjectId, Live)> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
@@ -403,7 +398,7 @@ impl ShmFs {
                     self.notify_entry(inode::BY_KEY_DIR, link, format!("0x{:08x}", seg.key).into());
                 }
                 // Attached segments live on (`dest: yes`) until their last detach.
-                if matches!(self.live_now(&id), Err(e) if e.raw_os_error() == Some(libc::ENOENT)) {
+                if matches!(self.live_now(&id), Err(e) if e.errno() == libc::ENOENT) {
                     self.object_gone(&id, false);
                 }
             }
