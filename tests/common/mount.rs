@@ -1,0 +1,290 @@
+//! A running `shmfs -f` on a temporary mount point (`Mount`, built with `MountBuilder`), and
+//! how to tell whether something is mounted.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::files::ls;
+use super::run::wait_timeout;
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_shmfs");
+
+/// How long a mount may take to come up, and a daemon to exit after a signal.
+pub const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Device number of `p` (stat, follows nothing special).
+fn dev_of(p: &Path) -> Option<u64> {
+    fs::metadata(p).ok().map(|m| m.dev())
+}
+
+/// True when `p`'s st_dev differs from its parent's: something answers there.
+pub fn st_dev_differs_from_parent(p: &Path) -> bool {
+    match (dev_of(p), p.parent().and_then(dev_of)) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
+/// True when /proc/self/mountinfo lists `p` as a mount point (never blocks on the filesystem).
+pub fn is_listed_in_mountinfo(p: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = p.to_str().unwrap().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
+}
+
+/// Lazily unmounts `p` until mountinfo no longer lists it (at most a few times).
+pub fn force_unmount(p: &Path) {
+    for _ in 0..4 {
+        if !is_listed_in_mountinfo(p) {
+            return;
+        }
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(p)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// Options for a test mount.
+pub struct MountBuilder {
+    options: Vec<String>,
+    args: Vec<String>,
+    private_shm_dir: bool,
+}
+
+impl MountBuilder {
+    /// Adds a `-o` mount option (`ro`, `allow_other`, ...).
+    pub fn option(mut self, opt: &str) -> Self {
+        self.options.push(opt.to_string());
+        self
+    }
+
+    /// Adds command-line arguments before the mount point (`--pid PID`, `--ipc-ns PATH`).
+    pub fn args(mut self, args: &[String]) -> Self {
+        self.args.extend_from_slice(args);
+        self
+    }
+
+    /// Does not pass `--shm-dir`: the mount shows the real /dev/shm.
+    pub fn system_shm_dir(mut self) -> Self {
+        self.private_shm_dir = false;
+        self
+    }
+
+    pub fn mount(self) -> Mount {
+        let mnt = tempfile::Builder::new()
+            .prefix("shmfs-mnt-")
+            .tempdir()
+            .expect("create mount point");
+        let shm = if self.private_shm_dir {
+            Some(
+                tempfile::Builder::new()
+                    .prefix("shmfs-test-")
+                    .tempdir_in("/dev/shm")
+                    .expect("create private directory under /dev/shm"),
+            )
+        } else {
+            None
+        };
+        let log = tempfile::NamedTempFile::new().expect("create daemon log file");
+
+        let mut cmd = Command::new(BIN);
+        cmd.arg("-f");
+        if !self.options.is_empty() {
+            cmd.arg("-o").arg(self.options.join(","));
+        }
+        if let Some(shm) = &shm {
+            cmd.arg("--shm-dir").arg(shm.path());
+        }
+        cmd.args(&self.args)
+            .arg(mnt.path())
+            .stdin(Stdio::null())
+            .stdout(log.reopen().unwrap())
+            .stderr(log.reopen().unwrap());
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+
+        let mut m = Mount {
+            child: Some(child),
+            mnt: Some(mnt),
+            shm,
+            log,
+        };
+        m.wait_until_mounted(&cmd);
+        m
+    }
+}
+
+/// A running `shmfs -f` on a fresh temporary mount point. Dropping it unmounts (SIGTERM) and
+/// cleans up.
+pub struct Mount {
+    child: Option<Child>,
+    mnt: Option<TempDir>,
+    shm: Option<TempDir>,
+    log: tempfile::NamedTempFile,
+}
+
+impl Mount {
+    /// `shmfs -f --shm-dir /dev/shm/shmfs-test-XXXX MNT`.
+    pub fn new() -> Mount {
+        Mount::builder().mount()
+    }
+
+    pub fn builder() -> MountBuilder {
+        MountBuilder {
+            args: Vec::new(),
+            options: Vec::new(),
+            private_shm_dir: true,
+        }
+    }
+
+    /// `shmfs -f [-o OPTIONS] [--shm-dir PRIVATE] ARGS... MNT`: like `Mount::builder()`, with
+    /// extra arguments such as `--pid PID` or `--ipc-ns PATH`. Without `private_shm_dir` no
+    /// `--shm-dir` is given (so `--pid` picks the process's /dev/shm).
+    pub fn with_args(options: &[&str], args: &[String], private_shm_dir: bool) -> Mount {
+        let mut builder = Mount::builder().args(args);
+        for opt in options {
+            builder = builder.option(opt);
+        }
+        if !private_shm_dir {
+            builder = builder.system_shm_dir();
+        }
+        builder.mount()
+    }
+
+    fn wait_until_mounted(&mut self, cmd: &Command) {
+        let start = Instant::now();
+        loop {
+            if st_dev_differs_from_parent(self.path()) {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                self.child = None;
+                panic!(
+                    "{cmd:?} exited with {status} before the mount came up; its output:\n{}",
+                    self.log()
+                );
+            }
+            if start.elapsed() > MOUNT_TIMEOUT {
+                panic!(
+                    "{cmd:?}: mount point still not mounted after {MOUNT_TIMEOUT:?}; output:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.mnt.as_ref().unwrap().path()
+    }
+
+    /// The private shm directory given with --shm-dir (panics if the mount has none).
+    pub fn shm_dir(&self) -> &Path {
+        self.shm
+            .as_ref()
+            .expect("mount without private --shm-dir")
+            .path()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon already stopped").id()
+    }
+
+    /// Everything the daemon printed so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// `MNT/<rel>`.
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.path().join(rel)
+    }
+
+    /// `MNT/sysv/<id>`.
+    pub fn sysv_dir(&self, id: i32) -> PathBuf {
+        self.path().join("sysv").join(id.to_string())
+    }
+
+    /// `MNT/sysv/<id>/<file>`.
+    pub fn sysv(&self, id: i32, file: &str) -> PathBuf {
+        self.sysv_dir(id).join(file)
+    }
+
+    /// `MNT/posix/<name>`.
+    pub fn posix_dir(&self, name: &str) -> PathBuf {
+        self.path().join("posix").join(name)
+    }
+
+    /// `MNT/posix/<name>/<file>`.
+    pub fn posix(&self, name: &str, file: &str) -> PathBuf {
+        self.posix_dir(name).join(file)
+    }
+
+    /// The shmids listed in `MNT/sysv`.
+    pub fn ls_sysv(&self) -> BTreeSet<i32> {
+        fs::read_dir(self.p("sysv"))
+            .expect("ls MNT/sysv")
+            .map(|e| {
+                let name = e.unwrap().file_name();
+                let name = name.to_str().unwrap().to_string();
+                name.parse()
+                    .unwrap_or_else(|_| panic!("MNT/sysv has a non-numeric entry {name:?}"))
+            })
+            .collect()
+    }
+
+    /// The names listed in a directory of the mount.
+    pub fn ls(&self, rel: &str) -> BTreeSet<String> {
+        ls(&self.p(rel))
+    }
+
+    /// Sends `sig` to the daemon and waits (up to MOUNT_TIMEOUT) for it to exit.
+    /// Returns its exit status, or None if it did not exit in time.
+    pub fn signal_and_wait(&mut self, sig: i32) -> Option<ExitStatus> {
+        let mut child = self.child.take().expect("daemon already stopped");
+        unsafe {
+            libc::kill(child.id() as i32, sig);
+        }
+        let status = wait_timeout(&mut child, MOUNT_TIMEOUT);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        status
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGTERM);
+            }
+            if wait_timeout(&mut child, MOUNT_TIMEOUT).is_none() {
+                eprintln!("shmfs did not exit within {MOUNT_TIMEOUT:?} of SIGTERM; forcing");
+                force_unmount(self.path());
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let path = self.path().to_path_buf();
+        force_unmount(&path);
+        if is_listed_in_mountinfo(&path) {
+            // Never recurse into a live shmfs: removing its tree would remove segments.
+            eprintln!("{} is still mounted; leaving it in place", path.display());
+            let _ = self.mnt.take().unwrap().keep();
+        }
+    }
+}
