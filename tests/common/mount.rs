@@ -58,7 +58,18 @@ pub fn force_unmount(p: &Path) {
 pub struct MountBuilder {
     options: Vec<String>,
     args: Vec<String>,
-    private_shm_dir: bool,
+    shm_dir: ShmDir,
+    binary: PathBuf,
+}
+
+/// What a mount shows as `posix/`.
+enum ShmDir {
+    /// A fresh private directory under /dev/shm, removed with the mount (`--shm-dir`).
+    Private,
+    /// A directory the caller made and keeps (`--shm-dir`).
+    Given(PathBuf),
+    /// No `--shm-dir`: the daemon's default.
+    System,
 }
 
 impl MountBuilder {
@@ -76,62 +87,100 @@ impl MountBuilder {
 
     /// Does not pass `--shm-dir`: the mount shows the real /dev/shm.
     pub fn system_shm_dir(mut self) -> Self {
-        self.private_shm_dir = false;
+        self.shm_dir = ShmDir::System;
         self
     }
 
+    /// Passes `--shm-dir DIR` for a directory the caller made (and removes after the mount).
+    pub fn shm_dir(mut self, dir: &Path) -> Self {
+        self.shm_dir = ShmDir::Given(dir.to_path_buf());
+        self
+    }
+
+    /// Runs this shmfs binary instead of [`BIN`] (the benchmark picks a release build).
+    pub fn binary(mut self, bin: &Path) -> Self {
+        self.binary = bin.to_path_buf();
+        self
+    }
+
+    /// Starts the daemon and waits until the mount is up; panics if it does not come up.
     pub fn mount(self) -> Mount {
+        self.try_mount().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Like [`MountBuilder::mount`], but returns what went wrong instead of panicking (with
+    /// the daemon's output, when it ran); whatever was made is cleaned up.
+    pub fn try_mount(self) -> Result<Mount, String> {
         let mnt = tempfile::Builder::new()
             .prefix("shmfs-mnt-")
             .tempdir()
-            .expect("create mount point");
-        let shm = if self.private_shm_dir {
-            Some(
-                tempfile::Builder::new()
+            .map_err(|e| format!("create mount point: {e}"))?;
+        let (shm, shm_path) = match self.shm_dir {
+            ShmDir::Private => {
+                let dir = tempfile::Builder::new()
                     .prefix("shmfs-test-")
                     .tempdir_in("/dev/shm")
-                    .expect("create private directory under /dev/shm"),
-            )
-        } else {
-            None
+                    .map_err(|e| format!("create private directory under /dev/shm: {e}"))?;
+                let path = dir.path().to_path_buf();
+                (Some(dir), Some(path))
+            }
+            ShmDir::Given(path) => (None, Some(path)),
+            ShmDir::System => (None, None),
         };
-        let log = tempfile::NamedTempFile::new().expect("create daemon log file");
+        let log =
+            tempfile::NamedTempFile::new().map_err(|e| format!("create daemon log file: {e}"))?;
+        let reopen = || {
+            log.reopen()
+                .map_err(|e| format!("open daemon log file: {e}"))
+        };
 
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(&self.binary);
         cmd.arg("-f");
         if !self.options.is_empty() {
             cmd.arg("-o").arg(self.options.join(","));
         }
-        if let Some(shm) = &shm {
-            cmd.arg("--shm-dir").arg(shm.path());
+        if let Some(shm) = &shm_path {
+            cmd.arg("--shm-dir").arg(shm);
         }
         cmd.args(&self.args)
             .arg(mnt.path())
             .stdin(Stdio::null())
-            .stdout(log.reopen().unwrap())
-            .stderr(log.reopen().unwrap());
+            .stdout(reopen()?)
+            .stderr(reopen()?);
         let child = cmd
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+            .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
 
         let mut m = Mount {
             child: Some(child),
             mnt: Some(mnt),
             shm,
+            shm_path,
             log,
+            check_log: true,
         };
-        m.wait_until_mounted(&cmd);
-        m
+        if let Err(e) = m.wait_until_mounted(&cmd) {
+            // The error carries the daemon's output already.
+            m.check_log = false;
+            return Err(e);
+        }
+        Ok(m)
     }
 }
 
 /// A running `shmfs -f` on a fresh temporary mount point. Dropping it unmounts (SIGTERM) and
-/// cleans up.
+/// cleans up, and fails the test if the daemon's output shows a panic.
 pub struct Mount {
     child: Option<Child>,
     mnt: Option<TempDir>,
+    /// The private shm directory, if the mount made one (removed after the daemon stops).
     shm: Option<TempDir>,
+    /// What `--shm-dir` was given, if anything.
+    shm_path: Option<PathBuf>,
+    /// The daemon's stdout and stderr.
     log: tempfile::NamedTempFile,
+    /// Whether dropping the mount checks the log for a panic.
+    check_log: bool,
 }
 
 impl Mount {
@@ -144,7 +193,8 @@ impl Mount {
         MountBuilder {
             args: Vec::new(),
             options: Vec::new(),
-            private_shm_dir: true,
+            shm_dir: ShmDir::Private,
+            binary: PathBuf::from(BIN),
         }
     }
 
@@ -162,24 +212,28 @@ impl Mount {
         builder.mount()
     }
 
-    fn wait_until_mounted(&mut self, cmd: &Command) {
+    fn wait_until_mounted(&mut self, cmd: &Command) -> Result<(), String> {
         let start = Instant::now();
         loop {
             if st_dev_differs_from_parent(self.path()) {
-                return;
+                return Ok(());
             }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+            let child = self.child.as_mut().unwrap();
+            let exited = child
+                .try_wait()
+                .map_err(|e| format!("wait for {cmd:?}: {e}"))?;
+            if let Some(status) = exited {
                 self.child = None;
-                panic!(
+                return Err(format!(
                     "{cmd:?} exited with {status} before the mount came up; its output:\n{}",
                     self.log()
-                );
+                ));
             }
             if start.elapsed() > MOUNT_TIMEOUT {
-                panic!(
+                return Err(format!(
                     "{cmd:?}: mount point still not mounted after {MOUNT_TIMEOUT:?}; output:\n{}",
                     self.log()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -190,12 +244,11 @@ impl Mount {
         self.mnt.as_ref().unwrap().path()
     }
 
-    /// The private shm directory given with --shm-dir (panics if the mount has none).
+    /// The shm directory given with --shm-dir (panics if the mount has none).
     pub fn shm_dir(&self) -> &Path {
-        self.shm
-            .as_ref()
+        self.shm_path
+            .as_deref()
             .expect("mount without private --shm-dir")
-            .path()
     }
 
     pub fn pid(&self) -> u32 {
@@ -285,6 +338,12 @@ impl Drop for Mount {
             // Never recurse into a live shmfs: removing its tree would remove segments.
             eprintln!("{} is still mounted; leaving it in place", path.display());
             let _ = self.mnt.take().unwrap().keep();
+        }
+        // The daemon has exited: its log is complete. A panic in it fails the test, unless
+        // the test is failing already (a panic while panicking would abort the whole run).
+        let log = self.log();
+        if self.check_log && log.contains("panicked at") && !std::thread::panicking() {
+            panic!("the shmfs daemon panicked; its log:\n{log}");
         }
     }
 }
