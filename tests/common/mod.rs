@@ -23,10 +23,11 @@ mod probe;
 mod run;
 mod system;
 mod sysv;
+mod world;
 
 // Every binary uses only part of the harness: an unused re-export is no mistake.
 #[allow(unused_imports)]
 pub use self::{
     errno::*, fields::*, files::*, hang::*, helper::*, ipcs::*, mount::*, posix::*,
-    preconditions::*, probe::*, run::*, system::*, sysv::*,
+    preconditions::*, probe::*, run::*, system::*, sysv::*, world::*,
 };

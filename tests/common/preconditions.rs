@@ -44,6 +44,16 @@ pub fn ci_is_set() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
+/// Something a test needs is not here: fails if `CI` is set, else prints `skipping: ...` and
+/// returns false.
+pub fn unavailable(what: &str) -> bool {
+    if ci_is_set() {
+        panic!("{what}; CI is set, so this is a failure rather than a skip");
+    }
+    eprintln!("skipping: {what}");
+    false
+}
+
 /// An executable `cmd` on PATH, in the usual bin and sbin directories, or in cargo's bin
 /// directory (`$CARGO_HOME/bin`, `~/.cargo/bin`, where `cargo install` puts programs).
 pub fn find_tool(cmd: &str) -> Option<PathBuf> {
