@@ -260,6 +260,14 @@ impl Mount {
         fs::read_to_string(self.log.path()).unwrap_or_default()
     }
 
+    /// The daemon's log if it shows a panic (`panicked at`), for a caller that reports it
+    /// itself rather than failing in Drop (the benchmark); Drop then does not check again.
+    pub fn take_panic_log(&mut self) -> Option<String> {
+        self.check_log = false;
+        let log = self.log();
+        log.contains("panicked at").then_some(log)
+    }
+
     /// `MNT/<rel>`.
     pub fn p(&self, rel: &str) -> PathBuf {
         self.path().join(rel)

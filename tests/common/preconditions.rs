@@ -30,6 +30,7 @@ pub fn fuse_available() -> bool {
 }
 
 /// First line of every FUSE test: returns from the test when FUSE tests cannot run here.
+#[allow(unused_macros)] // the benchmark shares the harness and has no tests
 macro_rules! require_fuse {
     () => {
         if !crate::common::fuse_available() {
@@ -37,6 +38,7 @@ macro_rules! require_fuse {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use require_fuse;
 
 /// True when `CI` is set (non-empty): what would be a skip is a failure.
