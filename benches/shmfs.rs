@@ -24,21 +24,24 @@
 
 use std::fmt::Display;
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::{MOUNT_TIMEOUT, Mount};
+
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
 const GIB: u64 = 1 << 30;
-/// How long the mount may take to appear, and the daemon to exit after SIGTERM.
-const MOUNT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one command may run before the watchdog calls the mount hung and kills shmfs.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
 /// Segments present in the reference run of the `cat stat` row.
@@ -70,7 +73,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Sets up the world, runs every row, and tears the world down (also on error, by Drop).
+/// Sets up the bench, runs every row, and tears it all down (also on error, by Drop).
 fn run(cfg: &Config, report: &mut Report) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         return fail(
@@ -89,26 +92,26 @@ fn run(cfg: &Config, report: &mut Report) -> Result<()> {
 
     let bin = shmfs_binary()?;
     eprintln!("shmfs bench: {} mode, binary {}", cfg.mode(), bin.display());
-    let mut world = World::new(&bin)?;
-    let big = BigObjects::create(cfg, &mut world)?;
+    let mut bench = Bench::new(&bin)?;
+    let big = BigObjects::create(cfg, &mut bench)?;
     report.note(format!(
         "daemon VmHWM right after mount: {}",
-        Unit::Bytes.one(vm_hwm(world.mount.pid())? as f64)
+        Unit::Bytes.one(vm_hwm(bench.mount.pid() as i32)? as f64)
     ));
-    big.check_contents(&world);
+    big.check_contents(&bench);
 
-    row_read_posix(cfg, &world, &big, report)?;
-    row_read_sysv(cfg, &world, &big, report)?;
-    row_write(cfg, &world, &big, report)?;
-    big.remove(&mut world)?;
-    row_untouched_segment(cfg, &mut world, report)?;
+    row_read_posix(cfg, &bench, &big, report)?;
+    row_read_sysv(cfg, &bench, &big, report)?;
+    row_write(cfg, &bench, &big, report)?;
+    big.remove(&mut bench)?;
+    row_untouched_segment(cfg, &mut bench, report)?;
 
-    row_stat(cfg, &mut world, report)?;
-    row_ls_sysv(cfg, &world, report)?;
-    row_ls_posix(cfg, &world, report)?;
-    row_daemon_memory(cfg, &world, report)?;
+    row_stat(cfg, &mut bench, report)?;
+    row_ls_sysv(cfg, &bench, report)?;
+    row_ls_posix(cfg, &bench, report)?;
+    row_daemon_memory(cfg, &bench, report)?;
 
-    world.finish()
+    bench.finish()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -667,7 +670,7 @@ fn disarm_watchdog() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The world: namespace, directories, segments, mount
+// What the bench sets up: namespace, directories, segments, mount
 // ---------------------------------------------------------------------------------------------
 
 fn enter_private_ipc_namespace() -> Result<()> {
@@ -717,7 +720,7 @@ fn shmfs_binary() -> Result<PathBuf> {
 
 /// Everything the bench made. Fields drop in order: the mount first, then segments, then
 /// directories.
-struct World {
+struct Bench {
     mount: Mount,
     segments: Segments,
     /// Shown by shmfs as `posix/`.
@@ -726,12 +729,22 @@ struct World {
     ref_dir: TempDir,
 }
 
-impl World {
-    fn new(bin: &Path) -> Result<World> {
+impl Bench {
+    fn new(bin: &Path) -> Result<Bench> {
         let posix_dir = shm_private_dir("shmfs-bench-posix.")?;
         let ref_dir = shm_private_dir("shmfs-bench-ref.")?;
-        let mount = Mount::start(bin, posix_dir.path())?;
-        Ok(World {
+        let mount = Mount::builder()
+            .binary(bin)
+            .shm_dir(posix_dir.path())
+            .try_mount()
+            .map_err(Error)?;
+        watch().daemon = Some(mount.pid() as i32);
+        eprintln!(
+            "shmfs bench: shmfs (pid {}) mounted on {}",
+            mount.pid(),
+            mount.path().display()
+        );
+        Ok(Bench {
             mount,
             segments: Segments::default(),
             posix_dir,
@@ -741,22 +754,43 @@ impl World {
 
     /// `MOUNT/rel`.
     fn at(&self, rel: &str) -> PathBuf {
-        self.mount.path().join(rel)
+        self.mount.p(rel)
     }
 
     fn sysv(&self, id: i32, file: &str) -> PathBuf {
-        self.at(&format!("sysv/{id}/{file}"))
+        self.mount.sysv(id, file)
     }
 
-    /// Unmounts, checks the daemon's exit, and removes everything (by dropping).
+    /// Unmounts, checks the daemon's exit and its log, and removes everything (by dropping).
     fn finish(mut self) -> Result<()> {
-        let status = self.mount.stop()?;
+        let status = self.stop()?;
         if !status.success() {
             finding(format!(
                 "shmfs exited with {status} after SIGTERM; DESIGN says SIGTERM unmounts cleanly and exits 0"
             ));
         }
+        if let Some(log) = self.mount.take_panic_log() {
+            return fail(format!("the shmfs daemon panicked; its log:\n{log}"));
+        }
         Ok(())
+    }
+
+    /// SIGTERM, wait; if it does not exit in time, SIGKILL. Returns the daemon's exit status.
+    fn stop(&mut self) -> Result<ExitStatus> {
+        watch().daemon = None;
+        self.mount.signal_and_wait(libc::SIGTERM).ok_or_else(|| {
+            Error(format!(
+                "shmfs did not exit within {MOUNT_TIMEOUT:?} of SIGTERM (killed it); its log:\n{}",
+                self.mount.log()
+            ))
+        })
+    }
+}
+
+impl Drop for Bench {
+    /// The watchdog lets go of the daemon before the mount stops it (and its pid may be reused).
+    fn drop(&mut self) {
+        watch().daemon = None;
     }
 }
 
@@ -812,147 +846,6 @@ impl Drop for Segments {
     }
 }
 
-/// A running `shmfs -f` on a temporary mount point; Drop unmounts it (SIGTERM, then force).
-struct Mount {
-    child: Option<Child>,
-    dir: Option<TempDir>,
-    log: File,
-}
-
-impl Mount {
-    fn start(bin: &Path, shm_dir: &Path) -> Result<Mount> {
-        let dir = tempfile::Builder::new()
-            .prefix("shmfs-bench-mnt.")
-            .tempdir()
-            .context(|| "create a temporary mount point")?;
-        let log = tempfile::tempfile().context(|| "create the daemon's log file")?;
-        let child = Command::new(bin)
-            .arg("-f")
-            .arg("--shm-dir")
-            .arg(shm_dir)
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context(|| "dup log")?)
-            .stderr(log.try_clone().context(|| "dup log")?)
-            .spawn()
-            .context(|| format!("cannot start {}", bin.display()))?;
-        watch().daemon = Some(child.id() as i32);
-        let mut mount = Mount {
-            child: Some(child),
-            dir: Some(dir),
-            log,
-        };
-        mount.wait_until_mounted()?;
-        eprintln!(
-            "shmfs bench: shmfs (pid {}) mounted on {}",
-            mount.pid(),
-            mount.path().display()
-        );
-        Ok(mount)
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.as_ref().expect("mount point").path()
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.as_ref().expect("daemon running").id() as i32
-    }
-
-    fn wait_until_mounted(&mut self) -> Result<()> {
-        let start = Instant::now();
-        loop {
-            if st_dev_differs_from_parent(self.path()) {
-                return Ok(());
-            }
-            if let Some(status) = self.child.as_mut().unwrap().try_wait().context(|| "wait")? {
-                self.child = None;
-                return fail(format!(
-                    "shmfs exited ({status}) before mounting; its log:\n{}",
-                    self.log_text()
-                ));
-            }
-            if start.elapsed() > MOUNT_TIMEOUT {
-                return fail(format!(
-                    "shmfs did not mount within {MOUNT_TIMEOUT:?}; its log:\n{}",
-                    self.log_text()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn log_text(&mut self) -> String {
-        let mut text = String::new();
-        let _ = self.log.seek(SeekFrom::Start(0));
-        let _ = self.log.read_to_string(&mut text);
-        text
-    }
-
-    /// SIGTERM, wait; if it does not exit in time, SIGKILL. Returns the daemon's exit status.
-    fn stop(&mut self) -> Result<ExitStatus> {
-        watch().daemon = None;
-        let Some(mut child) = self.child.take() else {
-            return fail("shmfs was already stopped");
-        };
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let start = Instant::now();
-        while start.elapsed() < MOUNT_TIMEOUT {
-            if let Some(status) = child.try_wait().context(|| "wait for shmfs")? {
-                return Ok(status);
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        fail(format!(
-            "shmfs did not exit within {MOUNT_TIMEOUT:?} of SIGTERM (killed it); its log:\n{}",
-            self.log_text()
-        ))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        if self.child.is_some()
-            && let Err(e) = self.stop()
-        {
-            eprintln!("shmfs bench: {e}");
-        }
-        let Some(dir) = self.dir.take() else { return };
-        for _ in 0..4 {
-            if !listed_in_mountinfo(dir.path()) {
-                break;
-            }
-            let _ = Command::new("umount").arg("-l").arg(dir.path()).status();
-        }
-        if listed_in_mountinfo(dir.path()) {
-            // Never let TempDir recurse into a live shmfs: rmdir there removes segments.
-            eprintln!(
-                "shmfs bench: {} is still mounted; leaving it in place",
-                dir.path().display()
-            );
-            let _ = dir.keep();
-        }
-    }
-}
-
-fn st_dev_differs_from_parent(p: &Path) -> bool {
-    let dev = |p: &Path| fs::symlink_metadata(p).ok().map(|m| m.dev());
-    match (dev(p), p.parent().and_then(dev)) {
-        (Some(a), Some(b)) => a != b,
-        _ => false,
-    }
-}
-
-/// True when /proc/self/mountinfo lists `p` as a mount point (never touches the filesystem).
-fn listed_in_mountinfo(p: &Path) -> bool {
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let want = p.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == want))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Data
 // ---------------------------------------------------------------------------------------------
@@ -1006,39 +899,39 @@ struct BigObjects {
 }
 
 impl BigObjects {
-    fn create(cfg: &Config, world: &mut World) -> Result<BigObjects> {
+    fn create(cfg: &Config, bench: &mut Bench) -> Result<BigObjects> {
         eprintln!(
             "shmfs bench: filling a {} POSIX object, SysV segment and tmpfs file",
             cfg.data_size()
         );
         let big = BigObjects {
             posix: "big",
-            sysv: world.segments.create(cfg.data_bytes)?,
-            reference: world.ref_dir.path().join("big"),
+            sysv: bench.segments.create(cfg.data_bytes)?,
+            reference: bench.ref_dir.path().join("big"),
         };
-        fill_file(&big.posix_direct(world), cfg.data_bytes)?;
+        fill_file(&big.posix_direct(bench), cfg.data_bytes)?;
         fill_segment(big.sysv, cfg.data_bytes)?;
         fill_file(&big.reference, cfg.data_bytes)?;
         Ok(big)
     }
 
-    fn posix_direct(&self, world: &World) -> PathBuf {
-        world.posix_dir.path().join(self.posix)
+    fn posix_direct(&self, bench: &Bench) -> PathBuf {
+        bench.posix_dir.path().join(self.posix)
     }
 
-    fn posix_data(&self, world: &World) -> PathBuf {
-        world.at(&format!("posix/{}/data", self.posix))
+    fn posix_data(&self, bench: &Bench) -> PathBuf {
+        bench.at(&format!("posix/{}/data", self.posix))
     }
 
-    fn sysv_data(&self, world: &World) -> PathBuf {
-        world.sysv(self.sysv, "data")
+    fn sysv_data(&self, bench: &Bench) -> PathBuf {
+        bench.sysv(self.sysv, "data")
     }
 
     /// Reads the first and last MiB of both `data` files and compares them with what was
     /// written: a fast read of wrong bytes is no result.
-    fn check_contents(&self, world: &World) {
+    fn check_contents(&self, bench: &Bench) {
         let want = pattern();
-        for path in [self.posix_data(world), self.sysv_data(world)] {
+        for path in [self.posix_data(bench), self.sysv_data(bench)] {
             let got = File::open(&path).and_then(|f| {
                 let size = f.metadata()?.len();
                 let mut first = vec![0; MIB as usize];
@@ -1058,9 +951,9 @@ impl BigObjects {
         }
     }
 
-    fn remove(self, world: &mut World) -> Result<()> {
-        world.segments.remove(self.sysv)?;
-        for p in [self.posix_direct(world), self.reference] {
+    fn remove(self, bench: &mut Bench) -> Result<()> {
+        bench.segments.remove(self.sysv)?;
+        for p in [self.posix_direct(bench), self.reference] {
             fs::remove_file(&p).context(|| format!("remove {}", p.display()))?;
         }
         Ok(())
@@ -1090,11 +983,11 @@ fn data_row(
 /// Row 1: sequential read of the POSIX object's `data` vs the same file in the shm dir.
 fn row_read_posix(
     cfg: &Config,
-    world: &World,
+    bench: &Bench,
     big: &BigObjects,
     report: &mut Report,
 ) -> Result<()> {
-    let paths = (&*big.posix_data(world), &*big.posix_direct(world));
+    let paths = (&*big.posix_data(bench), &*big.posix_direct(bench));
     for how in [Reader::Dd, Reader::Cat] {
         let label = format!("1 read POSIX {}, {}", cfg.data_size(), how.name());
         data_row(cfg, report, label, 0.9, paths, |p| {
@@ -1105,8 +998,8 @@ fn row_read_posix(
 }
 
 /// Row 2: sequential read of the SysV segment's `data` vs a tmpfs file of the same size.
-fn row_read_sysv(cfg: &Config, world: &World, big: &BigObjects, report: &mut Report) -> Result<()> {
-    let paths = (&*big.sysv_data(world), &*big.reference);
+fn row_read_sysv(cfg: &Config, bench: &Bench, big: &BigObjects, report: &mut Report) -> Result<()> {
+    let paths = (&*big.sysv_data(bench), &*big.reference);
     for how in [Reader::Dd, Reader::Cat] {
         let label = format!("2 read SysV {}, {}", cfg.data_size(), how.name());
         data_row(cfg, report, label, 0.9, paths, |p| {
@@ -1118,10 +1011,10 @@ fn row_read_sysv(cfg: &Config, world: &World, big: &BigObjects, report: &mut Rep
 
 /// Row 3: `dd conv=notrunc` writes to the SysV `data` (reference: the tmpfs file) and to the
 /// POSIX `data` (reference: the object's file itself).
-fn row_write(cfg: &Config, world: &World, big: &BigObjects, report: &mut Report) -> Result<()> {
+fn row_write(cfg: &Config, bench: &Bench, big: &BigObjects, report: &mut Report) -> Result<()> {
     let write = |p: &Path| dd_write(p, cfg.data_mib());
     let size = cfg.data_size();
-    let sysv = (&*big.sysv_data(world), &*big.reference);
+    let sysv = (&*big.sysv_data(bench), &*big.reference);
     data_row(
         cfg,
         report,
@@ -1130,7 +1023,7 @@ fn row_write(cfg: &Config, world: &World, big: &BigObjects, report: &mut Report)
         sysv,
         write,
     )?;
-    let posix = (&*big.posix_data(world), &*big.posix_direct(world));
+    let posix = (&*big.posix_data(bench), &*big.posix_direct(bench));
     data_row(
         cfg,
         report,
@@ -1145,13 +1038,13 @@ fn row_write(cfg: &Config, world: &World, big: &BigObjects, report: &mut Report)
 /// Row 8: reading all of a never-touched segment through `data` must allocate nothing: its
 /// rss in /proc/sysvipc/shm before and after, and the system's Shmem (other users of the
 /// machine move that one too).
-fn row_untouched_segment(cfg: &Config, world: &mut World, report: &mut Report) -> Result<()> {
-    let id = world.segments.create(cfg.data_bytes)?;
-    let data = world.sysv(id, "data");
+fn row_untouched_segment(cfg: &Config, bench: &mut Bench, report: &mut Report) -> Result<()> {
+    let id = bench.segments.create(cfg.data_bytes)?;
+    let data = bench.sysv(id, "data");
     let (rss0, shmem0) = (segment_rss(id)?, meminfo_shmem()?);
     let secs = time_cmd("cat", &[&data])?;
     let (rss1, shmem1) = (segment_rss(id)?, meminfo_shmem()?);
-    world.segments.remove(id)?;
+    bench.segments.remove(id)?;
 
     report.note(format!(
         "row 8: `cat data` of the untouched {} segment took {} ({})",
@@ -1182,13 +1075,13 @@ fn row_untouched_segment(cfg: &Config, world: &mut World, report: &mut Report) -
 /// Row 6: `cat sysv/ID/stat` of one segment with all the segments present, then with 10. The
 /// segment is the last in the kernel's order (/proc/sysvipc/shm lists by index) in both phases,
 /// so a lookup that walks the list pays for all of it. Leaves all the segments in place.
-fn row_stat(cfg: &Config, world: &mut World, report: &mut Report) -> Result<()> {
-    create_segments(world, cfg.segments)?;
+fn row_stat(cfg: &Config, bench: &mut Bench, report: &mut Report) -> Result<()> {
+    create_segments(bench, cfg.segments)?;
     let order = sysvipc_order()?;
     let Some(&target) = order.last() else {
         return fail("/proc/sysvipc/shm lists no segment");
     };
-    let stat = world.sysv(target, "stat");
+    let stat = bench.sysv(target, "stat");
     let cat = || run_cmd(Command::new("cat").arg(&stat)).map(drop);
     let read = || {
         fs::read(&stat)
@@ -1201,11 +1094,11 @@ fn row_stat(cfg: &Config, world: &mut World, report: &mut Report) -> Result<()> 
 
     eprintln!("shmfs bench: keeping {BASELINE_SEGMENTS} segments, {target} last");
     for &id in &order[..order.len().saturating_sub(BASELINE_SEGMENTS)] {
-        world.segments.remove(id)?;
+        bench.segments.remove(id)?;
     }
     let few_cat = sample(cfg.runs, || per_op(cats, budget, cat))?;
     let few_read = sample(cfg.runs, || per_op(reads, budget, read))?;
-    create_segments(world, cfg.segments)?;
+    create_segments(bench, cfg.segments)?;
 
     let n = cfg.segments;
     report.note(format!(
@@ -1229,9 +1122,9 @@ fn row_stat(cfg: &Config, world: &mut World, report: &mut Report) -> Result<()> 
 }
 
 /// Row 4: `ls -l sysv/` against `ipcs -m` over all the segments.
-fn row_ls_sysv(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
-    let sysv = world.at("sysv");
-    check_listing(&sysv, world.segments.len());
+fn row_ls_sysv(cfg: &Config, bench: &Bench, report: &mut Report) -> Result<()> {
+    let sysv = bench.at("sysv");
+    check_listing(&sysv, bench.segments.len());
     let (s, r) = compare(
         cfg.runs,
         || time_cmd("ls", &[Path::new("-l"), &sysv]),
@@ -1240,7 +1133,7 @@ fn row_ls_sysv(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
     report.add(Row::compare(
         format!(
             "4 `ls -l sysv/` vs `ipcs -m`, {} segments",
-            world.segments.len()
+            bench.segments.len()
         ),
         Unit::Secs,
         s,
@@ -1251,11 +1144,11 @@ fn row_ls_sysv(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
 }
 
 /// Creates 4 KiB segments until the bench holds `total`.
-fn create_segments(world: &mut World, total: usize) -> Result<()> {
+fn create_segments(bench: &mut Bench, total: usize) -> Result<()> {
     eprintln!("shmfs bench: creating SysV segments up to {total}");
-    while world.segments.len() < total {
+    while bench.segments.len() < total {
         check_interrupted()?;
-        world.segments.create(4096)?;
+        bench.segments.create(4096)?;
     }
     Ok(())
 }
@@ -1277,15 +1170,15 @@ fn check_listing(dir: &Path, want: usize) {
 }
 
 /// Row 5: `ls -l posix/` vs `ls -l` of the shm dir, with `cfg.objects` objects.
-fn row_ls_posix(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
+fn row_ls_posix(cfg: &Config, bench: &Bench, report: &mut Report) -> Result<()> {
     eprintln!("shmfs bench: creating {} POSIX objects", cfg.objects);
     for i in 0..cfg.objects {
-        let p = world.posix_dir.path().join(format!("obj-{i:05}"));
+        let p = bench.posix_dir.path().join(format!("obj-{i:05}"));
         File::create(&p).context(|| format!("create {}", p.display()))?;
     }
-    let posix = world.at("posix");
+    let posix = bench.at("posix");
     check_listing(&posix, cfg.objects);
-    let direct = world.posix_dir.path();
+    let direct = bench.posix_dir.path();
     let (s, r) = compare(
         cfg.runs,
         || time_cmd("ls", &[Path::new("-l"), &posix]),
@@ -1305,9 +1198,9 @@ fn row_ls_posix(cfg: &Config, world: &World, report: &mut Report) -> Result<()> 
 }
 
 /// Row 7: the daemon's peak RSS after rounds of `ls -lR` of the mount and `cat */*/stat`.
-fn row_daemon_memory(cfg: &Config, world: &World, report: &mut Report) -> Result<()> {
-    let mnt = world.mount.path();
-    let pid = world.mount.pid();
+fn row_daemon_memory(cfg: &Config, bench: &Bench, report: &mut Report) -> Result<()> {
+    let mnt = bench.mount.path();
+    let pid = bench.mount.pid() as i32;
     let cat_stats = [
         Path::new("-c"),
         Path::new(r#"cat "$1"/*/*/stat"#),
@@ -1333,7 +1226,7 @@ fn row_daemon_memory(cfg: &Config, world: &World, report: &mut Report) -> Result
     let mib: Vec<String> = hwm.iter().map(|&b| num(b as f64 / MIB as f64)).collect();
     report.note(format!(
         "row 7: over {} segments and {} objects, `ls -lR` takes {} and `cat */*/stat` {}",
-        world.segments.len(),
+        bench.segments.len(),
         cfg.objects,
         Unit::Secs.stats(Stats::of(&ls_secs)),
         Unit::Secs.stats(Stats::of(&cat_secs))

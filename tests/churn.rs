@@ -22,12 +22,12 @@
 mod common;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -135,95 +135,9 @@ fn vanished(e: &io::Error) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The world: private IPC and mount namespaces with a tmpfs of their own on /dev/shm
+// The world (common::World): private IPC and mount namespaces with a tmpfs of their own on
+// /dev/shm, large enough for stress-ng
 // ---------------------------------------------------------------------------------------------
-
-struct World {
-    holder: Option<Child>,
-    stdin: Option<ChildStdin>,
-}
-
-impl World {
-    fn new() -> World {
-        let mut holder = Command::new("unshare")
-            .args(["--ipc", "--mount", "--propagation", "private", "--"])
-            .args(["sh", "-c"])
-            .arg(
-                "mount -t tmpfs -o mode=1777,size=1g shmfs-churn /dev/shm && echo ready && \
-                 exec cat > /dev/null",
-            )
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("start unshare");
-        let stdin = holder.stdin.take();
-        let stdout = holder.stdout.take().unwrap();
-        let mut stderr = holder.stderr.take().unwrap();
-        let w = World {
-            holder: Some(holder),
-            stdin,
-        };
-        let (line, _) = within(MOUNT_TIMEOUT, "the world's setup", move || {
-            let mut line = String::new();
-            let _ = io::BufReader::new(stdout).read_line(&mut line);
-            let mut err = String::new();
-            if line.trim() != "ready" {
-                let _ = stderr.read_to_string(&mut err);
-            }
-            (line, err)
-        });
-        assert_eq!(
-            line.0.trim(),
-            "ready",
-            "unshare --ipc --mount with a tmpfs on /dev/shm failed: {}",
-            line.1
-        );
-        let own = fs::read_link("/proc/self/ns/ipc").unwrap();
-        assert_ne!(
-            fs::read_link(w.ipc_ns()).unwrap(),
-            own,
-            "no IPC namespace of its own"
-        );
-        w
-    }
-
-    fn pid(&self) -> u32 {
-        self.holder.as_ref().unwrap().id()
-    }
-
-    fn ipc_ns(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/ns/ipc", self.pid()))
-    }
-
-    /// The world's /dev/shm, as seen from outside.
-    fn shm_dir(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/{}/root/dev/shm", self.pid()))
-    }
-
-    /// A command run inside the world (its IPC and mount namespaces).
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg("-t")
-            .arg(self.pid().to_string())
-            .args(["--ipc", "--mount", "--wd=/", "--"])
-            .arg(program);
-        c
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        self.stdin = None;
-        if let Some(mut holder) = self.holder.take()
-            && wait_timeout(&mut holder, Duration::from_secs(5)).is_none()
-        {
-            let _ = holder.kill();
-            let _ = holder.wait();
-        }
-    }
-}
 
 /// Enters the world's IPC namespace on the calling thread only.
 fn enter_ipc_namespace(ns: &Path) {
@@ -569,7 +483,7 @@ fn churn_keeps_the_daemon_up_with_only_vanishing_errors_and_no_foreign_bytes() {
         "nsenter" => "Debian package util-linux",
     );
     let secs = churn_secs();
-    let world = World::new();
+    let world = World::with_shm_size("1g");
     let m = Mount::with_args(&[], &["--pid".to_string(), world.pid().to_string()], false);
     let mnt = m.path().to_path_buf();
     let _hang = KillOnHang::new(&m, Duration::from_secs(secs) + Duration::from_secs(300));

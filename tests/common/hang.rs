@@ -1,0 +1,73 @@
+//! Keeping a hung mount from hanging the test: a time limit on one call (`within`) and a
+//! watchdog that kills the daemon of a test that runs too long (`KillOnHang`).
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use super::mount::Mount;
+use super::system::is_zombie;
+
+/// Runs `f` on a thread of its own and waits up to `limit` for it: a call that hangs (on a
+/// stuck mount) fails the test instead of blocking it. Returns what `f` returned and how long
+/// it took; panics on timeout, naming `what`.
+#[track_caller]
+pub fn within<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> (T, Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(v) => (v, start.elapsed()),
+        Err(_) => panic!("{what} did not finish within {limit:?} (hung?)"),
+    }
+}
+
+/// The daemon behind a mount is still running (neither exited nor a zombie).
+pub fn daemon_alive(m: &Mount) -> bool {
+    !is_zombie(m.pid() as i32)
+}
+
+/// A watchdog for a test's daemon: if still armed after `limit`, it kills the daemon (SIGKILL,
+/// after checking the pid is still a `shmfs`), so that a test stuck on a hung mount fails
+/// (every access then errors out) instead of blocking the run. Disarmed when dropped: declare
+/// it after the `Mount` it watches.
+pub struct KillOnHang {
+    done: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl KillOnHang {
+    pub fn new(m: &Mount, limit: Duration) -> KillOnHang {
+        let pid = m.pid() as i32;
+        let done = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let watch = done.clone();
+        let name = std::thread::current().name().unwrap_or("test").to_string();
+        std::thread::spawn(move || {
+            let (lock, cvar) = &*watch;
+            let guard = lock.lock().unwrap();
+            let (guard, _) = cvar.wait_timeout_while(guard, limit, |d| !*d).unwrap();
+            let is_shmfs =
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "shmfs");
+            if !*guard && is_shmfs && !is_zombie(pid) {
+                eprintln!(
+                    "{name}: still running after {limit:?}: killing its shmfs daemon \
+                     (pid {pid}) so that it fails instead of hanging"
+                );
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        });
+        KillOnHang { done }
+    }
+}
+
+impl Drop for KillOnHang {
+    fn drop(&mut self) {
+        let (lock, cvar) = &*self.done;
+        *lock.lock().unwrap() = true;
+        cvar.notify_all();
+    }
+}
