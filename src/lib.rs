@@ -8,6 +8,7 @@ pub mod attach;
 pub mod creds;
 pub mod fdshare;
 pub mod fs;
+pub mod fuse;
 pub mod index;
 pub mod inode;
 pub mod mount_options;

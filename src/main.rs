@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::Parser;
 use fuser::Session;
 use shmfs::fs::{Options, ShmFs};
+use shmfs::fuse::Fuse;
 use shmfs::posix::ShmDir;
 use shmfs::{creds, mount_options};
 
@@ -317,13 +318,13 @@ fn run(args: Args) -> Result<(), String> {
         Some(daemonize()?)
     };
     let signals = block_signals();
-    let fs = ShmFs::new(
+    let fs = Fuse::new(ShmFs::new(
         shm,
         Options {
             read_only: plan.read_only,
         },
-    );
-    let notifier_slot = fs.notifier_slot();
+    ));
+    let set_notifier = fs.notifier_slot();
     let session = match Session::new(fs, &mount_point, &plan.config) {
         Ok(s) => s,
         Err(e) => {
@@ -344,7 +345,7 @@ fn run(args: Args) -> Result<(), String> {
 
     // Learnt now, before serving: later the mount point's path leads into the mount.
     let connection = Arc::new(Connection::of(&mount_point));
-    let _ = notifier_slot.set(session.notifier());
+    set_notifier(session.notifier());
     // fusermount3 (used for auto_unmount) leaves a child behind that nobody waits for.
     std::thread::spawn(reap_children);
     let mut session = session;

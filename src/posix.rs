@@ -302,11 +302,18 @@ impl ShmDir {
         Ok(())
     }
 
-    /// Sets access and modification times (`utimensat`: each a timespec, or UTIME_NOW or
-    /// UTIME_OMIT); the kernel checks the calling thread's right to.
-    pub fn set_times(&self, name: &OsStr, ino: u64, times: [libc::timespec; 2]) -> io::Result<()> {
+    /// Sets access and modification times (`utimensat`); the kernel checks the calling
+    /// thread's right to.
+    pub fn set_times(
+        &self,
+        name: &OsStr,
+        ino: u64,
+        atime: FileTime,
+        mtime: FileTime,
+    ) -> io::Result<()> {
         let pinned = self.pin(name, ino)?;
         let path = Self::proc_path(&pinned);
+        let times = [atime.timespec(), mtime.timespec()];
         // SAFETY: valid C string and a two-element timespec array.
         if unsafe { libc::utimensat(libc::AT_FDCWD, path.as_ptr(), times.as_ptr(), 0) } != 0 {
             return Err(io::Error::last_os_error());
@@ -318,6 +325,58 @@ impl ShmDir {
     pub fn truncate(&self, name: &OsStr, ino: u64, size: u64) -> io::Result<()> {
         let file = self.open_object(name, ino, libc::O_WRONLY)?;
         file.set_len(size)
+    }
+}
+
+/// What tells one memory file from another even when their inode numbers agree (a SysV
+/// memory file's is its shmid): the kernel's file handle, which carries a generation.
+pub fn file_identity(file: &File) -> Option<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    const MAX_HANDLE: usize = 128;
+    // struct file_handle: u32 handle_bytes, i32 handle_type, then the handle.
+    let mut buf = vec![0u8; 8 + MAX_HANDLE];
+    buf[..4].copy_from_slice(&(MAX_HANDLE as u32).to_ne_bytes());
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: buf is a file_handle with room for MAX_HANDLE bytes; AT_EMPTY_PATH names the
+    // fd itself.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            file.as_raw_fd(),
+            c"".as_ptr(),
+            buf.as_mut_ptr(),
+            &mut mount_id,
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    if rc != 0 {
+        return None;
+    }
+    let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    buf.truncate(8 + len.min(MAX_HANDLE));
+    Some(buf)
+}
+
+/// A time to give a file: left as it is, the present, or a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileTime {
+    Keep,
+    Now,
+    At(std::time::SystemTime),
+}
+
+impl FileTime {
+    /// As utimensat takes it.
+    fn timespec(self) -> libc::timespec {
+        let (tv_sec, tv_nsec) = match self {
+            FileTime::Keep => (0, libc::UTIME_OMIT),
+            FileTime::Now => (0, libc::UTIME_NOW),
+            FileTime::At(t) => match t.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => (d.as_secs() as libc::time_t, i64::from(d.subsec_nanos())),
+                Err(before) => (-(before.duration().as_secs() as libc::time_t), 0),
+            },
+        };
+        libc::timespec { tv_sec, tv_nsec }
     }
 }
 

@@ -1,24 +1,18 @@
-//! `data`: opening a segment's or object's memory, reading and writing it, truncation, and
-//! the passthrough backings that let the kernel reach the memory directly.
+//! `data`: opening a segment's or object's memory, reading and writing it, truncation.
 
 use super::*;
 
 impl ShmFs {
     /// Drops the kernel's cached pages of `ino` in a range just written here.
-    pub(super) fn invalidate_cache(&self, ino: u64, offset: u64, len: usize) {
-        if let Some(notifier) = self.notifier.get() {
+    pub(super) fn invalidate_cache(&self, ino: u64, offset: u64, len: u64) {
+        if let Some(cache) = self.kernel_cache.get() {
             // ENOENT: the kernel holds no such inode any more; nothing to drop.
-            let _ = notifier.inval_inode(INodeNo(ino), offset as i64, len as i64);
+            let _ = cache.invalidate(ino, offset, len);
         }
     }
 
-    pub(super) fn open_data(
-        &self,
-        who: &Caller,
-        id: &ObjectId,
-        flags: OpenFlags,
-    ) -> Result<Handle> {
-        let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
+    pub(super) fn open_data(&self, who: &Caller, id: &ObjectId, flags: i32) -> Result<Handle> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if writable && self.options.read_only {
             return Err(errno(libc::EROFS));
         }
@@ -64,7 +58,7 @@ impl ShmFs {
             }
             Live::Posix(obj) => {
                 let file =
-                    creds::as_caller(who, || self.shm.open_object(&obj.name, obj.ino, flags.0))?;
+                    creds::as_caller(who, || self.shm.open_object(&obj.name, obj.ino, flags))?;
                 Ok(Handle::PosixData {
                     id: id.clone(),
                     file,
@@ -79,7 +73,7 @@ impl ShmFs {
         who: &Caller,
         id: &ObjectId,
         size: u64,
-        fh: Option<FileHandle>,
+        fh: Option<u64>,
     ) -> Result<()> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
@@ -117,42 +111,6 @@ impl ShmFs {
                 self.shm.truncate(&obj.name, obj.ino, size)
             })?),
         }
-    }
-
-    /// The shared passthrough backing of a `data` inode, registering `file` if it has none.
-    pub(super) fn backing(
-        &self,
-        ino: u64,
-        memory: Option<&File>,
-        register: impl FnOnce() -> Result<BackingId>,
-    ) -> Result<Arc<BackingId>> {
-        let identity = memory.and_then(file_identity);
-        let mut backings = self.backings.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = backings.get(&ino)
-            && let Some(id) = existing.id.upgrade()
-        {
-            // Two objects can share an identity for the inode table (a segment recreated with
-            // the same shmid, creator and size, as CRIU does): never let the new one read
-            // through the old one's memory. Its inode is forgotten, and ESTALE makes the
-            // kernel look it up again and get fresh numbers.
-            if identity.is_some()
-                && existing.file_identity.is_some()
-                && identity != existing.file_identity
-            {
-                return Err(errno(libc::ESTALE));
-            }
-            return Ok(id);
-        }
-        backings.retain(|_, b| b.id.strong_count() > 0);
-        let backing = Arc::new(register()?);
-        backings.insert(
-            ino,
-            Backing {
-                id: Arc::downgrade(&backing),
-                file_identity: identity,
-            },
-        );
-        Ok(backing)
     }
 
     /// Reads from an open file and hands the bytes to `send`, through a buffer reused by
@@ -221,35 +179,6 @@ impl ShmFs {
             Handle::Text { .. } | Handle::Dir(_) => Err(errno(libc::EBADF)),
         }
     }
-}
-
-/// What tells one memory file from another even when their inode numbers agree (a SysV
-/// memory file's is its shmid): the kernel's file handle, which carries a generation.
-fn file_identity(file: &File) -> Option<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    const MAX_HANDLE: usize = 128;
-    // struct file_handle: u32 handle_bytes, i32 handle_type, then the handle.
-    let mut buf = vec![0u8; 8 + MAX_HANDLE];
-    buf[..4].copy_from_slice(&(MAX_HANDLE as u32).to_ne_bytes());
-    let mut mount_id: libc::c_int = 0;
-    // SAFETY: buf is a file_handle with room for MAX_HANDLE bytes; AT_EMPTY_PATH names the
-    // fd itself.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_name_to_handle_at,
-            file.as_raw_fd(),
-            c"".as_ptr(),
-            buf.as_mut_ptr(),
-            &mut mount_id,
-            libc::AT_EMPTY_PATH,
-        )
-    };
-    if rc != 0 {
-        return None;
-    }
-    let len = u32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-    buf.truncate(8 + len.min(MAX_HANDLE));
-    Some(buf)
 }
 
 thread_local! {

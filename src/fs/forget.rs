@@ -54,13 +54,12 @@ impl Default for Forgetting {
 }
 
 /// The notice thread: sends each notice to the kernel, in order, until the filesystem goes.
-fn deliver(notices: Receiver<Notice>, notifier: Arc<OnceLock<Notifier>>) {
+fn deliver(notices: Receiver<Notice>, cache: Arc<OnceLock<Box<dyn KernelCache>>>) {
     for notice in notices {
-        let Some(notifier) = notifier.get() else {
+        let Some(cache) = cache.get() else {
             continue;
         };
-        if let Err(e) = notifier.delete(INodeNo(notice.parent), INodeNo(notice.child), &notice.name)
-        {
+        if let Err(e) = cache.delete(notice.parent, notice.child, &notice.name) {
             // ENOTEMPTY: a file inside is still open; the entry was dropped anyway.
             log::debug!("telling the kernel {:?} is gone: {e}", notice.name);
         }
@@ -92,11 +91,6 @@ impl ShmFs {
             hugetlb.remove(&d.id);
         }
         drop(hugetlb);
-        let mut backings = self.backings.lock().unwrap_or_else(|p| p.into_inner());
-        for d in &dropped {
-            // An open handle keeps the kernel's lookup, so no backing in use goes here.
-            backings.remove(&d.data_ino);
-        }
     }
 
     /// The object is known to be gone: the next lookup of its identity gets new numbers, its
@@ -139,10 +133,10 @@ impl ShmFs {
     pub(super) fn notify(&self, notice: Notice) {
         let queue = self.forgetting.queue.get_or_init(|| {
             let (tx, rx) = mpsc::sync_channel(QUEUE);
-            let notifier = self.notifier.clone();
+            let cache = self.kernel_cache.clone();
             match std::thread::Builder::new()
                 .name("shmfs-notices".into())
-                .spawn(move || deliver(rx, notifier))
+                .spawn(move || deliver(rx, cache))
             {
                 Ok(_) => Some(tx),
                 Err(e) => {

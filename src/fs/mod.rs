@@ -1,5 +1,8 @@
-//! The FUSE adapter: translates requests into calls of `sysv`, `posix` and `text`, and
-//! their errors into errnos. Every failure is an errno plus a log line, never a panic.
+//! The filesystem: what each name and inode of the mount stands for, and every operation on
+//! it, on plain types (inode numbers, handles, [`Attr`], [`Opened`], [`Error`]). It knows
+//! nothing of FUSE: `crate::fuse` translates requests into calls of [`ShmFs`]'s operations
+//! (`ops.rs`). The knowledge of shared memory lives in `sysv`, `posix`, `attach` and `creds`.
+//! Every failure is an [`Error`] with its errno and log level, never a panic.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -8,15 +11,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use fuser::{
-    AccessFlags, BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
-    Generation, INodeNo, InitFlags, KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
-};
 
 use crate::attach;
 use crate::creds::{self, Caller};
@@ -28,24 +24,17 @@ use crate::sysv::{self, Attachment, Segment};
 use crate::text::{self, PermChange};
 
 pub use error::{Error, Result};
+pub use reports::SpaceUsage;
+pub use tree::Removed;
+pub use types::{Attr, DirEntry, How, KernelCache, Kind, Opened, SetAttr, SetTime};
 
 mod data;
 mod error;
 mod forget;
+mod ops;
 mod reports;
 mod tree;
-
-/// Attributes are never cached by the kernel: every stat, open and access asks shmfs, which
-/// asks the kernel's IPC and tmpfs, so every call sees the present.
-const TTL: Duration = Duration::ZERO;
-/// How long the kernel may keep a name → inode entry without asking again. Safe because the
-/// inode itself is checked on every use: an inode whose object is gone (or was replaced by a
-/// new one of the same name) answers ESTALE, and the VFS then walks the path again with fresh
-/// lookups. It spares `ls -l` and friends one LOOKUP per name and per system call (a zero TTL
-/// made `ls -l` of 3,000 objects 3.5 times slower). The kernel would keep such entries until
-/// memory pressure, so shmfs tells it about objects it learns are gone (see `forget`).
-const ENTRY_TTL: Duration = Duration::from_secs(10);
-const BLOCK_SIZE: u32 = 4096;
+mod types;
 
 /// How the filesystem was asked to behave.
 #[derive(Clone, Debug)]
@@ -96,14 +85,8 @@ enum Handle {
         file: File,
         _share: FdShare,
     },
-    /// A directory listing taken at opendir: (inode, type, name).
-    Dir(Vec<(u64, FileType, OsString)>),
-}
-
-/// A registered passthrough backing and the identity of the memory file behind it.
-struct Backing {
-    id: Weak<BackingId>,
-    file_identity: Option<Vec<u8>>,
+    /// A directory listing taken at opendir.
+    Dir(Vec<DirEntry>),
 }
 
 /// The filesystem.
@@ -114,17 +97,10 @@ pub struct ShmFs {
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
-    /// Whether the kernel agreed to FUSE passthrough (root, Linux ≥ 6.9): `data` is then read
-    /// (and for POSIX objects written) by the kernel directly, at tmpfs speed.
-    passthrough: bool,
-    /// The passthrough backing of each open `data` inode: the kernel wants one per inode,
-    /// shared by all its opens, gone with the last.
-    backings: Mutex<HashMap<u64, Backing>>,
-    /// The backing each passthrough open holds, dropped at release.
-    handle_backings: Mutex<HashMap<u64, Arc<BackingId>>>,
     /// Tells the kernel to drop page cache that a write served here made stale (splice and
-    /// sendfile read through it even on direct-I/O opens). Set once the session exists.
-    notifier: Arc<OnceLock<Notifier>>,
+    /// sendfile read through it even on direct-I/O opens), and entries of gone objects. Set
+    /// once the session exists.
+    kernel_cache: Arc<OnceLock<Box<dyn KernelCache>>>,
     /// What is known of segments' huge-page backing, learned from attachers or opens.
     /// Pruned with the object's inode block.
     hugetlb: Mutex<HashMap<ObjectId, bool>>,
@@ -135,10 +111,6 @@ pub struct ShmFs {
     fd_shares: Arc<FdShares>,
     /// The queue of notices to the kernel about gone objects, and the sweep's schedule.
     forgetting: forget::Forgetting,
-}
-
-fn errno_of(e: &Error) -> Errno {
-    Errno::from_i32(e.errno())
 }
 
 fn enoent() -> Error {
@@ -158,16 +130,6 @@ fn time(secs: i64) -> SystemTime {
     }
 }
 
-fn caller(req: &Request) -> Caller {
-    Caller::new(req.uid(), req.gid(), req.pid())
-}
-
-/// Logs a failed request at its level and gives the errno to answer it with.
-fn failure(op: &str, what: &dyn std::fmt::Debug, e: &Error) -> Errno {
-    e.log(op, what);
-    errno_of(e)
-}
-
 impl ShmFs {
     /// A filesystem showing the SysV segments of the daemon's IPC namespace and the regular
     /// files of `shm`.
@@ -182,17 +144,14 @@ impl ShmFs {
             hugetlb: Mutex::new(HashMap::new()),
             perm_changes: Mutex::new(()),
             fd_shares: Arc::new(FdShares::default()),
-            notifier: Arc::new(OnceLock::new()),
-            passthrough: false,
-            backings: Mutex::new(HashMap::new()),
-            handle_backings: Mutex::new(HashMap::new()),
+            kernel_cache: Arc::new(OnceLock::new()),
             forgetting: forget::Forgetting::default(),
         }
     }
 
-    /// Where main puts the session's notifier once the mount exists.
-    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
-        self.notifier.clone()
+    /// Where the adapter puts its way to tell the kernel what to drop, once the mount exists.
+    pub fn kernel_cache_slot(&self) -> Arc<OnceLock<Box<dyn KernelCache>>> {
+        self.kernel_cache.clone()
     }
 
     fn inodes(&self) -> MutexGuard<'_, InodeTable> {
@@ -205,21 +164,15 @@ impl ShmFs {
         self.handles.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn add_handle(&self, handle: Handle) -> FileHandle {
+    fn add_handle(&self, handle: Handle) -> u64 {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.handles().insert(fh, Arc::new(handle));
-        FileHandle(fh)
+        fh
     }
 
-    fn handle_backings(&self) -> MutexGuard<'_, HashMap<u64, Arc<BackingId>>> {
-        self.handle_backings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn handle(&self, fh: FileHandle) -> Result<Arc<Handle>> {
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
         self.handles()
-            .get(&fh.0)
+            .get(&fh)
             .cloned()
             .ok_or_else(|| errno(libc::EBADF))
     }
@@ -227,8 +180,8 @@ impl ShmFs {
     /// What an inode number stands for. A number shmfs no longer knows answers ESTALE, so
     /// that the kernel drops its cached entry and looks the name up again; numbers the kernel
     /// holds are known until it forgets them.
-    fn node(&self, ino: INodeNo) -> Result<Node> {
-        self.inodes().node(ino.0).ok_or_else(|| errno(libc::ESTALE))
+    fn node(&self, ino: u64) -> Result<Node> {
+        self.inodes().node(ino).ok_or_else(|| errno(libc::ESTALE))
     }
 
     fn sysv_id(seg: &Segment) -> ObjectId {
@@ -286,8 +239,8 @@ impl ShmFs {
         }
     }
 
-    fn open_node(&self, who: &Caller, ino: u64, node: &Node, flags: OpenFlags) -> Result<Handle> {
-        let writable = flags.acc_mode() != OpenAccMode::O_RDONLY;
+    fn open_node(&self, who: &Caller, ino: u64, node: &Node, flags: i32) -> Result<Handle> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         match node {
             Node::Report(_) | Node::Object(_, Part::Stat | Part::Attached) if writable => {
                 Err(errno(libc::EACCES))
@@ -419,7 +372,7 @@ impl ShmFs {
         node: &Node,
         change: PermChange,
         size: Option<u64>,
-        fh: Option<FileHandle>,
+        fh: Option<u64>,
     ) -> Result<()> {
         let PermChange { mode, uid, gid } = change;
         let Node::Object(id, part) = node else {
@@ -457,8 +410,8 @@ impl ShmFs {
         &self,
         who: &Caller,
         node: &Node,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
+        atime: Option<SetTime>,
+        mtime: Option<SetTime>,
     ) -> Result<()> {
         let Node::Object(id, Part::Dir | Part::Data) = node else {
             return Ok(());
@@ -477,28 +430,18 @@ impl ShmFs {
                 }
             }
             Live::Posix(obj) => {
-                let times = [timespec_of(atime), timespec_of(mtime)];
+                let (atime, mtime) = (file_time(atime), file_time(mtime));
                 Ok(creds::as_caller(who, || {
-                    self.shm.set_times(&obj.name, obj.ino, times)
+                    self.shm.set_times(&obj.name, obj.ino, atime, mtime)
                 })?)
             }
         }
     }
 
-    /// Refuses a change of the tree that shmfs does not offer (`op` of `name`), logged like
-    /// every failed request.
-    fn refuse_change(&self, op: &str, name: &dyn std::fmt::Debug) -> Errno {
-        let code = if self.options.read_only {
-            libc::EROFS
-        } else {
-            libc::EPERM
-        };
-        failure(op, name, &errno(code))
-    }
-
-    fn access_node(&self, who: &Caller, node: &Node, mask: AccessFlags) -> Result<()> {
-        let want_w = mask.contains(AccessFlags::W_OK);
-        let want_x = mask.contains(AccessFlags::X_OK);
+    /// access(2) of a node for `mask` (`R_OK`, `W_OK`, `X_OK` bits).
+    fn access_node(&self, who: &Caller, node: &Node, mask: i32) -> Result<()> {
+        let want_w = mask & libc::W_OK != 0;
+        let want_x = mask & libc::X_OK != 0;
         match node {
             Node::Root | Node::ByKeyDir | Node::SysvDir | Node::PosixDir => {
                 if want_w && matches!(node, Node::Root | Node::ByKeyDir) {
@@ -523,11 +466,8 @@ impl ShmFs {
                         if want_x {
                             true
                         } else {
-                            let want = (if mask.contains(AccessFlags::R_OK) {
-                                4
-                            } else {
-                                0
-                            }) | (if want_w { 2 } else { 0 });
+                            let want = (if mask & libc::R_OK != 0 { 4 } else { 0 })
+                                | (if want_w { 2 } else { 0 });
                             match &live {
                                 Live::Sysv(seg) => !sysv_permits(who, seg, want),
                                 Live::Posix(obj) => {
@@ -551,20 +491,13 @@ impl ShmFs {
     }
 }
 
-/// A time for utimensat: as given, now, or left alone.
-fn timespec_of(time: Option<TimeOrNow>) -> libc::timespec {
-    let (tv_sec, tv_nsec) = match time {
-        None => (0, libc::UTIME_OMIT),
-        Some(TimeOrNow::Now) => (0, libc::UTIME_NOW),
-        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => (d.as_secs() as libc::time_t, i64::from(d.subsec_nanos())),
-            Err(before) => {
-                let d = before.duration();
-                (-(d.as_secs() as libc::time_t), 0)
-            }
-        },
-    };
-    libc::timespec { tv_sec, tv_nsec }
+/// A time for the object's file: as given, now, or left alone.
+fn file_time(time: Option<SetTime>) -> posix::FileTime {
+    match time {
+        None => posix::FileTime::Keep,
+        Some(SetTime::Now) => posix::FileTime::Now,
+        Some(SetTime::At(at)) => posix::FileTime::At(at),
+    }
 }
 
 /// The kernel's ipcperms verdict for the caller: its mode bits (uid, gid and supplementary
@@ -625,434 +558,6 @@ fn parse_key(name: &OsStr) -> Option<u32> {
         return None;
     }
     u32::from_str_radix(hex, 16).ok()
-}
-
-impl Filesystem for ShmFs {
-    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
-        if creds::daemon_is_root() {
-            match config.add_capabilities(InitFlags::FUSE_PASSTHROUGH) {
-                Ok(()) => {
-                    // Backing files live on tmpfs (depth 0); this mount sits one above.
-                    self.passthrough = config.set_max_stack_depth(1).is_ok();
-                }
-                Err(_) => log::info!("kernel without FUSE passthrough: POSIX data uses direct I/O"),
-            }
-        }
-        Ok(())
-    }
-
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        // The lookup is counted when the number is found, under the same lock, so that a
-        // FORGET racing with it cannot take the block away; a failure takes it back.
-        let mut counted = None;
-        let result = self.node(parent).and_then(|p| {
-            let (ino, live) = self.find(parent.0, &p, name, true)?;
-            counted = Some(ino);
-            let node = self.node(INodeNo(ino))?;
-            self.attr_with(ino, &node, live)
-        });
-        match result {
-            Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &attr, Generation(0)),
-            Err(e) => {
-                if let Some(ino) = counted {
-                    self.forget_inodes([(ino, 1)]);
-                }
-                reply.error(failure("lookup", &name, &e))
-            }
-        }
-        self.sweep_if_due();
-    }
-
-    // BATCH_FORGET reaches here too: fuser 0.18's default `batch_forget` calls `forget` for
-    // each node (and its element type is not exported, so it cannot be overridden).
-    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.forget_inodes([(ino.0, nlookup)]);
-    }
-
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self
-            .node(ino)
-            .and_then(|n| self.attr_of_open(ino.0, &n, fh))
-        {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(failure("getattr", &ino, &e)),
-        }
-    }
-
-    fn setattr(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        mode: Option<u32>,
-        uid: Option<u32>,
-        gid: Option<u32>,
-        size: Option<u64>,
-        atime: Option<TimeOrNow>,
-        mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
-        fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
-        reply: ReplyAttr,
-    ) {
-        let who = caller(req);
-        let result = self.node(ino).and_then(|node| {
-            self.setattr_node(&who, &node, PermChange { mode, uid, gid }, size, fh)?;
-            if atime.is_some() || mtime.is_some() {
-                self.set_times(&who, &node, atime, mtime)?;
-            }
-            self.attr_of_open(ino.0, &node, fh)
-        });
-        match result {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(failure("setattr", &ino, &e)),
-        }
-    }
-
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        let target = self.node(ino).and_then(|node| match node {
-            Node::Object(id, Part::KeyLink) => {
-                self.live_key_link(&id)?;
-                Ok(Self::key_link_target(&id))
-            }
-            _ => Err(errno(libc::EINVAL)),
-        });
-        match target {
-            Ok(target) => reply.data(target.as_bytes()),
-            Err(e) => reply.error(failure("readlink", &ino, &e)),
-        }
-    }
-
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(self.refuse_change("mknod", &name));
-    }
-
-    fn mkdir(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
-        let who = caller(req);
-        match self.make_object(&who, parent, name, mode) {
-            Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &attr, Generation(0)),
-            Err(e) => reply.error(failure("mkdir", &name, &e)),
-        }
-        self.sweep_if_due();
-    }
-
-    fn unlink(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        // Objects go with `rmdir` of their directory (as in cgroupfs); files inside stay.
-        reply.error(self.refuse_change("unlink", &name));
-    }
-
-    fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let who = caller(req);
-        match self.remove_object(&who, parent, name) {
-            Ok(removed) => {
-                reply.ok();
-                // After the reply: the kernel holds the parent's lock until it has it.
-                self.removed(removed);
-            }
-            Err(e) => reply.error(failure("rmdir", &name, &e)),
-        }
-    }
-
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(self.refuse_change("symlink", &link_name));
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(self.refuse_change("rename", &name));
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(self.refuse_change("link", &newname));
-    }
-
-    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let who = caller(req);
-        let result = self
-            .node(ino)
-            .and_then(|node| self.open_node(&who, ino.0, &node, flags));
-        let handle = match result {
-            Ok(handle) => handle,
-            Err(e) => return reply.error(failure("open", &ino, &e)),
-        };
-        // With passthrough every open of a `data` inode must name the same backing file, or
-        // the kernel refuses it. Reads of read-only opens then go straight to the memory; opens
-        // that shmfs must serve itself (SysV writes, clamped at the segment's end; kept
-        // attachments) add FOPEN_DIRECT_IO, which routes their reads and writes here.
-        let (memory, served_here) = match &handle {
-            Handle::PosixData { file, .. } => (Some(file), false),
-            Handle::SysvData {
-                access: SysvAccess::File(file),
-                ..
-            } => (Some(file), flags.acc_mode() != OpenAccMode::O_RDONLY),
-            Handle::SysvData { .. } => (None, true),
-            _ => return reply.opened(self.add_handle(handle), FopenFlags::FOPEN_DIRECT_IO),
-        };
-        if self.passthrough {
-            let backing = self.backing(ino.0, memory, || match memory {
-                Some(file) => Ok(reply.open_backing(file)?),
-                None => Err(errno(libc::ENOTSUP)),
-            });
-            match backing {
-                Ok(backing) => {
-                    let fh = self.add_handle(handle);
-                    let open_flags = if served_here {
-                        FopenFlags::FOPEN_DIRECT_IO
-                    } else {
-                        FopenFlags::empty()
-                    };
-                    self.handle_backings().insert(fh.0, backing.clone());
-                    return reply.opened_passthrough(fh, open_flags, &backing);
-                }
-                Err(e) if e.errno() == libc::ENOTSUP => {}
-                Err(e) if e.errno() == libc::ESTALE => {
-                    if let Ok(Node::Object(id, _)) = self.node(ino) {
-                        // Not gone, but its identity must lead to new numbers.
-                        self.object_gone(&id, false);
-                    }
-                    return reply.error(failure("open", &ino, &e));
-                }
-                Err(e) => log::warn!("passthrough for {ino}: {e}; using direct I/O"),
-            }
-        }
-        reply.opened(self.add_handle(handle), FopenFlags::FOPEN_DIRECT_IO)
-    }
-
-    fn read(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
-        let mut reply = Some(reply);
-        let result = self.handle(fh).and_then(|h| {
-            self.read_handle(&h, offset, size, |data| {
-                if let Some(reply) = reply.take() {
-                    reply.data(data);
-                }
-            })
-        });
-        if let (Err(e), Some(reply)) = (result, reply) {
-            reply.error(failure("read", &ino, &e));
-        }
-    }
-
-    fn write(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
-        match self.handle(fh).and_then(|h| {
-            let written = self.write_handle(&h, offset, data)?;
-            if matches!(&*h, Handle::SysvData { .. } | Handle::PosixData { .. }) {
-                self.invalidate_cache(ino.0, offset, written as usize);
-            }
-            Ok(written)
-        }) {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(failure("write", &ino, &e)),
-        }
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lo: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
-    }
-
-    fn release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
-        self.handles().remove(&fh.0);
-        self.handle_backings().remove(&fh.0);
-        reply.ok();
-    }
-
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _ds: bool, reply: ReplyEmpty) {
-        // Shared memory has nothing to flush to.
-        reply.ok();
-    }
-
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.node(ino).and_then(|node| self.list(ino.0, &node)) {
-            Ok(entries) => reply.opened(self.add_handle(Handle::Dir(entries)), FopenFlags::empty()),
-            Err(e) => reply.error(failure("opendir", &ino, &e)),
-        }
-    }
-
-    fn readdir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        mut reply: ReplyDirectory,
-    ) {
-        let handle = match self.handle(fh) {
-            Ok(h) => h,
-            Err(e) => return reply.error(failure("readdir", &fh, &e)),
-        };
-        let Handle::Dir(entries) = &*handle else {
-            return reply.error(failure("readdir", &fh, &errno(libc::ENOTDIR)));
-        };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(start) {
-            if reply.add(INodeNo(*ino), (i + 1) as u64, *kind, name) {
-                break;
-            }
-        }
-        reply.ok();
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _f: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        self.handles().remove(&fh.0);
-        self.handle_backings().remove(&fh.0);
-        reply.ok();
-    }
-
-    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        match self.usage_totals() {
-            Ok(st) => reply.statfs(
-                st.blocks,
-                st.free,
-                st.free,
-                st.files,
-                st.files_free,
-                st.block_size,
-                255,
-                st.block_size,
-            ),
-            Err(e) => reply.error(failure("statfs", &self.shm.path(), &e)),
-        }
-    }
-
-    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        let who = Caller::for_access(req.uid(), req.gid(), req.pid());
-        match self
-            .node(ino)
-            .and_then(|node| self.access_node(&who, &node, mask))
-        {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(failure("access", &ino, &e)),
-        }
-    }
-
-    fn ioctl(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _flags: fuser::IoctlFlags,
-        _cmd: u32,
-        _in_data: &[u8],
-        _out_size: u32,
-        reply: fuser::ReplyIoctl,
-    ) {
-        // No ioctls: ENOTTY is what isatty() and friends expect of a plain file.
-        reply.error(Errno::ENOTTY);
-    }
-
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        // No extended attributes. ENOSYS makes the kernel stop asking (ls -l asks for ACLs
-        // and labels of every file), which it would not for ENODATA.
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: fuser::ReplyCreate,
-    ) {
-        reply.error(self.refuse_change("create", &name));
-    }
 }
 
 #[cfg(test)]

@@ -199,10 +199,10 @@ fn may_read_daemon(who: &Caller) -> bool {
 }
 
 /// Capacity and use for `statfs`, in blocks of `block_size` bytes.
-pub(super) struct SpaceUsage {
-    pub(super) blocks: u64,
-    pub(super) free: u64,
-    pub(super) files: u64,
-    pub(super) files_free: u64,
-    pub(super) block_size: u32,
+pub struct SpaceUsage {
+    pub blocks: u64,
+    pub free: u64,
+    pub files: u64,
+    pub files_free: u64,
+    pub block_size: u32,
 }

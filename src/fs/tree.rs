@@ -3,41 +3,40 @@
 
 use super::*;
 
+/// What an `rmdir` removed, for [`ShmFs::removed`] once the caller has its answer.
+pub struct Removed {
+    id: ObjectId,
+    live: Live,
+}
+
 impl ShmFs {
-    pub(super) fn dir_attr(&self, ino: u64, perm: u16) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(ino),
+    /// A directory of shmfs's own (the root, `sysv/`, `posix/`, `by-key/`): root's, from the
+    /// time of the mount.
+    pub(super) fn dir_attr(&self, ino: u64, perm: u16) -> Attr {
+        Attr {
+            ino,
+            kind: Kind::Dir,
+            perm,
+            nlink: 2,
+            uid: 0,
+            gid: 0,
             size: 0,
             blocks: 0,
             atime: self.mounted_at,
             mtime: self.mounted_at,
             ctime: self.mounted_at,
-            crtime: self.mounted_at,
-            kind: FileType::Directory,
-            perm,
-            nlink: 2,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: BLOCK_SIZE,
-            flags: 0,
         }
     }
 
     /// The attributes of a node, using `known` (just looked up) instead of asking again.
-    pub(super) fn attr(&self, ino: u64, node: &Node) -> Result<FileAttr> {
+    pub(super) fn attr(&self, ino: u64, node: &Node) -> Result<Attr> {
         self.attr_with(ino, node, None)
     }
 
     /// Attributes for a request that names an open handle (fstat, ftruncate): the object as
     /// it is now, or, once it is gone, as that handle still sees it (tmpfs answers fstat on
     /// an unlinked file too).
-    pub(super) fn attr_of_open(
-        &self,
-        ino: u64,
-        node: &Node,
-        fh: Option<FileHandle>,
-    ) -> Result<FileAttr> {
+    pub(super) fn attr_of_open(&self, ino: u64, node: &Node, fh: Option<u64>) -> Result<Attr> {
         let result = self.attr(ino, node);
         let gone = matches!(&result, Err(e) if e.errno() == libc::ESTALE);
         let Node::Object(id, Part::Data) = node else {
@@ -89,13 +88,13 @@ impl ShmFs {
     }
 
     /// As `attr`, with the object just looked up instead of asking again.
-    pub(super) fn attr_with(&self, ino: u64, node: &Node, known: Option<Live>) -> Result<FileAttr> {
+    pub(super) fn attr_with(&self, ino: u64, node: &Node, known: Option<Live>) -> Result<Attr> {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
             Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
             Node::Report(report) => {
                 let mut attr = self.dir_attr(ino, 0o444);
-                attr.kind = FileType::RegularFile;
+                attr.kind = Kind::File;
                 attr.nlink = 1;
                 // The index is a whole-system scan: like a /proc file it reports size 0 and
                 // is read to its end, so that `ls -l` of the root stays cheap.
@@ -135,10 +134,10 @@ impl ShmFs {
             ),
         };
         let (kind, perm, size, nlink) = match part {
-            Part::Dir => (FileType::Directory, mode | 0o555, 0, 2),
-            Part::Data => (FileType::RegularFile, mode, size, 1),
+            Part::Dir => (Kind::Dir, mode | 0o555, 0, 2),
+            Part::Data => (Kind::File, mode, size, 1),
             Part::Stat => (
-                FileType::RegularFile,
+                Kind::File,
                 0o444,
                 match self.open_text_len(ino) {
                     Some(len) => len,
@@ -146,37 +145,28 @@ impl ShmFs {
                 } as u64,
                 1,
             ),
-            Part::Perm => (
-                FileType::RegularFile,
-                0o644,
-                Self::perm_text(&live).len() as u64,
-                1,
-            ),
+            Part::Perm => (Kind::File, 0o644, Self::perm_text(&live).len() as u64, 1),
             // A scan of every process: size 0, read to the end (see Report above).
-            Part::Attached => (FileType::RegularFile, 0o444, 0, 1),
+            Part::Attached => (Kind::File, 0o444, 0, 1),
             Part::KeyLink => (
-                FileType::Symlink,
+                Kind::Symlink,
                 0o777,
                 Self::key_link_target(id).len() as u64,
                 1,
             ),
         };
-        Ok(FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: if part == Part::Data { blocks } else { 0 },
-            atime: time(atime),
-            mtime: time(mtime),
-            ctime: time(ctime),
-            crtime: time(ctime),
+        Ok(Attr {
+            ino,
             kind,
             perm: perm as u16,
             nlink,
             uid,
             gid,
-            rdev: 0,
-            blksize: BLOCK_SIZE,
-            flags: 0,
+            size,
+            blocks: if part == Part::Data { blocks } else { 0 },
+            atime: time(atime),
+            mtime: time(mtime),
+            ctime: time(ctime),
         })
     }
 
@@ -257,8 +247,8 @@ impl ShmFs {
     }
 
     /// The entries of a directory, listed in one pass.
-    pub(super) fn list(&self, ino: u64, node: &Node) -> Result<Vec<(u64, FileType, OsString)>> {
-        let dir = FileType::Directory;
+    pub(super) fn list(&self, ino: u64, node: &Node) -> Result<Vec<DirEntry>> {
+        let dir = Kind::Dir;
         let mut entries = vec![
             (ino, dir, OsString::from(".")),
             (inode::ROOT, dir, OsString::from("..")),
@@ -273,7 +263,7 @@ impl ShmFs {
                     (inode::INDEX, "index"),
                     (inode::INDEX_JSON, "index.json"),
                 ] {
-                    entries.push((ino, FileType::RegularFile, name.into()));
+                    entries.push((ino, Kind::File, name.into()));
                 }
             }
             Node::SysvDir | Node::ByKeyDir => {
@@ -287,7 +277,7 @@ impl ShmFs {
                         entries.push((ino, dir, seg.shmid.to_string().into()));
                     } else if seg.key != 0 {
                         let ino = table.inode(id, Part::KeyLink);
-                        entries.push((ino, FileType::Symlink, format!("0x{:08x}", seg.key).into()));
+                        entries.push((ino, Kind::Symlink, format!("0x{:08x}", seg.key).into()));
                     }
                 }
                 let (held, dropped) =
@@ -319,7 +309,7 @@ impl ShmFs {
                     let ino = table
                         .in_block(ino, part, false)
                         .ok_or_else(|| errno(libc::ESTALE))?;
-                    entries.push((ino, FileType::RegularFile, name.into()));
+                    entries.push((ino, Kind::File, name.into()));
                 }
             }
             Node::Report(_) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
@@ -327,21 +317,24 @@ impl ShmFs {
         if matches!(node, Node::SysvDir | Node::PosixDir | Node::ByKeyDir) {
             entries[1].0 = inode::ROOT;
         }
-        Ok(entries)
+        Ok(entries
+            .into_iter()
+            .map(|(ino, kind, name)| DirEntry { ino, kind, name })
+            .collect())
     }
 
     /// `mkdir posix/NAME`: a new empty object, owned by the caller.
     pub(super) fn make_object(
         &self,
         who: &Caller,
-        parent: INodeNo,
+        parent: u64,
         name: &OsStr,
         mode: u32,
-    ) -> Result<FileAttr> {
+    ) -> Result<Attr> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
-        if parent.0 != inode::POSIX_DIR {
+        if parent != inode::POSIX_DIR {
             return Err(errno(libc::EPERM));
         }
         let obj = creds::as_caller(who, || self.shm.create(name, mode))?;
@@ -357,16 +350,11 @@ impl ShmFs {
 
     /// `rmdir sysv/ID` (IPC_RMID) or `rmdir posix/NAME` (shm_unlink), as the caller. Gives
     /// what it removed, for `removed` once the kernel has its answer.
-    pub(super) fn remove_object(
-        &self,
-        who: &Caller,
-        parent: INodeNo,
-        name: &OsStr,
-    ) -> Result<(ObjectId, Live)> {
+    pub(super) fn remove_object(&self, who: &Caller, parent: u64, name: &OsStr) -> Result<Removed> {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
-        let parent_ino = parent.0;
+        let parent_ino = parent;
         let parent = self.node(parent)?;
         if !matches!(parent, Node::SysvDir | Node::PosixDir) {
             return Err(match parent {
@@ -384,12 +372,12 @@ impl ShmFs {
             Live::Sysv(seg) => Self::sysv_id(seg),
             Live::Posix(obj) => Self::posix_id(obj),
         };
-        Ok((id, live))
+        Ok(Removed { id, live })
     }
 
     /// After a successful `rmdir`: the kernel has dropped the directory's entry itself; what
     /// is gone is forgotten, and a segment's `by-key/` link (its key is now 0) is dropped.
-    pub(super) fn removed(&self, (id, live): (ObjectId, Live)) {
+    pub fn removed(&self, Removed { id, live }: Removed) {
         match live {
             Live::Posix(_) => self.object_gone(&id, false),
             Live::Sysv(seg) => {
