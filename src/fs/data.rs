@@ -20,35 +20,20 @@ impl ShmFs {
         match self.live(id)? {
             Live::Sysv(seg) => {
                 let attachment =
-                    creds::as_caller(who, || Attachment::attach(seg.shmid, seg.size, writable))
-                        .map_err(|e| match e.raw_os_error() {
+                    creds::as_caller(who, || self.source.attach_segment(&seg, writable)).map_err(
+                        |e| match e.raw_os_error() {
                             // Removed between the lookup and the attach.
                             Some(libc::EINVAL | libc::EIDRM) => errno(libc::ESTALE),
                             _ => Error::from(e),
-                        })?;
-                let access = if creds::daemon_is_root() {
-                    match attachment.memory_file(writable) {
-                        Ok(file) if !sysv::is_hugetlb_file(&file) => {
-                            self.remember_hugetlb(id.clone(), false);
-                            SysvAccess::File(file)
-                        }
-                        Ok(_) => {
-                            self.remember_hugetlb(id.clone(), true);
-                            SysvAccess::Attached(attachment)
-                        }
-                        // Out of descriptors: an error, not an attachment kept open that would
-                        // show in nattch until close.
-                        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
-                            return Err(Error::unexpected(e));
-                        }
-                        Err(e) => {
-                            log::debug!("map_files of shmid {}: {e}; keeping attached", seg.shmid);
-                            SysvAccess::Attached(attachment)
-                        }
-                    }
-                } else {
-                    SysvAccess::Attached(attachment)
-                };
+                        },
+                    )?;
+                let (access, hugetlb) = self
+                    .source
+                    .segment_memory(attachment, writable)
+                    .map_err(Error::unexpected)?;
+                if let Some(yes) = hugetlb {
+                    self.remember_hugetlb(id.clone(), yes);
+                }
                 Ok(Handle::SysvData {
                     size: seg.size,
                     seg,
@@ -58,7 +43,7 @@ impl ShmFs {
             }
             Live::Posix(obj) => {
                 let file =
-                    creds::as_caller(who, || self.shm.open_object(&obj.name, obj.ino, flags))?;
+                    creds::as_caller(who, || self.source.open_object(&obj.name, obj.ino, flags))?;
                 Ok(Handle::PosixData {
                     id: id.clone(),
                     file,
@@ -108,7 +93,7 @@ impl ShmFs {
                 }
             }
             Live::Posix(obj) => Ok(creds::as_caller(who, || {
-                self.shm.truncate(&obj.name, obj.ino, size)
+                self.source.truncate_object(&obj.name, obj.ino, size)
             })?),
         }
     }
@@ -142,8 +127,8 @@ impl ShmFs {
         };
         with_read_buffer(len, |buf| {
             let n = match source {
-                Ok(SysvAccess::File(f)) | Err(f) => read_full(f, buf, offset)?,
-                Ok(SysvAccess::Attached(a)) => a.read_at(buf, offset),
+                Ok(SegmentMemory::File(f)) | Err(f) => read_full(f, buf, offset)?,
+                Ok(SegmentMemory::Attached(a)) => a.read_at(buf, offset),
             };
             send(&buf[..n]);
             Ok(())
@@ -165,8 +150,8 @@ impl ShmFs {
                 }
                 let n = (data.len() as u64).min(size - offset) as usize;
                 match access {
-                    SysvAccess::File(f) => f.write_all_at(&data[..n], offset)?,
-                    SysvAccess::Attached(a) => {
+                    SegmentMemory::File(f) => f.write_all_at(&data[..n], offset)?,
+                    SegmentMemory::Attached(a) => {
                         a.write_at(&data[..n], offset);
                     }
                 }

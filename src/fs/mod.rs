@@ -20,11 +20,12 @@ use crate::fdshare::{FdShare, FdShares};
 use crate::index;
 use crate::inode::{self, InodeTable, Node, ObjectId, Part, Report};
 use crate::posix::{self, Object, ShmDir};
-use crate::sysv::{self, Attachment, Segment};
+use crate::sysv::{self, Segment};
 use crate::text::{self, PermChange};
 
 pub use error::{Error, Result};
 pub use reports::SpaceUsage;
+pub use source::{DirSpace, Kernel, SegmentMemory, Source, SysvLimits};
 pub use tree::Removed;
 pub use types::{Attr, DirEntry, How, KernelCache, Kind, Opened, SetAttr, SetTime};
 
@@ -33,6 +34,7 @@ mod error;
 mod forget;
 mod ops;
 mod reports;
+mod source;
 mod tree;
 mod types;
 
@@ -47,15 +49,6 @@ pub struct Options {
 enum Live {
     Sysv(Segment),
     Posix(Object),
-}
-
-/// How an open SysV `data` reaches the segment's memory.
-enum SysvAccess {
-    /// The segment's own memory file, from `/proc/self/map_files` (root only): no attachment
-    /// is kept, untouched pages are not allocated by reads.
-    File(File),
-    /// A kept attachment (non-root daemon, or hugetlb segments, where pwrite does not work).
-    Attached(Attachment),
 }
 
 /// What an open file handle holds.
@@ -75,7 +68,7 @@ enum Handle {
         /// The segment as it was at open: what fstat answers once it is gone.
         seg: Segment,
         size: u64,
-        access: SysvAccess,
+        access: SegmentMemory,
         /// The descriptor this open holds, counted against the opener's share.
         _share: FdShare,
     },
@@ -91,7 +84,8 @@ enum Handle {
 
 /// The filesystem.
 pub struct ShmFs {
-    shm: ShmDir,
+    /// Where segments and objects come from.
+    source: Box<dyn Source>,
     options: Options,
     inodes: Mutex<InodeTable>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -134,8 +128,13 @@ impl ShmFs {
     /// A filesystem showing the SysV segments of the daemon's IPC namespace and the regular
     /// files of `shm`.
     pub fn new(shm: ShmDir, options: Options) -> ShmFs {
+        ShmFs::with_source(Box::new(Kernel::new(shm)), options)
+    }
+
+    /// A filesystem showing what `source` holds (the kernel's shared memory, or a fake).
+    pub fn with_source(source: Box<dyn Source>, options: Options) -> ShmFs {
         ShmFs {
-            shm,
+            source,
             options,
             inodes: Mutex::new(InodeTable::default()),
             handles: Mutex::new(HashMap::new()),
@@ -223,14 +222,14 @@ impl ShmFs {
     fn live_now(&self, id: &ObjectId) -> Result<Live> {
         match id {
             ObjectId::Sysv { shmid, incarnation } => {
-                let seg = sysv::lookup(*shmid)?;
+                let seg = self.source.segment(*shmid)?;
                 if seg.incarnation() != *incarnation {
                     return Err(enoent());
                 }
                 Ok(Live::Sysv(seg))
             }
             ObjectId::Posix { name, ino } => {
-                let obj = self.shm.lookup(name)?;
+                let obj = self.source.object(name)?;
                 if obj.ino != *ino {
                     return Err(enoent());
                 }
@@ -304,7 +303,7 @@ impl ShmFs {
         let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
         match self.live(id)? {
             Live::Sysv(seg) => Ok(creds::as_caller(who, || {
-                sysv::set_perm(
+                self.source.set_segment_perm(
                     seg.shmid,
                     mode.unwrap_or(seg.mode) & 0o777,
                     uid.unwrap_or(seg.uid),
@@ -314,10 +313,10 @@ impl ShmFs {
             Live::Posix(obj) => {
                 let changed = creds::as_caller(who, || {
                     if uid.is_some() || gid.is_some() {
-                        self.shm.chown(&obj.name, obj.ino, uid, gid)?;
+                        self.source.chown_object(&obj.name, obj.ino, uid, gid)?;
                     }
                     if let Some(mode) = mode {
-                        self.shm.chmod(&obj.name, obj.ino, mode)?;
+                        self.source.chmod_object(&obj.name, obj.ino, mode)?;
                     }
                     Ok(())
                 });
@@ -343,7 +342,7 @@ impl ShmFs {
     fn kill_setid_bits(&self, who: &Caller, obj: &Object, mode: u32) -> Result<()> {
         // Anyone else is refused as a chmod by a non-owner is.
         creds::as_caller(who, || {
-            self.shm
+            self.source
                 .open_object(&obj.name, obj.ino, libc::O_WRONLY)
                 .map(drop)
         })
@@ -353,7 +352,7 @@ impl ShmFs {
             obj.name,
             who.uid
         );
-        Ok(self.shm.chmod(&obj.name, obj.ino, mode)?)
+        Ok(self.source.chmod_object(&obj.name, obj.ino, mode)?)
     }
 
     /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
@@ -432,7 +431,8 @@ impl ShmFs {
             Live::Posix(obj) => {
                 let (atime, mtime) = (file_time(atime), file_time(mtime));
                 Ok(creds::as_caller(who, || {
-                    self.shm.set_times(&obj.name, obj.ino, atime, mtime)
+                    self.source
+                        .set_object_times(&obj.name, obj.ino, atime, mtime)
                 })?)
             }
         }
@@ -472,7 +472,7 @@ impl ShmFs {
                                 Live::Sysv(seg) => !sysv_permits(who, seg, want),
                                 Live::Posix(obj) => {
                                     return Ok(creds::as_caller(who, || {
-                                        self.shm
+                                        self.source
                                             .open_object(&obj.name, obj.ino, access_mode(want))
                                             .map(drop)
                                     })?);

@@ -101,7 +101,7 @@ impl ShmFs {
         let how = match &handle {
             Handle::PosixData { .. } => How::Passthrough { served_here: false },
             Handle::SysvData {
-                access: SysvAccess::File(_),
+                access: SegmentMemory::File(_),
                 ..
             } => How::Passthrough {
                 served_here: flags & libc::O_ACCMODE != libc::O_RDONLY,
@@ -121,7 +121,7 @@ impl ShmFs {
         match &*handle {
             Handle::PosixData { file, .. }
             | Handle::SysvData {
-                access: SysvAccess::File(file),
+                access: SegmentMemory::File(file),
                 ..
             } => Some(f(file)),
             _ => None,

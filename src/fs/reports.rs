@@ -4,20 +4,14 @@
 use super::*;
 
 impl ShmFs {
-    pub(super) fn limits_text() -> Result<String> {
-        let read = |name: &str| -> io::Result<u64> {
-            let path = format!("/proc/sys/kernel/{name}");
-            let text = std::fs::read_to_string(&path)?;
-            text.trim().parse().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}"))
-            })
-        };
+    pub(super) fn limits_text(&self) -> Result<String> {
+        let limits = self.source.sysv_limits()?;
         let limits = text::Limits {
-            shmmax: read("shmmax")?,
-            shmall: read("shmall")?,
-            shmmni: read("shmmni")?,
-            shm_rmid_forced: read("shm_rmid_forced")?,
-            totals: sysv::totals()?,
+            shmmax: limits.shmmax,
+            shmall: limits.shmall,
+            shmmni: limits.shmmni,
+            shm_rmid_forced: limits.shm_rmid_forced,
+            totals: self.source.sysv_totals()?,
         };
         Ok(text::limits(&limits))
     }
@@ -25,7 +19,7 @@ impl ShmFs {
     pub(super) fn stat_text(&self, live: &Live) -> Result<String> {
         Ok(match live {
             Live::Sysv(seg) => {
-                let usage = sysv::usage_of(seg.shmid).inspect_err(|e| {
+                let usage = self.source.segment_usage(seg.shmid).inspect_err(|e| {
                     log::warn!("reading /proc/sysvipc/shm for shmid {}: {e}", seg.shmid)
                 })?;
                 text::sysv_stat(seg, usage, self.sysv_hugetlb(seg))
@@ -82,12 +76,14 @@ impl ShmFs {
 
     pub(super) fn report_text(&self, report: Report) -> Result<String> {
         if report == Report::Limits {
-            return Self::limits_text();
+            return self.limits_text();
         }
-        let usage =
-            sysv::usage_table().inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
-        let segments = sysv::list()?;
-        let objects = self.shm.list()?;
+        let usage = self
+            .source
+            .segments_usage()
+            .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
+        let segments = self.source.segments()?;
+        let objects = self.source.objects()?;
         let uids = segments
             .iter()
             .map(|s| s.uid)
@@ -119,7 +115,7 @@ impl ShmFs {
         let target = match live {
             Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
             Live::Posix(obj) => attach::Target::Posix {
-                dev: self.shm.dev(),
+                dev: self.source.shm_dev(),
                 ino: obj.ino,
             },
         };
@@ -151,7 +147,7 @@ impl ShmFs {
         let mut text = attach::render(&shown);
         if let Live::Sysv(seg) = live {
             // nattch taken after the scan, of the same segment (not a later one with its id).
-            let now = sysv::lookup(seg.shmid)?;
+            let now = self.source.segment(seg.shmid)?;
             if now.incarnation() != seg.incarnation() {
                 return Err(errno(libc::ENOENT));
             }
@@ -171,21 +167,21 @@ impl ShmFs {
     /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count
     /// as capacity, their resident pages as used).
     pub(super) fn usage_totals(&self) -> Result<SpaceUsage> {
-        let st = posix::fstatvfs(&self.shm)?;
-        let totals = sysv::totals()?;
-        let frsize = st.f_frsize.max(1);
+        let space = self.source.shm_space()?;
+        let totals = self.source.sysv_totals()?;
+        let frsize = space.block_size;
         let page = 4096u64;
         let to_blocks = |pages: u64| pages.saturating_mul(page) / frsize;
-        let blocks = st
-            .f_blocks
+        let blocks = space
+            .blocks
             .saturating_add(to_blocks(totals.pages_allocated));
-        let used = (st.f_blocks.saturating_sub(st.f_bfree))
+        let used = (space.blocks.saturating_sub(space.blocks_free))
             .saturating_add(to_blocks(totals.pages_resident));
         Ok(SpaceUsage {
             blocks,
             free: blocks.saturating_sub(used),
-            files: st.f_files.saturating_add(totals.segments),
-            files_free: st.f_ffree,
+            files: space.files.saturating_add(totals.segments),
+            files_free: space.files_free,
             block_size: frsize as u32,
         })
     }

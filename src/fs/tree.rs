@@ -99,7 +99,7 @@ impl ShmFs {
                 // The index is a whole-system scan: like a /proc file it reports size 0 and
                 // is read to its end, so that `ls -l` of the root stays cheap.
                 if *report == Report::Limits {
-                    attr.size = Self::limits_text()?.len() as u64;
+                    attr.size = self.limits_text()?.len() as u64;
                 }
                 return Ok(attr);
             }
@@ -114,7 +114,7 @@ impl ShmFs {
             Live::Sysv(s) => {
                 // Blocks in use, so that `du` shows what the segment holds in memory.
                 let blocks = if part == Part::Data {
-                    sysv::usage_of(s.shmid)?.rss / 512
+                    self.source.segment_usage(s.shmid)?.rss / 512
                 } else {
                     0
                 };
@@ -209,18 +209,18 @@ impl ShmFs {
             }
             Node::SysvDir => {
                 let shmid = parse_shmid(name).ok_or_else(enoent)?;
-                let seg = sysv::lookup(shmid)?;
+                let seg = self.source.segment(shmid)?;
                 let ino = number(&Self::sysv_id(&seg), Part::Dir);
                 Ok((ino, Some(Live::Sysv(seg))))
             }
             Node::PosixDir => {
-                let obj = self.shm.lookup(name)?;
+                let obj = self.source.object(name)?;
                 let ino = number(&Self::posix_id(&obj), Part::Dir);
                 Ok((ino, Some(Live::Posix(obj))))
             }
             Node::ByKeyDir => {
                 let key = parse_key(name).ok_or_else(enoent)?;
-                let seg = sysv::lookup(sysv::id_for_key(key)?)?;
+                let seg = self.source.segment(self.source.segment_with_key(key)?)?;
                 if seg.key != key {
                     return Err(enoent());
                 }
@@ -268,7 +268,7 @@ impl ShmFs {
             }
             Node::SysvDir | Node::ByKeyDir => {
                 let since = self.inodes().mark();
-                let segments = sysv::list()?;
+                let segments = self.source.segments()?;
                 let ids: Vec<ObjectId> = segments.iter().map(Self::sysv_id).collect();
                 let mut table = self.inodes();
                 for (seg, id) in segments.iter().zip(&ids) {
@@ -287,7 +287,7 @@ impl ShmFs {
             }
             Node::PosixDir => {
                 let since = self.inodes().mark();
-                let objects = self.shm.list()?;
+                let objects = self.source.objects()?;
                 let ids: Vec<ObjectId> = objects.iter().map(Self::posix_id).collect();
                 let mut table = self.inodes();
                 for (obj, id) in objects.iter().zip(&ids) {
@@ -337,7 +337,7 @@ impl ShmFs {
         if parent != inode::POSIX_DIR {
             return Err(errno(libc::EPERM));
         }
-        let obj = creds::as_caller(who, || self.shm.create(name, mode))?;
+        let obj = creds::as_caller(who, || self.source.create_object(name, mode))?;
         let id = Self::posix_id(&obj);
         // Counted: the reply is an entry the kernel keeps.
         let ino = self.inodes().lookup(&id, Part::Dir);
@@ -365,8 +365,10 @@ impl ShmFs {
         let (_, live) = self.find(parent_ino, &parent, name, false)?;
         let live = live.ok_or_else(enoent)?;
         match &live {
-            Live::Sysv(seg) => creds::as_caller(who, || sysv::remove(seg.shmid))?,
-            Live::Posix(obj) => creds::as_caller(who, || self.shm.remove(&obj.name, obj.ino))?,
+            Live::Sysv(seg) => creds::as_caller(who, || self.source.remove_segment(seg.shmid))?,
+            Live::Posix(obj) => {
+                creds::as_caller(who, || self.source.remove_object(&obj.name, obj.ino))?
+            }
         }
         let id = match &live {
             Live::Sysv(seg) => Self::sysv_id(seg),

@@ -1,0 +1,248 @@
+//! Where segments and objects come from: the kernel (System V IPC and the shm dir), or, in
+//! unit tests, a fake that keeps them in memory. The filesystem asks only through [`Source`],
+//! so that its decisions can be tested without root, `/dev/fuse` or shared memory.
+//!
+//! Operations that the kernel permission-checks are called with the calling thread already
+//! acting as the caller (see `creds::as_caller`); a source checks nothing itself.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+
+use crate::posix::{self, FileTime, Object, ShmDir};
+use crate::sysv::{self, Attachment, Segment, Totals, Usage};
+
+/// System-wide limits of System V shared memory (`/proc/sys/kernel/shm*`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SysvLimits {
+    pub shmmax: u64,
+    pub shmall: u64,
+    pub shmmni: u64,
+    pub shm_rmid_forced: u64,
+}
+
+/// How an open SysV `data` reaches the segment's memory.
+pub enum SegmentMemory {
+    /// The segment's own memory file (from `/proc/self/map_files`, root only): no attachment
+    /// is kept, untouched pages are not allocated by reads.
+    File(File),
+    /// A kept attachment (non-root daemon, or hugetlb segments, where pwrite does not work).
+    Attached(Attachment),
+}
+
+/// Capacity and use of the shm dir's filesystem, in blocks of `block_size` bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DirSpace {
+    pub block_size: u64,
+    pub blocks: u64,
+    pub blocks_free: u64,
+    pub files: u64,
+    pub files_free: u64,
+}
+
+/// The segments and objects the filesystem shows.
+pub trait Source: Send + Sync {
+    /// The segment with this shmid, or ENOENT.
+    fn segment(&self, shmid: i32) -> io::Result<Segment>;
+    /// Every segment, in the kernel's index order.
+    fn segments(&self) -> io::Result<Vec<Segment>>;
+    /// The shmid of the live segment with this key, or ENOENT.
+    fn segment_with_key(&self, key: u32) -> io::Result<i32>;
+    /// Resident and swapped bytes of one segment.
+    fn segment_usage(&self, shmid: i32) -> io::Result<Usage>;
+    /// Resident and swapped bytes of every segment.
+    fn segments_usage(&self) -> io::Result<HashMap<i32, Usage>>;
+    /// System-wide usage (`ipcs -m -u`).
+    fn sysv_totals(&self) -> io::Result<Totals>;
+    /// System-wide limits.
+    fn sysv_limits(&self) -> io::Result<SysvLimits>;
+    /// IPC_SET (as the caller).
+    fn set_segment_perm(&self, shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()>;
+    /// IPC_RMID (as the caller).
+    fn remove_segment(&self, shmid: i32) -> io::Result<()>;
+    /// Reaches the segment's memory (as the caller: the kernel checks read, or read and
+    /// write): for the kernel, an attachment.
+    fn attach_segment(&self, seg: &Segment, writable: bool) -> io::Result<SegmentMemory>;
+    /// The memory reached by `attach_segment`, turned (as the daemon) into what an open keeps:
+    /// for the kernel, the segment's memory file instead of the attachment where it can, so
+    /// that nothing stays attached. Also says whether it is backed by huge pages, if known.
+    fn segment_memory(
+        &self,
+        memory: SegmentMemory,
+        writable: bool,
+    ) -> io::Result<(SegmentMemory, Option<bool>)>;
+
+    /// The object `name`, or ENOENT (also for what is not a regular file).
+    fn object(&self, name: &OsStr) -> io::Result<Object>;
+    /// Every object.
+    fn objects(&self) -> io::Result<Vec<Object>>;
+    /// Opens the object with inode `ino` (as the caller) with open(2) `flags`.
+    fn open_object(&self, name: &OsStr, ino: u64, flags: i32) -> io::Result<File>;
+    /// chmod (as the caller).
+    fn chmod_object(&self, name: &OsStr, ino: u64, mode: u32) -> io::Result<()>;
+    /// chown (as the caller); `None` keeps that id.
+    fn chown_object(
+        &self,
+        name: &OsStr,
+        ino: u64,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()>;
+    /// Creates an empty object of exactly `mode` (as the caller).
+    fn create_object(&self, name: &OsStr, mode: u32) -> io::Result<Object>;
+    /// Unlinks the object (as the caller).
+    fn remove_object(&self, name: &OsStr, ino: u64) -> io::Result<()>;
+    /// Sets its times (as the caller).
+    fn set_object_times(
+        &self,
+        name: &OsStr,
+        ino: u64,
+        atime: FileTime,
+        mtime: FileTime,
+    ) -> io::Result<()>;
+    /// Truncates or extends it (as the caller).
+    fn truncate_object(&self, name: &OsStr, ino: u64, size: u64) -> io::Result<()>;
+    /// The device of the shm dir's filesystem (to find holders by device and inode).
+    fn shm_dev(&self) -> u64;
+    /// Capacity and use of the shm dir's filesystem.
+    fn shm_space(&self) -> io::Result<DirSpace>;
+}
+
+/// The kernel's segments (of the daemon's IPC namespace) and the shm dir's regular files.
+pub struct Kernel {
+    shm: ShmDir,
+    /// Whether the daemon may open `/proc/self/map_files` (root).
+    map_files: bool,
+}
+
+impl Kernel {
+    /// The kernel's shared memory, with `shm` as the POSIX objects' directory.
+    pub fn new(shm: ShmDir) -> Kernel {
+        Kernel {
+            shm,
+            map_files: crate::creds::daemon_is_root(),
+        }
+    }
+}
+
+impl Source for Kernel {
+    fn segment(&self, shmid: i32) -> io::Result<Segment> {
+        sysv::lookup(shmid)
+    }
+    fn segments(&self) -> io::Result<Vec<Segment>> {
+        sysv::list()
+    }
+    fn segment_with_key(&self, key: u32) -> io::Result<i32> {
+        sysv::id_for_key(key)
+    }
+    fn segment_usage(&self, shmid: i32) -> io::Result<Usage> {
+        sysv::usage_of(shmid)
+    }
+    fn segments_usage(&self) -> io::Result<HashMap<i32, Usage>> {
+        sysv::usage_table()
+    }
+    fn sysv_totals(&self) -> io::Result<Totals> {
+        sysv::totals()
+    }
+    fn sysv_limits(&self) -> io::Result<SysvLimits> {
+        let read = |name: &str| -> io::Result<u64> {
+            let path = format!("/proc/sys/kernel/{name}");
+            let text = std::fs::read_to_string(&path)?;
+            text.trim().parse().map_err(|_| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}"))
+            })
+        };
+        Ok(SysvLimits {
+            shmmax: read("shmmax")?,
+            shmall: read("shmall")?,
+            shmmni: read("shmmni")?,
+            shm_rmid_forced: read("shm_rmid_forced")?,
+        })
+    }
+    fn set_segment_perm(&self, shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+        sysv::set_perm(shmid, mode, uid, gid)
+    }
+    fn remove_segment(&self, shmid: i32) -> io::Result<()> {
+        sysv::remove(shmid)
+    }
+    fn attach_segment(&self, seg: &Segment, writable: bool) -> io::Result<SegmentMemory> {
+        Attachment::attach(seg.shmid, seg.size, writable).map(SegmentMemory::Attached)
+    }
+    fn segment_memory(
+        &self,
+        memory: SegmentMemory,
+        writable: bool,
+    ) -> io::Result<(SegmentMemory, Option<bool>)> {
+        let attachment = match memory {
+            SegmentMemory::Attached(attachment) if self.map_files => attachment,
+            other => return Ok((other, None)),
+        };
+        match attachment.memory_file(writable) {
+            Ok(file) if !sysv::is_hugetlb_file(&file) => {
+                Ok((SegmentMemory::File(file), Some(false)))
+            }
+            Ok(_) => Ok((SegmentMemory::Attached(attachment), Some(true))),
+            // Out of descriptors: an error, not an attachment kept open that would show in
+            // nattch until close.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => Err(e),
+            Err(e) => {
+                log::debug!("map_files: {e}; keeping attached");
+                Ok((SegmentMemory::Attached(attachment), None))
+            }
+        }
+    }
+
+    fn object(&self, name: &OsStr) -> io::Result<Object> {
+        self.shm.lookup(name)
+    }
+    fn objects(&self) -> io::Result<Vec<Object>> {
+        self.shm.list()
+    }
+    fn open_object(&self, name: &OsStr, ino: u64, flags: i32) -> io::Result<File> {
+        self.shm.open_object(name, ino, flags)
+    }
+    fn chmod_object(&self, name: &OsStr, ino: u64, mode: u32) -> io::Result<()> {
+        self.shm.chmod(name, ino, mode)
+    }
+    fn chown_object(
+        &self,
+        name: &OsStr,
+        ino: u64,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()> {
+        self.shm.chown(name, ino, uid, gid)
+    }
+    fn create_object(&self, name: &OsStr, mode: u32) -> io::Result<Object> {
+        self.shm.create(name, mode)
+    }
+    fn remove_object(&self, name: &OsStr, ino: u64) -> io::Result<()> {
+        self.shm.remove(name, ino)
+    }
+    fn set_object_times(
+        &self,
+        name: &OsStr,
+        ino: u64,
+        atime: FileTime,
+        mtime: FileTime,
+    ) -> io::Result<()> {
+        self.shm.set_times(name, ino, atime, mtime)
+    }
+    fn truncate_object(&self, name: &OsStr, ino: u64, size: u64) -> io::Result<()> {
+        self.shm.truncate(name, ino, size)
+    }
+    fn shm_dev(&self) -> u64 {
+        self.shm.dev()
+    }
+    fn shm_space(&self) -> io::Result<DirSpace> {
+        let st = posix::fstatvfs(&self.shm)?;
+        Ok(DirSpace {
+            block_size: st.f_frsize.max(1),
+            blocks: st.f_blocks,
+            blocks_free: st.f_bfree,
+            files: st.f_files,
+            files_free: st.f_ffree,
+        })
+    }
+}
