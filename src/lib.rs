@@ -13,6 +13,7 @@ pub mod index;
 pub mod inode;
 pub mod mount_options;
 pub mod names;
+pub mod object;
 pub mod posix;
 pub mod sysv;
 pub mod text;

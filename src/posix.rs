@@ -29,6 +29,19 @@ pub struct Object {
 }
 
 impl Object {
+    /// Its mode, owner, size and times.
+    pub fn meta(&self) -> crate::object::Meta {
+        crate::object::Meta {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            size: self.size,
+            atime: self.atime,
+            mtime: self.mtime,
+            ctime: self.ctime,
+        }
+    }
+
     fn from_stat(name: &OsStr, st: &libc::stat) -> Object {
         Object {
             name: name.to_owned(),

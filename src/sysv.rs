@@ -48,6 +48,20 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// Its mode, owner, size and times as a file shows them: a segment keeps no time of
+    /// its last change of contents, so its last change (`ctime`) stands for it.
+    pub fn meta(&self) -> crate::object::Meta {
+        crate::object::Meta {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            size: self.size,
+            atime: self.atime,
+            mtime: self.ctime,
+            ctime: self.ctime,
+        }
+    }
+
     /// Facts that never change during a segment's life, used to tell a segment from a
     /// later one that reuses its shmid.
     pub fn incarnation(&self) -> (u32, u32, i32, u64) {

@@ -19,6 +19,7 @@ use crate::creds::{self, Caller};
 use crate::fdshare::{FdShare, FdShares};
 use crate::index;
 use crate::inode::{self, InodeTable, Node, ObjectId, Part, Report};
+use crate::object::Meta;
 use crate::posix::{self, Object, ShmDir};
 use crate::sysv::{self, Segment};
 use crate::text::{self, PermChange};
@@ -49,6 +50,43 @@ pub struct Options {
 enum Live {
     Sysv(Segment),
     Posix(Object),
+}
+
+impl Live {
+    /// Mode, owner, size and times, whatever the kind.
+    fn meta(&self) -> Meta {
+        match self {
+            Live::Sysv(seg) => seg.meta(),
+            Live::Posix(obj) => obj.meta(),
+        }
+    }
+
+    /// Removes it (IPC_RMID, or unlink in the shm dir), with the calling thread's rights.
+    fn remove(&self, source: &dyn Source) -> io::Result<()> {
+        match self {
+            Live::Sysv(seg) => source.remove_segment(seg.shmid),
+            Live::Posix(obj) => source.remove_object(&obj.name, obj.ino),
+        }
+    }
+
+    /// What `attached` looks for in `/proc`.
+    fn holders_target(&self, source: &dyn Source) -> attach::Target {
+        match self {
+            Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
+            Live::Posix(obj) => attach::Target::Posix {
+                dev: source.shm_dev(),
+                ino: obj.ino,
+            },
+        }
+    }
+
+    /// What identifies it for its whole life.
+    fn id(&self) -> ObjectId {
+        match self {
+            Live::Sysv(seg) => ShmFs::sysv_id(seg),
+            Live::Posix(obj) => ShmFs::posix_id(obj),
+        }
+    }
 }
 
 /// What an open file handle holds.

@@ -112,13 +112,7 @@ impl ShmFs {
     /// For SysV, whose attachment count is public (`nattch`, as in `ipcs`), a last line
     /// `+N hidden` counts the attachments not listed.
     pub(super) fn attached_text(&self, who: &Caller, live: &Live) -> Result<String> {
-        let target = match live {
-            Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
-            Live::Posix(obj) => attach::Target::Posix {
-                dev: self.source.shm_dev(),
-                ino: obj.ino,
-            },
-        };
+        let target = live.holders_target(self.source.as_ref());
         let holders = attach::holders(&target)?;
         let own = attach::own_pid();
         let mut pids: Vec<u32> = holders
@@ -158,10 +152,8 @@ impl ShmFs {
     }
 
     pub(super) fn perm_text(live: &Live) -> String {
-        match live {
-            Live::Sysv(s) => text::perm(s.mode, s.uid, s.gid),
-            Live::Posix(o) => text::perm(o.mode, o.uid, o.gid),
-        }
+        let meta = live.meta();
+        text::perm(meta.mode, meta.uid, meta.gid)
     }
 
     /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count

@@ -110,29 +110,23 @@ impl ShmFs {
             None if part == Part::KeyLink => self.live_key_link(id)?,
             None => self.live(id)?,
         };
-        let (mode, uid, gid, size, atime, mtime, ctime, blocks) = match &live {
-            Live::Sysv(s) => {
-                // Blocks in use, so that `du` shows what the segment holds in memory.
-                let blocks = if part == Part::Data {
-                    self.source.segment_usage(s.shmid)?.rss / 512
-                } else {
-                    0
-                };
-                (
-                    s.mode, s.uid, s.gid, s.size, s.atime, s.ctime, s.ctime, blocks,
-                )
-            }
-            Live::Posix(o) => (
-                o.mode,
-                o.uid,
-                o.gid,
-                o.size,
-                o.atime,
-                o.mtime,
-                o.ctime,
-                o.allocated / 512,
-            ),
+        let meta = live.meta();
+        // Blocks in use, so that `du` shows what the object holds in memory: for a segment
+        // its resident bytes, for an object its allocated ones.
+        let blocks = match (&live, part) {
+            (Live::Sysv(seg), Part::Data) => self.source.segment_usage(seg.shmid)?.rss / 512,
+            (Live::Posix(obj), Part::Data) => obj.allocated / 512,
+            _ => 0,
         };
+        let Meta {
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            ctime,
+        } = meta;
         let (kind, perm, size, nlink) = match part {
             Part::Dir => (Kind::Dir, mode | 0o555, 0, 2),
             Part::Data => (Kind::File, mode, size, 1),
@@ -163,7 +157,7 @@ impl ShmFs {
             uid,
             gid,
             size,
-            blocks: if part == Part::Data { blocks } else { 0 },
+            blocks,
             atime: time(atime),
             mtime: time(mtime),
             ctime: time(ctime),
@@ -364,17 +358,11 @@ impl ShmFs {
         }
         let (_, live) = self.find(parent_ino, &parent, name, false)?;
         let live = live.ok_or_else(enoent)?;
-        match &live {
-            Live::Sysv(seg) => creds::as_caller(who, || self.source.remove_segment(seg.shmid))?,
-            Live::Posix(obj) => {
-                creds::as_caller(who, || self.source.remove_object(&obj.name, obj.ino))?
-            }
-        }
-        let id = match &live {
-            Live::Sysv(seg) => Self::sysv_id(seg),
-            Live::Posix(obj) => Self::posix_id(obj),
-        };
-        Ok(Removed { id, live })
+        creds::as_caller(who, || live.remove(self.source.as_ref()))?;
+        Ok(Removed {
+            id: live.id(),
+            live,
+        })
     }
 
     /// After a successful `rmdir`: the kernel has dropped the directory's entry itself; what
