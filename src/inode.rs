@@ -120,6 +120,8 @@ struct Block {
     id: ObjectId,
     /// The kernel's lookup count of each number of the block.
     lookups: [u64; SLOTS as usize],
+    /// Whether the object is backed by huge pages, once learned (from an attacher or an open).
+    hugetlb: Option<bool>,
 }
 
 impl Block {
@@ -176,6 +178,7 @@ impl InodeTable {
                     Block {
                         id: id.clone(),
                         lookups: [0; SLOTS as usize],
+                        hugetlb: None,
                     },
                 );
                 base
@@ -202,6 +205,22 @@ impl InodeTable {
             block.lookups[part.slot() as usize] += 1;
         }
         Some(base + part.slot())
+    }
+
+    /// Whether the object uses huge pages, if that was learned while it had its block.
+    pub fn hugetlb(&self, id: &ObjectId) -> Option<bool> {
+        let base = self.by_object.get(id)?;
+        self.blocks.get(base)?.hugetlb
+    }
+
+    /// Remembers whether the object uses huge pages, in its block (nothing if it has none:
+    /// what is kept per object lives exactly as long as its numbers).
+    pub fn set_hugetlb(&mut self, id: &ObjectId, yes: bool) {
+        if let Some(base) = self.by_object.get(id)
+            && let Some(block) = self.blocks.get_mut(base)
+        {
+            block.hugetlb = Some(yes);
+        }
     }
 
     /// The number of `part` of the object if the kernel holds it (has looked it up).
@@ -439,5 +458,22 @@ mod tests {
         assert_eq!(t.node(LIMITS), Some(Node::Report(Report::Limits)));
         assert_eq!(t.node(9), None);
         assert_eq!(t.node(FIRST_OBJECT), None);
+    }
+
+    #[test]
+    fn what_is_known_of_an_object_goes_with_its_block() {
+        let mut t = InodeTable::default();
+        let id = seg(7, 1);
+        t.set_hugetlb(&id, true);
+        assert_eq!(
+            t.hugetlb(&id),
+            None,
+            "nothing is kept for an object without numbers"
+        );
+        let data = t.lookup(&id, Part::Data);
+        t.set_hugetlb(&id, true);
+        assert_eq!(t.hugetlb(&id), Some(true));
+        t.forget(data, 1);
+        assert_eq!(t.hugetlb(&id), None, "forgotten with the block");
     }
 }

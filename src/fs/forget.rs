@@ -12,7 +12,6 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::time::Instant;
 
 use super::*;
-use crate::inode::Dropped;
 
 /// Notices waiting for the notice thread; beyond this many, new ones are dropped (the entry
 /// then only stays cached until memory pressure or its next use, as without the notice).
@@ -68,47 +67,28 @@ fn deliver(notices: Receiver<Notice>, cache: Arc<OnceLock<Box<dyn KernelCache>>>
 
 impl ShmFs {
     /// The kernel forgot lookups of these (inode, count) pairs: blocks it no longer holds go,
-    /// with everything kept for their objects.
+    /// with everything kept for their objects (it is kept in the block).
     pub(super) fn forget_inodes(&self, forgets: impl IntoIterator<Item = (u64, u64)>) {
-        let dropped: Vec<Dropped> = {
-            let mut table = self.inodes();
-            forgets
-                .into_iter()
-                .filter_map(|(ino, n)| table.forget(ino, n))
-                .collect()
-        };
-        self.prune(dropped);
-    }
-
-    /// Drops what is kept per object for blocks that left the table.
-    pub(super) fn prune(&self, dropped: impl IntoIterator<Item = Dropped>) {
-        let dropped: Vec<Dropped> = dropped.into_iter().collect();
-        if dropped.is_empty() {
-            return;
+        let mut table = self.inodes();
+        for (ino, n) in forgets {
+            table.forget(ino, n);
         }
-        let mut hugetlb = self.hugetlb.lock().unwrap_or_else(|p| p.into_inner());
-        for d in &dropped {
-            hugetlb.remove(&d.id);
-        }
-        drop(hugetlb);
     }
 
     /// The object is known to be gone: the next lookup of its identity gets new numbers, its
     /// block goes once the kernel holds none of it, and the kernel is told to drop its entry.
     pub(super) fn object_gone(&self, id: &ObjectId, tell_kernel: bool) {
-        let (held, dropped) = self.inodes().gone(id);
+        let (held, _) = self.inodes().gone(id);
         if let (Some(dir), true) = (held, tell_kernel) {
             self.tell_gone(id, dir);
         }
-        self.prune(dropped);
     }
 
     /// After a listing: objects of the table missing from it are gone.
-    pub(super) fn listed_gone(&self, held: Vec<(ObjectId, u64)>, dropped: Vec<Dropped>) {
+    pub(super) fn listed_gone(&self, held: Vec<(ObjectId, u64)>) {
         for (id, dir) in &held {
             self.tell_gone(id, *dir);
         }
-        self.prune(dropped);
     }
 
     /// Queues a notice that the entry of `id`'s directory (inode `dir`) is gone.
@@ -175,8 +155,8 @@ impl ShmFs {
             .map(|(id, _)| id)
             .collect();
         let found = gone.len();
-        let (held, dropped) = self.inodes().forget_all(gone);
-        self.listed_gone(held, dropped);
+        let (held, _) = self.inodes().forget_all(gone);
+        self.listed_gone(held);
         sweep.cost = start.elapsed();
         sweep.last = Instant::now();
         log::debug!(

@@ -133,9 +133,6 @@ pub struct ShmFs {
     /// sendfile read through it even on direct-I/O opens), and entries of gone objects. Set
     /// once the session exists.
     kernel_cache: Arc<OnceLock<Box<dyn KernelCache>>>,
-    /// What is known of segments' huge-page backing, learned from attachers or opens.
-    /// Pruned with the object's inode block.
-    hugetlb: Mutex<HashMap<ObjectId, bool>>,
     /// Held for each read-modify-write of an object's mode and owner (`perm`, chmod, chown),
     /// so that two concurrent changes of different fields cannot undo each other.
     perm_changes: Mutex<()>,
@@ -178,7 +175,6 @@ impl ShmFs {
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
-            hugetlb: Mutex::new(HashMap::new()),
             perm_changes: Mutex::new(()),
             fd_shares: Arc::new(FdShares::default()),
             kernel_cache: Arc::new(OnceLock::new()),

@@ -32,12 +32,7 @@ impl ShmFs {
     /// last and creating pids first), or "no" when the system has no huge pages at all.
     pub(super) fn sysv_hugetlb(&self, seg: &Segment) -> Option<bool> {
         let id = Self::sysv_id(seg);
-        let known = self
-            .hugetlb
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .copied();
+        let known = self.inodes().hugetlb(&id);
         if known.is_some() {
             return known;
         }
@@ -67,11 +62,9 @@ impl ShmFs {
         }
     }
 
+    /// Remembers in the object's block (while the kernel holds it) whether it uses huge pages.
     pub(super) fn remember_hugetlb(&self, id: ObjectId, yes: bool) {
-        self.hugetlb
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id, yes);
+        self.inodes().set_hugetlb(&id, yes);
     }
 
     pub(super) fn report_text(&self, report: Report) -> Result<String> {

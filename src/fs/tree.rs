@@ -274,10 +274,9 @@ impl ShmFs {
                         entries.push((ino, Kind::Symlink, format!("0x{:08x}", seg.key).into()));
                     }
                 }
-                let (held, dropped) =
-                    table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids, since);
+                let (held, _) = table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids, since);
                 drop(table);
-                self.listed_gone(held, dropped);
+                self.listed_gone(held);
             }
             Node::PosixDir => {
                 let since = self.inodes().mark();
@@ -287,10 +286,10 @@ impl ShmFs {
                 for (obj, id) in objects.iter().zip(&ids) {
                     entries.push((table.inode(id, Part::Dir), dir, obj.name.clone()));
                 }
-                let (held, dropped) =
+                let (held, _) =
                     table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids, since);
                 drop(table);
-                self.listed_gone(held, dropped);
+                self.listed_gone(held);
             }
             Node::Object(id, Part::Dir) => {
                 self.live(id)?;
