@@ -341,6 +341,17 @@ impl InodeTable {
         (held, dropped)
     }
 
+    /// The identities numbered before `since` (a `mark`) that `is_live` says are gone: what a
+    /// sweep forgets. Objects numbered later are left alone, since a listing taken after the
+    /// mark may have missed them.
+    pub fn gone_since(&self, since: u64, is_live: impl Fn(&ObjectId) -> bool) -> Vec<ObjectId> {
+        self.by_object
+            .iter()
+            .filter(|(id, base)| **base < since && !is_live(id))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// The identities that still lead to a block, each with whether the kernel holds some of
     /// its numbers: what a sweep checks for objects gone behind shmfs's back.
     pub fn objects(&self) -> Vec<(ObjectId, bool)> {
@@ -348,6 +359,19 @@ impl InodeTable {
             .iter()
             .map(|(id, base)| (id.clone(), self.blocks.get(base).is_some_and(Block::held)))
             .collect()
+    }
+
+    /// Whether the table numbers any POSIX object, and any segment.
+    pub fn kinds(&self) -> (bool, bool) {
+        let posix = self
+            .by_object
+            .keys()
+            .any(|id| matches!(id, ObjectId::Posix { .. }));
+        let sysv = self
+            .by_object
+            .keys()
+            .any(|id| matches!(id, ObjectId::Sysv { .. }));
+        (posix, sysv)
     }
 
     /// How many blocks the table holds.

@@ -135,6 +135,20 @@ impl ShmDir {
         PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
     }
 
+    /// The name and inode number of each regular file, from the directory itself (no stat of
+    /// each entry): cheap, for telling which objects are gone.
+    pub fn regular_entries(&self) -> io::Result<Vec<(OsString, u64)>> {
+        use std::os::unix::fs::DirEntryExt;
+        let mut keys = Vec::new();
+        for entry in std::fs::read_dir(self.dir_path())? {
+            let Ok(entry) = entry else { continue };
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                keys.push((entry.file_name(), entry.ino()));
+            }
+        }
+        Ok(keys)
+    }
+
     /// Every regular file of the directory; anything else is left out.
     pub fn list(&self) -> io::Result<Vec<Object>> {
         let mut objects = Vec::new();

@@ -77,6 +77,15 @@ pub trait Source: Send + Sync {
     fn object(&self, name: &OsStr) -> io::Result<Object>;
     /// Every object.
     fn objects(&self) -> io::Result<Vec<Object>>;
+    /// The name and inode number of every object: a cheaper listing, for checking which
+    /// objects are gone.
+    fn object_keys(&self) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+        Ok(self
+            .objects()?
+            .into_iter()
+            .map(|o| (o.name, o.ino))
+            .collect())
+    }
     /// Opens the object with inode `ino` (as the caller) with open(2) `flags`.
     fn open_object(&self, name: &OsStr, ino: u64, flags: i32) -> io::Result<File>;
     /// chmod (as the caller).
@@ -198,6 +207,9 @@ impl Source for Kernel {
     }
     fn objects(&self) -> io::Result<Vec<Object>> {
         self.shm.list()
+    }
+    fn object_keys(&self) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
+        self.shm.regular_entries()
     }
     fn open_object(&self, name: &OsStr, ino: u64, flags: i32) -> io::Result<File> {
         self.shm.open_object(name, ino, flags)
