@@ -17,8 +17,7 @@
 //! credentials around each call, which the fake does not look at). A test stands in for the
 //! kernel's verdict with [`Fake::refuse`]: every later call of that operation fails with the
 //! errno given. For the same reason, objects created through the filesystem (`mkdir`) are
-//! owned by the fake's creator (1000:1000),
-//! not by the caller.
+//! owned by [`Fake::set_creator`]'s ids, not by the caller.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
@@ -375,6 +374,11 @@ impl Fake {
     /// How many times `op` was called (refused calls included).
     pub fn calls(&self, op: Op) -> u64 {
         self.state().calls.get(&op).copied().unwrap_or(0)
+    }
+
+    /// The owner of objects that `create_object` makes.
+    pub fn set_creator(&self, uid: u32, gid: u32) {
+        self.state().creator = (uid, gid);
     }
 
     /// Counts a call of `op` and gives the state, or the refusal a test asked for.

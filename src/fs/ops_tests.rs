@@ -1144,3 +1144,390 @@ fn forget_drops_numbers_the_kernel_no_longer_holds() {
     fs.forget(inode::SYSV_DIR, 5);
     assert!(fs.getattr(inode::SYSV_DIR, None).is_ok());
 }
+
+// Creation and removal.
+
+#[test]
+fn mkdir_creates_an_empty_object_with_the_mode_given() {
+    let (fake, fs) = world();
+    fake.set_creator(UID, GID);
+    let attr = fs
+        .mkdir(&owner(), inode::POSIX_DIR, os("fresh"), 0o640)
+        .unwrap();
+    assert_eq!((attr.kind, attr.perm, attr.uid), (Kind::Dir, 0o755, UID));
+    let obj = fake.object_now("fresh").expect("created");
+    assert_eq!((obj.mode, obj.size), (0o640, 0));
+    assert_eq!(walk(&fs, "posix/fresh").unwrap().ino, attr.ino);
+    // `truncate -s` on its data sizes it.
+    let data = fs.lookup(attr.ino, os("data")).unwrap();
+    assert_eq!((data.perm, data.size), (0o640, 0));
+    assert_eq!(
+        fs.setattr(&owner(), data.ino, truncate(4096), None)
+            .unwrap()
+            .size,
+        4096
+    );
+    assert_eq!(fake.object_now("fresh").unwrap().size, 4096);
+}
+
+#[test]
+fn mkdir_elsewhere_or_of_a_taken_name_is_refused() {
+    let (fake, fs) = world();
+    fake.add_object("taken", b"", 0o600, UID, GID);
+    assert_eq!(
+        errno_of(fs.mkdir(&owner(), inode::POSIX_DIR, os("taken"), 0o600)),
+        libc::EEXIST
+    );
+    for parent in [
+        inode::ROOT,
+        inode::SYSV_DIR,
+        inode::BY_KEY_DIR,
+        ino(&fs, "posix/taken"),
+    ] {
+        assert_eq!(
+            errno_of(fs.mkdir(&owner(), parent, os("new"), 0o600)),
+            libc::EPERM,
+            "parent {parent}"
+        );
+    }
+    assert_eq!(
+        fake.calls(Op::CreateObject),
+        1,
+        "only the posix/ one reached the source"
+    );
+    assert!(fake.object_now("new").is_none());
+}
+
+#[test]
+fn rmdir_of_a_posix_object_unlinks_it() {
+    let (fake, fs) = world();
+    fake.add_object("obj", b"", 0o600, UID, GID);
+    let dir = ino(&fs, "posix/obj");
+    let removed = fs.rmdir(&owner(), inode::POSIX_DIR, os("obj")).unwrap();
+    fs.removed(removed);
+    assert!(fake.object_now("obj").is_none());
+    assert_eq!(errno_of(walk(&fs, "posix/obj")), libc::ENOENT);
+    assert_eq!(errno_of(fs.getattr(dir, None)), libc::ESTALE);
+    assert_eq!(
+        errno_of(fs.rmdir(&owner(), inode::POSIX_DIR, os("obj")).map(drop)),
+        libc::ENOENT
+    );
+}
+
+#[test]
+fn rmdir_of_a_segment_nobody_has_attached_removes_it() {
+    let (fake, fs) = world();
+    let shmid = segment(&fake);
+    let name = shmid.to_string();
+    let removed = fs.rmdir(&owner(), inode::SYSV_DIR, os(&name)).unwrap();
+    fs.removed(removed);
+    assert!(fake.segment_now(shmid).is_none());
+    assert_eq!(
+        errno_of(fs.lookup(inode::SYSV_DIR, os(&name))),
+        libc::ENOENT
+    );
+    assert_eq!(errno_of(walk(&fs, "by-key/0x0000162e")), libc::ENOENT);
+}
+
+#[test]
+fn rmdir_of_an_attached_segment_keeps_it_marked_for_removal() {
+    let (fake, fs) = world();
+    let shmid = segment(&fake);
+    fake.change_segment(shmid, |s| s.nattch = 1);
+    let path = format!("sysv/{shmid}");
+    let dir = ino(&fs, &path);
+    // Opened once, so shmfs knows it is not huge-page backed and its stat below need not
+    // look for attachers in /proc.
+    read_all(&fs, &owner(), ino(&fs, &format!("{path}/data"))).unwrap();
+    let removed = fs
+        .rmdir(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
+        .unwrap();
+    fs.removed(removed);
+    let seg = fake.segment_now(shmid).expect("kept until the last detach");
+    assert_eq!((seg.key, seg.dest), (0, true));
+    assert_eq!(walk(&fs, &path).unwrap().ino, dir, "still the same segment");
+    let stat = text(&fs, &format!("{path}/stat"));
+    assert!(stat.contains("\nkey: 0x00000000\n"), "{stat}");
+    assert!(stat.contains("\ndest: yes\n"), "{stat}");
+    assert_eq!(errno_of(walk(&fs, "by-key/0x0000162e")), libc::ENOENT);
+    assert_eq!(list(&fs, inode::BY_KEY_DIR).len(), 2);
+    // The last detach.
+    fake.drop_segment(shmid);
+    assert_eq!(errno_of(fs.getattr(dir, None)), libc::ESTALE);
+}
+
+#[test]
+fn rmdir_elsewhere_or_refused_by_the_kernel_changes_nothing() {
+    let (fake, fs) = world();
+    let shmid = segment(&fake);
+    let name = shmid.to_string();
+    for (parent, name, errno) in [
+        (inode::ROOT, "sysv", libc::EPERM),
+        (inode::BY_KEY_DIR, "0x0000162e", libc::EPERM),
+        (inode::SYSV_DIR, "12345", libc::ENOENT),
+        (inode::SYSV_DIR, "00", libc::ENOENT),
+        (ino(&fs, &format!("sysv/{name}")), "data", libc::ENOTDIR),
+    ] {
+        assert_eq!(
+            errno_of(fs.rmdir(&owner(), parent, os(name)).map(drop)),
+            errno,
+            "{parent}/{name}"
+        );
+    }
+    fake.refuse(Op::RemoveSegment, libc::EPERM);
+    assert_eq!(
+        errno_of(fs.rmdir(&stranger(), inode::SYSV_DIR, os(&name)).map(drop)),
+        libc::EPERM
+    );
+    assert!(fake.segment_now(shmid).is_some());
+    assert!(walk(&fs, &format!("sysv/{name}")).is_ok());
+}
+
+#[test]
+fn changes_shmfs_does_not_offer_are_eperm_or_erofs_when_read_only() {
+    let fake = Fake::new();
+    let e = fake.fs(false).refuse_change();
+    assert_eq!((e.errno(), e.level()), (libc::EPERM, Level::Debug));
+    let e = fake.fs(true).refuse_change();
+    assert_eq!((e.errno(), e.level()), (libc::EROFS, Level::Debug));
+}
+
+#[test]
+fn a_read_only_filesystem_refuses_every_change_with_erofs() {
+    let fake = Fake::new();
+    let shmid = segment(&fake);
+    fake.add_object("obj", b"bytes", 0o600, UID, GID);
+    let fs = fake.fs(true);
+    let sysv = format!("sysv/{shmid}");
+    for path in [format!("{sysv}/data"), "posix/obj/data".into()] {
+        let data = ino(&fs, &path);
+        for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_WRONLY | libc::O_TRUNC] {
+            let e = fs.open(&owner(), data, flags).expect_err(&path);
+            assert_eq!(
+                (e.errno(), e.level()),
+                (libc::EROFS, Level::Debug),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            errno_of(fs.setattr(&owner(), data, truncate(0), None)),
+            libc::EROFS
+        );
+        assert_eq!(
+            errno_of(fs.setattr(&owner(), data, chmod(0o644), None)),
+            libc::EROFS
+        );
+        assert!(read_all(&fs, &owner(), data).is_ok(), "reading still works");
+    }
+    for path in [format!("{sysv}/perm"), "posix/obj/perm".into()] {
+        let perm = ino(&fs, &path);
+        assert_eq!(
+            errno_of(fs.open(&owner(), perm, libc::O_WRONLY)),
+            libc::EROFS
+        );
+        assert!(read_all(&fs, &owner(), perm).is_ok());
+    }
+    assert_eq!(
+        errno_of(fs.setattr(&owner(), ino(&fs, &sysv), chmod(0o644), None)),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs.mkdir(&owner(), inode::POSIX_DIR, os("new"), 0o600)),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(fs.rmdir(&owner(), inode::POSIX_DIR, os("obj")).map(drop)),
+        libc::EROFS
+    );
+    assert_eq!(
+        errno_of(
+            fs.rmdir(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
+                .map(drop)
+        ),
+        libc::EROFS
+    );
+    assert!(fake.segment_now(shmid).is_some());
+    assert_eq!(fake.object_bytes("obj"), b"bytes");
+    assert_eq!(
+        fake.calls(Op::SetSegmentPerm) + fake.calls(Op::RemoveSegment),
+        0
+    );
+    assert_eq!(
+        fake.calls(Op::CreateObject) + fake.calls(Op::RemoveObject),
+        0
+    );
+}
+
+// Listings and reports.
+
+#[test]
+fn readdir_resumes_at_the_offset_it_gave() {
+    let (fake, fs) = world();
+    for _ in 0..10 {
+        segment(&fake);
+    }
+    let whole = list(&fs, inode::SYSV_DIR);
+    assert_eq!(whole.len(), 12);
+    let fh = fs.opendir(inode::SYSV_DIR).unwrap();
+    let mut paged = Vec::new();
+    let mut offset = 0;
+    loop {
+        // A reply buffer with room for 3 entries: the 4th does not fit and is not taken.
+        let mut taken = 0;
+        let before = paged.len();
+        fs.readdir(fh, offset, |e, next| {
+            if taken == 3 {
+                return true;
+            }
+            taken += 1;
+            paged.push(e.clone());
+            offset = next;
+            false
+        })
+        .unwrap();
+        if paged.len() == before {
+            break;
+        }
+    }
+    fs.release(fh);
+    assert_eq!(paged, whole);
+    assert_eq!(
+        errno_of(fs.readdir(fh, 0, |_, _| false)),
+        libc::EBADF,
+        "released"
+    );
+}
+
+#[test]
+fn index_and_index_json_list_every_segment_and_object() {
+    let (fake, fs) = world();
+    let a = segment(&fake);
+    let b = fake.add_segment(0, 8192, 0o644, UID, GID);
+    fake.add_object("obj", b"abc", 0o600, UID, GID);
+    let index = text(&fs, "index");
+    let lines: Vec<&str> = index.lines().collect();
+    assert_eq!(lines.len(), 4, "{index}");
+    assert!(lines[0].starts_with("KIND"), "{index}");
+    assert!(
+        lines[1].starts_with("sysv") && lines[1].contains(" 0x0000162e "),
+        "{index}"
+    );
+    assert!(
+        lines[1].split_whitespace().nth(1) == Some(&a.to_string()),
+        "{index}"
+    );
+    assert!(
+        lines[2].split_whitespace().nth(1) == Some(&b.to_string()),
+        "{index}"
+    );
+    assert!(
+        lines[3].starts_with("posix") && lines[3].contains(" obj "),
+        "{index}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&text(&fs, "index.json")).unwrap();
+    let rows = json.as_array().expect("an array");
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["shmid"], a);
+    assert_eq!(rows[0]["key"], KEY);
+    assert_eq!(rows[1]["size"], 8192);
+    assert_eq!(rows[2]["name"], "obj");
+    assert_eq!(rows[2]["size"], 3);
+    assert_eq!(rows[2]["mode_octal"], "0600");
+}
+
+#[test]
+fn looking_is_not_touching() {
+    let (fake, fs) = world();
+    let shmid = segment(&fake);
+    fake.add_object("obj", b"", 0o600, UID, GID);
+    for dir in [format!("sysv/{shmid}"), "posix/obj".into()] {
+        let d = ino(&fs, &dir);
+        list(&fs, d);
+        for file in ["data", "stat", "perm"] {
+            let attr = walk(&fs, &format!("{dir}/{file}")).unwrap();
+            fs.getattr(attr.ino, None).unwrap();
+            fs.access(&owner(), attr.ino, libc::R_OK).unwrap_or(());
+        }
+        text(&fs, &format!("{dir}/stat"));
+        text(&fs, &format!("{dir}/perm"));
+    }
+    text(&fs, "index");
+    text(&fs, "index.json");
+    assert_eq!(fake.calls(Op::AttachSegment), 0);
+    let data = ino(&fs, &format!("sysv/{shmid}/data"));
+    read_all(&fs, &owner(), data).unwrap();
+    assert_eq!(
+        fake.calls(Op::AttachSegment),
+        1,
+        "opening data reaches the memory"
+    );
+}
+
+#[test]
+fn statfs_counts_the_shm_filesystem_and_the_segments() {
+    let (fake, fs) = world();
+    fake.add_segment(KEY, 8192, 0o600, UID, GID);
+    let shmid = fake.add_segment(0, 4096, 0o600, UID, GID);
+    fake.set_usage(shmid, Usage { rss: 4096, swap: 0 });
+    let usage = fs.statfs().unwrap();
+    // The fake's shm filesystem: 1000 blocks of 4096, 100 used, 5000 files.
+    assert_eq!(usage.block_size, 4096);
+    assert_eq!(usage.blocks, 1000 + 3, "plus the segments' pages");
+    assert_eq!(usage.free, 1003 - 100 - 1, "less the resident page");
+    assert_eq!((usage.files, usage.files_free), (5002, 4990));
+}
+
+#[test]
+fn access_follows_the_objects_mode() {
+    let (fake, fs) = world();
+    let shmid = fake.add_segment(KEY, 4096, 0o640, UID, GID);
+    let data = ino(&fs, &format!("sysv/{shmid}/data"));
+    let member = Caller::new(3000, GID, 0);
+    assert!(fs.access(&owner(), data, libc::R_OK | libc::W_OK).is_ok());
+    assert!(fs.access(&member, data, libc::R_OK).is_ok());
+    assert_eq!(errno_of(fs.access(&member, data, libc::W_OK)), libc::EACCES);
+    assert_eq!(
+        errno_of(fs.access(&stranger(), data, libc::R_OK)),
+        libc::EACCES
+    );
+    assert_eq!(
+        errno_of(fs.access(&owner(), data, libc::X_OK)),
+        libc::EACCES
+    );
+    let stat = ino(&fs, &format!("sysv/{shmid}/stat"));
+    assert!(
+        fs.access(&stranger(), stat, libc::R_OK).is_ok(),
+        "anyone may read stat"
+    );
+    assert_eq!(
+        errno_of(fs.access(&owner(), stat, libc::W_OK)),
+        libc::EACCES
+    );
+    assert!(fs.access(&stranger(), inode::SYSV_DIR, libc::W_OK).is_ok());
+    assert_eq!(
+        errno_of(fs.access(&owner(), inode::ROOT, libc::W_OK)),
+        libc::EACCES
+    );
+}
+
+#[test]
+fn errors_carry_their_errno_and_the_level_to_log_them_at() {
+    let (fake, fs) = world();
+    fake.add_object("obj", b"", 0o600, UID, GID);
+    let data = ino(&fs, "posix/obj/data");
+    // Routine: a caller's mistake or a race, at debug.
+    let e = fs.lookup(inode::POSIX_DIR, os("missing")).unwrap_err();
+    assert_eq!((e.errno(), e.level()), (libc::ENOENT, Level::Debug));
+    let e = fs.getattr(999_999, None).unwrap_err();
+    assert_eq!((e.errno(), e.level()), (libc::ESTALE, Level::Debug));
+    let e = fs.read(424_242, 0, 10, |_| {}).unwrap_err();
+    assert_eq!(e.errno(), libc::EBADF);
+    // The kernel refusing a caller is routine too...
+    fake.refuse(Op::OpenObject, libc::EACCES);
+    let e = fs.open(&stranger(), data, libc::O_RDONLY).unwrap_err();
+    assert_eq!((e.errno(), e.level()), (libc::EACCES, Level::Debug));
+    // ...an I/O error is not.
+    fake.refuse(Op::OpenObject, libc::EIO);
+    let e = fs.open(&owner(), data, libc::O_RDONLY).unwrap_err();
+    assert_eq!((e.errno(), e.level()), (libc::EIO, Level::Warn));
+}
