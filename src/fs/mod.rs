@@ -32,8 +32,12 @@ pub use types::{Attr, DirEntry, How, KernelCache, Kind, Opened, SetAttr, SetTime
 
 mod data;
 mod error;
+#[cfg(test)]
+mod fake;
 mod forget;
 mod ops;
+#[cfg(test)]
+mod ops_tests;
 mod reports;
 mod source;
 mod tree;
