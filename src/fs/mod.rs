@@ -498,7 +498,8 @@ impl ShmFs {
                 let denied = match part {
                     Part::Dir => want_w,
                     Part::Stat | Part::Attached => want_w || want_x,
-                    Part::Perm => want_x,
+                    // Writable only by who may change the object, as opening it for writing.
+                    Part::Perm => want_x || (want_w && !may_change_perm(who, &live)),
                     Part::KeyLink => false,
                     Part::Data => {
                         if want_x {

@@ -1508,6 +1508,14 @@ fn access_follows_the_objects_mode() {
         errno_of(fs.access(&owner(), inode::ROOT, libc::W_OK)),
         libc::EACCES
     );
+    // `perm` is writable for whoever may open it for writing: who may change the object.
+    let perm = ino(&fs, &format!("sysv/{shmid}/perm"));
+    assert!(fs.access(&owner(), perm, libc::W_OK).is_ok());
+    assert!(fs.access(&stranger(), perm, libc::R_OK).is_ok());
+    assert_eq!(
+        errno_of(fs.access(&stranger(), perm, libc::W_OK)),
+        libc::EACCES
+    );
 }
 
 #[test]
