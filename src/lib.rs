@@ -15,3 +15,4 @@ pub mod names;
 pub mod posix;
 pub mod sysv;
 pub mod text;
+pub mod usage;
