@@ -348,7 +348,10 @@ mod tests {
         let snap = shared.current().unwrap();
         assert_eq!(snap.taken_at, k.start + Duration::from_millis(5));
         assert!(snap.serves(snap.taken_at + MAX_AGE, &snap.totals));
-        assert!(!snap.serves(snap.taken_at + MAX_AGE + Duration::from_millis(1), &snap.totals));
+        assert!(!snap.serves(
+            snap.taken_at + MAX_AGE + Duration::from_millis(1),
+            &snap.totals
+        ));
     }
 
     #[test]
@@ -359,7 +362,11 @@ mod tests {
         *k.fail_reads.lock().unwrap() = true;
         k.advance(60);
         let err = shared.usage_of(1).unwrap_err();
-        assert_eq!(err.raw_os_error(), Some(libc::EMFILE), "an error, not zeros");
+        assert_eq!(
+            err.raw_os_error(),
+            Some(libc::EMFILE),
+            "an error, not zeros"
+        );
         assert!(shared.fresh_table().is_err());
         *k.fail_reads.lock().unwrap() = false;
         assert_eq!(rss(&shared, 1), 4096);

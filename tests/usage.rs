@@ -75,10 +75,14 @@ fn stat_text_and_size_agree_with_the_kernel_for_the_first_and_last_of_many() {
     in_private_ipc_namespace(|| {
         let segs = segments(MANY);
         let order = proc_order();
-        assert_eq!(order.len(), MANY, "the namespace holds only the test's segments");
+        assert_eq!(
+            order.len(),
+            MANY,
+            "the namespace holds only the test's segments"
+        );
         let (first, last) = (order[0], order[MANY - 1]);
         let by_id = |id: i32| segs.iter().find(|s| s.id == id).unwrap();
-        // Give them different rss: one page in the first, none in the last but one.
+        // Give them different rss: one page in the first, none in the last.
         let att_first = by_id(first).attach();
         att_first.write(0, b"x");
         let m = Mount::new();
@@ -97,7 +101,11 @@ fn stat_text_and_size_agree_with_the_kernel_for_the_first_and_last_of_many() {
                 assert_eq!(f.num("shmid"), id as u64);
                 assert_eq!(f.num("size"), 4096);
                 assert_eq!(f.num("rss"), kernel(id, "rss"), "shmid {id}: rss vs /proc");
-                assert_eq!(f.num("swap"), kernel(id, "swap"), "shmid {id}: swap vs /proc");
+                assert_eq!(
+                    f.num("swap"),
+                    kernel(id, "swap"),
+                    "shmid {id}: swap vs /proc"
+                );
                 assert_eq!(f.num("nattch"), kernel(id, "nattch"), "shmid {id}: nattch");
                 let data = fs::metadata(m.sysv(id, "data")).unwrap();
                 assert_eq!(data.blocks() * 512, f.num("rss"), "shmid {id}: du of data");
