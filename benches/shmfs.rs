@@ -8,7 +8,8 @@
 //!   (`--shm-dir`), one for the tmpfs reference file of the SysV rows;
 //! - mounts the release binary (`shmfs -f`) on a temporary directory;
 //! - measures each row several times, reference and shmfs alternating after one warm-up of each,
-//!   and prints one table: median (min–max) of each side and the ratio of the medians;
+//!   and prints one table: median (min–max) of each side and the ratio of the medians (for the
+//!   walks of rows 9, the reference is the same walk over a quarter of the segments);
 //! - unmounts and removes every segment, object and directory it made, also when a step fails.
 //!
 //! `SHMFS_BENCH_QUICK=1` runs a small version (64 MiB, 200 segments, 500 objects, 2 runs, 20 cats)
@@ -106,6 +107,7 @@ fn run(cfg: &Config, report: &mut Report) -> Result<()> {
     big.remove(&mut bench)?;
     row_untouched_segment(cfg, &mut bench, report)?;
 
+    row_walks(cfg, &mut bench, report)?;
     row_stat(cfg, &mut bench, report)?;
     row_ls_sysv(cfg, &bench, report)?;
     row_ls_posix(cfg, &bench, report)?;
@@ -1119,6 +1121,89 @@ fn row_stat(cfg: &Config, bench: &mut Bench, report: &mut Report) -> Result<()> 
         Target::RatioAtMost(1.2),
     ));
     Ok(())
+}
+
+/// The tools that walk the mount (issue 12), as a shell runs them: `$1` is the mount point.
+const WALKS: [(&str, &str); 5] = [
+    (
+        "grep -l 'nattch: 0' sysv/*/stat",
+        r#"grep -l 'nattch: 0' "$1"/sysv/*/stat | wc -l"#,
+    ),
+    ("du -s sysv", r#"du -s "$1/sysv""#),
+    ("ls -lR MNT", r#"ls -lR "$1""#),
+    (
+        "find MNT -name data -size +1M",
+        r#"find "$1" -name data -size +1M"#,
+    ),
+    (
+        "tar -cf /dev/null -C MNT sysv",
+        r#"tar -cf /dev/null -C "$1" sysv"#,
+    ),
+];
+
+/// Rows 9 and 10: each walk with a quarter of the segments and with all of them (1,000 and
+/// 4,000 in a full run): the ratio shows whether the cost per segment stays flat (4× the
+/// segments, at most 4.5× the time). Then `grep` over every `stat` against `ipcs -m`, which
+/// prints the same facts. Leaves `cfg.segments` segments in place.
+fn row_walks(cfg: &Config, bench: &mut Bench, report: &mut Report) -> Result<()> {
+    let mnt = bench.mount.path().to_path_buf();
+    let walk = |script: &str| -> Result<f64> {
+        time_cmd(
+            "sh",
+            &[Path::new("-c"), Path::new(script), Path::new("sh"), &mnt],
+        )
+    };
+    let measure = |bench: &mut Bench, n: usize| -> Result<(Vec<Stats>, Stats)> {
+        create_segments(bench, n)?;
+        check_grep_count(&mnt, bench.segments.len());
+        eprintln!("shmfs bench: walks over {n} segments");
+        let walks = WALKS
+            .iter()
+            .map(|(_, script)| sample(cfg.runs, || walk(script)))
+            .collect::<Result<Vec<Stats>>>()?;
+        let ipcs = sample(cfg.runs, || time_cmd("ipcs", &["-m"]))?;
+        Ok((walks, ipcs))
+    };
+    let (few, many) = (cfg.segments / 4, cfg.segments);
+    let (at_few, _) = measure(bench, few)?;
+    let (at_many, ipcs) = measure(bench, many)?;
+    for (((label, _), a), b) in WALKS.iter().zip(&at_few).zip(&at_many) {
+        report.add(Row::compare(
+            format!("9 `{label}`, {many} vs {few} segments"),
+            Unit::Secs,
+            *b,
+            *a,
+            Target::RatioAtMost(4.5),
+        ));
+    }
+    report.add(Row::compare(
+        format!("10 `{}` vs `ipcs -m`, {many} segments", WALKS[0].0),
+        Unit::Secs,
+        at_many[0],
+        ipcs,
+        Target::RatioAtMost(10.0),
+    ));
+    Ok(())
+}
+
+/// Notes a finding unless `grep -l 'nattch: 0'` over every `stat` names all `want` segments
+/// (none of the bench's segments is attached).
+fn check_grep_count(mnt: &Path, want: usize) {
+    let out = Command::new("sh")
+        .args(["-c", WALKS[0].1, "sh"])
+        .arg(mnt)
+        .env("LC_ALL", "C")
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).trim() == want.to_string() => {}
+        Ok(o) => finding(format!(
+            "`{}` counted {:?}, but {want} unattached segments exist",
+            WALKS[0].0,
+            String::from_utf8_lossy(&o.stdout).trim()
+        )),
+        Err(e) => finding(format!("running `{}`: {e}", WALKS[0].0)),
+    }
 }
 
 /// Row 4: `ls -l sysv/` against `ipcs -m` over all the segments.

@@ -17,3 +17,4 @@ pub mod object;
 pub mod posix;
 pub mod sysv;
 pub mod text;
+pub mod usage;

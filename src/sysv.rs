@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use crate::usage::{Shared, Source};
 
 use libc::c_int;
 
@@ -255,26 +258,39 @@ pub fn remove(shmid: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads `/proc/sysvipc/shm` into a map shmid → usage. The only source of per-segment rss/swap.
+/// Reads `/proc/sysvipc/shm` now into a map shmid → usage: for the root's reports, one reading
+/// per request. The reading then serves `stat` too (see [`crate::usage`]).
 pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
-    let file = File::open("/proc/sysvipc/shm")?;
-    parse_usage(BufReader::new(file))
+    Ok(USAGE.fresh_table()?.as_ref().clone())
 }
 
-/// Usage of one segment now, or zeros if it is not (or no longer) listed. The kernel writes
-/// the list in index order as it is read, so reading stops at the segment's line. A list that
-/// cannot be read is an error, never a usage of zero.
+/// Usage of one segment from the reading shared by the requests of one moment: no older than
+/// [`crate::usage::MAX_AGE`], re-read at once when the kernel's totals have changed since, or
+/// when it does not list `shmid` (a new segment). Zeros only if a reading made now does not list
+/// the segment (it is gone). A list that cannot be read is an error, never a usage of zero.
 pub fn usage_of(shmid: i32) -> io::Result<Usage> {
-    let mut found = Usage::default();
-    let file = File::open("/proc/sysvipc/shm")?;
-    scan_usage(BufReader::with_capacity(64 * 1024, file), |id, usage| {
-        if id == shmid {
-            found = usage;
-            return false;
-        }
-        true
-    })?;
-    Ok(found)
+    USAGE.usage_of(shmid)
+}
+
+/// The process's shared reading of `/proc/sysvipc/shm`.
+static USAGE: Shared<Kernel> = Shared::new(Kernel);
+
+/// The kernel as the source of readings.
+struct Kernel;
+
+impl Source for Kernel {
+    fn totals(&self) -> io::Result<Totals> {
+        totals()
+    }
+
+    fn read(&self) -> io::Result<HashMap<i32, Usage>> {
+        let file = File::open("/proc/sysvipc/shm")?;
+        parse_usage(BufReader::with_capacity(64 * 1024, file))
+    }
+
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// Parses the text of `/proc/sysvipc/shm` into a map shmid → usage.
@@ -422,7 +438,7 @@ fn clamp(len: usize, offset: u64, want: usize) -> Option<usize> {
 pub fn system_has_huge_pages() -> bool {
     use procfs::Current;
     use std::sync::Mutex;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
     static LAST: Mutex<Option<(Instant, bool)>> = Mutex::new(None);
     let mut last = LAST.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((at, answer)) = *last

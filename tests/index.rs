@@ -1,7 +1,7 @@
 //! The root `index` and `index.json` (README "index and index.json"): one row for each of the
 //! test's segments and objects with the right kind, id or name, key, size, mode, owner, nattch
-//! and rss; `index.json` parses, with numbers as JSON numbers. And `rss` in `stat` is the
-//! kernel's value at that moment (a regression test).
+//! and rss; `index.json` parses, with numbers as JSON numbers. And `rss` in `stat` follows the
+//! kernel's value within 50 ms when the totals do not move (a regression test).
 
 mod common;
 
@@ -278,11 +278,12 @@ fn index_and_index_json_have_a_correct_row_for_each_object() {
     drop((att, dying_att));
 }
 
-/// Regression: `rss` in `stat` was served from a parse of /proc/sysvipc/shm kept while the
-/// system's totals did not change, so when one segment gained a page and another lost one,
-/// both showed stale values. It must be the kernel's value at that moment.
+/// Regression: `rss` in `stat` was served from a parse of /proc/sysvipc/shm kept for as long as
+/// the system's totals did not change, so when one segment gained a page and another lost one,
+/// both showed stale values for good. The contract now (issue 12, README "Freshness") lets a
+/// reading serve while the totals hold, but for 50 ms at most: after that, the kernel's value.
 #[test]
-fn stat_rss_is_read_at_that_moment_when_one_segment_gains_what_another_loses() {
+fn stat_rss_follows_when_one_segment_gains_what_another_loses() {
     require_fuse!();
     let m = Mount::new();
     let a = SysvSeg::private(4096, 0o600);
@@ -304,6 +305,8 @@ fn stat_rss_is_read_at_that_moment_when_one_segment_gains_what_another_loses() {
 
     att_a.write(0, b"a");
     att_b.madvise_remove(0, 4096);
+    // The totals are unchanged: a reading may serve for up to 50 ms, as a script would see.
+    std::thread::sleep(std::time::Duration::from_millis(60));
     let second = (rss(&a), rss(&b));
     assert_eq!(
         second,
