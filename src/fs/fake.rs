@@ -182,7 +182,7 @@ impl Fake {
 
     /// A filesystem over this fake (a clone of it), writable or `read_only`.
     pub fn fs(&self, read_only: bool) -> ShmFs {
-        ShmFs::with_source(Box::new(self.clone()), Options { read_only })
+        ShmFs::with_source(std::sync::Arc::new(self.clone()), Options { read_only })
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -7,10 +7,13 @@
 //! delete the object's entry. Those notices go through a queue to a thread of their own:
 //! the kernel takes the parent directory's lock for them, which it may hold while it waits
 //! for the very request that learned of the removal (LOOKUP and RMDIR on that directory).
+//! The sweep runs on a thread of its own too: it lists the shm dir, which may be slow or
+//! stuck (a `--shm-dir` on a filesystem that does not answer), and must never hold up a
+//! worker.
 
 use std::collections::HashSet;
 use std::sync::atomic::AtomicUsize;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::time::Instant;
 
 use super::*;
@@ -32,31 +35,75 @@ pub(super) struct Notice {
     name: OsString,
 }
 
-/// The state of forgetting: the queue to the notice thread, and when the last sweep ran.
-pub(super) struct Forgetting {
-    /// Batches of notices: a sweep sends its thousands in one message.
-    queue: OnceLock<Option<Sender<Vec<Notice>>>>,
-    /// Notices queued and not yet delivered, so that a sweep never queues more than fit.
-    queued: Arc<AtomicUsize>,
-    sweep: Mutex<Sweep>,
-}
-
-struct Sweep {
-    last: Instant,
-    cost: Duration,
-}
-
-impl Default for Forgetting {
-    fn default() -> Self {
-        Forgetting {
-            queue: OnceLock::new(),
-            queued: Arc::new(AtomicUsize::new(0)),
-            sweep: Mutex::new(Sweep {
-                last: Instant::now(),
-                cost: Duration::ZERO,
-            }),
+impl Notice {
+    /// The notice that the entry of `id`'s directory (inode `dir`) is gone.
+    fn gone(id: &ObjectId, dir: u64) -> Notice {
+        let (parent, name) = match id {
+            ObjectId::Sysv { shmid, .. } => (inode::SYSV_DIR, OsString::from(shmid.to_string())),
+            ObjectId::Posix { name, .. } => (inode::POSIX_DIR, name.clone()),
+        };
+        Notice {
+            parent,
+            child: dir,
+            name,
         }
     }
+}
+
+/// The way to the notice thread: batches of notices, and how many wait.
+#[derive(Clone)]
+struct NoticeQueue {
+    tx: Sender<Vec<Notice>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl NoticeQueue {
+    /// Starts the notice thread.
+    fn start(cache: Arc<OnceLock<Box<dyn KernelCache>>>) -> Option<NoticeQueue> {
+        let (tx, rx) = mpsc::channel();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let delivered = queued.clone();
+        match std::thread::Builder::new()
+            .name("shmfs-notices".into())
+            .spawn(move || deliver(rx, cache, delivered))
+        {
+            Ok(_) => Some(NoticeQueue { tx, queued }),
+            Err(e) => {
+                log::warn!("cannot start the notice thread: {e}; removed objects stay cached");
+                None
+            }
+        }
+    }
+
+    /// How many more notices fit.
+    fn room(&self) -> usize {
+        QUEUE.saturating_sub(self.queued.load(Ordering::Relaxed))
+    }
+
+    /// Queues `notices`. Never blocks; past QUEUE waiting notices, new ones are dropped.
+    fn send(&self, notices: Vec<Notice>) {
+        let count = notices.len();
+        if count == 0 {
+            return;
+        }
+        if self.queued.fetch_add(count, Ordering::Relaxed) + count > QUEUE {
+            self.queued.fetch_sub(count, Ordering::Relaxed);
+            log::debug!("notice queue full; {count} gone entries stay cached");
+            return;
+        }
+        if self.tx.send(notices).is_err() {
+            self.queued.fetch_sub(count, Ordering::Relaxed);
+            log::warn!("notice thread gone; {count} gone entries stay cached");
+        }
+    }
+}
+
+/// The state of forgetting: the notice thread and the sweep thread, each started on first use.
+#[derive(Default)]
+pub(super) struct Forgetting {
+    notices: OnceLock<Option<NoticeQueue>>,
+    /// Asks the sweep thread for a sweep (it decides whether one is due).
+    sweeps: OnceLock<Option<SyncSender<()>>>,
 }
 
 /// The notice thread: sends each notice to the kernel, in order, until the filesystem goes.
@@ -74,6 +121,95 @@ fn deliver(
             if let Err(e) = cache.delete(notice.parent, notice.child, &notice.name) {
                 // ENOTEMPTY: a file inside is still open; the entry was dropped anyway.
                 log::debug!("telling the kernel {:?} is gone: {e}", notice.name);
+            }
+        }
+    }
+}
+
+/// What the sweep thread works with: the table, the source, and the notice queue.
+struct Sweeper {
+    inodes: Arc<Mutex<InodeTable>>,
+    source: Arc<dyn Source>,
+    notices: NoticeQueue,
+}
+
+impl Sweeper {
+    /// Sweeps when asked and due, until the filesystem goes.
+    fn run(self, asks: Receiver<()>) {
+        let mut last = Instant::now();
+        let mut cost = Duration::ZERO;
+        for () in asks {
+            if last.elapsed() < SWEEP_EVERY.max(cost * SWEEP_SHARE) {
+                continue;
+            }
+            let start = Instant::now();
+            self.sweep();
+            cost = start.elapsed();
+            last = Instant::now();
+        }
+    }
+
+    fn inodes(&self) -> MutexGuard<'_, InodeTable> {
+        self.inodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Compares every object the table holds with one listing of each kind: those gone
+    /// behind shmfs's back (ipcrm, shm_unlink) are forgotten and their entries dropped, as
+    /// many as the notice queue has room for (the rest at the next sweep).
+    fn sweep(&self) {
+        let start = Instant::now();
+        // The mark first, then the listings: an object numbered before the mark that no
+        // listing taken after it shows is gone.
+        let (since, has_posix, has_sysv, checked) = {
+            let table = self.inodes();
+            let (posix, sysv) = table.kinds();
+            (table.mark(), posix, sysv, table.len())
+        };
+        let posix_live = if has_posix {
+            self.live_posix_keys()
+        } else {
+            None
+        };
+        let sysv_live = if has_sysv { self.live_sysv_ids() } else { None };
+        let mut gone = self.inodes().gone_since(since, |id| match id {
+            ObjectId::Posix { name, ino } => posix_live
+                .as_ref()
+                .is_none_or(|live| live.get(name.as_os_str()) == Some(ino)),
+            ObjectId::Sysv { .. } => sysv_live.as_ref().is_none_or(|live| live.contains(id)),
+        });
+        gone.truncate(self.notices.room());
+        let found = gone.len();
+        let (held, _) = self.inodes().forget_all(gone);
+        self.notices.send(
+            held.iter()
+                .map(|(id, dir)| Notice::gone(id, *dir))
+                .collect(),
+        );
+        log::debug!(
+            "sweep: {found} of {checked} objects gone, in {:?}",
+            start.elapsed()
+        );
+    }
+
+    /// Name → inode of every object now; None if the listing fails (nothing is then taken
+    /// for gone).
+    fn live_posix_keys(&self) -> Option<HashMap<OsString, u64>> {
+        match self.source.object_keys() {
+            Ok(keys) => Some(keys.into_iter().collect()),
+            Err(e) => {
+                log::warn!("sweep: listing the shm dir: {e}");
+                None
+            }
+        }
+    }
+
+    /// The identity of every segment now; None if the listing fails.
+    fn live_sysv_ids(&self) -> Option<HashSet<ObjectId>> {
+        match self.source.segments() {
+            Ok(segments) => Some(segments.iter().map(ShmFs::sysv_id).collect()),
+            Err(e) => {
+                log::warn!("sweep: listing the segments: {e}");
+                None
             }
         }
     }
@@ -102,27 +238,14 @@ impl ShmFs {
     pub(super) fn listed_gone(&self, held: Vec<(ObjectId, u64)>) {
         let notices = held
             .iter()
-            .map(|(id, dir)| Self::gone_notice(id, *dir))
+            .map(|(id, dir)| Notice::gone(id, *dir))
             .collect();
         self.notify(notices);
     }
 
-    /// The notice that the entry of `id`'s directory (inode `dir`) is gone.
-    fn gone_notice(id: &ObjectId, dir: u64) -> Notice {
-        let (parent, name) = match id {
-            ObjectId::Sysv { shmid, .. } => (inode::SYSV_DIR, OsString::from(shmid.to_string())),
-            ObjectId::Posix { name, .. } => (inode::POSIX_DIR, name.clone()),
-        };
-        Notice {
-            parent,
-            child: dir,
-            name,
-        }
-    }
-
     /// Queues a notice that the entry of `id`'s directory (inode `dir`) is gone.
     pub(super) fn tell_gone(&self, id: &ObjectId, dir: u64) {
-        self.notify(vec![Self::gone_notice(id, dir)]);
+        self.notify(vec![Notice::gone(id, dir)]);
     }
 
     /// Queues a notice that `parent`'s entry `name`, if it still leads to `child`, is gone.
@@ -134,105 +257,52 @@ impl ShmFs {
         }]);
     }
 
-    /// Queues notices for the notice thread, starting it on first use. Never blocks; past
-    /// QUEUE waiting notices, new ones are dropped.
+    /// The notice thread's queue, starting the thread on first use.
+    fn notice_queue(&self) -> Option<&NoticeQueue> {
+        self.forgetting
+            .notices
+            .get_or_init(|| NoticeQueue::start(self.kernel_cache.clone()))
+            .as_ref()
+    }
+
+    /// Queues notices for the notice thread. Never blocks.
     pub(super) fn notify(&self, notices: Vec<Notice>) {
         if notices.is_empty() {
             return;
         }
-        let queue = self.forgetting.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::channel();
-            let cache = self.kernel_cache.clone();
-            let queued = self.forgetting.queued.clone();
+        if let Some(queue) = self.notice_queue() {
+            queue.send(notices);
+        }
+    }
+
+    /// Asks the sweep thread (started on first use) for a sweep, which it runs if one is due.
+    /// Never blocks: a sweep lists the shm dir, which may take long, so it never runs on a
+    /// thread that answers requests.
+    pub(super) fn sweep_if_due(&self) {
+        let asks = self.forgetting.sweeps.get_or_init(|| {
+            let notices = self.notice_queue()?.clone();
+            let sweeper = Sweeper {
+                inodes: self.inodes.clone(),
+                source: self.source.clone(),
+                notices,
+            };
+            let (tx, rx) = mpsc::sync_channel(1);
             match std::thread::Builder::new()
-                .name("shmfs-notices".into())
-                .spawn(move || deliver(rx, cache, queued))
+                .name("shmfs-sweep".into())
+                .spawn(move || sweeper.run(rx))
             {
                 Ok(_) => Some(tx),
                 Err(e) => {
-                    log::warn!("cannot start the notice thread: {e}; removed objects stay cached");
+                    log::warn!(
+                        "cannot start the sweep thread: {e}; objects removed elsewhere stay cached"
+                    );
                     None
                 }
             }
         });
-        let Some(queue) = queue else { return };
-        let count = notices.len();
-        if self.forgetting.queued.fetch_add(count, Ordering::Relaxed) + count > QUEUE {
-            self.forgetting.queued.fetch_sub(count, Ordering::Relaxed);
-            log::debug!("notice queue full; {count} gone entries stay cached");
-            return;
-        }
-        if queue.send(notices).is_err() {
-            self.forgetting.queued.fetch_sub(count, Ordering::Relaxed);
-            log::warn!("notice thread gone; {count} gone entries stay cached");
-        }
-    }
-
-    /// Runs a sweep if one is due: every object the table holds is checked against one
-    /// listing of each kind, and those gone behind shmfs's back (ipcrm, shm_unlink) are
-    /// forgotten and their entries dropped, as many as the notice queue has room for (the
-    /// rest at the next sweep). Call after replying: a sweep takes time (a listing).
-    pub(super) fn sweep_if_due(&self) {
-        let Ok(mut sweep) = self.forgetting.sweep.try_lock() else {
-            return; // another thread is sweeping
-        };
-        let wait = SWEEP_EVERY.max(sweep.cost * SWEEP_SHARE);
-        if sweep.last.elapsed() < wait {
-            return;
-        }
-        let start = Instant::now();
-        // The mark first, then the listings: an object numbered before the mark that no
-        // listing taken after it shows is gone.
-        let (since, has_posix, has_sysv, checked) = {
-            let table = self.inodes();
-            let (posix, sysv) = table.kinds();
-            (table.mark(), posix, sysv, table.len())
-        };
-        let posix_live = if has_posix {
-            self.live_posix_keys()
-        } else {
-            None
-        };
-        let sysv_live = if has_sysv { self.live_sysv_ids() } else { None };
-        let room = QUEUE.saturating_sub(self.forgetting.queued.load(Ordering::Relaxed));
-        let mut gone = self.inodes().gone_since(since, |id| match id {
-            ObjectId::Posix { name, ino } => posix_live
-                .as_ref()
-                .is_none_or(|live| live.get(name.as_os_str()) == Some(ino)),
-            ObjectId::Sysv { .. } => sysv_live.as_ref().is_none_or(|live| live.contains(id)),
-        });
-        gone.truncate(room);
-        let found = gone.len();
-        let (held, _) = self.inodes().forget_all(gone);
-        self.listed_gone(held);
-        sweep.cost = start.elapsed();
-        sweep.last = Instant::now();
-        log::debug!(
-            "sweep: {found} of {checked} objects gone, in {:?}",
-            sweep.cost
-        );
-    }
-
-    /// Name → inode of every object now; None if the listing fails (nothing is then taken
-    /// for gone).
-    fn live_posix_keys(&self) -> Option<HashMap<OsString, u64>> {
-        match self.source.object_keys() {
-            Ok(keys) => Some(keys.into_iter().collect()),
-            Err(e) => {
-                log::warn!("sweep: listing the shm dir: {e}");
-                None
-            }
-        }
-    }
-
-    /// The identity of every segment now; None if the listing fails.
-    fn live_sysv_ids(&self) -> Option<HashSet<ObjectId>> {
-        match self.source.segments() {
-            Ok(segments) => Some(segments.iter().map(Self::sysv_id).collect()),
-            Err(e) => {
-                log::warn!("sweep: listing the segments: {e}");
-                None
-            }
+        if let Some(asks) = asks {
+            // Full: a sweep is already asked for.
+            let _ = asks.try_send(());
         }
     }
 }

@@ -127,9 +127,9 @@ enum Handle {
 /// The filesystem.
 pub struct ShmFs {
     /// Where segments and objects come from.
-    source: Box<dyn Source>,
+    source: Arc<dyn Source>,
     options: Options,
-    inodes: Mutex<InodeTable>,
+    inodes: Arc<Mutex<InodeTable>>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
     next_handle: AtomicU64,
     mounted_at: SystemTime,
@@ -167,15 +167,15 @@ impl ShmFs {
     /// A filesystem showing the SysV segments of the daemon's IPC namespace and the regular
     /// files of `shm`.
     pub fn new(shm: ShmDir, options: Options) -> ShmFs {
-        ShmFs::with_source(Box::new(Kernel::new(shm)), options)
+        ShmFs::with_source(Arc::new(Kernel::new(shm)), options)
     }
 
     /// A filesystem showing what `source` holds (the kernel's shared memory, or a fake).
-    pub fn with_source(source: Box<dyn Source>, options: Options) -> ShmFs {
+    pub fn with_source(source: Arc<dyn Source>, options: Options) -> ShmFs {
         ShmFs {
             source,
             options,
-            inodes: Mutex::new(InodeTable::default()),
+            inodes: Arc::new(Mutex::new(InodeTable::default())),
             handles: Mutex::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
