@@ -108,7 +108,7 @@ impl Fuse {
                 && identity != existing.file_identity
             {
                 self.fs.renumber(ino);
-                return Err(Error::refused(libc::ESTALE));
+                return Err(Error::stale());
             }
             return Ok(id);
         }
@@ -116,7 +116,7 @@ impl Fuse {
         let registered = self
             .fs
             .with_memory(fh, |file| reply.open_backing(file))
-            .ok_or_else(|| Error::refused(libc::ENOTSUP))??;
+            .ok_or_else(Error::unsupported)??;
         let backing = Arc::new(registered);
         backings.insert(
             ino,
@@ -351,8 +351,8 @@ impl Filesystem for Fuse {
                     self.handle_backings().insert(fh.0, backing.clone());
                     return reply.opened_passthrough(fh, open_flags, &backing);
                 }
-                Err(e) if e.errno() == libc::ENOTSUP => {}
-                Err(e) if e.errno() == libc::ESTALE => {
+                Err(e) if e.is_unsupported() => {}
+                Err(e) if e.is_stale() => {
                     self.fs.release(opened.handle);
                     return reply.error(failure("open", &ino, &e));
                 }

@@ -58,6 +58,27 @@ impl Error {
         }
     }
 
+    /// The object behind a number is not the one the number was given to (ESTALE): the
+    /// kernel should look its name up again.
+    pub fn stale() -> Error {
+        Error::refused(libc::ESTALE)
+    }
+
+    /// What was asked is not offered here (ENOTSUP).
+    pub fn unsupported() -> Error {
+        Error::refused(libc::ENOTSUP)
+    }
+
+    /// Whether this is [`Error::stale`].
+    pub fn is_stale(&self) -> bool {
+        self.errno == libc::ESTALE
+    }
+
+    /// Whether this is [`Error::unsupported`].
+    pub fn is_unsupported(&self) -> bool {
+        self.errno == libc::ENOTSUP
+    }
+
     /// The errno to answer the request with.
     pub fn errno(&self) -> i32 {
         self.errno
