@@ -1024,7 +1024,7 @@ fn requests_stuck_in_handlers_do_not_block_others() {
     );
     let seg = SysvSeg::private(4096, 0o600);
 
-    unsafe { libc::kill(inner.pid() as i32, libc::SIGSTOP) };
+    stop_fully(inner.pid());
     let _resume = Resume(inner.pid() as i32);
     let mut stuck: Vec<(String, Reaped)> = [
         format!("ls -l {} > /dev/null", q(outer.p("posix"))),

@@ -275,7 +275,7 @@ fn sigterm_ends_the_daemon_when_every_worker_is_stuck() {
     );
     let held = File::open(outer.p("limits")).expect("open MNT/limits");
 
-    unsafe { libc::kill(inner.pid() as i32, libc::SIGSTOP) };
+    stop_fully(inner.pid());
     let _resume = Resume(inner.pid() as i32);
     let mut stuck = Reaped::spawn(
         Command::new("ls")
