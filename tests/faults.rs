@@ -990,15 +990,6 @@ fn processes_naming(p: &Path) -> Vec<(i32, String)> {
 // One stuck request does not stop the others
 // ---------------------------------------------------------------------------------------------
 
-/// Resumes a stopped daemon when dropped (before the mounts are torn down).
-struct Resume(i32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
-
 /// Requests that block inside a handler do not hold up other requests. The mount's
 /// `--shm-dir` is the root of a second shmfs whose daemon is stopped (SIGSTOP): every
 /// request that touches `posix/` then blocks in the first daemon, inside the handler. With
@@ -1024,8 +1015,7 @@ fn requests_stuck_in_handlers_do_not_block_others() {
     );
     let seg = SysvSeg::private(4096, 0o600);
 
-    stop_fully(inner.pid());
-    let _resume = Resume(inner.pid() as i32);
+    let _resume = Stopped::stop(inner.pid());
     let mut stuck: Vec<(String, Reaped)> = [
         format!("ls -l {} > /dev/null", q(outer.p("posix"))),
         format!("cat {} > /dev/null", q(outer.posix("limits", "stat"))),

@@ -193,6 +193,23 @@ fn readers_of_attached_finish_beside_a_holder_of_a_mount_file_with_default_threa
     readers_of_attached_finish_beside_a_holder_of_a_mount_file(None);
 }
 
+/// A file of the mount held open across the daemon's end reads ENOTCONN, as with sshfs.
+fn assert_held_file_is_disconnected(held: File) {
+    let (read, _) = within(
+        ANSWER_LIMIT,
+        "read of the held file after SIGTERM",
+        move || {
+            let mut buf = [0u8; 64];
+            std::os::unix::fs::FileExt::read_at(&held, &mut buf, 0)
+        },
+    );
+    assert_errno(
+        read,
+        libc::ENOTCONN,
+        "read of a held file after the daemon ended",
+    );
+}
+
 /// Sends SIGTERM and asserts that the daemon unmounted and exited 0 within STOP_LIMIT.
 fn sigterm_stops_within_limit(m: &mut Mount) {
     let mnt = m.path().to_path_buf();
@@ -229,28 +246,7 @@ fn sigterm_ends_the_daemon_while_a_file_is_held_open() {
 
     sigterm_stops_within_limit(&mut m);
 
-    let (read, _) = within(
-        ANSWER_LIMIT,
-        "read of the held file after SIGTERM",
-        move || {
-            let mut buf = [0u8; 64];
-            std::os::unix::fs::FileExt::read_at(&held, &mut buf, 0)
-        },
-    );
-    assert_errno(
-        read,
-        libc::ENOTCONN,
-        "read of a held file after the daemon ended",
-    );
-}
-
-/// Resumes a stopped daemon when dropped (before the mounts are torn down).
-struct Resume(i32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
+    assert_held_file_is_disconnected(held);
 }
 
 /// Every worker stuck in a handler (its `--shm-dir` is another shmfs whose daemon is
@@ -275,8 +271,7 @@ fn sigterm_ends_the_daemon_when_every_worker_is_stuck() {
     );
     let held = File::open(outer.p("limits")).expect("open MNT/limits");
 
-    stop_fully(inner.pid());
-    let _resume = Resume(inner.pid() as i32);
+    let _resume = Stopped::stop(inner.pid());
     let mut stuck = Reaped::spawn(
         Command::new("ls")
             .arg(outer.p("posix"))
@@ -297,19 +292,7 @@ fn sigterm_ends_the_daemon_when_every_worker_is_stuck() {
         "the request stuck in the stopped daemon's handler: {status:?} (it should have failed \
          when the daemon ended, with the inner daemon still stopped)"
     );
-    let (read, _) = within(
-        ANSWER_LIMIT,
-        "read of the held file after SIGTERM",
-        move || {
-            let mut buf = [0u8; 64];
-            std::os::unix::fs::FileExt::read_at(&held, &mut buf, 0)
-        },
-    );
-    assert_errno(
-        read,
-        libc::ENOTCONN,
-        "read of a held file after the daemon ended",
-    );
+    assert_held_file_is_disconnected(held);
     drop(_resume);
     assert!(daemon_alive(&inner), "the inner daemon lives on");
 }

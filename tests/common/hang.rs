@@ -72,31 +72,44 @@ impl Drop for KillOnHang {
     }
 }
 
-/// Stops process `pid` (SIGSTOP) and waits until every thread of it is stopped. Requests sent
-/// to a FUSE daemon after that stay pending in the kernel, where a fatal signal can still end
-/// their senders; one that a daemon thread had already read before it stopped could not be
-/// ended at all (the kernel then waits for its answer uninterruptibly), which would make a
-/// test's outcome depend on timing.
-pub fn stop_fully(pid: u32) {
-    // SAFETY: plain system call.
-    unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("threads of the daemon");
-        let all_stopped = tasks.flatten().all(|task| {
-            fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-                // The state follows the command name, which is in parentheses.
-                stat.rsplit_once(") ")
-                    .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
-            })
-        });
-        if all_stopped {
-            return;
+/// A process stopped with SIGSTOP until this is dropped (SIGCONT).
+pub struct Stopped(u32);
+
+impl Stopped {
+    /// Stops process `pid` and waits until every thread of it is stopped. Requests sent to a
+    /// FUSE daemon after that stay pending in the kernel, where a fatal signal can still end
+    /// their senders; one that a daemon thread had already read before it stopped could not
+    /// be ended at all (the kernel then waits for its answer uninterruptibly), which would make
+    /// a test's outcome depend on timing.
+    pub fn stop(pid: u32) -> Stopped {
+        // SAFETY: plain system call.
+        unsafe { libc::kill(pid as i32, libc::SIGSTOP) };
+        let stopped = Stopped(pid);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let tasks = fs::read_dir(format!("/proc/{pid}/task")).expect("threads of the daemon");
+            let all_stopped = tasks.flatten().all(|task| {
+                fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
+                    // The state follows the command name, which is in parentheses.
+                    stat.rsplit_once(") ")
+                        .is_some_and(|(_, rest)| rest.starts_with('T') || rest.starts_with('t'))
+                })
+            });
+            if all_stopped {
+                return stopped;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the threads of {pid} did not all stop within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
-        assert!(
-            Instant::now() < deadline,
-            "the threads of {pid} did not all stop within 10 s"
-        );
-        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        // SAFETY: plain system call.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
     }
 }
