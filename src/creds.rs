@@ -76,17 +76,30 @@ impl Caller {
     }
 
     /// The capabilities that count, from one `capget` of the calling thread. A thread that is
-    /// gone has none: refusing is the safe answer.
+    /// gone has none: refusing is the safe answer. So has a thread of another user namespace
+    /// (a rootless container's root holds every capability, but only over what its own
+    /// namespace owns; the daemon acts in its own), which is conservative where the objects
+    /// shown belong to that namespace.
     fn caps(&self) -> u64 {
         *self.caps.get_or_init(|| {
-            let sets = match self.thread().map(thread_caps_of) {
-                Some(Ok(sets)) => sets,
-                Some(Err(e)) => {
+            let Some(pid) = self.thread() else {
+                return 0;
+            };
+            let sets = match thread_caps_of(pid) {
+                Ok(sets) if sets.effective | sets.permitted == 0 => return 0,
+                Ok(sets) => sets,
+                Err(e) => {
                     log::debug!("capabilities of caller pid {}: {e}; none", self.pid);
                     return 0;
                 }
-                None => return 0,
             };
+            if !in_daemon_user_ns(pid) {
+                log::debug!(
+                    "caller pid {} is in another user namespace: no capabilities",
+                    self.pid
+                );
+                return 0;
+            }
             match (self.access_check, self.uid) {
                 (false, _) => sets.effective,
                 (true, 0) => sets.permitted,
@@ -170,6 +183,14 @@ fn daemon_ids() -> &'static DaemonIds {
             caps,
         }
     })
+}
+
+/// Whether thread `pid` is in the daemon's user namespace; anything unreadable means no.
+fn in_daemon_user_ns(pid: libc::pid_t) -> bool {
+    static OWN: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    let own = OWN.get_or_init(|| std::fs::read_link("/proc/self/ns/user").ok());
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+    own.is_some() && *own == theirs
 }
 
 /// True when the daemon runs as root and so must act as its callers.
@@ -266,11 +287,13 @@ fn set_thread_euid(uid: u32) -> io::Result<()> {
 /// holds them). Changing the euid away from 0 clears the effective set, so the caller's is
 /// set last.
 fn become_caller(caller: &Caller, daemon: &DaemonIds) -> io::Result<()> {
-    set_thread_groups(caller.groups())?;
+    // Read while still the daemon: the caller's /proc entries may not be readable as it.
+    let (groups, caps) = (caller.groups(), caller.caps());
+    set_thread_groups(groups)?;
     set_thread_egid(caller.gid)?;
     set_thread_euid(caller.uid)?;
     set_thread_caps(CapSets {
-        effective: caller.caps() & daemon.caps.permitted,
+        effective: caps & daemon.caps.permitted,
         ..daemon.caps
     })
 }

@@ -739,3 +739,62 @@ fn attached_does_not_reveal_addresses_the_caller_cannot_see() {
         leaks.join("\n  ")
     );
 }
+
+/// A process with every capability in a user namespace of its own (a rootless container's
+/// root) has none over what the daemon's namespace owns: the kernel refuses it another user's
+/// 0600 segment and object, and so does the mount. Run as uid 4001 outside (refused) and as
+/// uid 0 outside (the segment's creator: let in by its uid, not by capabilities).
+#[test]
+fn capabilities_of_another_user_namespace_count_for_nothing() {
+    require_fuse!();
+    require_tools!("unshare" => "util-linux");
+    let m = Mount::builder().option("allow_other").mount();
+    let probe = Probe::build();
+    let seg = SysvSeg::private(4096, 0o600);
+    seg.set(None, Some(OWNER), Some(GROUP));
+    let file = create_posix(m.shm_dir(), "theirs", 0o600, b"x");
+    std::os::unix::fs::chown(&file, Some(OWNER), Some(GROUP)).unwrap();
+    let sid = seg.id.to_string();
+    let cases = [
+        ("read data", m.sysv(seg.id, "data"), vec!["shm-read", &sid]),
+        ("read object", m.posix("theirs", "data"), vec![]),
+    ];
+    let mut wrong = Vec::new();
+    for outside in [4001u32, 0] {
+        for (what, through_mount, directly) in &cases {
+            let mount_path = through_mount.display().to_string();
+            let file_path = file.display().to_string();
+            let directly: Vec<&str> = if directly.is_empty() {
+                vec!["read", &file_path]
+            } else {
+                directly.iter().map(|s| &**s).collect()
+            };
+            let run = |args: &[&str]| {
+                let r = run_with_timeout(
+                    std::process::Command::new("setpriv")
+                        .arg(format!("--reuid={outside}"))
+                        .arg(format!("--regid={outside}"))
+                        .arg("--clear-groups")
+                        .args(["unshare", "--user", "--map-root-user"])
+                        .arg(probe.path())
+                        .args(args),
+                    COMMAND_TIMEOUT,
+                );
+                assert!(r.ok(), "probe {args:?} in a user namespace: {r:?}");
+                r.stdout_str().trim().to_string()
+            };
+            let (via_mount, kernel) = (run(&["read", &mount_path]), run(&directly));
+            assert!(
+                outside == 0 || kernel != "ok",
+                "{what}: the kernel lets root of a user namespace in as uid {outside}"
+            );
+            if via_mount != kernel {
+                wrong.push(format!(
+                    "{what} by root of a user namespace (uid {outside} outside): through the \
+                     mount {via_mount}, directly {kernel}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
