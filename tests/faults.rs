@@ -11,9 +11,8 @@ mod common;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -66,52 +65,6 @@ fn assert_gone(p: &Path) {
         libc::ENOENT,
         &format!("stat {}", p.display()),
     );
-}
-
-/// A child process that is killed (its whole process group) and reaped when dropped.
-struct Reaped(Option<Child>);
-
-impl Reaped {
-    fn spawn(cmd: &mut Command) -> Reaped {
-        cmd.process_group(0);
-        Reaped(Some(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
-        ))
-    }
-
-    fn pid(&self) -> i32 {
-        self.0.as_ref().unwrap().id() as i32
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.0.as_mut().unwrap().try_wait(), Ok(None))
-    }
-
-    /// Waits up to `limit` for the process to exit; kills it and panics if it does not.
-    #[track_caller]
-    fn wait(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
-        let child = self.0.as_mut().unwrap();
-        match wait_timeout(child, limit) {
-            Some(s) => s,
-            None => {
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-                let _ = child.wait();
-                panic!("{what} still running after {limit:?}: it hangs");
-            }
-        }
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            if matches!(child.try_wait(), Ok(None)) {
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            }
-            let _ = child.wait();
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ mod common;
 
 use std::fs::{self, File};
 use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -29,44 +28,6 @@ const ANSWER_LIMIT: Duration = Duration::from_secs(15);
 const STOP_LIMIT: Duration = Duration::from_secs(5);
 /// More concurrent readers of `attached` than the daemon has workers.
 const READERS: usize = 8;
-
-/// A process (and its process group) that is killed and reaped when dropped.
-struct Reaped(Option<Child>);
-
-impl Reaped {
-    fn spawn(cmd: &mut Command) -> Reaped {
-        cmd.process_group(0);
-        Reaped(Some(
-            cmd.spawn()
-                .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
-        ))
-    }
-
-    fn pid(&self) -> i32 {
-        self.0.as_ref().map_or(0, |c| c.id() as i32)
-    }
-
-    fn running(&mut self) -> bool {
-        matches!(self.0.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
-    }
-
-    /// Waits until `deadline` for the process to exit; None if it is still running.
-    fn wait_until(&mut self, deadline: Instant) -> Option<std::process::ExitStatus> {
-        let child = self.0.as_mut()?;
-        wait_timeout(child, deadline.saturating_duration_since(Instant::now()))
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            if matches!(child.try_wait(), Ok(None)) {
-                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-            }
-            let _ = child.wait();
-        }
-    }
-}
 
 /// `sh -c SCRIPT` as the unprivileged user, output discarded.
 fn spawn_as_other(script: &str) -> Reaped {

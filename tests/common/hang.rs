@@ -113,3 +113,52 @@ impl Drop for Stopped {
         unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
     }
 }
+
+/// A child process that is killed (its whole process group) and reaped when dropped.
+pub struct Reaped(Option<std::process::Child>);
+
+impl Reaped {
+    /// Starts `cmd` in a process group of its own.
+    pub fn spawn(cmd: &mut std::process::Command) -> Reaped {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        Reaped(Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}")),
+        ))
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.0.as_ref().map_or(0, |c| c.id() as i32)
+    }
+
+    pub fn running(&mut self) -> bool {
+        matches!(self.0.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Waits until `deadline` for the process to exit; None if it is still running.
+    pub fn wait_until(&mut self, deadline: Instant) -> Option<std::process::ExitStatus> {
+        let child = self.0.as_mut()?;
+        super::run::wait_timeout(child, deadline.saturating_duration_since(Instant::now()))
+    }
+
+    /// Waits up to `limit` for the process to exit; panics if it does not (it is then
+    /// killed when dropped).
+    #[track_caller]
+    pub fn wait(&mut self, limit: Duration, what: &str) -> std::process::ExitStatus {
+        self.wait_until(Instant::now() + limit)
+            .unwrap_or_else(|| panic!("{what} still running after {limit:?}: it hangs"))
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            if matches!(child.try_wait(), Ok(None)) {
+                // SAFETY: plain system call on the child's own process group.
+                unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+            }
+            let _ = child.wait();
+        }
+    }
+}
