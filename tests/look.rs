@@ -1,8 +1,9 @@
 //! Looking without touching (issue 13): reading or writing `data` of a SysV segment that some
 //! process has attached goes through that process's mapping, with no `shmat`, so that nothing
 //! `ipcs` shows moves (`lpid`, `atime`, `dtime`, `nattch`, `ctime`) and the daemon maps nothing;
-//! the caller's right is still the kernel's. A segment nobody has attached is attached briefly,
-//! as before.
+//! the caller's right is still the kernel's. Reading a fresh segment allocates nothing, an
+//! attacher exiting while `data` is open changes no byte, and metadata tools never open the
+//! memory. A segment nobody has attached is attached briefly, as before.
 
 mod common;
 
@@ -88,6 +89,8 @@ fn reading_and_writing_an_attached_segment_moves_nothing_ipcs_shows() {
     std::thread::sleep(Duration::from_millis(1100));
     let before = evidence(&seg);
     assert_eq!(before.3, 2, "two helpers attached");
+    let ipcs = || sh_ok(&format!("ipcs -m -i {id}"));
+    let ipcs_before = ipcs();
 
     let data = m.sysv(seg.id, "data");
     let expected = tempfile::NamedTempFile::new().unwrap();
@@ -122,6 +125,7 @@ fn reading_and_writing_an_attached_segment_moves_nothing_ipcs_shows() {
         writer.pid(),
         m.pid()
     );
+    assert_eq!(ipcs(), ipcs_before, "`ipcs -m -i {id}` after vs before");
     // What was written through the mount is in the memory the attachers see.
     assert_eq!(seg.attach().read(100, 6), b"LOOKED");
     drop((reader, writer));
@@ -221,5 +225,83 @@ fn the_attached_route_refuses_whom_shmat_refuses() {
             "mode {mode:o}"
         );
         drop(holder);
+    }
+}
+
+#[test]
+fn reading_a_fresh_attached_segment_allocates_nothing() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::keyed(SIZE, 0o600);
+    let holder = Helper::start(&["sysv-attach", &seg.id.to_string(), "rw"]);
+    let before = evidence(&seg);
+    let bytes = fs::read(m.sysv(seg.id, "data")).unwrap();
+    assert_eq!(bytes, vec![0; SIZE]);
+    assert_eq!(
+        read_fields(&m.sysv(seg.id, "stat")).num("rss"),
+        0,
+        "rss after reading"
+    );
+    assert_eq!(evidence(&seg), before);
+    drop(holder);
+}
+
+/// The attacher whose mapping an open `data` came through exits while it is open: the open
+/// file still reads the segment's own bytes; the next open, with nobody attached, attaches
+/// briefly.
+#[test]
+fn the_attacher_exiting_while_data_is_open_changes_no_byte() {
+    use std::io::Read;
+    require_fuse!();
+    let m = Mount::new();
+    let seg = filled_segment(0o600);
+    let holder = Helper::start(&["sysv-attach", &seg.id.to_string(), "r"]);
+    let data = m.sysv(seg.id, "data");
+    let mut file = fs::File::open(&data).unwrap();
+    let mut got = vec![0; 4096];
+    file.read_exact(&mut got).unwrap();
+    assert_eq!(
+        evidence(&seg).0,
+        holder.pid(),
+        "the open went through the holder"
+    );
+    holder.finish();
+    assert_eq!(evidence(&seg).3, 0, "nattch once the holder is gone");
+    file.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got,
+        pattern(),
+        "bytes read before and after the attacher exited"
+    );
+    drop(file);
+
+    assert_eq!(fs::read(&data).unwrap(), pattern(), "a new open");
+    assert_eq!(
+        evidence(&seg).0,
+        m.pid() as i32,
+        "the new open attached briefly"
+    );
+    assert!(daemon_alive(&m));
+}
+
+/// Metadata tools never open `data`: the segment (attached by nobody, where an open would
+/// attach it) keeps its lpid and nattch.
+#[test]
+fn metadata_tools_never_open_the_memory() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = filled_segment(0o600);
+    let before = evidence(&seg);
+    let dir = m.sysv_dir(seg.id);
+    for cmd in [
+        format!("ls -la {}", q(&dir)),
+        format!("stat {}/*", q(&dir)),
+        format!("find {} -ls", q(m.path())),
+        format!("du -a {}", q(m.path())),
+        format!("cat {d}/stat {d}/perm {d}/attached", d = q(&dir)),
+        format!("tar cf /dev/null --exclude=data {}", q(&dir)),
+    ] {
+        sh_ok(&format!("{cmd} >/dev/null"));
+        assert_eq!(evidence(&seg), before, "after `{cmd}`");
     }
 }
