@@ -181,11 +181,17 @@ impl ShmFs {
                 if offset >= *size {
                     return Err(errno(libc::ENOSPC));
                 }
-                let n = (data.len() as u64).min(size - offset) as usize;
+                let mut n = (data.len() as u64).min(size - offset) as usize;
                 match access {
                     SegmentMemory::File(f) => f.write_all_at(&data[..n], offset)?,
+                    // A read-only open never gets here (the kernel refuses write() on it);
+                    // should one, it is refused, not a write into read-only memory.
                     SegmentMemory::Attached(a) => {
-                        a.write_at(&data[..n], offset);
+                        let writer = a.writer().ok_or_else(|| errno(libc::EBADF))?;
+                        n = writer.write_at(&data[..n], offset);
+                        if n == 0 {
+                            return Err(errno(libc::ENOSPC));
+                        }
                     }
                 }
                 Ok(n as u32)

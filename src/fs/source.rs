@@ -194,7 +194,7 @@ impl Source for Kernel {
         sysv::remove(shmid)
     }
     fn attach_segment(&self, seg: &Segment, writable: bool) -> io::Result<SegmentMemory> {
-        Attachment::attach(seg.shmid, seg.size, writable).map(SegmentMemory::Attached)
+        Attachment::attach(seg.shmid, writable).map(SegmentMemory::Attached)
     }
     fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>> {
         Ok(self
