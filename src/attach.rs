@@ -267,6 +267,10 @@ pub fn open_mapped_segment(
     writable: bool,
     shm_dev: u64,
 ) -> Option<fs::File> {
+    // No attachment anywhere: no mapping to find, and no scan of every process's maps.
+    if seg.nattch == 0 {
+        return None;
+    }
     let own = own_pid();
     let own_ns = ipc_ns_of("self");
     let target = Target::Sysv { shmid: seg.shmid };
