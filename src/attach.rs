@@ -280,7 +280,7 @@ pub fn open_mapped_segment(
             return None;
         }
         tried.push(pid);
-        if ipc_ns_of(&pid.to_string()) != own_ns {
+        if !maps_only_this_namespace(pid, own_ns.as_deref()) {
             return None;
         }
         open_mapping_of(pid, seg, writable, shm_dev, &target)
@@ -293,6 +293,29 @@ pub fn open_mapped_segment(
     }
     let all = holders(&target).ok()?;
     all.into_iter().map(|h| h.pid).find_map(try_pid)
+}
+
+/// Whether every `/SYSV` mapping of process `pid` can only be a segment of the daemon's IPC
+/// namespace, so that one with the shmid as its inode number is the segment itself. Segments
+/// of all namespaces live on one internal filesystem and any of them may carry any shmid, size
+/// and key, chosen by whoever administers its namespace: a process that owns a user namespace
+/// can give one thread an IPC namespace of its own, attach a segment made to look like ours
+/// there (the mapping stays in the whole process), and let that thread exit. So the process must
+/// share the daemon's user namespace (where leaving the IPC namespace takes CAP_SYS_ADMIN, as
+/// much as writing the segment directly would), and every thread of it the IPC namespace.
+fn maps_only_this_namespace(pid: u32, own_ipc: Option<&std::path::Path>) -> bool {
+    let Some(own_ipc) = own_ipc else {
+        return false;
+    };
+    if !in_daemon_user_ns(pid) {
+        return false;
+    }
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .all(|t| fs::read_link(t.path().join("ns/ipc")).is_ok_and(|ns| ns == own_ipc))
 }
 
 /// One process's mapping of the segment opened through `map_files`, if it passes the proof.
