@@ -305,3 +305,30 @@ fn metadata_tools_never_open_the_memory() {
         assert_eq!(evidence(&seg), before, "after `{cmd}`");
     }
 }
+
+/// A process in a user namespace of its own can hold a mapping of another IPC namespace's
+/// segment made to look like ours (same shmid and size; see `sysv-impostor` in shmholder.c).
+/// It is never taken for the segment: what is read is the segment's own bytes.
+#[test]
+fn a_look_alike_mapping_from_another_namespace_is_not_used() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = filled_segment(0o600);
+    let id = seg.id.to_string();
+    // Started first, so that a scan by pid meets it before the real attacher.
+    let impostor = Helper::start(&["sysv-impostor", &id, &SIZE.to_string()]);
+    let holder = Helper::start(&["sysv-attach", &id, "r"]);
+    assert!(holder.pid() > impostor.pid(), "pids wrapped; try again");
+    // The last pid is then one that is gone, and the creator (this test) maps nothing: the
+    // mapping is looked for in every process.
+    assert!(run_helper(&["sysv-attach-exit", &id]).ok());
+    let before = evidence(&seg);
+    assert_eq!(before.3, 1, "the impostor's mapping does not count here");
+    assert_eq!(fs::read(m.sysv(seg.id, "data")).unwrap(), pattern());
+    assert_eq!(
+        evidence(&seg),
+        before,
+        "read through the real attacher's mapping"
+    );
+    drop((impostor, holder));
+}
