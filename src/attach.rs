@@ -241,6 +241,129 @@ pub fn holders(target: &Target) -> io::Result<Vec<Holder>> {
     Ok(all)
 }
 
+/// The device of the kernel's internal tmpfs that holds SysV segments (and memfds), learned
+/// from a memfd of the daemon's own: a mapping whose device is another one is not a segment
+/// (a file of some other tmpfs, or of this very mount, may carry a `/SYSV` name).
+pub fn sysv_shm_dev() -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: a valid C string; the returned descriptor is owned by the File below.
+    let fd = unsafe { libc::memfd_create(c"shmfs-dev".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just returned by memfd_create and is owned by nobody else.
+    let file = unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(file.metadata()?.dev())
+}
+
+/// The segment's memory file reached through a mapping of it in another process
+/// (`/proc/PID/map_files/START-END`, root only), with no `shmat`: the processes of the
+/// daemon's IPC namespace are tried in order (the segment's last and creating pids, then
+/// every holder); for `writable`, only writable mappings count. A mapping is used only if
+/// its device is `shm_dev` and the file opened is proved to be the segment (device, inode
+/// number = shmid, size). None if no mapping passes.
+pub fn open_mapped_segment(
+    seg: &crate::sysv::Segment,
+    writable: bool,
+    shm_dev: u64,
+) -> Option<fs::File> {
+    // No attachment anywhere: no mapping to find, and no scan of every process's maps.
+    if seg.nattch == 0 {
+        return None;
+    }
+    let own = own_pid();
+    let own_ns = ipc_ns_of("self");
+    let target = Target::Sysv { shmid: seg.shmid };
+    let mut tried = Vec::new();
+    let mut try_pid = |pid: u32| {
+        if Some(pid) == own || tried.contains(&pid) {
+            return None;
+        }
+        tried.push(pid);
+        if !maps_only_this_namespace(pid, own_ns.as_deref()) {
+            return None;
+        }
+        open_mapping_of(pid, seg, writable, shm_dev, &target)
+    };
+    let likely = [seg.lpid, seg.cpid]
+        .into_iter()
+        .filter_map(|p| u32::try_from(p).ok().filter(|&p| p > 0));
+    if let Some(file) = likely.into_iter().find_map(&mut try_pid) {
+        return Some(file);
+    }
+    let all = holders(&target).ok()?;
+    all.into_iter().map(|h| h.pid).find_map(try_pid)
+}
+
+/// Whether every `/SYSV` mapping of process `pid` can only be a segment of the daemon's IPC
+/// namespace, so that one with the shmid as its inode number is the segment itself. Segments
+/// of all namespaces live on one internal filesystem and any of them may carry any shmid, size
+/// and key, chosen by whoever administers its namespace: a process that owns a user namespace
+/// can give one thread an IPC namespace of its own, attach a segment made to look like ours
+/// there (the mapping stays in the whole process), and let that thread exit. So the process must
+/// share the daemon's user namespace (where leaving the IPC namespace takes CAP_SYS_ADMIN, as
+/// much as writing the segment directly would), and every thread of it the IPC namespace.
+fn maps_only_this_namespace(pid: u32, own_ipc: Option<&std::path::Path>) -> bool {
+    let Some(own_ipc) = own_ipc else {
+        return false;
+    };
+    if !in_daemon_user_ns(pid) {
+        return false;
+    }
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks
+        .flatten()
+        .all(|t| fs::read_link(t.path().join("ns/ipc")).is_ok_and(|ns| ns == own_ipc))
+}
+
+/// One process's mapping of the segment opened through `map_files`, if it passes the proof.
+fn open_mapping_of(
+    pid: u32,
+    seg: &crate::sysv::Segment,
+    writable: bool,
+    shm_dev: u64,
+    target: &Target,
+) -> Option<fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    for line in maps.lines().filter_map(parse_map_line) {
+        if !matches(target, &line) || (writable && !line.writable) || line.dev != dev_parts(shm_dev)
+        {
+            continue;
+        }
+        let path = format!("/proc/{pid}/map_files/{}", line.range);
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                log::debug!("{path}: {e}");
+                continue;
+            }
+        };
+        let Ok(st) = file.metadata() else { continue };
+        if st.dev() == shm_dev
+            && st.ino() == seg.shmid as u64
+            && st.size() == seg.size
+            && st.is_file()
+        {
+            return Some(file);
+        }
+        log::debug!(
+            "{path}: not segment {} (dev {:x}, ino {}, size {})",
+            seg.shmid,
+            st.dev(),
+            st.ino(),
+            st.size()
+        );
+    }
+    None
+}
+
 /// The `attached` file: one line per holder, `PID PLACE ACCESS COMM` (the command name last,
 /// as it may contain spaces).
 pub fn render(holders: &[Holder]) -> String {

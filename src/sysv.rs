@@ -342,10 +342,14 @@ pub fn scan_usage(reader: impl BufRead, mut row: impl FnMut(i32, Usage) -> bool)
     Ok(())
 }
 
-/// One attachment of a segment to the daemon's address space, detached on drop.
+/// One attachment of a segment to the daemon's address space, detached on drop. Its length
+/// is the attached segment's own size, asked of the kernel once attached (never a size
+/// looked up before, which may belong to another segment if the shmid was reused meanwhile),
+/// and only an attachment made writable can be written through (see [`Attachment::writer`]).
 pub struct Attachment {
     addr: *mut u8,
     len: usize,
+    writable: bool,
 }
 
 // SAFETY: the mapping is shared memory owned by this struct; access goes through
@@ -353,21 +357,45 @@ pub struct Attachment {
 unsafe impl Send for Attachment {}
 unsafe impl Sync for Attachment {}
 
+/// Proof that an attachment is writable: the only way to write through one.
+pub struct Writer<'a>(&'a Attachment);
+
 impl Attachment {
     /// `shmat`: the kernel checks the calling thread's credentials against the segment's
     /// mode (read, or read and write).
-    pub fn attach(shmid: i32, size: u64, writable: bool) -> io::Result<Attachment> {
+    pub fn attach(shmid: i32, writable: bool) -> io::Result<Attachment> {
         let flags = if writable { 0 } else { libc::SHM_RDONLY };
         // SAFETY: the kernel picks the address; failure is reported as (void*)-1.
         let addr = unsafe { libc::shmat(shmid, std::ptr::null(), flags) };
         if addr as isize == -1 {
             return Err(io::Error::last_os_error());
         }
-        let len = usize::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
-        Ok(Attachment {
+        let mut attachment = Attachment {
             addr: addr as *mut u8,
-            len,
-        })
+            len: 0,
+            writable,
+        };
+        // While attached, the shmid names the attached segment (even if removed meanwhile,
+        // its id lives until the last detach): its size is the length of this mapping.
+        let size = lookup(shmid)?.size;
+        attachment.len =
+            usize::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        Ok(attachment)
+    }
+
+    /// The attached segment's size in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the attachment has no bytes (never, for a segment).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// What writes through the attachment, if it was made writable.
+    pub fn writer(&self) -> Option<Writer<'_>> {
+        self.writable.then_some(Writer(self))
     }
 
     /// Opens the segment's own memory file through `/proc/self/map_files` (needs
@@ -399,14 +427,17 @@ impl Attachment {
         };
         n
     }
+}
 
+impl Writer<'_> {
     /// Copies bytes into the segment; returns how many fit before its end.
     pub fn write_at(&self, data: &[u8], offset: u64) -> usize {
-        let Some(n) = clamp(self.len, offset, data.len()) else {
+        let a = self.0;
+        let Some(n) = clamp(a.len, offset, data.len()) else {
             return 0;
         };
-        // SAFETY: as in read_at; the attachment was made writable when written through.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), self.addr.add(offset as usize), n) };
+        // SAFETY: as in read_at; a Writer exists only for an attachment made writable.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), a.addr.add(offset as usize), n) };
         n
     }
 }
@@ -527,5 +558,75 @@ mod tests {
         assert_eq!(clamp(10, 8, 4), Some(2));
         assert_eq!(clamp(10, 10, 4), None);
         assert_eq!(clamp(10, u64::MAX, 4), None);
+    }
+
+    fn shmget(size: usize) -> i32 {
+        // SAFETY: plain system call.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, libc::IPC_CREAT | 0o600) };
+        assert!(id >= 0, "shmget: {}", io::Error::last_os_error());
+        id
+    }
+
+    fn rmid(id: i32) {
+        // SAFETY: plain system call.
+        unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    }
+
+    #[test]
+    fn an_attachment_has_its_segments_length_and_writes_only_if_writable() {
+        let id = shmget(5000);
+        let ro = Attachment::attach(id, false).unwrap();
+        assert_eq!(ro.len(), 5000);
+        assert!(
+            ro.writer().is_none(),
+            "a read-only attachment has no writer"
+        );
+        let rw = Attachment::attach(id, true).unwrap();
+        let writer = rw.writer().expect("a writable attachment has a writer");
+        assert_eq!(writer.write_at(b"abcd", 4998), 2);
+        let mut buf = [0; 4];
+        assert_eq!(ro.read_at(&mut buf, 4998), 2);
+        assert_eq!(&buf[..2], b"ab");
+        assert_eq!(ro.read_at(&mut buf, 5000), 0);
+        rmid(id);
+    }
+
+    /// A shmid looked up, removed and reused by a smaller segment before the attach: the
+    /// attachment is as long as the segment it attached, not as the one looked up.
+    #[test]
+    fn a_reused_shmid_gives_the_new_segments_length() {
+        // On a thread of its own, whatever thread the harness runs tests on: it leaves the
+        // machine's IPC namespace.
+        std::thread::spawn(reuse_a_shmid).join().unwrap();
+    }
+
+    fn reuse_a_shmid() {
+        // A private IPC namespace for this thread, so that shm_next_id is ours alone.
+        // SAFETY: plain system call, affecting this test's thread only.
+        if unsafe { libc::unshare(libc::CLONE_NEWIPC) } != 0 {
+            eprintln!(
+                "skipped: unshare(CLONE_NEWIPC): {}",
+                io::Error::last_os_error()
+            );
+            return;
+        }
+        let old = shmget(8192);
+        let looked_up = lookup(old).unwrap();
+        assert_eq!(looked_up.size, 8192);
+        rmid(old);
+        std::fs::write("/proc/sys/kernel/shm_next_id", old.to_string()).unwrap();
+        let new = shmget(4096);
+        assert_eq!(new, old, "shm_next_id reuses the shmid");
+        let a = Attachment::attach(looked_up.shmid, false).unwrap();
+        assert_eq!(a.len(), 4096);
+        let mut buf = vec![0; 8192];
+        assert_eq!(a.read_at(&mut buf, 0), 4096);
+        assert_eq!(
+            a.read_at(&mut buf, 4096),
+            0,
+            "nothing past the new segment's end"
+        );
+        drop(a);
+        rmid(new);
     }
 }

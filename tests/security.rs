@@ -7,6 +7,10 @@
 //! of `common` run under `setpriv`, and compares the two answers (`ok` or the errno's name) and
 //! the two objects' states afterwards. Every difference is collected and reported at once.
 //!
+//! Reading and writing SysV `data` are checked twice: on segments nobody has attached (shmfs
+//! attaches as the caller, the kernel decides) and on segments a helper keeps attached (shmfs
+//! goes through the helper's mapping with no `shmat` and checks the right itself, issue 13).
+//!
 //! `cargo test --test security -- --nocapture` prints the whole matrix.
 //!
 //! DESIGN §1 expected the kernel's sticky check on `sysv/` (shown as 01777, owned by root) to
@@ -330,8 +334,10 @@ fn sysv_direct_caller(op: Op, who: Ids) -> Ids {
 }
 
 /// Every mode × caller for `op` on System V segments created by CREATOR:CREATOR_GROUP and
-/// then given to OWNER:GROUP by root.
-fn sysv_matrix(op: Op) {
+/// then given to OWNER:GROUP by root. With `held`, a helper (root) keeps each segment attached
+/// read-write meanwhile, so that `data` is reached through its mapping and shmfs, not `shmat`,
+/// checks the caller's right (issue 13); the segment's `lpid` then proves that route was taken.
+fn sysv_matrix(op: Op, held: bool) {
     let m = Mount::builder().option("allow_other").mount();
     let probe = Probe::build();
     let callers = CALLERS;
@@ -366,13 +372,25 @@ fn sysv_matrix(op: Op) {
                 (CREATOR, CREATOR_GROUP)
             );
         }
+        let holder = held.then(|| Helper::start(&["sysv-attach", &a.id.to_string(), "rw"]));
         let (via_mount, _) = sysv_args(&m, op, a.id, mode, who);
         let (_, direct) = sysv_args(&m, op, b.id, mode, who);
         let answers = (
             probe.run_as(who, &strs(&via_mount)),
             probe.run_as(sysv_direct_caller(op, who), &strs(&direct)),
         );
+        if let Some(h) = &holder {
+            let lpid = ipc_stat(a.id).map(|ds| ds.shm_lpid).ok();
+            if lpid != Some(h.pid()) {
+                results.mismatches.push(format!(
+                    "sysv {op:?} on mode {mode:04o} by {role}: lpid {lpid:?} after the open \
+                     through the mount, not the holder's {} (the segment was attached)",
+                    h.pid()
+                ));
+            }
+        }
         let states = (sysv_state(a.id), sysv_state(b.id));
+        drop(holder);
         results.record("sysv", op, (mode, 0o1777), (role, who), answers, states);
     }
     // Removed segments must not be removed again by their guards: the kernel may hand their
@@ -388,68 +406,81 @@ fn sysv_matrix(op: Op) {
 #[test]
 fn sysv_read_data_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::ReadData);
+    sysv_matrix(Op::ReadData, false);
 }
 
 #[test]
 fn sysv_write_data_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::WriteData);
+    sysv_matrix(Op::WriteData, false);
+}
+
+/// The same with the segment attached by another process: no `shmat` as the caller.
+#[test]
+fn sysv_read_data_of_an_attached_segment_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::ReadData, true);
+}
+
+#[test]
+fn sysv_write_data_of_an_attached_segment_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::WriteData, true);
 }
 
 #[test]
 fn sysv_access_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::AccessRw);
+    sysv_matrix(Op::AccessRw, false);
 }
 
 #[test]
 fn sysv_write_perm_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::WritePerm);
+    sysv_matrix(Op::WritePerm, false);
 }
 
 #[test]
 fn sysv_chmod_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::Chmod);
+    sysv_matrix(Op::Chmod, false);
 }
 
 #[test]
 fn sysv_chmod_of_data_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::ChmodData);
+    sysv_matrix(Op::ChmodData, false);
 }
 
 #[test]
 fn sysv_chmod_with_special_bits_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::ChmodSpecialBits);
+    sysv_matrix(Op::ChmodSpecialBits, false);
 }
 
 #[test]
 fn sysv_chown_to_self_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::ChownSelf);
+    sysv_matrix(Op::ChownSelf, false);
 }
 
 #[test]
 fn sysv_chown_to_another_uid_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::ChownOther);
+    sysv_matrix(Op::ChownOther, false);
 }
 
 #[test]
 fn sysv_chgrp_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::Chgrp);
+    sysv_matrix(Op::Chgrp, false);
 }
 
 /// Includes the creator who is not the owner: IPC_RMID allows it, and so does the mount.
 #[test]
 fn sysv_rmdir_matches_kernel() {
     require_fuse!();
-    sysv_matrix(Op::Rmdir);
+    sysv_matrix(Op::Rmdir, false);
 }
 
 /// KNOWN MISMATCH (the mount allows more than the kernel): truncate(2) of a segment's `data`
@@ -460,7 +491,7 @@ fn sysv_rmdir_matches_kernel() {
 #[test]
 fn sysv_truncate_needs_write_permission() {
     require_fuse!();
-    sysv_matrix(Op::Truncate);
+    sysv_matrix(Op::Truncate, false);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -19,6 +19,14 @@ impl ShmFs {
         let share = self.fd_shares.take(who.uid)?;
         match self.live(id)? {
             Live::Sysv(seg) => {
+                if let Some(file) = self.attached_memory(who, &seg, writable)? {
+                    return Ok(Handle::SysvData {
+                        size: seg.size,
+                        seg,
+                        access: SegmentMemory::File(file),
+                        _share: share,
+                    });
+                }
                 let attachment =
                     creds::as_caller(who, || self.source.attach_segment(&seg, writable)).map_err(
                         |e| match e.raw_os_error() {
@@ -50,6 +58,31 @@ impl ShmFs {
                     _share: share,
                 })
             }
+        }
+    }
+
+    /// The segment's memory reached through another process's mapping, with no `shmat`
+    /// (nothing of what `ipcs` shows moves), once the caller's right is checked as `shmat`
+    /// would check it (read, or read and write: EACCES). None if no process has it mapped
+    /// (writably, for `writable`) or the segment changed meanwhile: then it is attached briefly.
+    fn attached_memory(&self, who: &Caller, seg: &Segment, writable: bool) -> Result<Option<File>> {
+        let file = match self.source.attached_memory(seg, writable) {
+            Ok(Some(file)) => file,
+            Ok(None) => return Ok(None),
+            Err(e) => {
+                log::debug!("segment {} through another mapping: {e}", seg.shmid);
+                return Ok(None);
+            }
+        };
+        let want = if writable { 6 } else { 4 };
+        if !sysv_permits(who, seg, want) {
+            return Err(errno(libc::EACCES));
+        }
+        // The file is the segment with this shmid; a shmid reused since the lookup would be
+        // another segment than the one the caller's right was checked on.
+        match self.source.segment(seg.shmid) {
+            Ok(now) if now.incarnation() == seg.incarnation() => Ok(Some(file)),
+            _ => Ok(None),
         }
     }
 
@@ -148,11 +181,17 @@ impl ShmFs {
                 if offset >= *size {
                     return Err(errno(libc::ENOSPC));
                 }
-                let n = (data.len() as u64).min(size - offset) as usize;
+                let mut n = (data.len() as u64).min(size - offset) as usize;
                 match access {
                     SegmentMemory::File(f) => f.write_all_at(&data[..n], offset)?,
+                    // A read-only open never gets here (the kernel refuses write() on it);
+                    // should one, it is refused, not a write into read-only memory.
                     SegmentMemory::Attached(a) => {
-                        a.write_at(&data[..n], offset);
+                        let writer = a.writer().ok_or_else(|| errno(libc::EBADF))?;
+                        n = writer.write_at(&data[..n], offset);
+                        if n == 0 {
+                            return Err(errno(libc::ENOSPC));
+                        }
                     }
                 }
                 Ok(n as u32)

@@ -39,6 +39,7 @@ pub enum Op {
     SetSegmentPerm,
     RemoveSegment,
     AttachSegment,
+    AttachedMemory,
     OpenObject,
     ChmodObject,
     ChownObject,
@@ -503,6 +504,24 @@ impl Source for Fake {
             libc::O_RDONLY
         };
         Ok(SegmentMemory::File(reopen(&now.memory, flags)?))
+    }
+
+    /// The segment's memory file if some process has it attached (nattch > 0), as the
+    /// kernel source reaches it through that process's mapping; None otherwise.
+    fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>> {
+        let mut state = self.call(Op::AttachedMemory)?;
+        let Ok(now) = state.segment(seg.shmid) else {
+            return Ok(None);
+        };
+        if now.seg.nattch == 0 || now.seg.incarnation() != seg.incarnation() {
+            return Ok(None);
+        }
+        let flags = if writable {
+            libc::O_RDWR
+        } else {
+            libc::O_RDONLY
+        };
+        reopen(&now.memory, flags).map(Some)
     }
 
     fn segment_memory(

@@ -1539,3 +1539,43 @@ fn errors_carry_their_errno_and_the_level_to_log_them_at() {
     let e = fs.open(&owner(), data, libc::O_RDONLY).unwrap_err();
     assert_eq!((e.errno(), e.level()), (libc::EIO, Level::Warn));
 }
+
+#[test]
+fn a_segment_someone_has_attached_is_reached_without_attaching_it() {
+    let (fake, fs) = world();
+    let shmid = fake.add_segment(KEY, 4096, 0o640, UID, GID);
+    fake.write_segment(shmid, 0, b"hello");
+    fake.change_segment(shmid, |s| s.nattch = 1);
+    let data = ino(&fs, &format!("sysv/{shmid}/data"));
+
+    assert_eq!(&read_all(&fs, &owner(), data).unwrap()[..5], b"hello");
+    write_as(&fs, &owner(), data, 0, b"HE").unwrap();
+    assert_eq!(&fake.segment_bytes(shmid)[..5], b"HEllo");
+    assert_eq!(fake.calls(Op::AttachSegment), 0, "no shmat on this route");
+    assert_eq!(fake.calls(Op::AttachedMemory), 2);
+
+    // The caller's right is checked as shmat would: others have no right here, the group
+    // only reads, and writing needs read and write.
+    assert_eq!(errno_of(read_all(&fs, &stranger(), data)), libc::EACCES);
+    let member = Caller::new(3000, GID, 0);
+    assert_eq!(&read_all(&fs, &member, data).unwrap()[..2], b"HE");
+    assert_eq!(
+        errno_of(write_as(&fs, &member, data, 0, b"x")),
+        libc::EACCES
+    );
+    fake.change_segment(shmid, |s| s.mode = 0o240);
+    assert_eq!(
+        errno_of(write_as(&fs, &owner(), data, 0, b"x")),
+        libc::EACCES,
+        "write without read is refused, as shmat refuses it"
+    );
+    assert_eq!(fake.calls(Op::AttachSegment), 0);
+
+    // Nobody attached: the brief attach, as before.
+    fake.change_segment(shmid, |s| {
+        s.nattch = 0;
+        s.mode = 0o600;
+    });
+    read_all(&fs, &owner(), data).unwrap();
+    assert_eq!(fake.calls(Op::AttachSegment), 1);
+}

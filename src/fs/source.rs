@@ -64,6 +64,12 @@ pub trait Source: Send + Sync {
     /// Reaches the segment's memory (as the caller: the kernel checks read, or read and
     /// write): for the kernel, an attachment.
     fn attach_segment(&self, seg: &Segment, writable: bool) -> io::Result<SegmentMemory>;
+    /// The segment's memory file reached, as the daemon and with no `shmat`, through a
+    /// mapping of it that some other process already has (for the kernel: root only, through
+    /// `/proc/PID/map_files`; for `writable`, a writable mapping), proved to be this segment
+    /// by device, inode number and size. None when there is no such mapping; the caller's
+    /// right is not checked here.
+    fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>>;
     /// The memory reached by `attach_segment`, turned (as the daemon) into what an open keeps:
     /// for the kernel, the segment's memory file instead of the attachment where it can, so
     /// that nothing stays attached. Also says whether it is backed by huge pages, if known.
@@ -123,14 +129,26 @@ pub struct Kernel {
     shm: ShmDir,
     /// Whether the daemon may open `/proc/self/map_files` (root).
     map_files: bool,
+    /// The device of the kernel's internal tmpfs of SysV segments, if `map_files` and known:
+    /// without it, no other process's mapping is trusted.
+    segment_dev: Option<u64>,
 }
 
 impl Kernel {
     /// The kernel's shared memory, with `shm` as the POSIX objects' directory.
     pub fn new(shm: ShmDir) -> Kernel {
+        let map_files = crate::creds::daemon_is_root();
+        let segment_dev = if map_files {
+            crate::attach::sysv_shm_dev()
+                .inspect_err(|e| log::warn!("memfd_create: {e}; reading segments attaches them"))
+                .ok()
+        } else {
+            None
+        };
         Kernel {
             shm,
-            map_files: crate::creds::daemon_is_root(),
+            map_files,
+            segment_dev,
         }
     }
 }
@@ -176,7 +194,12 @@ impl Source for Kernel {
         sysv::remove(shmid)
     }
     fn attach_segment(&self, seg: &Segment, writable: bool) -> io::Result<SegmentMemory> {
-        Attachment::attach(seg.shmid, seg.size, writable).map(SegmentMemory::Attached)
+        Attachment::attach(seg.shmid, writable).map(SegmentMemory::Attached)
+    }
+    fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>> {
+        Ok(self
+            .segment_dev
+            .and_then(|dev| crate::attach::open_mapped_segment(seg, writable, dev)))
     }
     fn segment_memory(
         &self,

@@ -5,6 +5,10 @@
  *
  * - `sysv-attach SHMID r|rw`: shmat (SHM_RDONLY for `r`); prints `ready ADDR`.
  * - `sysv-attach-exit SHMID`: shmat, then exits at once (no output).
+ * - `sysv-impostor SHMID SIZE`: unshare(CLONE_NEWUSER); a thread unshares CLONE_NEWIPC, makes
+ *   there a segment of SIZE bytes with the same SHMID (shm_next_id), attaches it, fills it with
+ *   'X', marks it removed and exits: the process, in the original IPC namespace, keeps a /SYSV
+ *   mapping that looks like the segment SHMID of that namespace. Prints `ready`.
  * - `posix-mmap PATH r|rw`: open, mmap MAP_SHARED the whole file, close the fd; `ready`.
  * - `posix-open PATH`: open O_RDONLY and keep the fd; prints `ready FD`.
  * - `newns [-m NAME] KEY:SIZE...`: unshare(CLONE_NEWIPC) (with -m also a mount namespace with
@@ -18,6 +22,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,6 +54,27 @@ static void hold(void) { while (wait_line()) {} }
 
 static void say(const char *line) { fputs(line, stdout); fflush(stdout); }
 
+static int impostor_id;
+static size_t impostor_size;
+
+static void *make_impostor(void *unused) {
+    (void)unused;
+    if (unshare(CLONE_NEWIPC)) die("unshare(CLONE_NEWIPC)");
+    int fd = open("/proc/sys/kernel/shm_next_id", O_WRONLY);
+    if (fd < 0) die("open shm_next_id");
+    char id[32];
+    int n = snprintf(id, sizeof id, "%d", impostor_id);
+    if (write(fd, id, n) != n) die("write shm_next_id");
+    close(fd);
+    int got = shmget(IPC_PRIVATE, impostor_size, 0600);
+    if (got != impostor_id) { errno = EEXIST; die("shmget with shm_next_id"); }
+    char *p = shmat(got, NULL, 0);
+    if (p == (void *)-1) die("shmat");
+    memset(p, 'X', impostor_size);
+    shmctl(got, IPC_RMID, NULL);
+    return NULL;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: shmholder MODE ARGS...\n"); return 2; }
     const char *mode = argv[1];
@@ -62,6 +88,17 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(mode, "sysv-attach-exit") && argc == 3) {
         if (shmat(atoi(argv[2]), NULL, 0) == (void *)-1) die("shmat");
+        return 0;
+    }
+    if (!strcmp(mode, "sysv-impostor") && argc == 4) {
+        impostor_id = atoi(argv[2]);
+        impostor_size = strtoul(argv[3], NULL, 10);
+        if (unshare(CLONE_NEWUSER)) die("unshare(CLONE_NEWUSER)");
+        pthread_t t;
+        if (pthread_create(&t, NULL, make_impostor, NULL)) die("pthread_create");
+        pthread_join(t, NULL);
+        say("ready\n");
+        hold();
         return 0;
     }
     if (!strcmp(mode, "posix-mmap") && argc == 4) {
