@@ -410,7 +410,10 @@ impl Filesystem for Fuse {
         _lo: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Nothing is buffered here, so a close has nothing to flush. ENOSYS makes the kernel
+        // stop sending FLUSH for the rest of the mount (close then returns 0): one round trip
+        // less for every close, which walks such as `grep … sysv/*/stat` do thousands of.
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(

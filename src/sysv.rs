@@ -306,40 +306,68 @@ pub fn parse_usage(reader: impl BufRead) -> io::Result<HashMap<i32, Usage>> {
 /// Calls `row` for each segment line of `/proc/sysvipc/shm` text until it returns false.
 /// Columns are found by the header's names, so that a kernel that adds columns does not
 /// break it; lines that do not parse are skipped.
-pub fn scan_usage(reader: impl BufRead, mut row: impl FnMut(i32, Usage) -> bool) -> io::Result<()> {
-    let mut lines = reader.lines();
-    let header = match lines.next() {
-        Some(line) => line?,
-        None => return Ok(()),
+pub fn scan_usage(
+    mut reader: impl BufRead,
+    mut row: impl FnMut(i32, Usage) -> bool,
+) -> io::Result<()> {
+    // Bytes, not `lines()`: at thousands of segments this runs often enough that a String
+    // (and a UTF-8 check) per line showed in profiles.
+    let mut line = Vec::with_capacity(256);
+    if reader.read_until(b'\n', &mut line)? == 0 {
+        return Ok(());
+    }
+    let column = |name: &[u8]| {
+        line.split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty())
+            .position(|c| c == name)
     };
-    let column = |name: &str| header.split_whitespace().position(|c| c == name);
     let (Some(id_col), Some(rss_col), Some(swap_col)) =
-        (column("shmid"), column("rss"), column("swap"))
+        (column(b"shmid"), column(b"rss"), column(b"swap"))
     else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "/proc/sysvipc/shm: unexpected header",
         ));
     };
-    for line in lines {
-        let line = line?;
+    let last_col = id_col.max(rss_col).max(swap_col);
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
         let (mut id, mut rss, mut swap) = (None, None, None);
-        for (i, field) in line.split_whitespace().enumerate() {
+        let fields = line
+            .split(u8::is_ascii_whitespace)
+            .filter(|f| !f.is_empty());
+        for (i, field) in fields.enumerate().take(last_col + 1) {
             if i == id_col {
-                id = field.parse::<i32>().ok();
+                id = parse_decimal(field).and_then(|n| i32::try_from(n).ok());
             } else if i == rss_col {
-                rss = field.parse::<u64>().ok();
+                rss = parse_decimal(field);
             } else if i == swap_col {
-                swap = field.parse::<u64>().ok();
+                swap = parse_decimal(field);
             }
         }
         if let (Some(id), Some(rss), Some(swap)) = (id, rss, swap)
             && !row(id, Usage { rss, swap })
         {
-            break;
+            return Ok(());
         }
     }
-    Ok(())
+}
+
+/// A decimal number of ASCII digits, or None (empty, another byte, or too big).
+fn parse_decimal(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |n, &d| {
+        if d.is_ascii_digit() {
+            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+        } else {
+            None
+        }
+    })
 }
 
 /// One attachment of a segment to the daemon's address space, detached on drop. Its length
