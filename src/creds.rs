@@ -80,7 +80,7 @@ impl Caller {
     /// (a rootless container's root holds every capability, but only over what its own
     /// namespace owns; the daemon acts in its own), which is conservative where the objects
     /// shown belong to that namespace.
-    fn caps(&self) -> u64 {
+    pub fn caps(&self) -> u64 {
         *self.caps.get_or_init(|| {
             let Some(pid) = self.thread() else {
                 return 0;

@@ -188,8 +188,8 @@ impl Filesystem for Fuse {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(&caller(req), parent.0, name) {
             Ok(attr) => reply.entry_with_ttls(&TTL, &ENTRY_TTL, &file_attr(&attr), Generation(0)),
             Err(e) => reply.error(failure("lookup", &name, &e)),
         }
@@ -201,8 +201,8 @@ impl Filesystem for Fuse {
         self.fs.forget(ino.0, nlookup);
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0, fh.map(|fh| fh.0)) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(&caller(req), ino.0, fh.map(|fh| fh.0)) {
             Ok(attr) => reply.attr(&TTL, &file_attr(&attr)),
             Err(e) => reply.error(failure("getattr", &ino, &e)),
         }

@@ -144,6 +144,22 @@ pub struct ShmFs {
     fd_shares: Arc<FdShares>,
     /// The queue of notices to the kernel about gone objects, and the sweep's schedule.
     forgetting: forget::Forgetting,
+    /// The length of each SysV segment's `attached` as last rendered, and for whom and which
+    /// attachment record (see [`ShmFs::attached_len`]).
+    attached_lengths: Mutex<HashMap<i32, (AttachedKey, usize)>>,
+}
+
+/// What an `attached` text depends on, as far as it can be known without scanning `/proc`:
+/// the segment's attachment record (any attach, detach, fork or exit of an attacher changes
+/// `nattch`, `lpid`, `atime` or `dtime`) and who reads it (which holders they may see).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct AttachedKey {
+    incarnation: (u32, u32, i32, u64),
+    nattch: u64,
+    lpid: i32,
+    atime: i64,
+    dtime: i64,
+    reader: (u32, u32, u64),
 }
 
 fn enoent() -> Error {
@@ -183,6 +199,7 @@ impl ShmFs {
             fd_shares: Arc::new(FdShares::default()),
             kernel_cache: Arc::new(OnceLock::new()),
             forgetting: forget::Forgetting::default(),
+            attached_lengths: Mutex::new(HashMap::new()),
         }
     }
 
@@ -292,7 +309,7 @@ impl ShmFs {
             }),
             Node::Object(id, Part::Attached) => Ok(Handle::Text {
                 ino,
-                text: self.attached_text(who, &self.live(id)?)?.into_bytes(),
+                text: self.attached_text_noted(who, &self.live(id)?)?.into_bytes(),
             }),
             Node::Object(id, Part::Perm) => {
                 if writable && self.options.read_only {

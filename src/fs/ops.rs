@@ -7,13 +7,13 @@ impl ShmFs {
     /// The entry `name` of directory `parent`. The lookup is counted (the kernel now holds the
     /// number until it forgets it): under the same lock as the number is found, so that a
     /// FORGET racing with it cannot take the block away; a failure takes it back.
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Attr> {
+    pub fn lookup(&self, who: &Caller, parent: u64, name: &OsStr) -> Result<Attr> {
         let mut counted = None;
         let result = self.node(parent).and_then(|p| {
             let (ino, live) = self.find(parent, &p, name, true)?;
             counted = Some(ino);
             let node = self.node(ino)?;
-            self.attr_with(ino, &node, live)
+            self.attr_with(who, ino, &node, live)
         });
         if result.is_err()
             && let Some(ino) = counted
@@ -31,9 +31,9 @@ impl ShmFs {
 
     /// The attributes of `ino`; with `fh`, of the object that open handle refers to (fstat
     /// works on a removed object).
-    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
+    pub fn getattr(&self, who: &Caller, ino: u64, fh: Option<u64>) -> Result<Attr> {
         let node = self.node(ino)?;
-        self.attr_of_open(ino, &node, fh)
+        self.attr_of_open(who, ino, &node, fh)
     }
 
     /// `chmod`, `chown`, `truncate` and `touch`, as `who`.
@@ -54,7 +54,7 @@ impl ShmFs {
         if change.atime.is_some() || change.mtime.is_some() {
             self.set_times(who, &node, change.atime, change.mtime)?;
         }
-        self.attr_of_open(ino, &node, fh)
+        self.attr_of_open(who, ino, &node, fh)
     }
 
     /// Where a `by-key/` link points.

@@ -49,9 +49,9 @@ fn errno_of<T: Debug>(result: Result<T>) -> i32 {
 
 /// Looks `path` up from the root one name at a time, as the kernel's path walk does.
 fn walk(fs: &ShmFs, path: &str) -> Result<Attr> {
-    let mut attr = fs.getattr(inode::ROOT, None)?;
+    let mut attr = fs.getattr(&owner(), inode::ROOT, None)?;
     for name in path.split('/').filter(|n| !n.is_empty()) {
-        attr = fs.lookup(attr.ino, os(name))?;
+        attr = fs.lookup(&owner(), attr.ino, os(name))?;
     }
     Ok(attr)
 }
@@ -178,13 +178,21 @@ fn the_root_lists_the_three_directories_and_the_three_reports() {
         ]
     );
     for e in &entries[2..] {
-        assert_eq!(fs.lookup(inode::ROOT, &e.name).expect("lookup").ino, e.ino);
+        assert_eq!(
+            fs.lookup(&owner(), inode::ROOT, &e.name)
+                .expect("lookup")
+                .ino,
+            e.ino
+        );
     }
     assert_eq!(
-        errno_of(fs.lookup(inode::ROOT, os("nothing"))),
+        errno_of(fs.lookup(&owner(), inode::ROOT, os("nothing"))),
         libc::ENOENT
     );
-    assert_eq!(errno_of(fs.lookup(inode::ROOT, os("Sysv"))), libc::ENOENT);
+    assert_eq!(
+        errno_of(fs.lookup(&owner(), inode::ROOT, os("Sysv"))),
+        libc::ENOENT
+    );
 }
 
 #[test]
@@ -196,13 +204,16 @@ fn fixed_directories_have_the_modes_of_the_attributes_table() {
         (inode::POSIX_DIR, 0o1777),
         (inode::BY_KEY_DIR, 0o555),
     ] {
-        let attr = fs.getattr(ino, None).expect("getattr");
+        let attr = fs.getattr(&owner(), ino, None).expect("getattr");
         assert_eq!(
             (attr.ino, attr.kind, attr.perm, attr.uid, attr.gid),
             (ino, Kind::Dir, perm, 0, 0),
             "inode {ino}"
         );
-        assert_eq!(attr.mtime, fs.getattr(inode::ROOT, None).unwrap().mtime);
+        assert_eq!(
+            attr.mtime,
+            fs.getattr(&owner(), inode::ROOT, None).unwrap().mtime
+        );
     }
 }
 
@@ -211,7 +222,7 @@ fn reports_are_read_only_files_of_root() {
     let (fake, fs) = world();
     segment(&fake);
     for ino in [inode::LIMITS, inode::INDEX, inode::INDEX_JSON] {
-        let attr = fs.getattr(ino, None).expect("getattr");
+        let attr = fs.getattr(&owner(), ino, None).expect("getattr");
         assert_eq!((attr.kind, attr.perm, attr.uid), (Kind::File, 0o444, 0));
         assert_eq!(
             errno_of(fs.open(&owner(), ino, libc::O_WRONLY)),
@@ -221,7 +232,7 @@ fn reports_are_read_only_files_of_root() {
     }
     let limits = text(&fs, "limits");
     assert_eq!(
-        fs.getattr(inode::LIMITS, None).unwrap().size,
+        fs.getattr(&owner(), inode::LIMITS, None).unwrap().size,
         limits.len() as u64,
         "limits' size is its text's"
     );
@@ -238,11 +249,13 @@ fn segments_are_found_by_their_canonical_shmid_only() {
     let mut seg = fake.segment(KEY, 4096, 0o600, UID, GID);
     seg.shmid = 7;
     fake.insert_segment(seg);
-    let dir = fs.lookup(inode::SYSV_DIR, os("7")).expect("sysv/7");
+    let dir = fs
+        .lookup(&owner(), inode::SYSV_DIR, os("7"))
+        .expect("sysv/7");
     assert_eq!(dir.kind, Kind::Dir);
     for name in ["007", "07", "+7", " 7", "7 ", "0x7", "-7", "7.0", "8", ""] {
         assert_eq!(
-            errno_of(fs.lookup(inode::SYSV_DIR, os(name))),
+            errno_of(fs.lookup(&owner(), inode::SYSV_DIR, os(name))),
             libc::ENOENT,
             "{name:?}"
         );
@@ -294,7 +307,10 @@ fn keys_are_named_only_in_their_canonical_form() {
     let (fake, fs) = world();
     fake.add_segment(0xdeadbeef, 4096, 0o600, UID, GID);
     fake.add_segment(0, 4096, 0o600, UID, GID);
-    assert!(fs.lookup(inode::BY_KEY_DIR, os("0xdeadbeef")).is_ok());
+    assert!(
+        fs.lookup(&owner(), inode::BY_KEY_DIR, os("0xdeadbeef"))
+            .is_ok()
+    );
     for name in [
         "0xDEADBEEF",
         "0XDEADBEEF",
@@ -307,7 +323,7 @@ fn keys_are_named_only_in_their_canonical_form() {
         "0x0000162e",
     ] {
         assert_eq!(
-            errno_of(fs.lookup(inode::BY_KEY_DIR, os(name))),
+            errno_of(fs.lookup(&owner(), inode::BY_KEY_DIR, os(name))),
             libc::ENOENT,
             "{name:?}"
         );
@@ -345,16 +361,22 @@ fn a_segments_directory_holds_data_stat_perm_and_attached() {
     for e in &entries[2..] {
         assert_eq!(e.kind, Kind::File);
         assert_eq!(
-            fs.lookup(dir.ino, &e.name).unwrap().ino,
+            fs.lookup(&owner(), dir.ino, &e.name).unwrap().ino,
             e.ino,
             "{:?}",
             e.name
         );
     }
-    assert_eq!(errno_of(fs.lookup(dir.ino, os("nothing"))), libc::ENOENT);
-    assert_eq!(errno_of(fs.lookup(dir.ino, os("Data"))), libc::ENOENT);
+    assert_eq!(
+        errno_of(fs.lookup(&owner(), dir.ino, os("nothing"))),
+        libc::ENOENT
+    );
+    assert_eq!(
+        errno_of(fs.lookup(&owner(), dir.ino, os("Data"))),
+        libc::ENOENT
+    );
     let data = entries[2].ino;
-    assert_eq!(errno_of(fs.lookup(data, os("x"))), libc::ENOTDIR);
+    assert_eq!(errno_of(fs.lookup(&owner(), data, os("x"))), libc::ENOTDIR);
     assert_eq!(errno_of(fs.opendir(data)), libc::ENOTDIR);
     assert_eq!(
         errno_of(fs.open(&owner(), dir.ino, libc::O_RDONLY)),
@@ -880,7 +902,7 @@ fn a_posix_objects_data_truncates_extends_and_appends() {
     );
     assert_eq!(fake.object_bytes("obj"), b"hello\0\0\0");
     assert_eq!(write_as(&fs, &owner(), data, 10, b"!!").unwrap(), 2);
-    assert_eq!(fs.getattr(data, None).unwrap().size, 12);
+    assert_eq!(fs.getattr(&owner(), data, None).unwrap().size, 12);
     assert_eq!(fake.object_bytes("obj"), b"hello\0\0\0\0\0!!");
     // ftruncate through an open handle.
     let fh = fs.open(&owner(), data, libc::O_RDWR).unwrap().handle;
@@ -958,9 +980,9 @@ fn changes_behind_the_back_show_in_the_next_getattr() {
     });
     fake.write_object("obj", 0, b"grown");
     fake.change_object("obj", |o| o.mode = 0o640);
-    let attr = fs.getattr(seg_data, None).unwrap();
+    let attr = fs.getattr(&owner(), seg_data, None).unwrap();
     assert_eq!((attr.perm, attr.uid), (0o644, 1001));
-    let attr = fs.getattr(obj_data, None).unwrap();
+    let attr = fs.getattr(&owner(), obj_data, None).unwrap();
     assert_eq!((attr.perm, attr.size), (0o640, 5));
     assert!(text(&fs, &format!("sysv/{shmid}/stat")).contains("\nmode: 0644\nuid: 1001\n"));
 }
@@ -975,7 +997,7 @@ fn a_segment_removed_behind_the_back_is_stale_by_number_and_gone_by_name() {
     let link = ino(&fs, "by-key/0x0000162e");
     fake.drop_segment(shmid);
     for old in [dir, data, link] {
-        let e = fs.getattr(old, None).expect_err("stale");
+        let e = fs.getattr(&owner(), old, None).expect_err("stale");
         assert_eq!((e.errno(), e.level()), (libc::ESTALE, Level::Debug));
     }
     let e = walk(&fs, &path).expect_err("gone");
@@ -996,8 +1018,8 @@ fn a_posix_object_removed_behind_the_back_is_stale_by_number_and_gone_by_name() 
     let dir = ino(&fs, "posix/obj");
     let stat = ino(&fs, "posix/obj/stat");
     fake.drop_object("obj");
-    assert_eq!(errno_of(fs.getattr(dir, None)), libc::ESTALE);
-    assert_eq!(errno_of(fs.getattr(stat, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), dir, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), stat, None)), libc::ESTALE);
     assert_eq!(errno_of(fs.opendir(dir)), libc::ESTALE);
     assert_eq!(errno_of(walk(&fs, "posix/obj")), libc::ENOENT);
     assert_eq!(list(&fs, inode::POSIX_DIR).len(), 2);
@@ -1018,9 +1040,9 @@ fn a_new_segment_with_an_old_shmid_gets_new_numbers() {
     let new_data = ino(&fs, &format!("sysv/{shmid}/data"));
     assert_ne!(new_dir, old_dir);
     assert_ne!(new_data, old_data);
-    assert_eq!(errno_of(fs.getattr(old_dir, None)), libc::ESTALE);
-    assert_eq!(errno_of(fs.getattr(old_data, None)), libc::ESTALE);
-    assert!(fs.getattr(new_data, None).is_ok());
+    assert_eq!(errno_of(fs.getattr(&owner(), old_dir, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), old_data, None)), libc::ESTALE);
+    assert!(fs.getattr(&owner(), new_data, None).is_ok());
     assert_eq!(list(&fs, inode::SYSV_DIR)[2].ino, new_dir);
 }
 
@@ -1033,7 +1055,7 @@ fn a_new_object_with_an_old_name_gets_new_numbers() {
     fake.add_object("obj", b"new", 0o600, UID, GID);
     let new_dir = ino(&fs, "posix/obj");
     assert_ne!(new_dir, old_dir);
-    assert_eq!(errno_of(fs.getattr(old_dir, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), old_dir, None)), libc::ESTALE);
     assert_eq!(text(&fs, "posix/obj/data"), "new");
 }
 
@@ -1049,7 +1071,7 @@ fn an_open_posix_data_keeps_the_object_it_was_opened_on() {
     assert_eq!(fs.write(data, fh, 0, b"OLD").unwrap(), 3);
     assert_eq!(read_at(&fs, fh, 0, 100).unwrap(), b"OLD bytes");
     // fstat of the open file still answers, with the old object's size.
-    assert_eq!(fs.getattr(data, Some(fh)).unwrap().size, 9);
+    assert_eq!(fs.getattr(&owner(), data, Some(fh)).unwrap().size, 9);
     fs.release(fh);
     assert_eq!(text(&fs, "posix/obj/data"), "new");
     assert_eq!(fake.object_bytes("obj"), b"new");
@@ -1073,7 +1095,7 @@ fn an_open_segment_data_keeps_the_segment_it_was_opened_on() {
         4,
         "cut at the old end"
     );
-    let attr = fs.getattr(data, Some(fh)).unwrap();
+    let attr = fs.getattr(&owner(), data, Some(fh)).unwrap();
     assert_eq!(
         attr.size, 16,
         "fstat of the open file: the segment as opened"
@@ -1096,7 +1118,7 @@ fn inode_numbers_are_never_handed_out_twice() {
         let shmid = segment(&fake);
         for path in [format!("posix/{name}"), format!("sysv/{shmid}")] {
             let attr = walk(&fs, &path).unwrap();
-            let data = fs.lookup(attr.ino, os("data")).unwrap().ino;
+            let data = fs.lookup(&owner(), attr.ino, os("data")).unwrap().ino;
             for ino in [attr.ino, data] {
                 assert!(seen.insert(ino), "inode {ino} handed out again ({path})");
             }
@@ -1117,32 +1139,32 @@ fn forget_drops_numbers_the_kernel_no_longer_holds() {
     let (fake, fs) = world();
     let shmid = segment(&fake);
     let dir = fs
-        .lookup(inode::SYSV_DIR, os(&shmid.to_string()))
+        .lookup(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
         .unwrap()
         .ino;
     let again = fs
-        .lookup(inode::SYSV_DIR, os(&shmid.to_string()))
+        .lookup(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
         .unwrap()
         .ino;
     assert_eq!(again, dir, "the same object keeps its number while held");
-    let data = fs.lookup(dir, os("data")).unwrap().ino;
+    let data = fs.lookup(&owner(), dir, os("data")).unwrap().ino;
     fs.forget(dir, 2);
     assert!(
-        fs.getattr(dir, None).is_ok(),
+        fs.getattr(&owner(), dir, None).is_ok(),
         "data is still held: the block stays"
     );
     fs.forget(data, 1);
-    assert_eq!(errno_of(fs.getattr(dir, None)), libc::ESTALE);
-    assert_eq!(errno_of(fs.getattr(data, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), dir, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), data, None)), libc::ESTALE);
     let fresh = fs
-        .lookup(inode::SYSV_DIR, os(&shmid.to_string()))
+        .lookup(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
         .unwrap()
         .ino;
     assert!(fresh > data, "a new block, never an old number");
     // Forgetting the fixed numbers changes nothing.
     fs.forget(inode::ROOT, 5);
     fs.forget(inode::SYSV_DIR, 5);
-    assert!(fs.getattr(inode::SYSV_DIR, None).is_ok());
+    assert!(fs.getattr(&owner(), inode::SYSV_DIR, None).is_ok());
 }
 
 // Creation and removal.
@@ -1159,7 +1181,7 @@ fn mkdir_creates_an_empty_object_with_the_mode_given() {
     assert_eq!((obj.mode, obj.size), (0o640, 0));
     assert_eq!(walk(&fs, "posix/fresh").unwrap().ino, attr.ino);
     // `truncate -s` on its data sizes it.
-    let data = fs.lookup(attr.ino, os("data")).unwrap();
+    let data = fs.lookup(&owner(), attr.ino, os("data")).unwrap();
     assert_eq!((data.perm, data.size), (0o640, 0));
     assert_eq!(
         fs.setattr(&owner(), data.ino, truncate(4096), None)
@@ -1207,7 +1229,7 @@ fn rmdir_of_a_posix_object_unlinks_it() {
     fs.removed(removed);
     assert!(fake.object_now("obj").is_none());
     assert_eq!(errno_of(walk(&fs, "posix/obj")), libc::ENOENT);
-    assert_eq!(errno_of(fs.getattr(dir, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), dir, None)), libc::ESTALE);
     assert_eq!(
         errno_of(fs.rmdir(&owner(), inode::POSIX_DIR, os("obj")).map(drop)),
         libc::ENOENT
@@ -1223,7 +1245,7 @@ fn rmdir_of_a_segment_nobody_has_attached_removes_it() {
     fs.removed(removed);
     assert!(fake.segment_now(shmid).is_none());
     assert_eq!(
-        errno_of(fs.lookup(inode::SYSV_DIR, os(&name))),
+        errno_of(fs.lookup(&owner(), inode::SYSV_DIR, os(&name))),
         libc::ENOENT
     );
     assert_eq!(errno_of(walk(&fs, "by-key/0x0000162e")), libc::ENOENT);
@@ -1253,7 +1275,7 @@ fn rmdir_of_an_attached_segment_keeps_it_marked_for_removal() {
     assert_eq!(list(&fs, inode::BY_KEY_DIR).len(), 2);
     // The last detach.
     fake.drop_segment(shmid);
-    assert_eq!(errno_of(fs.getattr(dir, None)), libc::ESTALE);
+    assert_eq!(errno_of(fs.getattr(&owner(), dir, None)), libc::ESTALE);
 }
 
 #[test]
@@ -1445,7 +1467,7 @@ fn looking_is_not_touching() {
         list(&fs, d);
         for file in ["data", "stat", "perm"] {
             let attr = walk(&fs, &format!("{dir}/{file}")).unwrap();
-            fs.getattr(attr.ino, None).unwrap();
+            fs.getattr(&owner(), attr.ino, None).unwrap();
             fs.access(&owner(), attr.ino, libc::R_OK).unwrap_or(());
         }
         text(&fs, &format!("{dir}/stat"));
@@ -1524,9 +1546,11 @@ fn errors_carry_their_errno_and_the_level_to_log_them_at() {
     fake.add_object("obj", b"", 0o600, UID, GID);
     let data = ino(&fs, "posix/obj/data");
     // Routine: a caller's mistake or a race, at debug.
-    let e = fs.lookup(inode::POSIX_DIR, os("missing")).unwrap_err();
+    let e = fs
+        .lookup(&owner(), inode::POSIX_DIR, os("missing"))
+        .unwrap_err();
     assert_eq!((e.errno(), e.level()), (libc::ENOENT, Level::Debug));
-    let e = fs.getattr(999_999, None).unwrap_err();
+    let e = fs.getattr(&owner(), 999_999, None).unwrap_err();
     assert_eq!((e.errno(), e.level()), (libc::ESTALE, Level::Debug));
     let e = fs.read(424_242, 0, 10, |_| {}).unwrap_err();
     assert_eq!(e.errno(), libc::EBADF);

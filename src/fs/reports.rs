@@ -144,6 +144,69 @@ impl ShmFs {
         Ok(text)
     }
 
+    /// As [`Self::attached_text`], and remembers its length for [`Self::attached_len`].
+    pub(super) fn attached_text_noted(&self, who: &Caller, live: &Live) -> Result<String> {
+        let text = self.attached_text(who, live)?;
+        if let Live::Sysv(seg) = live {
+            self.note_attached_len(seg.shmid, Self::attached_key(who, seg), text.len());
+        }
+        Ok(text)
+    }
+
+    /// The length of `attached` as `who` would read it now, for `ls -l`, `tar` and the file
+    /// managers that copy as many bytes as the size says.
+    ///
+    /// A segment nobody attaches has an empty `attached`, known from `nattch` alone. Otherwise
+    /// the text is rendered (a scan of `/proc`) once per reader and attachment record, and its
+    /// length serves until either changes, so that a walk over thousands of segments stays
+    /// linear. A POSIX object has no public record of its holders that changes with them, and
+    /// a scan of every process for each `stat` would make walks cost objects × processes: its
+    /// size is 0, and it is read to its end like a `/proc` file.
+    pub(super) fn attached_len(&self, who: &Caller, live: &Live) -> Result<usize> {
+        let Live::Sysv(seg) = live else {
+            return Ok(0);
+        };
+        if seg.nattch == 0 {
+            return Ok(0);
+        }
+        let key = Self::attached_key(who, seg);
+        let known = self
+            .attached_lengths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&seg.shmid)
+            .filter(|(k, _)| *k == key)
+            .map(|(_, len)| *len);
+        match known {
+            Some(len) => Ok(len),
+            None => Ok(self.attached_text_noted(who, live)?.len()),
+        }
+    }
+
+    fn attached_key(who: &Caller, seg: &Segment) -> AttachedKey {
+        AttachedKey {
+            incarnation: seg.incarnation(),
+            nattch: seg.nattch,
+            lpid: seg.lpid,
+            atime: seg.atime,
+            dtime: seg.dtime,
+            reader: (who.uid, who.gid, who.caps()),
+        }
+    }
+
+    fn note_attached_len(&self, shmid: i32, key: AttachedKey, len: usize) {
+        // One entry per segment (the last reader's); bounded like the kernel's own table.
+        const MAX_ENTRIES: usize = 1 << 15;
+        let mut lengths = self
+            .attached_lengths
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if lengths.len() >= MAX_ENTRIES && !lengths.contains_key(&shmid) {
+            lengths.clear();
+        }
+        lengths.insert(shmid, (key, len));
+    }
+
     pub(super) fn perm_text(live: &Live) -> String {
         let meta = live.meta();
         text::perm(meta.mode, meta.uid, meta.gid)

@@ -29,15 +29,21 @@ impl ShmFs {
     }
 
     /// The attributes of a node, using `known` (just looked up) instead of asking again.
-    pub(super) fn attr(&self, ino: u64, node: &Node) -> Result<Attr> {
-        self.attr_with(ino, node, None)
+    pub(super) fn attr(&self, who: &Caller, ino: u64, node: &Node) -> Result<Attr> {
+        self.attr_with(who, ino, node, None)
     }
 
     /// Attributes for a request that names an open handle (fstat, ftruncate): the object as
     /// it is now, or, once it is gone, as that handle still sees it (tmpfs answers fstat on
     /// an unlinked file too).
-    pub(super) fn attr_of_open(&self, ino: u64, node: &Node, fh: Option<u64>) -> Result<Attr> {
-        let result = self.attr(ino, node);
+    pub(super) fn attr_of_open(
+        &self,
+        who: &Caller,
+        ino: u64,
+        node: &Node,
+        fh: Option<u64>,
+    ) -> Result<Attr> {
+        let result = self.attr(who, ino, node);
         let gone = matches!(&result, Err(e) if e.errno() == libc::ESTALE);
         let Node::Object(id, Part::Data) = node else {
             return result;
@@ -59,7 +65,7 @@ impl ShmFs {
         });
         match handle.as_deref() {
             Some(Handle::SysvData { seg, .. }) => {
-                self.attr_with(ino, node, Some(Live::Sysv(seg.clone())))
+                self.attr_with(who, ino, node, Some(Live::Sysv(seg.clone())))
             }
             Some(Handle::PosixData {
                 id: ObjectId::Posix { name, .. },
@@ -67,7 +73,7 @@ impl ShmFs {
                 ..
             }) => {
                 let obj = posix::Object::of_file(name, file)?;
-                self.attr_with(ino, node, Some(Live::Posix(obj)))
+                self.attr_with(who, ino, node, Some(Live::Posix(obj)))
             }
             _ => result,
         }
@@ -88,7 +94,13 @@ impl ShmFs {
     }
 
     /// As `attr`, with the object just looked up instead of asking again.
-    pub(super) fn attr_with(&self, ino: u64, node: &Node, known: Option<Live>) -> Result<Attr> {
+    pub(super) fn attr_with(
+        &self,
+        who: &Caller,
+        ino: u64,
+        node: &Node,
+        known: Option<Live>,
+    ) -> Result<Attr> {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
             Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
@@ -96,11 +108,12 @@ impl ShmFs {
                 let mut attr = self.dir_attr(ino, 0o444);
                 attr.kind = Kind::File;
                 attr.nlink = 1;
-                // The index is a whole-system scan: like a /proc file it reports size 0 and
-                // is read to its end, so that `ls -l` of the root stays cheap.
-                if *report == Report::Limits {
-                    attr.size = self.limits_text()?.len() as u64;
-                }
+                // The reports' real lengths, so that copies guided by the size get all of
+                // them; each costs one listing, as reading it does.
+                attr.size = match self.open_text_len(ino) {
+                    Some(len) => len,
+                    None => self.report_text(*report)?.len(),
+                } as u64;
                 return Ok(attr);
             }
             Node::Object(id, part) => (id, *part),
@@ -140,8 +153,15 @@ impl ShmFs {
                 1,
             ),
             Part::Perm => (Kind::File, 0o644, Self::perm_text(&live).len() as u64, 1),
-            // A scan of every process: size 0, read to the end (see Report above).
-            Part::Attached => (Kind::File, 0o444, 0, 1),
+            Part::Attached => (
+                Kind::File,
+                0o444,
+                match self.open_text_len(ino) {
+                    Some(len) => len,
+                    None => self.attached_len(who, &live)?,
+                } as u64,
+                1,
+            ),
             Part::KeyLink => (
                 Kind::Symlink,
                 0o777,
@@ -334,7 +354,12 @@ impl ShmFs {
         let id = Self::posix_id(&obj);
         // Counted: the reply is an entry the kernel keeps.
         let ino = self.inodes().lookup(&id, Part::Dir);
-        let attr = self.attr_with(ino, &Node::Object(id, Part::Dir), Some(Live::Posix(obj)));
+        let attr = self.attr_with(
+            who,
+            ino,
+            &Node::Object(id, Part::Dir),
+            Some(Live::Posix(obj)),
+        );
         if attr.is_err() {
             self.forget_inodes([(ino, 1)]);
         }
