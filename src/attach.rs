@@ -329,8 +329,7 @@ fn open_mapping_of(
     use std::os::unix::fs::MetadataExt;
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     for line in maps.lines().filter_map(parse_map_line) {
-        if !matches(target, &line) || (writable && !line.writable) || line.dev != dev_parts(shm_dev)
-        {
+        if !matches(target, &line) || (writable && !line.writable) {
             continue;
         }
         let path = format!("/proc/{pid}/map_files/{}", line.range);
@@ -346,11 +345,7 @@ fn open_mapping_of(
             }
         };
         let Ok(st) = file.metadata() else { continue };
-        if st.dev() == shm_dev
-            && st.ino() == seg.shmid as u64
-            && st.size() == seg.size
-            && st.is_file()
-        {
+        if is_segment_file(&file, &st, seg, shm_dev) {
             return Some(file);
         }
         log::debug!(
@@ -362,6 +357,31 @@ fn open_mapping_of(
         );
     }
     None
+}
+
+/// Whether `file` (with metadata `st`) is segment `seg`'s own memory: its inode number is the
+/// shmid, and it is on the kernel's internal filesystem for segments (`shm_dev`, then its size
+/// is the segment's) or, for a huge-page segment, on the kernel's internal hugetlbfs of its page
+/// size (then its size is the segment's rounded up to a page). A file of a user's own tmpfs or
+/// hugetlbfs mount has another device, whatever its name and inode number.
+fn is_segment_file(
+    file: &fs::File,
+    st: &fs::Metadata,
+    seg: &crate::sysv::Segment,
+    shm_dev: u64,
+) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if !st.is_file() || st.ino() != seg.shmid as u64 {
+        return false;
+    }
+    if st.dev() == shm_dev {
+        return st.size() == seg.size;
+    }
+    let Some(page) = crate::sysv::hugetlb_page_size(file) else {
+        return false;
+    };
+    st.size() == seg.size.div_ceil(page).saturating_mul(page)
+        && crate::sysv::internal_hugetlb_dev(page).is_ok_and(|dev| dev == st.dev())
 }
 
 /// The `attached` file: one line per holder, `PID PLACE ACCESS COMM` (the command name last,

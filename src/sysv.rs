@@ -522,6 +522,87 @@ pub fn is_hugetlb_file(file: &File) -> bool {
     rc == 0 && st.f_type as i64 == HUGETLBFS_MAGIC
 }
 
+/// The huge page size of a file on hugetlbfs (its block size), if it is on one.
+pub fn hugetlb_page_size(file: &File) -> Option<u64> {
+    // SAFETY: statfs is plain old data.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    let rc = unsafe { libc::fstatfs(file.as_raw_fd(), &mut st) };
+    (rc == 0 && st.f_type as i64 == HUGETLBFS_MAGIC)
+        .then_some(st.f_bsize as u64)
+        .filter(|size| size.is_power_of_two())
+}
+
+/// The device of the kernel's internal hugetlbfs for pages of `page_size`, where huge-page
+/// segments (and memfds) live: a user's own hugetlbfs mount has another device. Learned from a
+/// memfd of that page size, which allocates nothing.
+pub fn internal_hugetlb_dev(page_size: u64) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    const MFD_HUGE_SHIFT: u32 = 26;
+    let flags =
+        libc::MFD_CLOEXEC | libc::MFD_HUGETLB | (page_size.trailing_zeros() << MFD_HUGE_SHIFT);
+    // SAFETY: a constant NUL-terminated name; the result is checked.
+    let fd = unsafe { libc::memfd_create(c"shmfs-hugetlb-probe".as_ptr(), flags) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just returned to us and owned by nothing else.
+    let file = unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    Ok(file.metadata()?.dev())
+}
+
+/// Writes `data` at `offset` of a huge-page segment's memory file, which write(2) refuses:
+/// the huge pages under the range are allocated first (fallocate, so that a machine out of
+/// huge pages answers ENOSPC instead of killing the daemon with SIGBUS at the copy), then the
+/// range is mapped, copied into and unmapped. Mapping the file directly goes around the
+/// segment's attach accounting: nothing `ipcs` shows moves.
+pub fn write_hugetlb(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let page = hugetlb_page_size(file).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let end = offset
+        .checked_add(data.len() as u64)
+        .ok_or_else(|| io::Error::from_raw_os_error(libc::EFBIG))?;
+    let start = offset & !(page - 1);
+    let map_end = end.div_ceil(page) * page;
+    let len =
+        usize::try_from(map_end - start).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+    let fd = file.as_raw_fd();
+    let (Ok(off), Ok(flen)) = (libc::off_t::try_from(start), libc::off_t::try_from(len)) else {
+        return Err(io::Error::from_raw_os_error(libc::EFBIG));
+    };
+    // SAFETY: plain syscall on a valid descriptor.
+    if unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, off, flen) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new shared mapping of our own descriptor, checked for failure below.
+    let addr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            off,
+        )
+    };
+    if addr == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: [offset, end) lies within [start, map_end), all mapped and (fallocate) backed
+    // by pages, so the copy cannot fault; the mapping is ours alone and unmapped right after.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            data.as_ptr(),
+            (addr as *mut u8).add((offset - start) as usize),
+            data.len(),
+        );
+        libc::munmap(addr, len);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

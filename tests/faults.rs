@@ -740,6 +740,115 @@ fn hugetlb_segment_is_read_and_written_and_says_so() {
     assert_eq!(after.num("size"), size as u64);
 }
 
+/// A huge-page segment that another process has attached is read and written through that
+/// process's mapping (a hugetlbfs file refuses write(2), so shmfs maps the file itself, never
+/// the segment): nothing `ipcs` shows moves and the daemon is left with no mapping of it. One
+/// that nobody attaches is attached for a moment and detached again (nattch back to 0).
+#[test]
+fn hugetlb_segments_are_served_without_keeping_an_attachment() {
+    require_fuse!();
+    let Some(kb) = meminfo("Hugepagesize").filter(|&kb| kb > 0) else {
+        unavailable("SHM_HUGETLB: no huge pages in this kernel (/proc/meminfo)");
+        return;
+    };
+    let huge = (kb * 1024) as usize;
+    let _pages = match HugePages::reserve(4) {
+        Ok(g) => g,
+        Err(why) => {
+            unavailable(&format!("SHM_HUGETLB: {why}"));
+            return;
+        }
+    };
+    let m = Mount::new();
+    let _hang = KillOnHang::new(&m, HANG_LIMIT);
+    // Not a multiple of the huge page: the file behind it is, `data` must not be.
+    let size = 2 * huge - 4096;
+    let seg = SysvSeg::private(size, 0o600 | libc::SHM_HUGETLB as u32);
+    let id = seg.id.to_string();
+    let evidence = || {
+        let ds = seg.stat();
+        (
+            ds.shm_lpid,
+            ds.shm_atime,
+            ds.shm_dtime,
+            ds.shm_nattch,
+            ds.shm_ctime,
+        )
+    };
+    let daemon_maps_it = || {
+        fs::read_to_string(format!("/proc/{}/maps", m.pid()))
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("/SYSV") && l.split_whitespace().nth(4) == Some(id.as_str()))
+    };
+    let holder = Helper::start(&["sysv-attach", &id, "rw"]);
+    // Times are in seconds: a touch in the second of the helper's attach would not show.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let before = evidence();
+    assert_eq!(before.3, 1, "the helper has it attached");
+
+    let path = m.sysv(seg.id, "data");
+    let rw = open_rw(&path);
+    let chunk = pattern(10_000, 21);
+    for off in [0, huge - 5_000, size - chunk.len()] {
+        assert_eq!(
+            rw.write_at(&chunk, off as u64).unwrap(),
+            chunk.len(),
+            "pwrite at {off}"
+        );
+        assert_eq!(
+            read_at(&rw, off as u64, chunk.len()).unwrap(),
+            chunk,
+            "pread at {off}"
+        );
+    }
+    assert_errno(
+        rw.write_at(b"x", size as u64),
+        libc::ENOSPC,
+        "write at the end",
+    );
+    drop(rw);
+    let all = fs::read(&path).unwrap();
+    assert_eq!(
+        all.len(),
+        size,
+        "cat data reads the segment's size, not the huge pages'"
+    );
+    assert_eq!(all[huge - 5_000..huge + 5_000], chunk[..]);
+    assert_eq!(
+        evidence(),
+        before,
+        "(lpid, atime, dtime, nattch, ctime) after reads and writes of an attached huge-page \
+         segment (left) vs before (right); the daemon is pid {}",
+        m.pid()
+    );
+    assert!(
+        !daemon_maps_it(),
+        "the daemon keeps no mapping of the segment"
+    );
+    assert_eq!(
+        read_fields(&m.sysv(seg.id, "stat")).get("hugetlb"),
+        "yes",
+        "stat of an opened SHM_HUGETLB segment"
+    );
+
+    holder.finish();
+    let data = fs::File::open(&path).unwrap();
+    assert_eq!(
+        read_at(&data, (huge - 5_000) as u64, 10).unwrap(),
+        chunk[..10]
+    );
+    assert_eq!(
+        seg.stat().shm_nattch,
+        0,
+        "nobody attached: the brief attach is gone again while data is open"
+    );
+    assert!(
+        !daemon_maps_it(),
+        "the daemon keeps no mapping while data is open"
+    );
+}
+
 /// A SHM_LOCKed segment shows `locked: yes`, and its `data` reads and writes.
 #[test]
 fn locked_segment_says_so_and_data_works() {

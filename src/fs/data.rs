@@ -20,10 +20,17 @@ impl ShmFs {
         match self.live(id)? {
             Live::Sysv(seg) => {
                 if let Some(file) = self.attached_memory(who, &seg, writable)? {
+                    let hugetlb = sysv::is_hugetlb_file(&file);
+                    self.remember_hugetlb(id.clone(), hugetlb);
+                    let access = if hugetlb {
+                        SegmentMemory::HugeFile(file)
+                    } else {
+                        SegmentMemory::File(file)
+                    };
                     return Ok(Handle::SysvData {
                         size: seg.size,
                         seg,
-                        access: SegmentMemory::File(file),
+                        access,
                         _share: share,
                     });
                 }
@@ -160,7 +167,9 @@ impl ShmFs {
         };
         with_read_buffer(len, |buf| {
             let n = match source {
-                Ok(SegmentMemory::File(f)) | Err(f) => read_full(f, buf, offset)?,
+                Ok(SegmentMemory::File(f) | SegmentMemory::HugeFile(f)) | Err(f) => {
+                    read_full(f, buf, offset)?
+                }
                 Ok(SegmentMemory::Attached(a)) => a.read_at(buf, offset),
             };
             send(&buf[..n]);
@@ -184,6 +193,7 @@ impl ShmFs {
                 let mut n = (data.len() as u64).min(size - offset) as usize;
                 match access {
                     SegmentMemory::File(f) => f.write_all_at(&data[..n], offset)?,
+                    SegmentMemory::HugeFile(f) => sysv::write_hugetlb(f, &data[..n], offset)?,
                     // A read-only open never gets here (the kernel refuses write() on it);
                     // should one, it is refused, not a write into read-only memory.
                     SegmentMemory::Attached(a) => {

@@ -27,7 +27,10 @@ pub enum SegmentMemory {
     /// The segment's own memory file (from `/proc/self/map_files`, root only): no attachment
     /// is kept, untouched pages are not allocated by reads.
     File(File),
-    /// A kept attachment (non-root daemon, or hugetlb segments, where pwrite does not work).
+    /// A huge-page segment's own memory file: read with pread, written through a mapping of
+    /// the file (write(2) does not work on hugetlbfs); no attachment is kept either.
+    HugeFile(File),
+    /// A kept attachment (a non-root daemon, which cannot open `map_files`).
     Attached(Attachment),
 }
 
@@ -214,7 +217,7 @@ impl Source for Kernel {
             Ok(file) if !sysv::is_hugetlb_file(&file) => {
                 Ok((SegmentMemory::File(file), Some(false)))
             }
-            Ok(_) => Ok((SegmentMemory::Attached(attachment), Some(true))),
+            Ok(file) => Ok((SegmentMemory::HugeFile(file), Some(true))),
             // Out of descriptors: an error, not an attachment kept open that would show in
             // nattch until close.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => Err(e),
