@@ -96,8 +96,9 @@ impl ShmFs {
                 let mut attr = self.dir_attr(ino, 0o444);
                 attr.kind = Kind::File;
                 attr.nlink = 1;
-                // The index is a whole-system scan: like a /proc file it reports size 0 and
-                // is read to its end, so that `ls -l` of the root stays cheap.
+                // The index and metrics.prom are whole-system scans: like a /proc file they
+                // report size 0 and are read to their end, so that `ls -l` of the root stays
+                // cheap.
                 if *report == Report::Limits {
                     attr.size = self.limits_text()?.len() as u64;
                 }
@@ -197,6 +198,7 @@ impl ShmFs {
                     b"limits" => inode::LIMITS,
                     b"index" => inode::INDEX,
                     b"index.json" => inode::INDEX_JSON,
+                    b"metrics.prom" => inode::METRICS,
                     _ => return Err(enoent()),
                 };
                 Ok((ino, None))
@@ -256,6 +258,7 @@ impl ShmFs {
                     (inode::LIMITS, "limits"),
                     (inode::INDEX, "index"),
                     (inode::INDEX_JSON, "index.json"),
+                    (inode::METRICS, "metrics.prom"),
                 ] {
                     entries.push((ino, Kind::File, name.into()));
                 }
