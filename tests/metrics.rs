@@ -478,6 +478,12 @@ struct Exporter {
 impl Exporter {
     /// Starts the exporter with only the textfile collector, reading `dir`, on a free port.
     fn start(dir: &Path) -> Exporter {
+        Exporter::start_as(dir, None)
+    }
+
+    /// As [`Exporter::start`], as user `uid` (uid and gid, no other groups) if given, as
+    /// Debian's service runs it as `prometheus`.
+    fn start_as(dir: &Path, uid: Option<u32>) -> Exporter {
         let bin = find_tool("prometheus-node-exporter").unwrap();
         let mut last = String::new();
         for _ in 0..5 {
@@ -486,7 +492,18 @@ impl Exporter {
                 .expect("a free port")
                 .port();
             let log = tempfile::NamedTempFile::new().unwrap();
-            let child = Command::new(&bin)
+            let mut cmd = match uid {
+                Some(id) => {
+                    let mut cmd = Command::new("setpriv");
+                    cmd.arg(format!("--reuid={id}"))
+                        .arg(format!("--regid={id}"))
+                        .arg("--clear-groups")
+                        .arg(&bin);
+                    cmd
+                }
+                None => Command::new(&bin),
+            };
+            let child = cmd
                 .arg(format!("--web.listen-address=127.0.0.1:{port}"))
                 .arg("--collector.disable-defaults")
                 .arg("--collector.textfile")
@@ -636,6 +653,31 @@ fn node_exporter_serves_the_series_and_forgets_a_removed_segment() {
         16384.0
     );
     drop(att);
+}
+
+/// Debian's way that keeps its own textfile directory: a symlink `shmfs.prom` in it to the
+/// mount's file, read by an exporter running as another user through an `allow_other` mount.
+#[test]
+fn node_exporter_as_another_user_follows_a_symlink_to_metrics_prom() {
+    require_fuse!();
+    require_tools!("prometheus-node-exporter" => "Debian package prometheus-node-exporter");
+    use std::os::unix::fs::PermissionsExt;
+    let m = Mount::builder().option("allow_other").mount();
+    let seg = SysvSeg::private(4096, 0o600);
+    let dir = tempfile::Builder::new()
+        .prefix("shmfs-textfile-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink(m.p("metrics.prom"), dir.path().join("shmfs.prom")).unwrap();
+    let exporter = Exporter::start_as(dir.path(), Some(OTHER));
+    let samples = parse(&exporter.scrape());
+    assert_eq!(value(&samples, "node_textfile_scrape_error", &[]), "0");
+    let id = seg.id.to_string();
+    assert_eq!(
+        value(&samples, "shmfs_sysv_segment_size_bytes", &[("shmid", &id)]),
+        "4096"
+    );
 }
 
 #[test]
