@@ -87,6 +87,8 @@ Examples:
   mount -t fuse.shmfs shmfs /mnt/shmfs -o allow_other
   fstab: shmfs /mnt/shmfs fuse.shmfs allow_other,nofail 0 0
   shmfs --pid 4242 /mnt/container-shm
+  shmfs -o allow_other,metrics=totals /mnt/shmfs
+      (for node_exporter --collector.textfile.directory=/mnt/shmfs, which runs as prometheus)
 
 See also: ipcs(1), ipcmk(1), ipcrm(1), shm_overview(7), fusermount3(1), mount.fuse3(8).";
 
