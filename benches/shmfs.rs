@@ -110,6 +110,7 @@ fn run(cfg: &Config, report: &mut Report) -> Result<()> {
     row_walks(cfg, &mut bench, report)?;
     row_stat(cfg, &mut bench, report)?;
     row_ls_sysv(cfg, &bench, report)?;
+    row_metrics(cfg, &bench, report)?;
     row_ls_posix(cfg, &bench, report)?;
     row_daemon_memory(cfg, &bench, report)?;
 
@@ -1226,6 +1227,48 @@ fn row_ls_sysv(cfg: &Config, bench: &Bench, report: &mut Report) -> Result<()> {
         Target::RatioAtMost(2.0),
     ));
     Ok(())
+}
+
+/// Row 11: `cat metrics.prom` against `cat index` over all the segments (issue 15: within 3×):
+/// the same listing, eight series a segment instead of one row.
+fn row_metrics(cfg: &Config, bench: &Bench, report: &mut Report) -> Result<()> {
+    let (metrics, index) = (bench.at("metrics.prom"), bench.at("index"));
+    check_metrics_count(&metrics, bench.segments.len());
+    let (s, r) = compare(
+        cfg.runs,
+        || time_cmd("cat", &[&metrics]),
+        || time_cmd("cat", &[&index]),
+    )?;
+    report.add(Row::compare(
+        format!(
+            "11 `cat metrics.prom` vs `cat index`, {} segments",
+            bench.segments.len()
+        ),
+        Unit::Secs,
+        s,
+        r,
+        Target::RatioAtMost(3.0),
+    ));
+    Ok(())
+}
+
+/// Notes a finding unless `metrics.prom` has one size series for each of `want` segments.
+fn check_metrics_count(path: &Path, want: usize) {
+    match fs::read_to_string(path) {
+        Ok(text) => {
+            let got = text
+                .lines()
+                .filter(|l| l.starts_with("shmfs_sysv_segment_size_bytes{"))
+                .count();
+            if got != want {
+                finding(format!(
+                    "{} has {got} segments' sizes, but {want} segments exist",
+                    path.display()
+                ));
+            }
+        }
+        Err(e) => finding(format!("read {}: {e}", path.display())),
+    }
 }
 
 /// Creates 4 KiB segments until the bench holds `total`.

@@ -29,6 +29,8 @@ pub const LIMITS: u64 = 5;
 pub const INDEX: u64 = 6;
 /// `index.json`.
 pub const INDEX_JSON: u64 = 7;
+/// `metrics.prom`.
+pub const METRICS: u64 = 8;
 
 const FIRST_OBJECT: u64 = 16;
 const SLOTS: u64 = 8;
@@ -112,6 +114,9 @@ pub enum Report {
     Index,
     /// `index.json`: the same as JSON.
     IndexJson,
+    /// `metrics.prom`: the same and the totals, for Prometheus (node_exporter's textfile
+    /// collector).
+    Metrics,
 }
 
 /// One object's block of numbers.
@@ -249,6 +254,7 @@ impl InodeTable {
             LIMITS => Node::Report(Report::Limits),
             INDEX => Node::Report(Report::Index),
             INDEX_JSON => Node::Report(Report::IndexJson),
+            METRICS => Node::Report(Report::Metrics),
             _ => {
                 let (base, slot) = base_of(ino)?;
                 let part = Part::from_slot(slot as u64)?;

@@ -32,8 +32,10 @@ struct Args {
 
     /// Mount options, comma-separated (may repeat): allow_other, allow_root, ro, rw,
     /// default_permissions, auto_unmount (the default for root when fusermount3 is
-    /// installed), no_auto_unmount, nosuid, nodev, noexec, noatime, fsname=NAME, and the
-    /// options fstab and mount(8) pass (defaults, nofail, relatime, ...), which are ignored.
+    /// installed), no_auto_unmount, nosuid, nodev, noexec, noatime, fsname=NAME,
+    /// metrics=all|totals (what metrics.prom holds: every segment and object, the default, or
+    /// only the totals, for hosts with many of them), and the options fstab and mount(8) pass
+    /// (defaults, nofail, relatime, ...), which are ignored.
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     options: Vec<String>,
 
@@ -71,7 +73,8 @@ Shared memory as files. Mounted on a directory, shmfs shows every System V segme
 ipcs -m lists) under sysv/SHMID/ and every regular file of /dev/shm under posix/NAME/, each a \
 directory holding data (the bytes), stat (what the kernel knows of it), perm (mode and owner, \
 writable) and attached (who has it mapped). by-key/ links keys to segments; limits, index and \
-index.json describe everything at once. The kernel's own permission rules decide, for each \
+index.json describe everything at once, and metrics.prom does so for Prometheus (point \
+node_exporter's --collector.textfile.directory at the mount point). The kernel's own permission rules decide, for each \
 caller, what may be read, written, changed or removed.";
 
 const AFTER_HELP: &str = "\
@@ -84,6 +87,8 @@ Examples:
   mount -t fuse.shmfs shmfs /mnt/shmfs -o allow_other
   fstab: shmfs /mnt/shmfs fuse.shmfs allow_other,nofail 0 0
   shmfs --pid 4242 /mnt/container-shm
+  shmfs -o allow_other,metrics=totals /mnt/shmfs
+      (for node_exporter --collector.textfile.directory=/mnt/shmfs, which runs as prometheus)
 
 See also: ipcs(1), ipcmk(1), ipcrm(1), shm_overview(7), fusermount3(1), mount.fuse3(8).";
 
@@ -322,6 +327,7 @@ fn run(args: Args) -> Result<(), String> {
         shm,
         Options {
             read_only: plan.read_only,
+            metrics: plan.metrics,
         },
     ));
     let set_notifier = fs.notifier_slot();

@@ -3,12 +3,16 @@
 
 use fuser::{Config, MountOption, SessionACL};
 
+use crate::metrics::Detail;
+
 /// Mount options as fuser takes them, plus what shmfs itself must know.
 pub struct MountPlan {
     /// What fuser mounts with.
     pub config: Config,
     /// `-o ro`: every change is refused.
     pub read_only: bool,
+    /// `-o metrics=all|totals`: what `metrics.prom` holds.
+    pub metrics: Detail,
 }
 
 /// Options only fstab and mount(8) care about; accepted and ignored here.
@@ -51,6 +55,7 @@ pub fn plan(
     ];
     config.n_threads = Some(threads.max(1));
     let mut read_only = false;
+    let mut metrics = Detail::default();
     let mut auto_unmount = None;
     for opt in options.iter().flat_map(|o| o.split(',')) {
         let opt = opt.trim();
@@ -65,6 +70,10 @@ pub fn plan(
                 continue;
             }
             o if FSTAB_ONLY.contains(&o) || o.starts_with("x-") || o.starts_with("comment=") => {
+                continue;
+            }
+            o if o.starts_with("metrics=") => {
+                metrics = Detail::parse(&o["metrics=".len()..])?;
                 continue;
             }
             "allow_other" => {
@@ -124,7 +133,11 @@ pub fn plan(
         }
         config.mount_options.push(MountOption::AutoUnmount);
     }
-    Ok(MountPlan { config, read_only })
+    Ok(MountPlan {
+        config,
+        read_only,
+        metrics,
+    })
 }
 
 #[cfg(test)]
@@ -195,6 +208,33 @@ mod tests {
             Ok(_) => panic!("{list:?} was accepted"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn metrics_takes_all_or_totals_and_is_not_passed_to_the_kernel() {
+        assert_eq!(plan(&[], 1, true, false).unwrap().metrics, Detail::All);
+        let totals = plan(&opts(&["allow_other,metrics=totals"]), 1, true, false).unwrap();
+        assert_eq!(totals.metrics, Detail::Totals);
+        assert_eq!(totals.config.acl, SessionACL::All);
+        assert!(
+            !totals
+                .config
+                .mount_options
+                .iter()
+                .any(|o| format!("{o:?}").contains("metrics")),
+            "metrics= is shmfs's own: {:?}",
+            totals.config.mount_options
+        );
+        let all = plan(&opts(&["metrics=totals", "metrics=all"]), 1, true, false).unwrap();
+        assert_eq!(all.metrics, Detail::All, "the last one counts");
+        for bad in ["metrics=", "metrics=none", "metrics", "metrics=TOTALS"] {
+            let err = plan_err(&[bad]);
+            assert!(
+                err.contains("metrics") && (err.contains("unknown") || err.contains("want")),
+                "{bad}: {err}"
+            );
+        }
+        assert!(plan_err(&["metrics=x"]).contains("metrics=all or metrics=totals"));
     }
 
     #[test]

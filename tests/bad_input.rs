@@ -519,6 +519,7 @@ fn writes_to_read_only_files_are_refused() {
         m.p("limits"),
         m.p("index"),
         m.p("index.json"),
+        m.p("metrics.prom"),
     ] {
         assert_errno(
             fs::OpenOptions::new().write(true).open(&p),

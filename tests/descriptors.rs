@@ -121,7 +121,7 @@ fn one_user_holding_many_opens_leaves_others_working() {
         r.ok() && r.stdout_str() == "everyone may read this\n4096\n",
         "uid {NEIGHBOUR} reading while uid {HOG} holds its share: {r:?}"
     );
-    for report in ["index", "index.json", "limits"] {
+    for report in ["index", "index.json", "metrics.prom", "limits"] {
         let r = sh(&format!("cat {} >/dev/null", q(m.p(report))));
         assert!(r.ok(), "root reading {report}: {r:?}");
     }

@@ -298,7 +298,7 @@ fn rm_of_a_file_fails_with_eperm_and_changes_nothing() {
         .iter()
         .flat_map(|f| [m.sysv(seg.id, f), m.posix("x", f)])
         .collect();
-    files.extend(["limits", "index", "index.json"].map(|f| m.p(f)));
+    files.extend(["limits", "index", "index.json", "metrics.prom"].map(|f| m.p(f)));
     files.push(m.p("by-key").join(by_key_name(seg.key)));
     for p in &files {
         assert_errno(

@@ -832,6 +832,8 @@ fn help_and_version_are_complete() {
         "-f, --foreground",
         "-o <",
         "allow_other",
+        "metrics=all|totals",
+        "metrics.prom",
         "--shm-dir",
         "--ipc-ns",
         "--pid",

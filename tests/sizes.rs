@@ -1,5 +1,5 @@
 //! Every generated file reports its real length: what `ls -l` and `stat` show as the size of
-//! `index`, `index.json`, `limits`, `stat`, `perm` and a SysV `attached` is the number of bytes
+//! `index`, `index.json`, `limits`, `metrics.prom`, `stat`, `perm` and a SysV `attached` is the number of bytes
 //! a read of it gives, for each reader, so that tools that copy as many bytes as the size says
 //! (a file manager's copy, `tar`) get all of it. A POSIX `attached` is the documented exception:
 //! size 0, read to its end.
@@ -47,6 +47,7 @@ fn reports_and_object_files_report_the_length_they_read() {
         m.path().join("index"),
         m.path().join("index.json"),
         m.path().join("limits"),
+        m.path().join("metrics.prom"),
     ];
     for file in ["stat", "perm", "attached"] {
         paths.push(m.sysv(0, file));

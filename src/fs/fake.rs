@@ -183,7 +183,15 @@ impl Fake {
 
     /// A filesystem over this fake (a clone of it), writable or `read_only`.
     pub fn fs(&self, read_only: bool) -> ShmFs {
-        ShmFs::with_source(std::sync::Arc::new(self.clone()), Options { read_only })
+        self.fs_with(Options {
+            read_only,
+            metrics: Default::default(),
+        })
+    }
+
+    /// A filesystem over this fake (a clone of it), with these options.
+    pub fn fs_with(&self, options: Options) -> ShmFs {
+        ShmFs::with_source(std::sync::Arc::new(self.clone()), options)
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -19,6 +19,7 @@ use crate::creds::{self, Caller};
 use crate::fdshare::{FdShare, FdShares};
 use crate::index;
 use crate::inode::{self, InodeTable, Node, ObjectId, Part, Report};
+use crate::metrics;
 use crate::object::Meta;
 use crate::posix::{self, Object, ShmDir};
 use crate::sysv::{self, Segment};
@@ -48,6 +49,8 @@ mod types;
 pub struct Options {
     /// Refuse every change (`-o ro`); the kernel refuses most, this covers the rest.
     pub read_only: bool,
+    /// What `metrics.prom` holds (`-o metrics=…`).
+    pub metrics: crate::metrics::Detail,
 }
 
 /// One live object, as looked up now.

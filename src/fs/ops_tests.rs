@@ -13,9 +13,10 @@ use std::fmt::Debug;
 use log::Level;
 
 use super::fake::{CREATED, Fake, Op};
-use super::{Attr, DirEntry, How, Kind, Result, SetAttr, SetTime, ShmFs};
+use super::{Attr, DirEntry, How, Kind, Options, Result, SetAttr, SetTime, ShmFs};
 use crate::creds::Caller;
 use crate::inode;
+use crate::metrics;
 use crate::sysv::Usage;
 
 const UID: u32 = 1000;
@@ -147,7 +148,7 @@ fn segment(fake: &Fake) -> i32 {
 // The root and its fixed entries.
 
 #[test]
-fn the_root_lists_the_three_directories_and_the_three_reports() {
+fn the_root_lists_the_three_directories_and_the_four_reports() {
     let (_, fs) = world();
     let entries = list(&fs, inode::ROOT);
     assert_eq!(
@@ -160,7 +161,8 @@ fn the_root_lists_the_three_directories_and_the_three_reports() {
             "by-key",
             "limits",
             "index",
-            "index.json"
+            "index.json",
+            "metrics.prom"
         ]
     );
     let kinds: Vec<(u64, Kind)> = entries.iter().map(|e| (e.ino, e.kind)).collect();
@@ -175,6 +177,7 @@ fn the_root_lists_the_three_directories_and_the_three_reports() {
             (inode::LIMITS, Kind::File),
             (inode::INDEX, Kind::File),
             (inode::INDEX_JSON, Kind::File),
+            (inode::METRICS, Kind::File),
         ]
     );
     for e in &entries[2..] {
@@ -221,7 +224,12 @@ fn fixed_directories_have_the_modes_of_the_attributes_table() {
 fn reports_are_read_only_files_of_root() {
     let (fake, fs) = world();
     segment(&fake);
-    for ino in [inode::LIMITS, inode::INDEX, inode::INDEX_JSON] {
+    for ino in [
+        inode::LIMITS,
+        inode::INDEX,
+        inode::INDEX_JSON,
+        inode::METRICS,
+    ] {
         let attr = fs.getattr(&owner(), ino, None).expect("getattr");
         assert_eq!((attr.kind, attr.perm, attr.uid), (Kind::File, 0o444, 0));
         assert_eq!(
@@ -1457,6 +1465,72 @@ fn index_and_index_json_list_every_segment_and_object() {
     assert_eq!(rows[2]["mode_octal"], "0600");
 }
 
+/// The samples of one family in `metrics.prom`: labels text → value.
+fn samples(text: &str, family: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+            (name == family).then(|| (labels.trim_end_matches('}').to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+#[test]
+fn metrics_prom_has_what_index_shows_and_the_totals() {
+    let (fake, fs) = world();
+    let a = segment(&fake);
+    let b = fake.add_segment(0, 8192, 0o644, UID, GID);
+    fake.add_object("obj", b"abc", 0o600, UID, GID);
+    let attr = fs.getattr(&owner(), inode::METRICS, None).unwrap();
+    let text = text(&fs, "metrics.prom");
+    assert_eq!(
+        attr.size,
+        text.len() as u64,
+        "its real length, as index reports"
+    );
+    let owner = crate::names::user_name(UID).unwrap_or_else(|| UID.to_string());
+    let sizes = samples(&text, "shmfs_sysv_segment_size_bytes");
+    assert_eq!(
+        sizes,
+        [
+            (
+                format!(r#"shmid="{a}",key="0x0000162e",owner="{owner}",mode="0600""#),
+                "4096".to_string()
+            ),
+            (
+                format!(r#"shmid="{b}",key="0x00000000",owner="{owner}",mode="0644""#),
+                "8192".to_string()
+            ),
+        ],
+        "{text}"
+    );
+    assert_eq!(
+        samples(&text, "shmfs_posix_object_size_bytes"),
+        [(
+            format!(r#"name="obj",owner="{owner}",mode="0600""#),
+            "3".to_string()
+        )]
+    );
+    assert_eq!(samples(&text, "shmfs_sysv_segments")[0].1, "2");
+    assert_eq!(samples(&text, "shmfs_sysv_segments_unattached")[0].1, "2");
+    assert_eq!(
+        samples(&text, "shmfs_sysv_segments_unattached_bytes")[0].1,
+        "12288"
+    );
+    assert_eq!(samples(&text, "shmfs_posix_objects")[0].1, "1");
+
+    let totals = fake.fs_with(Options {
+        read_only: false,
+        metrics: metrics::Detail::Totals,
+    });
+    let text = self::text(&totals, "metrics.prom");
+    assert!(!text.contains('{'), "totals only:\n{text}");
+    assert_eq!(samples(&text, "shmfs_sysv_segments")[0].1, "2");
+    assert_eq!(samples(&text, "shmfs_posix_objects")[0].1, "1");
+}
+
 #[test]
 fn looking_is_not_touching() {
     let (fake, fs) = world();
@@ -1475,6 +1549,7 @@ fn looking_is_not_touching() {
     }
     text(&fs, "index");
     text(&fs, "index.json");
+    text(&fs, "metrics.prom");
     assert_eq!(fake.calls(Op::AttachSegment), 0);
     let data = ino(&fs, &format!("sysv/{shmid}/data"));
     read_all(&fs, &owner(), data).unwrap();

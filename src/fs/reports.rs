@@ -1,5 +1,6 @@
-//! The text that `stat`, `perm`, `limits`, `index`, `index.json` and `attached` show, and
-//! what `df` reports: gathered from the kernel, rendered by `crate::text` and `crate::index`.
+//! The text that `stat`, `perm`, `limits`, `index`, `index.json`, `metrics.prom` and
+//! `attached` show, and what `df` reports: gathered from the kernel, rendered by
+//! `crate::text`, `crate::index` and `crate::metrics`.
 
 use super::*;
 
@@ -68,8 +69,10 @@ impl ShmFs {
     }
 
     pub(super) fn report_text(&self, report: Report) -> Result<String> {
-        if report == Report::Limits {
-            return self.limits_text();
+        match report {
+            Report::Limits => return self.limits_text(),
+            Report::Metrics => return self.metrics_text(),
+            Report::Index | Report::IndexJson => {}
         }
         let usage = self
             .source
@@ -95,6 +98,57 @@ impl ShmFs {
             Report::IndexJson => index::render_json(&rows),
             _ => index::render_table(&rows),
         })
+    }
+
+    /// `metrics.prom`: as `index`, one listing of segments (and one fresh reading of their
+    /// usage, which then serves `stat` too) and of objects, no attach; plus the system's limits
+    /// and totals. With `-o metrics=totals`, the usage and the owners' names are not read.
+    fn metrics_text(&self) -> Result<String> {
+        let detail = self.options.metrics;
+        let usage = match detail {
+            metrics::Detail::All => self
+                .source
+                .segments_usage()
+                .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?,
+            metrics::Detail::Totals => HashMap::new(),
+        };
+        let segments = self.source.segments()?;
+        let objects = self.source.objects()?;
+        let owners = match detail {
+            metrics::Detail::All => index::owner_names(
+                segments
+                    .iter()
+                    .map(|s| s.uid)
+                    .chain(objects.iter().map(|o| o.uid)),
+                crate::names::user_name,
+            ),
+            metrics::Detail::Totals => HashMap::new(),
+        };
+        let limits = self.source.sysv_limits()?;
+        let totals = self.source.sysv_totals()?;
+        let space = self.source.shm_space()?;
+        let system = metrics::System {
+            shmmax: limits.shmmax,
+            shmall: limits.shmall,
+            shmmni: limits.shmmni,
+            pages_allocated: totals.pages_allocated,
+            pages_resident: totals.pages_resident,
+            pages_swapped: totals.pages_swapped,
+            page_size: page_size(),
+            shm_dir_size: space.blocks.saturating_mul(space.block_size),
+            shm_dir_used: space
+                .blocks
+                .saturating_sub(space.blocks_free)
+                .saturating_mul(space.block_size),
+        };
+        let input = metrics::Input {
+            segments: &segments,
+            usage: &usage,
+            objects: &objects,
+            owners: &owners,
+            system,
+        };
+        Ok(metrics::render(&input, detail))
     }
 
     /// The `attached` file as `who` may see it: only the holders whose `/proc/PID/maps` the
@@ -240,6 +294,13 @@ impl ShmFs {
 /// so it proves nothing and is not used.
 fn may_read_daemon(who: &Caller) -> bool {
     who.uid == 0 && who.has_cap(creds::cap::SYS_PTRACE) && attach::in_daemon_user_ns(who.pid)
+}
+
+/// The system's page size (the unit of `shmall` and of SHM_INFO's page counts).
+fn page_size() -> u64 {
+    // SAFETY: plain library call.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// Capacity and use for `statfs`, in blocks of `block_size` bytes.

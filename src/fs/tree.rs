@@ -217,6 +217,7 @@ impl ShmFs {
                     b"limits" => inode::LIMITS,
                     b"index" => inode::INDEX,
                     b"index.json" => inode::INDEX_JSON,
+                    b"metrics.prom" => inode::METRICS,
                     _ => return Err(enoent()),
                 };
                 Ok((ino, None))
@@ -276,6 +277,7 @@ impl ShmFs {
                     (inode::LIMITS, "limits"),
                     (inode::INDEX, "index"),
                     (inode::INDEX_JSON, "index.json"),
+                    (inode::METRICS, "metrics.prom"),
                 ] {
                     entries.push((ino, Kind::File, name.into()));
                 }
