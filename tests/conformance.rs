@@ -13,7 +13,7 @@
 //!   (crc32c, md5); the POSIX object is sized beforehand (fio would otherwise try to unlink
 //!   and recreate `data`, which shmfs refuses), the SysV job covers exactly the segment.
 //!
-//! `fsx` is not a Debian package: `.ci/run` installs it with `cargo install --locked fsx`.
+//! `fsx` is not a Debian package: `mount-scripts/test.sh` installs it with `cargo install --locked fsx`.
 
 mod common;
 

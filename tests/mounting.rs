@@ -11,7 +11,7 @@
 //! holding a symlink `shmfs` to it. Nothing outside the world changes.
 //!
 //! A test never installs anything: when a command it needs is missing, it fails if `CI` is set
-//! (`.ci/run` must install the Debian package named in the message) and otherwise prints
+//! (`mount-scripts/test.sh` installs the Debian package named in the message) and otherwise prints
 //! `skipping: ...` and passes.
 
 mod common;
