@@ -1,4 +1,4 @@
-//! Faults (issue 5, "Faults and races"): objects that shrink, vanish or are replaced while they
+//! Faults (docs/security.md "Under faults"): objects that shrink, vanish or are replaced while they
 //! are open; segments beyond 4 GiB, on huge pages or locked in memory; the daemon stopped with
 //! SIGTERM in the middle of a large read or killed with SIGKILL; one stuck request beside
 //! others.
@@ -360,7 +360,7 @@ fn posix_object_unlinked_while_open_keeps_working_and_its_name_successor_is_sepa
 }
 
 /// A new object that takes a removed one's name (POSIX) or key (`by-key/`) is reachable by
-/// that path at once, also right after `ls` listed the directory (DESIGN "Freshness": what
+/// that path at once, also right after `ls` listed the directory (docs/design.md "Freshness": what
 /// any process creates or removes is visible to the very next `ls`, `stat`, `test -e` or
 /// `cat`).
 #[test]
