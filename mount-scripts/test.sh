@@ -115,7 +115,7 @@ set -e
 # ---------------------------------------------------------------------------------------------
 results=$(awk '
     /^[[:space:]]*Running / { target = $2; if ($2 == "unittests") target = $3; next }
-    /^[[:space:]]*Doc-tests / { target = "doc-tests " $2; next }
+    /^[[:space:]]*Doc-tests / { target = "doc-tests/" $2; next }
     /^test result:/ && target != "" {
         p = 0; f = 0; ig = 0; fo = 0
         for (i = 1; i < NF; i++) {
