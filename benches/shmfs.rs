@@ -1,4 +1,4 @@
-//! `cargo bench`: shmfs beside its references, one table (issue 4).
+//! `cargo bench`: shmfs beside its references, one table (docs/performance.md).
 //!
 //! What it does, in order:
 //! - checks that it runs as root and moves itself into a private IPC namespace
@@ -413,7 +413,7 @@ impl Report {
                 r.met.to_string(),
             ]
         };
-        // Rows in the issue's order (they are measured in another); the sort is stable.
+        // Rows in their numbered order (they are measured in another); the sort is stable.
         let mut rows: Vec<&Row> = self.rows.iter().collect();
         rows.sort_by_key(|r| {
             r.label
@@ -769,7 +769,7 @@ impl Bench {
         let status = self.stop()?;
         if !status.success() {
             finding(format!(
-                "shmfs exited with {status} after SIGTERM; DESIGN says SIGTERM unmounts cleanly and exits 0"
+                "shmfs exited with {status} after SIGTERM; it should unmount cleanly and exit 0"
             ));
         }
         if let Some(log) = self.mount.take_panic_log() {
@@ -1124,7 +1124,7 @@ fn row_stat(cfg: &Config, bench: &mut Bench, report: &mut Report) -> Result<()> 
     Ok(())
 }
 
-/// The tools that walk the mount (issue 12), as a shell runs them: `$1` is the mount point.
+/// The tools that walk the mount (rows 9 and 10), as a shell runs them: `$1` is the mount point.
 const WALKS: [(&str, &str); 5] = [
     (
         "grep -l 'nattch: 0' sysv/*/stat",

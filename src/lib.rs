@@ -2,7 +2,7 @@
 //!
 //! Every System V segment (`ipcs -m`) and every POSIX object in `/dev/shm` appears as a
 //! directory holding `data`, `stat` and `perm`. See README.md for the user's view and
-//! DESIGN.md (beside the repository) for the contract.
+//! docs/design.md for the contract.
 
 pub mod attach;
 pub mod creds;

@@ -10,7 +10,7 @@ fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// The `stat` file of a System V segment (DESIGN §1).
+/// The `stat` file of a System V segment (docs/design.md §1).
 pub fn sysv_stat(seg: &Segment, usage: Usage, hugetlb: Option<bool>) -> String {
     let mut s = String::with_capacity(320);
     // Writing to a String cannot fail.
@@ -42,7 +42,8 @@ pub fn sysv_stat(seg: &Segment, usage: Usage, hugetlb: Option<bool>) -> String {
     s
 }
 
-/// The `stat` file of a POSIX object (DESIGN §1). The name is shown lossily if it is not UTF-8.
+/// The `stat` file of a POSIX object (docs/design.md §1). The name is shown lossily if it is not
+/// UTF-8.
 pub fn posix_stat(obj: &Object) -> String {
     let mut s = String::with_capacity(200);
     let _ = write!(

@@ -1,5 +1,5 @@
 //! `rss` and `swap` of SysV segments from one reading of `/proc/sysvipc/shm` shared by the
-//! requests of one moment (DESIGN.md §1 "Freshness", issue 12).
+//! requests of one moment (docs/design.md §1 "Freshness").
 //!
 //! The kernel has these two numbers per segment only in that file, whose cost grows with the
 //! number of segments: reading it for every `stat` made every walk of the mount quadratic. So one

@@ -1,4 +1,4 @@
-//! Who is attached (README "attached", issue 3 "Who is attached"), checked against processes the
+//! Who is attached (shmfs(5) "attached", docs/reference.md), checked against processes the
 //! test starts: `attached` lists exactly the live holders, as `PID START-END ACCESS COMM` with the
 //! range of the holder's own /proc/PID/maps line, sorted by pid; SysV line count equals `nattch`.
 //! Each reader sees only the holders it may trace (other users' processes and the daemon's own
@@ -257,7 +257,7 @@ fn pids_in(text: &str) -> Vec<u32> {
         .collect()
 }
 
-/// Issue 10 item 8: `attached` shows a caller only the holders whose /proc/PID/maps it could
+/// `attached` shows a caller only the holders whose /proc/PID/maps it could
 /// read itself (no pid, no command name of the others), and for SysV the count of the rest as
 /// a last line `+N hidden` (nattch is public, as in `ipcs`).
 #[test]

@@ -1,4 +1,4 @@
-//! File attributes as in DESIGN §1 "Files' attributes".
+//! File attributes as in docs/design.md §1 "Files' attributes".
 
 mod common;
 

@@ -211,8 +211,8 @@ fn perm_writes_by_a_stranger_are_refused_at_open() {
 }
 
 /// `mode: 06` may be a line cut short, but it is also a complete, valid write: mode 0006.
-/// DESIGN §1 makes each write(2) all or nothing on its own, so shmfs cannot tell and applies
-/// it. A writer must send the whole text in one write(2).
+/// docs/design.md §1 makes each write(2) all or nothing on its own, so shmfs cannot tell and
+/// applies it. A writer must send the whole text in one write(2).
 #[test]
 fn short_mode_is_a_valid_mode_not_a_partial_line() {
     require_fuse!();

@@ -1,4 +1,4 @@
-//! Churn (issue 5, "Faults and races"): while `stress-ng --shm-sysv 2 --shm 2` creates and
+//! Churn (docs/security.md "Under faults"): while `stress-ng --shm-sysv 2 --shm 2` creates and
 //! destroys segments and POSIX objects, shell loops (`ls -lR`, `cat */*/stat`,
 //! `cat */*/data`) and readers run through the mount, and the test itself keeps recreating
 //! segments and objects that reuse the same shmid or name, filled with a pattern that names

@@ -1,4 +1,4 @@
-//! Conformance (issue 5, "Faults and races"): the `fsx` file-system exerciser (crate `fsx`)
+//! Conformance (docs/security.md "Under faults"): the `fsx` file-system exerciser (crate `fsx`)
 //! and `fio` verify jobs (Debian package `fio`) against a POSIX `data` and a SysV `data`.
 //!
 //! - POSIX `data` is a regular file: fsx runs in its full mode (reads, writes, mmap reads and
@@ -13,7 +13,8 @@
 //!   (crc32c, md5); the POSIX object is sized beforehand (fio would otherwise try to unlink
 //!   and recreate `data`, which shmfs refuses), the SysV job covers exactly the segment.
 //!
-//! `fsx` is not a Debian package: `.ci/run` installs it with `cargo install --locked fsx`.
+//! `fsx` is not a Debian package: `mount-scripts/test.sh` installs it with `cargo install --locked
+//! fsx`.
 
 mod common;
 
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use common::*;
 
-/// Operations per fsx run (the issue asks for at least 10,000).
+/// Operations per fsx run (at least 10,000 are asked for).
 const FSX_OPS: u64 = 20_000;
 /// How long one fsx or fio run may take before the test calls it hung.
 const TOOL_TIMEOUT: Duration = Duration::from_secs(600);
@@ -128,7 +129,7 @@ fn fsx_block_mode_on_sysv_data() {
     // No sendfile or copy_file_range: on a SysV data opened read-write (which shmfs serves
     // itself, to keep writes within the segment), the kernel's splice reads through its page
     // cache, which writes through mmap (fsx's mapwrite, which go straight to the memory) do
-    // not update. README documents this; read() and mmap are always current.
+    // not update. docs/security.md documents this; read() and mmap are always current.
     let config = fsx_config(
         "blockmode = true\nnosizechecks = true",
         "truncate = 0\n\
@@ -248,7 +249,7 @@ fn fio_verify_jobs_on_sysv_data() {
 /// copy_file_range's fallback) returns the bytes the segment holds now, also after they
 /// changed while the file was open, on a read-only open (passthrough: the memory itself).
 /// On a read-write open of a SysV data the kernel splices through its own page cache, which a
-/// change made by another process does not update (a known limitation, in README): there,
+/// change made by another process does not update (a known limitation, in docs/security.md): there,
 /// read() must still give the current bytes.
 #[test]
 fn sendfile_from_sysv_data_returns_the_current_bytes() {

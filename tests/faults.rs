@@ -1,4 +1,4 @@
-//! Faults (issue 5, "Faults and races"): objects that shrink, vanish or are replaced while they
+//! Faults (docs/security.md "Under faults"): objects that shrink, vanish or are replaced while they
 //! are open; segments beyond 4 GiB, on huge pages or locked in memory; the daemon stopped with
 //! SIGTERM in the middle of a large read or killed with SIGKILL; one stuck request beside
 //! others.
@@ -360,7 +360,7 @@ fn posix_object_unlinked_while_open_keeps_working_and_its_name_successor_is_sepa
 }
 
 /// A new object that takes a removed one's name (POSIX) or key (`by-key/`) is reachable by
-/// that path at once, also right after `ls` listed the directory (DESIGN "Freshness": what
+/// that path at once, also right after `ls` listed the directory (docs/design.md "Freshness": what
 /// any process creates or removes is visible to the very next `ls`, `stat`, `test -e` or
 /// `cat`).
 #[test]
@@ -613,74 +613,21 @@ fn five_gib_posix_object_is_read_and_written_beyond_4_gib() {
     );
 }
 
-/// Huge pages reserved for the test in /proc/sys/vm/nr_hugepages; the old value comes back
-/// on drop.
-struct HugePages {
-    old: u64,
-}
-
-const NR_HUGEPAGES: &str = "/proc/sys/vm/nr_hugepages";
-
-fn meminfo(name: &str) -> Option<u64> {
-    fs::read_to_string("/proc/meminfo")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-impl HugePages {
-    /// Adds `n` default-size huge pages to the pool, or says why it cannot.
-    fn reserve(n: u64) -> Result<HugePages, String> {
-        let old: u64 = fs::read_to_string(NR_HUGEPAGES)
-            .map_err(|e| format!("cannot read {NR_HUGEPAGES}: {e}"))?
-            .trim()
-            .parse()
-            .map_err(|e| format!("{NR_HUGEPAGES}: {e}"))?;
-        fs::write(NR_HUGEPAGES, (old + n).to_string())
-            .map_err(|e| format!("cannot write {NR_HUGEPAGES}: {e}"))?;
-        let guard = HugePages { old };
-        let free = meminfo("HugePages_Free").unwrap_or(0);
-        if free < 2 {
-            return Err(format!(
-                "asked the kernel for {n} more huge pages, it has {free} free \
-                 (memory too fragmented or too small)"
-            ));
-        }
-        Ok(guard)
-    }
-}
-
-impl Drop for HugePages {
-    fn drop(&mut self) {
-        if let Err(e) = fs::write(NR_HUGEPAGES, self.old.to_string()) {
-            eprintln!("could not restore {NR_HUGEPAGES} to {}: {e}", self.old);
-        }
-    }
-}
-
 /// A SHM_HUGETLB segment: `data` reads and writes it (across a huge-page boundary and at the
-/// end) and `stat` says `hugetlb: yes` once it has been opened. Not tested (and passing, with
-/// a note on stderr), even in CI, when the kernel cannot give huge pages: that depends on the
-/// machine's memory, not on shmfs.
+/// end) and `stat` says `hugetlb: yes` once it has been opened. The test reserves the huge
+/// pages it needs (`HugePages`, tests/common/hugepages.rs) and gives them back; if the kernel
+/// cannot give them, it fails under CI and otherwise says `skipping:`.
 #[test]
 fn hugetlb_segment_is_read_and_written_and_says_so() {
     require_fuse!();
-    let huge = match meminfo("Hugepagesize") {
-        Some(kb) if kb > 0 => (kb * 1024) as usize,
-        _ => {
-            // Not "skipping:": .ci/run fails on that word, and this depends on the machine.
-            eprintln!("SHM_HUGETLB not tested: no huge pages in this kernel (/proc/meminfo)");
-            return;
-        }
-    };
     let _pages = match HugePages::reserve(8) {
         Ok(g) => g,
         Err(why) => {
-            eprintln!("SHM_HUGETLB not tested: {why}; this depends on the machine, not shmfs");
+            unavailable(&format!("SHM_HUGETLB cannot be tested: {why}"));
             return;
         }
     };
+    let huge = huge_page_size().expect("huge pages were reserved, so they have a size");
     let m = Mount::new();
     let _hang = KillOnHang::new(&m, HANG_LIMIT);
     let size = 2 * huge;

@@ -1,5 +1,5 @@
-//! The daemon forgets what the kernel forgot, and nothing the kernel still holds (issue 10,
-//! items 4 and 5).
+//! The daemon forgets what the kernel forgot, and nothing the kernel still holds
+//! (docs/performance.md, "Memory").
 //!
 //! - An open `data` of a removed object keeps working (fstat, ftruncate) after someone lists
 //!   the directory: a listing must not forget numbers the kernel still holds.
@@ -91,7 +91,7 @@ const FIRST: usize = 20_000;
 const SLACK_KIB: u64 = 4 * 1024;
 const CEILING_KIB: u64 = 32 * 1024;
 
-/// Runs `cycle` CYCLES times and checks the daemon's memory as the issue asks.
+/// Runs `cycle` CYCLES times and checks that the daemon's memory levels off.
 fn assert_memory_levels_off(m: &Mount, kind: &str, cycle: impl FnMut(usize)) {
     assert_memory_bounded(m, kind, CYCLES, Some(SLACK_KIB), cycle)
 }

@@ -1,4 +1,4 @@
-//! The root `index` and `index.json` (README "index and index.json"): one row for each of the
+//! The root `index` and `index.json` (shmfs(5) "index and index.json"): one row for each of the
 //! test's segments and objects with the right kind, id or name, key, size, mode, owner, nattch
 //! and rss; `index.json` parses, with numbers as JSON numbers. And `rss` in `stat` follows the
 //! kernel's value within 50 ms when the totals do not move (a regression test).
@@ -280,7 +280,7 @@ fn index_and_index_json_have_a_correct_row_for_each_object() {
 
 /// Regression: `rss` in `stat` was served from a parse of /proc/sysvipc/shm kept for as long as
 /// the system's totals did not change, so when one segment gained a page and another lost one,
-/// both showed stale values for good. The contract now (issue 12, README "Freshness") lets a
+/// both showed stale values for good. The contract now (docs/reference.md "Freshness") lets a
 /// reading serve while the totals hold, but for 50 ms at most: after that, the kernel's value.
 #[test]
 fn stat_rss_follows_when_one_segment_gains_what_another_loses() {
@@ -320,7 +320,7 @@ fn stat_rss_follows_when_one_segment_gains_what_another_loses() {
     );
 }
 
-/// Regression (issue 10): `index.json` escaped names twice (`a\\n…`, `\\u{1b}`), so `jq -r .name`
+/// Regression: `index.json` escaped names twice (`a\\n…`, `\\u{1b}`), so `jq -r .name`
 /// did not give the real name, and non-UTF-8 names collapsed into one text. A UTF-8 name must
 /// parse back to itself; a non-UTF-8 one has `name_bytes` (its exact bytes) and a `name` text of
 /// its own (invalid bytes as `\xHH`, backslashes doubled).

@@ -1,4 +1,4 @@
-//! Creating and removing from the shell (README "Creating and removing", issue 3 "Lifecycle"):
+//! Creating and removing from the shell (shmfs(5) "Creating and removing", docs/reference.md):
 //! `rmdir sysv/ID` is IPC_RMID, `rmdir posix/NAME` is shm_unlink, `mkdir posix/NAME` creates an
 //! empty object; every other change of the tree fails and changes nothing; and who may remove
 //! what is decided by the kernel's rules for the calling user.
@@ -477,7 +477,7 @@ fn rmdir_sysv_as_another_user_needs_the_owner() {
     assert!(!ipcs_m_ids().contains(&owned.id));
 }
 
-/// Issue 3's walk-through: one process attaches read-only, another read-write; `rmdir` as a
+/// The walk-through: one process attaches read-only, another read-write; `rmdir` as a
 /// different uid fails with EPERM, as the owner it succeeds while they still run, and `stat`
 /// then shows `dest: yes`; the segment goes with the last detach.
 #[test]
@@ -522,12 +522,12 @@ fn rmdir_by_the_owner_while_others_are_attached() {
     assert!(!exists_per_shell(&m.sysv_dir(seg.id)));
 }
 
-/// The creator of a segment keeps the right to remove it after giving it away (the kernel
-/// allows IPC_RMID to the owner *or the creator*). `sysv/` is shown sticky (01777, DESIGN §1),
-/// and a VFS sticky check, which knows only the owner shown on `sysv/ID`, could refuse before
-/// shmfs is asked (on Linux 6.18 it was not seen to). This test records what happens next to a
-/// direct `ipcrm -m` by the same uid, and asserts only that the mount's answer is coherent
-/// (done, or refused with EPERM and nothing changed); a mismatch is printed, not asserted.
+/// The creator of a segment keeps the right to remove it after giving it away (the kernel allows
+/// IPC_RMID to the owner *or the creator*). `sysv/` is shown sticky (01777, docs/design.md §1), and
+/// a VFS sticky check, which knows only the owner shown on `sysv/ID`, could refuse before shmfs is
+/// asked (on Linux 6.18 it was not seen to). This test records what happens next to a direct
+/// `ipcrm -m` by the same uid, and asserts only that the mount's answer is coherent (done, or
+/// refused with EPERM and nothing changed); a mismatch is printed, not asserted.
 #[test]
 fn rmdir_sysv_by_its_creator_compared_with_ipcrm() {
     require_fuse!();

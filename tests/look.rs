@@ -1,9 +1,9 @@
-//! Looking without touching (issue 13): reading or writing `data` of a SysV segment that some
-//! process has attached goes through that process's mapping, with no `shmat`, so that nothing
-//! `ipcs` shows moves (`lpid`, `atime`, `dtime`, `nattch`, `ctime`) and the daemon maps nothing;
-//! the caller's right is still the kernel's. Reading a fresh segment allocates nothing, an
-//! attacher exiting while `data` is open changes no byte, and metadata tools never open the
-//! memory. A segment nobody has attached is attached briefly, as before.
+//! Looking without touching (shmfs(5) "What touches a segment"): reading or writing `data` of a
+//! SysV segment that some process has attached goes through that process's mapping, with no
+//! `shmat`, so that nothing `ipcs` shows moves (`lpid`, `atime`, `dtime`, `nattch`, `ctime`) and
+//! the daemon maps nothing; the caller's right is still the kernel's. Reading a fresh segment
+//! allocates nothing, an attacher exiting while `data` is open changes no byte, and metadata tools
+//! never open the memory. A segment nobody has attached is attached briefly, as before.
 
 mod common;
 

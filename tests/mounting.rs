@@ -1,5 +1,5 @@
-//! Mounting the usual ways, and the tools people know (issue 6): `mount -t fuse.shmfs`, an fstab
-//! line with `mount -a`, `umount`; a non-root user through fusermount3; the systemd units
+//! Mounting the usual ways, and the tools people know (docs/mounting.md): `mount -t fuse.shmfs`, an
+//! fstab line with `mount -a`, `umount`; a non-root user through fusermount3; the systemd units
 //! (`systemd-analyze verify`); `df`, `du`, `find`, `tar`, `cp`, `file` and `stat` on a mount;
 //! Midnight Commander driven in tmux; `--help`, `--version` and the man page.
 //!
@@ -11,7 +11,7 @@
 //! holding a symlink `shmfs` to it. Nothing outside the world changes.
 //!
 //! A test never installs anything: when a command it needs is missing, it fails if `CI` is set
-//! (`.ci/run` must install the Debian package named in the message) and otherwise prints
+//! (`mount-scripts/test.sh` installs the Debian package named in the message) and otherwise prints
 //! `skipping: ...` and passes.
 
 mod common;
@@ -234,8 +234,9 @@ fn fstab_line_with_generic_vfs_options_mounts() {
     assert!(wait_for_exit_of_processes_with_arg(&mnt));
 }
 
-/// README "Unmounting": with fuse3 installed, a killed daemon's mount goes away by itself. mount(8)
-/// runs shmfs without PATH in its environment, and shmfs looks for fusermount3 only in PATH.
+/// docs/mounting.md "Unmounting": with fuse3 installed, a killed daemon's mount goes away by
+/// itself. mount(8) runs shmfs without PATH in its environment, and shmfs looks for fusermount3
+/// only in PATH.
 #[test]
 fn a_killed_daemon_mounted_by_mount_t_leaves_no_dead_mount() {
     require_fuse!();

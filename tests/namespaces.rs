@@ -1,6 +1,6 @@
-//! IPC namespaces and containers (README "Command line": `--pid`, `--ipc-ns`): a child made with
-//! unshare(CLONE_NEWIPC) creates segments (shmid 0 and 1 in its fresh namespace); a mount with
-//! `--pid CHILD` or `--ipc-ns /proc/CHILD/ns/ipc` shows them and not the host's, and a mount
+//! IPC namespaces and containers (docs/mounting.md "Command line": `--pid`, `--ipc-ns`): a child
+//! made with unshare(CLONE_NEWIPC) creates segments (shmid 0 and 1 in its fresh namespace); a mount
+//! with `--pid CHILD` or `--ipc-ns /proc/CHILD/ns/ipc` shows them and not the host's, and a mount
 //! without either option does not show them. Segments are told apart by key, not by shmid.
 
 mod common;
@@ -281,7 +281,8 @@ fn stat_rss_follows_one_segment_gaining_what_another_loses_in_a_quiet_namespace(
     assert_eq!(first, (0, 4096), "stat rss (A, B) after touching B's page");
 
     assert_eq!(child.step("go"), "done");
-    // The totals are unchanged: a reading may serve for up to 50 ms (README "Freshness").
+    // The totals are unchanged: a reading may serve for up to 50 ms (docs/reference.md
+    // "Freshness").
     std::thread::sleep(std::time::Duration::from_millis(60));
     let second = (rss(a), rss(b));
     assert_eq!(

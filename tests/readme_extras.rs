@@ -1,5 +1,5 @@
-//! Behaviour README.md documents beyond DESIGN §1: `attached`, `index`, `index.json`, and that
-//! reading a segment's `data` allocates nothing.
+//! Behaviour shmfs(5) (docs/reference.md) documents beyond docs/design.md §1: `attached`, `index`,
+//! `index.json`, and that reading a segment's `data` allocates nothing.
 
 mod common;
 

@@ -9,13 +9,13 @@
 //!
 //! Reading and writing SysV `data` are checked twice: on segments nobody has attached (shmfs
 //! attaches as the caller, the kernel decides) and on segments a helper keeps attached (shmfs
-//! goes through the helper's mapping with no `shmat` and checks the right itself, issue 13).
+//! goes through the helper's mapping with no `shmat` and checks the right itself).
 //!
 //! `cargo test --test security -- --nocapture` prints the whole matrix.
 //!
-//! DESIGN §1 expected the kernel's sticky check on `sysv/` (shown as 01777, owned by root) to
-//! refuse `rmdir` to a segment's creator who is not its owner, where IPC_RMID allows it. On Linux
-//! 6.18 the kernel does not apply the sticky rule to this FUSE mount's directories (compare
+//! docs/design.md §1 expected the kernel's sticky check on `sysv/` (shown as 01777, owned by root)
+//! to refuse `rmdir` to a segment's creator who is not its owner, where IPC_RMID allows it. On
+//! Linux 6.18 the kernel does not apply the sticky rule to this FUSE mount's directories (compare
 //! libfuse issue #23), so the creator may remove through the mount as directly, and these tests
 //! demand the same answer everywhere; likewise for `posix/` over a shm dir that is not sticky.
 //! Should a kernel start applying it, `sysv_rmdir_matches_kernel` fails on the creator's rows.
@@ -336,7 +336,7 @@ fn sysv_direct_caller(op: Op, who: Ids) -> Ids {
 /// Every mode × caller for `op` on System V segments created by CREATOR:CREATOR_GROUP and
 /// then given to OWNER:GROUP by root. With `held`, a helper (root) keeps each segment attached
 /// read-write meanwhile, so that `data` is reached through its mapping and shmfs, not `shmat`,
-/// checks the caller's right (issue 13); the segment's `lpid` then proves that route was taken.
+/// checks the caller's right; the segment's `lpid` then proves that route was taken.
 fn sysv_matrix(op: Op, held: bool) {
     let m = Mount::builder().option("allow_other").mount();
     let probe = Probe::build();
@@ -483,11 +483,11 @@ fn sysv_rmdir_matches_kernel() {
     sysv_matrix(Op::Rmdir, false);
 }
 
-/// KNOWN MISMATCH (the mount allows more than the kernel): truncate(2) of a segment's `data`
-/// to 0 (or to its size) succeeds for every caller, even one without write permission, because
-/// shmfs accepts it as a no-op before any check; a block device, which DESIGN compares `data` to,
-/// refuses a non-writer with EACCES first. Nothing changes, but the answer is wrong:
-/// as uid 4001 on a 0600 segment, `truncate(MNT/sysv/ID/data, 0)` returns 0.
+/// KNOWN MISMATCH (the mount allows more than the kernel): truncate(2) of a segment's `data` to 0
+/// (or to its size) succeeds for every caller, even one without write permission, because shmfs
+/// accepts it as a no-op before any check; a block device, which docs/design.md compares `data` to,
+/// refuses a non-writer with EACCES first. Nothing changes, but the answer is wrong: as uid 4001 on
+/// a 0600 segment, `truncate(MNT/sysv/ID/data, 0)` returns 0.
 #[test]
 fn sysv_truncate_needs_write_permission() {
     require_fuse!();
@@ -704,7 +704,7 @@ fn mount_is_nosuid_and_nodev() {
 /// The address of an attachment in another user's process is what /proc/PID/maps hides from
 /// whoever may not ptrace that process (it defeats address space layout randomisation): `attached`
 /// must not show it to them either. (Fixed: it listed every holder's `START-END` to everyone.
-/// Since issue 10 such holders are not listed at all; `tests/attached.rs` checks that.)
+/// Now such holders are not listed at all; `tests/attached.rs` checks that.)
 #[test]
 fn attached_does_not_reveal_addresses_the_caller_cannot_see() {
     require_fuse!();

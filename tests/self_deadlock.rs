@@ -1,4 +1,4 @@
-//! Issue 10, item 2: no user can make the daemon wait on itself, and SIGTERM always ends it.
+//! No user can make the daemon wait on itself, and SIGTERM always ends it.
 //!
 //! Reading `attached` of a POSIX object scans every process's descriptors. A descriptor on a
 //! file of the mount itself must be recognised without a request to the mount (a `stat`
@@ -90,7 +90,7 @@ fn assert_root_ls_answers(m: &Mount, when: &str) {
     eprintln!("root's ls {when}: {took:?}");
 }
 
-/// The scenario of the issue: one user holds a file of the mount open, another runs more
+/// The scenario: one user holds a file of the mount open, another runs more
 /// concurrent `cat posix/obj/attached` than there are workers. Every reader finishes, a root
 /// `ls` answers while they run and after, and `attached` still names a real holder.
 fn readers_of_attached_finish_beside_a_holder_of_a_mount_file(threads: Option<usize>) {

@@ -40,8 +40,8 @@ fn expected_stat(id: i32) -> String {
 }
 
 /// Asserts that `text` (a sysv stat file) shows exactly what the kernel knows of segment `id`: the
-/// lines DESIGN §1 fixes, in its order, with the kernel's values. Lines after them (README adds
-/// `hugetlb`) must still be `name: value` with new names.
+/// lines docs/design.md §1 fixes, in its order, with the kernel's values. Lines after them (such
+/// as `hugetlb`) must still be `name: value` with new names.
 #[track_caller]
 fn assert_stat_matches_kernel(text: &str, id: i32, what: &str) {
     let want = expected_stat(id);

@@ -1,6 +1,6 @@
 //! Unit tests of the filesystem through its public operations (`ops.rs`), over the fake
 //! source: what a user of the mount would check, without root, `/dev/fuse` or the machine's
-//! shared memory (DESIGN §1 is the contract they hold the core to).
+//! shared memory (docs/design.md §1 is the contract they hold the core to).
 //!
 //! Callers have pid 0 (a request the kernel makes itself): they have no capabilities and no
 //! supplementary groups whoever runs the tests, so shmfs's own checks (who may open `perm`
@@ -518,7 +518,7 @@ fn a_segments_stat_has_the_designs_lines_in_order() {
         "locked: yes",
     ];
     assert_eq!(lines[..expected.len()], expected, "{stat}");
-    // Beyond DESIGN's list: whether huge pages back it (unknown until it is opened).
+    // Beyond docs/design.md's list: whether huge pages back it (unknown until it is opened).
     assert!(lines[expected.len()].starts_with("hugetlb: "), "{stat}");
     assert!(stat.ends_with('\n'));
 }

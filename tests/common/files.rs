@@ -16,8 +16,8 @@ pub fn ls(dir: &Path) -> BTreeSet<String> {
         .collect()
 }
 
-/// Asserts that `dir` lists at least `names` (README documents further entries, such as
-/// `attached`, `index` and `index.json`, beyond DESIGN §1's layout).
+/// Asserts that `dir` lists at least `names` (shmfs(5) documents further entries, such as
+/// `attached`, `index` and `index.json`, beyond docs/design.md §1's layout).
 #[track_caller]
 pub fn assert_has_entries(dir: &Path, names: &[&str]) {
     let have = ls(dir);

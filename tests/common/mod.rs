@@ -15,6 +15,7 @@ mod fields;
 mod files;
 mod hang;
 mod helper;
+mod hugepages;
 mod ipcs;
 mod mount;
 mod posix;
@@ -28,6 +29,6 @@ mod world;
 // Every binary uses only part of the harness: an unused re-export is no mistake.
 #[allow(unused_imports)]
 pub use self::{
-    errno::*, fields::*, files::*, hang::*, helper::*, ipcs::*, mount::*, posix::*,
+    errno::*, fields::*, files::*, hang::*, helper::*, hugepages::*, ipcs::*, mount::*, posix::*,
     preconditions::*, probe::*, run::*, system::*, sysv::*, world::*,
 };

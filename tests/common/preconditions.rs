@@ -25,7 +25,10 @@ pub fn fuse_available() -> bool {
              CI is set, so this is a failure rather than a skip"
         );
     }
-    eprintln!("skipping: {reason} (shmfs integration tests need root and /dev/fuse)");
+    eprintln!(
+        "skipping: {reason} (shmfs integration tests need root and /dev/fuse; \
+         run them with mount-scripts/test.sh)"
+    );
     false
 }
 
@@ -85,8 +88,8 @@ pub fn find_tool(cmd: &str) -> Option<PathBuf> {
 }
 
 /// True when every `(command, where it comes from)` is installed, e.g.
-/// `("stress-ng", "Debian package stress-ng")`. Otherwise fails if `CI` is set (`.ci/run` must
-/// install it) and else prints `skipping: ...` and returns false. Tests install nothing.
+/// `("stress-ng", "Debian package stress-ng")`. Otherwise fails if `CI` is set
+/// (`mount-scripts/test.sh` installs it) and else prints `skipping: ...` and returns false. Tests install nothing.
 pub fn tools_available(needs: &[(&str, &str)]) -> bool {
     let missing: Vec<String> = needs
         .iter()
@@ -97,7 +100,7 @@ pub fn tools_available(needs: &[(&str, &str)]) -> bool {
         return true;
     }
     let what = format!(
-        "{} not installed: .ci/run must install it; tests install nothing themselves",
+        "{} not installed: mount-scripts/test.sh installs it; tests install nothing themselves",
         missing.join(", ")
     );
     if ci_is_set() {
