@@ -1,6 +1,7 @@
 //! Where the daemon's log goes. In the foreground (`-f`): stderr. In the background: the
-//! systemd journal when there is one, else syslog (`/dev/log`), else nowhere (stderr, which is
-//! /dev/null once the daemon has left its terminal), always under the identifier `shmfs`.
+//! systemd journal when there is one, else syslog (`/dev/log`), else nowhere: stderr, which is
+//! /dev/null once the daemon has left its terminal, and which until then gets only warnings
+//! (a `mount` that succeeds prints nothing). Always under the identifier `shmfs`.
 //!
 //! Which lines: `RUST_LOG` as env_logger reads it, [`DEFAULT_FILTER`] without it. The default
 //! shows warnings of every crate and shmfs's own info lines: the mount, the unmount, and each
@@ -14,8 +15,9 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use log::{Log, Metadata, Record};
+use log::{Level, Log, Metadata, Record};
 
 /// The identifier of every line: journalctl's `-t`, syslog's tag.
 pub const IDENTIFIER: &str = "shmfs";
@@ -64,6 +66,8 @@ pub fn choose(syslog_env: Option<PathBuf>, exists: impl Fn(&Path) -> bool) -> De
 struct Switch {
     stderr: env_logger::Logger,
     elsewhere: RwLock<Option<Box<dyn Log>>>,
+    /// In the background with nowhere to log: only warnings and errors reach stderr.
+    warnings_only: AtomicBool,
 }
 
 impl Log for Switch {
@@ -73,6 +77,9 @@ impl Log for Switch {
 
     fn log(&self, record: &Record<'_>) {
         if !self.stderr.matches(record) {
+            return;
+        }
+        if self.warnings_only.load(Ordering::Relaxed) && record.level() > Level::Warn {
             return;
         }
         let elsewhere = self.elsewhere.read().unwrap_or_else(|p| p.into_inner());
@@ -106,6 +113,7 @@ pub fn init() {
     let switch = LOGGER.get_or_init(|| Switch {
         stderr,
         elsewhere: RwLock::new(None),
+        warnings_only: AtomicBool::new(false),
     });
     if log::set_logger(switch).is_ok() {
         log::set_max_level(max);
@@ -124,7 +132,7 @@ pub fn to_background() -> Destination {
             Ok(journal) => Box::new(journal.with_syslog_identifier(IDENTIFIER.into())),
             Err(e) => {
                 log::warn!("cannot log to the journal: {e}");
-                return Destination::Stderr;
+                return nowhere();
             }
         },
         Destination::Syslog(path) => {
@@ -138,16 +146,24 @@ pub fn to_background() -> Destination {
                 Ok(logger) => Box::new(syslog::BasicLogger::new(logger)),
                 Err(e) => {
                     log::warn!("cannot log to syslog at {}: {e}", path.display());
-                    return Destination::Stderr;
+                    return nowhere();
                 }
             }
         }
-        Destination::Stderr => return Destination::Stderr,
+        Destination::Stderr => return nowhere(),
     };
     if let Some(switch) = LOGGER.get() {
         *switch.elsewhere.write().unwrap_or_else(|p| p.into_inner()) = Some(sink);
     }
     chosen
+}
+
+/// In the background with no journal and no syslog: stderr, warnings only.
+fn nowhere() -> Destination {
+    if let Some(switch) = LOGGER.get() {
+        switch.warnings_only.store(true, Ordering::Relaxed);
+    }
+    Destination::Stderr
 }
 
 #[cfg(test)]
