@@ -124,3 +124,104 @@ fn a_background_daemon_logs_a_refused_perm_write_with_its_reason_to_syslog() {
         "still mounted"
     );
 }
+
+/// The fields of one message of the journal's native protocol (`NAME=value` lines; a value with
+/// a newline is sent as `NAME\n`, its length as 8 bytes little-endian, the bytes, `\n`).
+fn journal_fields(mut datagram: &[u8]) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    while let Some(end) = datagram.iter().position(|&b| b == b'\n') {
+        let line = &datagram[..end];
+        if let Some(eq) = line.iter().position(|&b| b == b'=') {
+            fields.push((
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            ));
+            datagram = &datagram[end + 1..];
+        } else {
+            let name = String::from_utf8_lossy(line).into_owned();
+            let rest = &datagram[end + 1..];
+            let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+            fields.push((
+                name,
+                String::from_utf8_lossy(&rest[8..8 + len]).into_owned(),
+            ));
+            datagram = &rest[8 + len + 1..];
+        }
+    }
+    fields
+}
+
+/// As an operator would do it: `mount -t fuse.shmfs` (so mount.fuse3 starts the daemon in the
+/// background) on a machine with a journal, then `echo 99 > perm`. The journal's socket is the
+/// test's own, put at /run/systemd/journal/socket inside a private mount namespace (a `World`),
+/// so that nothing outside sees it. The message carries the identifier `shmfs`, priority notice
+/// and the reason.
+#[test]
+fn mount_t_logs_a_refused_perm_write_with_its_reason_to_the_journal() {
+    require_fuse!();
+    require_tools!("mount.fuse3" => "Debian package fuse3");
+    let w = World::new();
+    let socket_path = w.dir().join("journal.socket");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    w.sh_ok(&format!(
+        "mount -t tmpfs -o size=1m,mode=0755 shmfs-test-run /run && mkdir -p /run/systemd/journal \
+         && touch /run/systemd/journal/socket && mount --bind {} /run/systemd/journal/socket",
+        q(&socket_path)
+    ));
+    let mnt = w.mkdir("mnt");
+    let r = w.sh(&format!(
+        "env -u RUST_LOG mount -t fuse.shmfs shmfs {} -o allow_other",
+        q(&mnt)
+    ));
+    assert!(r.ok(), "mount -t fuse.shmfs: {r:?}");
+    assert!(r.stderr.is_empty(), "mount printed to stderr: {r:?}");
+    let id = parse_ipcmk(&w.sh_ok("ipcmk -M 4096 -p 0600"));
+    let perm = mnt.join(format!("sysv/{id}/perm"));
+    let r = w.sh(&format!("echo 99 > {}", q(&perm)));
+    assert!(!r.ok(), "echo 99 > perm succeeded: {r:?}");
+
+    let want =
+        format!("perm write refused for uid 0 on sysv/{id}: mode \"99\" is not an octal mode");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let found = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no journal message {want:?}; the daemon sent: {seen:#?}"
+        );
+        let n = match socket.recv(&mut buf) {
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => panic!("reading the test's journal socket: {e}"),
+        };
+        let fields = journal_fields(&buf[..n]);
+        if fields.iter().any(|(k, v)| k == "MESSAGE" && *v == want) {
+            break fields;
+        }
+        seen.push(fields);
+    };
+    let field = |name: &str| {
+        found
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    assert_eq!(field("SYSLOG_IDENTIFIER"), Some("shmfs"), "{found:?}");
+    // systemd-journal-logger sends log's info as notice (5): shown by journalctl at any level.
+    assert_eq!(field("PRIORITY"), Some("5"), "info: {found:?}");
+    let r = w.sh(&format!("umount {}", q(&mnt)));
+    assert!(r.ok(), "umount: {r:?}");
+    let r = w.sh(&format!("ipcrm -m {id}"));
+    assert!(r.ok(), "ipcrm: {r:?}");
+}
