@@ -10,14 +10,16 @@
 #   /usr/local/bin/shmfs                        the release build of this repository
 #   fuse3 (apt-get, if mount.fuse3 or fusermount3 is missing)
 #   /mnt/shmfs                                  the mount point
-#   /usr/local/share/man/man1/shmfs.1.gz        the man page (shmfs --man)
+#   /usr/local/share/man/man1/shmfs.1.gz        the command's man page (shmfs --man)
+#   /usr/local/share/man/man5/shmfs.5.gz        the files' man page (shmfs --man 5)
 #   /etc/systemd/system/mnt-shmfs.mount         mounts /mnt/shmfs (enabled only with --enable)
 #   /etc/systemd/system/shmfs.service           the same as a service (never enabled by this script)
 # It never edits /etc/fstab or /etc/fuse.conf, and mounts nothing (except through --enable).
 set -euo pipefail
 
 bin=/usr/local/bin/shmfs
-man_page=/usr/local/share/man/man1/shmfs.1.gz
+man_dir=/usr/local/share/man
+man_sections=(1 5)
 unit_dir=/etc/systemd/system
 units=(mnt-shmfs.mount shmfs.service)
 enable_unit=mnt-shmfs.mount
@@ -142,26 +144,31 @@ ensure_mount_point() {
     fi
 }
 
-# Installs the man page that `shmfs --man` prints, gzipped, unless the same text is there.
-install_man_page() {
-    local page=$workdir/shmfs.1
+# Installs the man pages that `shmfs --man 1` and `shmfs --man 5` print, gzipped, each unless
+# the same text is there. Sets did_change if any was (re)installed.
+install_man_pages() {
     did_change=false
-    "$bin" --man >"$page" || die "$bin --man failed"
-    [[ -s $page ]] || die "$bin --man printed nothing"
-    if [[ -f $man_page ]] && gzip -dc -- "$man_page" 2>/dev/null | cmp -s -- - "$page"; then
-        say "unchanged: $man_page"
-        return
-    fi
-    mkdir -p -- "$(dirname -- "$man_page")"
-    gzip -9n <"$page" >"$man_page.new.$$"
-    chmod 0644 -- "$man_page.new.$$"
-    mv -f -- "$man_page.new.$$" "$man_page"
-    changed "installed: $man_page"
-    did_change=true
-    # Formatted copies of an older page would be shown until they age out.
-    if [[ -d /var/cache/man ]]; then
-        find /var/cache/man -path '*/cat1/shmfs.1*' -delete 2>/dev/null || true
-    fi
+    local section page man_page
+    for section in "${man_sections[@]}"; do
+        page=$workdir/shmfs.$section
+        man_page=$man_dir/man$section/shmfs.$section.gz
+        "$bin" --man "$section" >"$page" || die "$bin --man $section failed"
+        [[ -s $page ]] || die "$bin --man $section printed nothing"
+        if [[ -f $man_page ]] && gzip -dc -- "$man_page" 2>/dev/null | cmp -s -- - "$page"; then
+            say "unchanged: $man_page"
+            continue
+        fi
+        mkdir -p -- "$(dirname -- "$man_page")"
+        gzip -9n <"$page" >"$man_page.new.$$"
+        chmod 0644 -- "$man_page.new.$$"
+        mv -f -- "$man_page.new.$$" "$man_page"
+        changed "installed: $man_page"
+        did_change=true
+        # Formatted copies of an older page would be shown until they age out.
+        if [[ -d /var/cache/man ]]; then
+            find /var/cache/man -path "*/cat$section/shmfs.$section*" -delete 2>/dev/null || true
+        fi
+    done
 }
 
 update_man_db() {
@@ -205,7 +212,7 @@ do_install() {
     install_file "$repo/target/release/shmfs" "$bin" 755
     say "         $bin is $("$bin" --version)"
     ensure_mount_point
-    install_man_page
+    install_man_pages
     if $did_change; then
         update_man_db
     fi
@@ -304,13 +311,20 @@ do_uninstall() {
         systemctl daemon-reload
     fi
 
-    if [[ -e $man_page ]]; then
-        rm -f -- "$man_page"
-        changed "removed: $man_page"
-        # man keeps formatted copies; mandb would keep the page in whatis/apropos for them.
-        if [[ -d /var/cache/man ]]; then
-            find /var/cache/man -path '*/cat1/shmfs.1*' -delete 2>/dev/null || true
+    local section man_page pages_removed=false
+    for section in "${man_sections[@]}"; do
+        man_page=$man_dir/man$section/shmfs.$section.gz
+        if [[ -e $man_page ]]; then
+            rm -f -- "$man_page"
+            changed "removed: $man_page"
+            pages_removed=true
+            # man keeps formatted copies; mandb would keep the page in whatis/apropos for them.
+            if [[ -d /var/cache/man ]]; then
+                find /var/cache/man -path "*/cat$section/shmfs.$section*" -delete 2>/dev/null || true
+            fi
         fi
+    done
+    if $pages_removed; then
         update_man_db
     fi
 

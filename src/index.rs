@@ -44,11 +44,11 @@ impl Row {
         }
     }
 
-    /// The row of a POSIX object; its name is shown with control characters escaped.
+    /// The row of a POSIX object; its name is shown as [`escape_name`] writes it.
     pub fn posix(obj: &Object, owner: String) -> Row {
         Row {
             kind: "posix",
-            id: obj.name.to_string_lossy().escape_debug().to_string(),
+            id: escape_name(obj.name.as_bytes()),
             key: None,
             size: obj.size,
             mode: obj.mode,
@@ -116,6 +116,29 @@ pub fn render_table(rows: &[Row]) -> String {
     line(&header);
     for row in &cells {
         line(&row.each_ref().map(String::as_str));
+    }
+    out
+}
+
+/// A POSIX object's name as the `index` table shows it: one word, so that `awk` and `sort -k`
+/// see the same columns on every line. Each character as Rust's `escape_debug` writes it
+/// (`\\`, `\"`, `\'`, `\t`, `\n`, `\r`, `\0`, `\u{HEX}` for other control and non-printing
+/// characters), a space as `\x20`, any other white space as `\u{HEX}`, and each byte that is
+/// not part of valid UTF-8 as `\xHH`. `index.json` has the name itself.
+pub fn escape_name(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    for chunk in name.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                ' ' => out.push_str("\\x20"),
+                '\t' | '\n' | '\r' => out.extend(c.escape_debug()),
+                c if c.is_whitespace() => out.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+                c => out.extend(c.escape_debug()),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
     }
     out
 }
@@ -262,6 +285,26 @@ mod tests {
             assert_eq!(v["name"].as_str(), Some(name), "{v}");
             assert!(v.get("name_bytes").is_none());
         }
+    }
+
+    #[test]
+    fn table_names_are_one_word() {
+        for (name, shown) in [
+            (&b"plain"[..], "plain"),
+            (b"my obj", "my\\x20obj"),
+            (b"t\tab", "t\\tab"),
+            (b"a\nb\r", "a\\nb\\r"),
+            (b"back\\slash", "back\\\\slash"),
+            (b"esc\x1b[0m", "esc\\u{1b}[0m"),
+            ("nb\u{a0}sp\u{2003}".as_bytes(), "nb\\u{a0}sp\\u{2003}"),
+            (b"x\xff y", "x\\xff\\x20y"),
+            ("caf\u{e9}".as_bytes(), "caf\u{e9}"),
+        ] {
+            let got = escape_name(name);
+            assert_eq!(got, shown, "{name:?}");
+            assert!(!got.contains(char::is_whitespace), "{got:?}");
+        }
+        assert_ne!(escape_name(b"\xff"), escape_name(b"\xfe"));
     }
 
     #[test]

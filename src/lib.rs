@@ -11,6 +11,7 @@ pub mod fs;
 pub mod fuse;
 pub mod index;
 pub mod inode;
+pub mod logging;
 pub mod metrics;
 pub mod mount_options;
 pub mod names;

@@ -26,7 +26,8 @@ use shmfs::{creds, mount_options};
     after_help = AFTER_HELP
 )]
 struct Args {
-    /// Stay in the foreground (logs go to stderr; set RUST_LOG=debug for more).
+    /// Stay in the foreground, logging to stderr (RUST_LOG=shmfs=debug for more). In the
+    /// background the log goes to the journal, else to syslog, as "shmfs".
     #[arg(short = 'f', long)]
     foreground: bool,
 
@@ -54,13 +55,16 @@ struct Args {
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
 
-    /// Worker threads answering requests.
-    #[arg(long, value_name = "N", default_value_t = 4)]
-    threads: usize,
+    /// Worker threads answering requests (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 4,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    threads: u16,
 
-    /// Print the shmfs(1) man page (roff) and exit.
-    #[arg(long, hide = true, exclusive = true)]
-    man: bool,
+    /// Print the man page of SECTION (1: the command, 5: the files; default 1) as roff and
+    /// exit: `shmfs --man 5 | man -l -`.
+    #[arg(long, value_name = "SECTION", num_args = 0..=1, default_missing_value = "1",
+          value_parser = ["1", "5"], exclusive = true)]
+    man: Option<String>,
 
     /// [SOURCE] MOUNTPOINT: where to mount; a SOURCE before it (as mount.fuse3 passes it,
     /// e.g. "shmfs") is ignored.
@@ -80,7 +84,9 @@ caller, what may be read, written, changed or removed.";
 const AFTER_HELP: &str = "\
 Without -f, shmfs goes to the background once the mount answers. It stays mounted until \
 `umount MOUNTPOINT`, or SIGTERM/SIGINT to the daemon, which unmount and exit 0. Exit status \
-is 1 when the mount cannot be made (the reason is printed). Logging: RUST_LOG=debug with -f.
+is 1 when the mount cannot be made (the reason is printed), 2 for bad arguments. Logging: \
+`journalctl -t shmfs` (or the syslog file) in the background, stderr with -f; RUST_LOG=shmfs=debug \
+for more. The reference: man shmfs, man 5 shmfs.
 
 Examples:
   shmfs -o allow_other /mnt/shmfs
@@ -289,9 +295,12 @@ fn enter_ipc_namespace(path: &Path) -> Result<(), String> {
 fn run(args: Args) -> Result<(), String> {
     let mount_point = args.paths.last().cloned().unwrap_or_default();
     let mount_point = check_mount_point(&mount_point)?;
+    if let Some(pid) = args.pid {
+        check_process(pid)?;
+    }
     let plan = mount_options::plan(
         &args.options,
-        args.threads,
+        usize::from(args.threads),
         creds::daemon_is_root(),
         fusermount3().is_some(),
     )?;
@@ -320,7 +329,10 @@ fn run(args: Args) -> Result<(), String> {
     let mut report = if args.foreground {
         None
     } else {
-        Some(daemonize()?)
+        let pipe = daemonize()?;
+        let to = shmfs::logging::to_background();
+        log::debug!("logging to {to:?}");
+        Some(pipe)
     };
     let signals = block_signals();
     let fs = Fuse::new(ShmFs::new(
@@ -384,7 +396,10 @@ fn run(args: Args) -> Result<(), String> {
         connection.abort();
     });
     match session.run() {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            log::info!("unmounted {}", mount_point.display());
+            Ok(())
+        }
         // The kernel ends the connection this way when the unmount we started (or an
         // administrator's `umount -l` / connection abort) takes it down under busy requests.
         Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => {
@@ -543,11 +558,31 @@ fn unmount(path: &Path) {
     }
 }
 
-/// The man page, generated from the same definition as --help.
-fn print_man_page() -> ExitCode {
-    use clap::CommandFactory;
-    let page = clap_mangen::Man::new(Args::command());
-    match page.render(&mut std::io::stdout()) {
+/// `--pid PID`: the process must exist (its namespaces and /dev/shm are read through
+/// /proc/PID); say so plainly when it does not.
+fn check_process(pid: u32) -> Result<(), String> {
+    match std::fs::metadata(format!("/proc/{pid}")) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(format!("--pid {pid}: no such process"))
+        }
+        Err(e) => Err(format!("--pid {pid}: /proc/{pid}: {e}")),
+    }
+}
+
+/// The hand-written man pages, shmfs(1) and shmfs(5), as installed.
+const MAN_PAGES: [(&str, &str); 2] = [
+    ("1", include_str!("../man/shmfs.1")),
+    ("5", include_str!("../man/shmfs.5")),
+];
+
+/// `--man [SECTION]`: prints the page of that section.
+fn print_man_page(section: &str) -> ExitCode {
+    let page = MAN_PAGES
+        .iter()
+        .find(|(s, _)| *s == section)
+        .map_or("", |(_, page)| page);
+    match std::io::stdout().write_all(page.as_bytes()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("shmfs: {e}");
@@ -568,10 +603,10 @@ fn main() -> ExitCode {
         };
     }
     let args = Args::parse();
-    if args.man {
-        return print_man_page();
+    if let Some(section) = &args.man {
+        return print_man_page(section);
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    shmfs::logging::init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

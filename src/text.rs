@@ -119,13 +119,21 @@ fn err<T>(msg: impl Into<String>) -> Result<T, PermError> {
 /// The largest `perm` write accepted; anything longer is not a permission change.
 pub const MAX_PERM_WRITE: usize = 4096;
 
+/// An octal mode as `chmod` takes it: one to four octal digits, or five with a leading 0
+/// (as `perm` shows a mode with set-id or sticky bits, `04755`). Whether the object can hold
+/// the set-id and sticky bits is for the caller to decide: a POSIX object can, a segment not.
 fn parse_mode(value: &str) -> Result<u32, PermError> {
-    if value.is_empty() || value.len() > 4 || !value.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+    let digits = value
+        .strip_prefix('0')
+        .filter(|d| d.len() == 4)
+        .unwrap_or(value);
+    if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b))
+    {
         return err(format!("mode {value:?} is not an octal mode"));
     }
-    match u32::from_str_radix(value, 8) {
-        Ok(m) if m <= 0o777 => Ok(m),
-        _ => err(format!("mode {value:?} is outside 0..0777")),
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o7777 => Ok(m),
+        _ => err(format!("mode {value:?} is outside 0..07777")),
     }
 }
 
@@ -346,8 +354,11 @@ mod tests {
         assert_eq!(parse("0640"), Ok(change(Some(0o640), None, None)));
         assert_eq!(parse("0"), Ok(change(Some(0), None, None)));
         assert!(parse("800").is_err());
-        assert!(parse("1777").is_err());
+        assert_eq!(parse("1777"), Ok(change(Some(0o1777), None, None)));
+        assert_eq!(parse("04755"), Ok(change(Some(0o4755), None, None)));
+        assert!(parse("14755").is_err());
         assert!(parse("00000640").is_err());
+        assert!(parse("000640").is_err());
         assert!(parse("rw").is_err());
     }
 
@@ -467,7 +478,7 @@ mod proptests {
         })]
 
         /// Never panics, whatever the bytes, and anything accepted is a real change within
-        /// range: a mode of permission bits only, ids other than "no change".
+        /// range: a mode of permission, set-id and sticky bits only, ids other than "no change".
         #[test]
         fn arbitrary_bytes_never_panic_and_accepted_values_are_in_range(
             input in prop_oneof![
@@ -482,7 +493,7 @@ mod proptests {
             if let Ok(change) = parse(&input) {
                 prop_assert!(change != PermChange::default(), "accepted {input:?} as no change");
                 if let Some(mode) = change.mode {
-                    prop_assert!(mode <= 0o777, "mode {mode:o} from {input:?}");
+                    prop_assert!(mode <= 0o7777, "mode {mode:o} from {input:?}");
                 }
                 prop_assert!(change.uid != Some(u32::MAX), "uid -1 from {input:?}");
                 prop_assert!(change.gid != Some(u32::MAX), "gid -1 from {input:?}");
@@ -492,7 +503,7 @@ mod proptests {
 
         /// What `perm` reads back parses to exactly the values it shows.
         #[test]
-        fn rendered_perm_parses_back(mode in 0..=0o777u32, uid in id(), gid in id()) {
+        fn rendered_perm_parses_back(mode in 0..=0o7777u32, uid in id(), gid in id()) {
             let text = perm(mode, uid, gid);
             prop_assert_eq!(
                 parse(text.as_bytes()),
@@ -528,12 +539,13 @@ mod proptests {
             prop_assert_eq!(parse(text.as_bytes()), Ok(want), "{:?}", text);
         }
 
-        /// A bare octal mode is accepted exactly when it is at most 0777 in at most four digits.
+        /// A bare octal mode is accepted exactly when it is at most 07777 in at most four
+        /// digits, or five with a leading 0.
         #[test]
-        fn bare_octal_modes(value in 0..0o10000u32, width in 1..=6usize) {
+        fn bare_octal_modes(value in 0..0o100000u32, width in 1..=6usize) {
             let text = format!("{value:0width$o}");
             let accepted = parse(text.as_bytes());
-            if value <= 0o777 && text.len() <= 4 {
+            if value <= 0o7777 && (text.len() <= 4 || (text.len() == 5 && text.starts_with('0'))) {
                 prop_assert_eq!(accepted, Ok(PermChange { mode: Some(value), ..Default::default() }));
             } else {
                 prop_assert!(accepted.is_err(), "{text:?} accepted as {accepted:?}");

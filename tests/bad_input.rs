@@ -76,11 +76,9 @@ fn malformed_perm_writes() -> Vec<(&'static str, Vec<u8>)> {
         ("a name and equals", b"uid=".to_vec()),
         ("second line cut", b"mode: 0640\nuid:".to_vec()),
         ("colon spaced from its name", b"mode : 600".to_vec()),
-        ("mode with the sticky bit", b"mode: 1777".to_vec()),
-        ("mode 01000", b"mode: 01000".to_vec()),
-        ("bare mode 1777", b"1777".to_vec()),
         ("mode with an 8", b"mode: 0680".to_vec()),
-        ("mode of five digits", b"mode: 00600".to_vec()),
+        ("mode of five digits not led by 0", b"mode: 10600".to_vec()),
+        ("mode of six digits", b"mode: 000600".to_vec()),
         ("negative mode", b"mode: -1".to_vec()),
         ("hex mode", b"mode: 0x1ff".to_vec()),
         ("symbolic mode", b"mode: u+rw".to_vec()),
@@ -505,26 +503,42 @@ fn posix_data_at_absurd_offsets_matches_the_object() {
     assert_alive(&m, &seg);
 }
 
-/// Writing to the read-only files fails and leaves the daemon answering.
+/// Writing to the read-only files fails the same way for each of them, even as root: EACCES
+/// for an open for writing, a truncate and a change of times (`touch`); and leaves the daemon
+/// answering.
 #[test]
 fn writes_to_read_only_files_are_refused() {
     require_fuse!();
     let m = Mount::new();
     let seg = SysvSeg::private(4096, 0o600);
     create_posix(m.shm_dir(), "obj", 0o600, b"");
-    for p in [
+    let files = [
         m.sysv(seg.id, "stat"),
         m.sysv(seg.id, "attached"),
         m.posix("obj", "stat"),
+        m.posix("obj", "attached"),
         m.p("limits"),
         m.p("index"),
         m.p("index.json"),
         m.p("metrics.prom"),
-    ] {
+    ];
+    for p in &files {
+        let shown = p.display();
         assert_errno(
-            fs::OpenOptions::new().write(true).open(&p),
+            fs::OpenOptions::new().write(true).open(p),
             libc::EACCES,
-            &format!("open {} for writing", p.display()),
+            &format!("open {shown} for writing"),
+        );
+        assert_errno(truncate(p, 0), libc::EACCES, &format!("truncate {shown}"));
+        let r = sh(&format!("touch {}", q(p)));
+        assert!(
+            !r.ok() && r.stderr.contains("Permission denied"),
+            "`touch {shown}` as root must fail with Permission denied: {r:?}"
+        );
+        let r = sh(&format!("touch -c -d @0 {}", q(p)));
+        assert!(
+            !r.ok() && r.stderr.contains("Permission denied"),
+            "`touch -c -d @0 {shown}` (utimensat alone) must fail with Permission denied: {r:?}"
         );
     }
     assert_alive(&m, &seg);

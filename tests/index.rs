@@ -409,3 +409,54 @@ fn index_json_names_round_trip() {
         "the UTF-8 name `x\\xff` is told apart by having no name_bytes"
     );
 }
+
+/// `index` keeps one word per column whatever the names: a POSIX name's space is written
+/// `\x20` and a tab `\t` (as a newline is `\n`), so that `awk` and `sort -k` see eight fields on
+/// every line; `index.json` has the names themselves.
+#[test]
+fn index_names_with_blanks_stay_one_column() {
+    require_fuse!();
+    let m = Mount::new();
+    for name in ["two words", "tab\there", " lead", "nbsp\u{a0}x"] {
+        create_posix(m.shm_dir(), name, 0o600, b"x");
+    }
+    let index = m.p("index");
+    let r = sh_ok(&format!("awk '{{print NF, $1, $2}}' {}", q(&index)));
+    let rows: Vec<&str> = r.lines().filter(|l| l.contains(" posix ")).collect();
+    let mut names: Vec<&str> = rows
+        .iter()
+        .map(|l| {
+            assert!(
+                l.starts_with("8 posix "),
+                "a row of other than 8 fields: {l:?}\n{r}"
+            );
+            l.rsplit(' ').next().unwrap()
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["\\x20lead", "nbsp\\u{a0}x", "tab\\there", "two\\x20words"],
+        "{r}"
+    );
+    let sorted = sh_ok(&format!(
+        "grep '^posix ' {} | LC_ALL=C sort -k2,2 | awk '{{print $2}}'",
+        q(&index)
+    ));
+    assert_eq!(
+        sorted, "\\x20lead\nnbsp\\u{a0}x\ntab\\there\ntwo\\x20words\n",
+        "sort -k2 over the posix rows"
+    );
+    let json: Value = serde_json::from_slice(&fs::read(m.p("index.json")).unwrap()).unwrap();
+    let mut json_names: Vec<&str> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    json_names.sort();
+    assert_eq!(
+        json_names,
+        [" lead", "nbsp\u{a0}x", "tab\there", "two words"]
+    );
+}

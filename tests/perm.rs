@@ -518,3 +518,67 @@ fn concurrent_perm_and_chmod_lose_no_update() {
     );
     assert_eq!(seg.stat().shm_perm.gid, FIRST + WRITES - 1);
 }
+
+/// The same rule for set-user-ID, set-group-ID and sticky bits through `chmod` and `perm`: a
+/// segment cannot hold them (IPC_SET keeps only 0777), so both refuse them with EINVAL and
+/// change nothing, rather than dropping them silently; a POSIX object is a file of the shm
+/// dir, which holds them, so both set them.
+#[test]
+fn special_bits_follow_one_rule_through_chmod_and_perm() {
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::private(4096, 0o600);
+    for (what, cmd) in [
+        (
+            "chmod 1640 data",
+            format!("chmod 1640 {}", q(m.sysv(seg.id, "data"))),
+        ),
+        (
+            "chmod g+s sysv/ID",
+            format!("chmod g+s {}", q(m.sysv_dir(seg.id))),
+        ),
+        (
+            "echo 1777 > perm",
+            format!(
+                "echo 1777 | dd of={} status=none",
+                q(m.sysv(seg.id, "perm"))
+            ),
+        ),
+        (
+            "mode: 04640 > perm",
+            format!(
+                "echo 'mode: 04640' | dd of={} status=none",
+                q(m.sysv(seg.id, "perm"))
+            ),
+        ),
+    ] {
+        let r = sh(&cmd);
+        assert!(
+            !r.ok() && r.stderr.contains("Invalid argument"),
+            "`{what}` on a segment must fail with Invalid argument: {r:?}"
+        );
+        assert_eq!(
+            sysv_owner(&seg),
+            (0o600, 0, 0),
+            "`{what}` changed the segment"
+        );
+    }
+    sh_ok(&format!("chmod 640 {}", q(m.sysv(seg.id, "data"))));
+    assert_eq!(sysv_owner(&seg), (0o640, 0, 0), "a plain chmod still works");
+
+    let p = create_posix(m.shm_dir(), "bits", 0o600, b"x");
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+    sh_ok(&format!("chmod 1640 {}", q(m.posix("bits", "data"))));
+    assert_eq!(mode(&p), 0o1640, "chmod 1640 data on an object");
+    sh_ok(&format!("echo 04750 > {}", q(m.posix("bits", "perm"))));
+    assert_eq!(mode(&p), 0o4750, "echo 04750 > perm on an object");
+    assert!(
+        read_text(&m.posix("bits", "perm")).starts_with("mode: 04750\n"),
+        "perm shows the bits"
+    );
+    sh_ok(&format!(
+        "echo 'mode: 2640' > {}",
+        q(m.posix("bits", "perm"))
+    ));
+    assert_eq!(mode(&p), 0o2640);
+}

@@ -111,7 +111,7 @@ impl ShmFs {
                     return if size == 0 || size == *seg_size {
                         Ok(())
                     } else {
-                        Err(errno(libc::EINVAL))
+                        Err(fixed_size(who, id, size, *seg_size))
                     };
                 }
                 _ => {}
@@ -129,7 +129,7 @@ impl ShmFs {
                 if size == 0 || size == seg.size {
                     Ok(())
                 } else {
-                    Err(errno(libc::EINVAL))
+                    Err(fixed_size(who, id, size, seg.size))
                 }
             }
             Live::Posix(obj) => Ok(creds::as_caller(who, || {
@@ -241,4 +241,16 @@ fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         }
     }
     Ok(done)
+}
+
+/// A truncate of a segment's `data` to a size it cannot take: EINVAL, with the reason logged.
+fn fixed_size(who: &Caller, id: &ObjectId, size: u64, seg_size: u64) -> Error {
+    refused_input(
+        "truncate",
+        who,
+        id,
+        &format!(
+            "size {size}: a segment's size is fixed ({seg_size}); only 0 or {seg_size} are accepted"
+        ),
+    )
 }

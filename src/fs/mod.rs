@@ -174,6 +174,26 @@ fn errno(code: i32) -> Error {
     Error::refused(code)
 }
 
+/// How an object is named in the log: `sysv/SHMID` or `posix/NAME` (escaped as `index` does).
+fn shown(id: &ObjectId) -> String {
+    match id {
+        ObjectId::Sysv { shmid, .. } => format!("sysv/{shmid}"),
+        ObjectId::Posix { name, .. } => format!("posix/{}", index::escape_name(name.as_bytes())),
+    }
+}
+
+/// A request refused because of what the user wrote or asked for (not because of who they
+/// are): EINVAL, with the reason logged at info, which the default log level shows, so that
+/// an operator can tell the user why. One line per refused request.
+fn refused_input(op: &str, who: &Caller, id: &ObjectId, reason: &str) -> Error {
+    log::info!(
+        "{op} refused for uid {} on {}: {reason}",
+        who.uid,
+        shown(id)
+    );
+    errno(libc::EINVAL)
+}
+
 fn time(secs: i64) -> SystemTime {
     if secs <= 0 {
         UNIX_EPOCH
@@ -323,6 +343,15 @@ impl ShmFs {
                     // EPERM, the kernel's answer to IPC_SET, chmod or chown by someone who
                     // may not change the object.
                     if !may_change_perm(who, &live) {
+                        log::info!(
+                            "perm open for writing refused for uid {} on {}: not its owner{}",
+                            who.uid,
+                            shown(id),
+                            match live {
+                                Live::Sysv(_) => ", creator or CAP_SYS_ADMIN",
+                                Live::Posix(_) => ", CAP_FOWNER or CAP_CHOWN",
+                            }
+                        );
                         return Err(errno(libc::EPERM));
                     }
                     // Groups and capabilities as they are now, for the writes to come.
@@ -341,9 +370,15 @@ impl ShmFs {
         }
     }
 
-    /// Applies a mode/owner change to an object, as the caller. `None` keeps a value.
+    /// Applies a mode/owner change to an object, as the caller, for `op` (`chmod`, `perm
+    /// write`, named in the log line of a refusal). `None` keeps a value.
+    ///
+    /// Set-user-ID, set-group-ID and sticky bits: a POSIX object is a file and holds them
+    /// (the kernel's chmod rules apply, as for any file); a segment cannot (IPC_SET keeps only
+    /// 0777), so a mode with any of them is refused with EINVAL rather than cut silently.
     fn change_perm(
         &self,
+        op: &str,
         who: &Caller,
         id: &ObjectId,
         mode: Option<u32>,
@@ -359,7 +394,24 @@ impl ShmFs {
         // IPC_SET takes all three fields: the ones not named come from a lookup, which must
         // not be overtaken by another change before the IPC_SET lands.
         let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
-        match self.live(id)? {
+        let live = self.live(id)?;
+        match live {
+            Live::Sysv(_) if mode.is_some_and(|m| m & !0o777 != 0) => {
+                // Someone who may not change the segment gets the kernel's answer to that.
+                if !may_change_perm(who, &live) {
+                    return Err(errno(libc::EPERM));
+                }
+                let mode = mode.unwrap_or_default();
+                Err(refused_input(
+                    op,
+                    who,
+                    id,
+                    &format!(
+                        "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a \
+                         System V segment cannot hold (only 0777)"
+                    ),
+                ))
+            }
             Live::Sysv(seg) => Ok(creds::as_caller(who, || {
                 self.source.set_segment_perm(
                     seg.shmid,
@@ -416,11 +468,15 @@ impl ShmFs {
     /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
     fn write_perm(&self, opener: &Caller, id: &ObjectId, data: &[u8]) -> Result<()> {
         let change = text::parse_perm(data, &crate::names::user_id, &crate::names::group_id)
-            .map_err(|e| {
-                log::debug!("perm write refused: {e}");
-                errno(libc::EINVAL)
-            })?;
-        self.change_perm(opener, id, change.mode, change.uid, change.gid)
+            .map_err(|e| refused_input("perm write", opener, id, &e.to_string()))?;
+        self.change_perm(
+            "perm write",
+            opener,
+            id,
+            change.mode,
+            change.uid,
+            change.gid,
+        )
     }
 
     fn setattr_node(
@@ -432,16 +488,18 @@ impl ShmFs {
         fh: Option<u64>,
     ) -> Result<()> {
         let PermChange { mode, uid, gid } = change;
+        let owner_change = mode.is_some() || uid.is_some() || gid.is_some();
         let Node::Object(id, part) = node else {
-            return if mode.is_some() || uid.is_some() || gid.is_some() || size.is_some() {
-                Err(errno(libc::EPERM))
-            } else {
-                Ok(())
+            return match node {
+                // A read-only file answers a truncate as it answers an open for writing.
+                Node::Report(_) if !owner_change && size.is_some() => Err(errno(libc::EACCES)),
+                _ if owner_change || size.is_some() => Err(errno(libc::EPERM)),
+                _ => Ok(()),
             };
         };
         match part {
             Part::Dir | Part::Data => {
-                self.change_perm(who, id, mode.map(|m| m & 0o7777), uid, gid)?;
+                self.change_perm("chmod", who, id, mode.map(|m| m & 0o7777), uid, gid)?;
                 match (part, size) {
                     (Part::Data, Some(size)) => self.truncate(who, id, size, fh),
                     (_, Some(_)) => Err(errno(libc::EISDIR)),
@@ -451,9 +509,18 @@ impl ShmFs {
             // `echo 600 > perm` truncates to 0 before it writes: accepted, changes nothing.
             // Any other size would claim a change that does not happen: EINVAL, as for a
             // SysV `data` truncated to a size it cannot take.
-            Part::Perm if mode.is_none() && uid.is_none() && gid.is_none() => match size {
+            Part::Perm if !owner_change => match size {
                 None | Some(0) => Ok(()),
-                Some(_) => Err(errno(libc::EINVAL)),
+                Some(size) => Err(refused_input(
+                    "perm truncate",
+                    who,
+                    id,
+                    &format!("size {size}: perm takes only a truncate to 0 before a write"),
+                )),
+            },
+            Part::Stat | Part::Attached | Part::KeyLink if !owner_change => match size {
+                Some(_) => Err(errno(libc::EACCES)),
+                None => Ok(()),
             },
             _ => Err(errno(libc::EPERM)),
         }
@@ -462,7 +529,9 @@ impl ShmFs {
     /// `touch` and friends: a POSIX object's times are set as the caller would set them; a
     /// segment's times are the kernel's own and cannot be set, so the call succeeds without
     /// effect for those who may write the segment (as `touch` would for a file) and fails
-    /// with EACCES for others.
+    /// with EACCES for others. The read-only files (`stat`, `attached`, `limits`, `index`,
+    /// `index.json`, the `by-key/` links) refuse with EACCES, as they refuse an open for
+    /// writing; `perm` succeeds without effect for who may write it, EACCES for others.
     fn set_times(
         &self,
         who: &Caller,
@@ -470,8 +539,20 @@ impl ShmFs {
         atime: Option<SetTime>,
         mtime: Option<SetTime>,
     ) -> Result<()> {
-        let Node::Object(id, Part::Dir | Part::Data) = node else {
-            return Ok(());
+        let id = match node {
+            Node::Object(id, Part::Dir | Part::Data) => id,
+            Node::Report(_) | Node::Object(_, Part::Stat | Part::Attached | Part::KeyLink) => {
+                return Err(errno(libc::EACCES));
+            }
+            Node::Object(id, Part::Perm) => {
+                return if may_change_perm(who, &self.live(id)?) {
+                    Ok(())
+                } else {
+                    Err(errno(libc::EACCES))
+                };
+            }
+            // shmfs's own directories: nothing to set, as before.
+            Node::Root | Node::SysvDir | Node::PosixDir | Node::ByKeyDir => return Ok(()),
         };
         if self.options.read_only {
             return Err(errno(libc::EROFS));

@@ -614,7 +614,7 @@ fn a_bad_perm_write_fails_with_einval_and_changes_nothing() {
         "mode: 0640 uid:",
         "uid: 4294967295",
         "999",
-        "01777",
+        "14755",
         "rw-r-----",
         "",
         "\n",
@@ -633,6 +633,104 @@ fn a_bad_perm_write_fails_with_einval_and_changes_nothing() {
     assert_eq!(fake.object_now("obj").unwrap().mode, 0o600);
     assert_eq!(fake.calls(Op::SetSegmentPerm), 0);
     assert_eq!(fake.calls(Op::ChmodObject) + fake.calls(Op::ChownObject), 0);
+}
+
+/// The same rule for set-id and sticky bits through `chmod` and `perm`: a segment cannot hold
+/// them (IPC_SET keeps 0777), so both refuse them with EINVAL instead of dropping them; a POSIX
+/// object is a file, and both set them.
+#[test]
+fn special_bits_are_refused_for_a_segment_and_kept_for_an_object_by_chmod_and_perm_alike() {
+    let (fake, fs) = world();
+    let shmid = segment(&fake);
+    fake.add_object("obj", b"", 0o600, UID, GID);
+    for bits in [0o1000, 0o2000, 0o4000] {
+        let mode = bits | 0o640;
+        for path in [format!("sysv/{shmid}"), format!("sysv/{shmid}/data")] {
+            assert_eq!(
+                errno_of(fs.setattr(&owner(), ino(&fs, &path), chmod(mode), None)),
+                libc::EINVAL,
+                "chmod {mode:o} {path}"
+            );
+        }
+        assert_eq!(
+            errno_of(write_path(
+                &fs,
+                &format!("sysv/{shmid}/perm"),
+                &format!("0{mode:o}")
+            )),
+            libc::EINVAL,
+            "perm {mode:o}"
+        );
+        assert_eq!(fake.segment_now(shmid).unwrap().mode, 0o600, "unchanged");
+    }
+    assert_eq!(fake.calls(Op::SetSegmentPerm), 0);
+
+    fs.setattr(&owner(), ino(&fs, "posix/obj/data"), chmod(0o1640), None)
+        .unwrap();
+    assert_eq!(fake.object_now("obj").unwrap().mode, 0o1640);
+    write_path(&fs, "posix/obj/perm", "04750").unwrap();
+    assert_eq!(fake.object_now("obj").unwrap().mode, 0o4750);
+    assert!(text(&fs, "posix/obj/perm").starts_with("mode: 04750\n"));
+    write_path(&fs, "posix/obj/perm", "mode: 0640").unwrap();
+    assert_eq!(fake.object_now("obj").unwrap().mode, 0o640);
+}
+
+/// Every read-only file answers a write the same way, whoever asks: EACCES for an open for
+/// writing, a truncate and a change of times.
+#[test]
+fn read_only_files_refuse_writes_truncates_and_touches_alike() {
+    let (fake, fs) = world();
+    let shmid = segment(&fake);
+    fake.add_object("obj", b"", 0o600, UID, GID);
+    let touch = SetAttr {
+        atime: Some(SetTime::Now),
+        mtime: Some(SetTime::Now),
+        ..SetAttr::default()
+    };
+    let mut files = vec![
+        format!("sysv/{shmid}/stat"),
+        format!("sysv/{shmid}/attached"),
+        "posix/obj/stat".into(),
+        "posix/obj/attached".into(),
+        "limits".into(),
+        "index".into(),
+        "index.json".into(),
+    ];
+    files.push(format!("by-key/0x{KEY:08x}"));
+    // Root with every capability too: these are refusals of the file, not of the caller.
+    let root = Caller::new(0, 0, std::process::id());
+    for who in [owner(), root] {
+        for path in &files {
+            let ino = ino(&fs, path);
+            if !path.starts_with("by-key") {
+                for flags in [libc::O_WRONLY, libc::O_RDWR, libc::O_WRONLY | libc::O_TRUNC] {
+                    assert_eq!(
+                        errno_of(fs.open(&who, ino, flags)),
+                        libc::EACCES,
+                        "open {path} {flags:o}"
+                    );
+                }
+                assert_eq!(
+                    errno_of(fs.setattr(&who, ino, truncate(0), None)),
+                    libc::EACCES,
+                    "truncate {path}"
+                );
+            }
+            assert_eq!(
+                errno_of(fs.setattr(&who, ino, touch, None)),
+                libc::EACCES,
+                "touch {path}"
+            );
+        }
+    }
+    // perm is writable by who may change the object: touching it changes nothing for them,
+    // and is refused to others as a write would be.
+    let perm = ino(&fs, &format!("sysv/{shmid}/perm"));
+    assert!(fs.setattr(&owner(), perm, touch, None).is_ok());
+    assert_eq!(
+        errno_of(fs.setattr(&stranger(), perm, touch, None)),
+        libc::EACCES
+    );
 }
 
 #[test]

@@ -181,10 +181,13 @@ impl ShmFs {
         {
             visible.push(own);
         }
-        let shown: Vec<attach::Holder> = holders
+        let mut shown: Vec<attach::Holder> = holders
             .into_iter()
             .filter(|h| visible.contains(&h.pid))
             .collect();
+        // One line per mapping or descriptor, whatever the scan met twice.
+        shown.sort();
+        shown.dedup();
         let mut text = attach::render(&shown);
         if let Live::Sysv(seg) = live {
             // nattch taken after the scan, of the same segment (not a later one with its id).
