@@ -1,4 +1,4 @@
-//! Who is attached (shmfs(5) "attached", docs/reference.md), checked against processes the
+//! Who is attached (shmfs(5) ATTACHED), checked against processes the
 //! test starts: `attached` lists exactly the live holders, as `PID START-END ACCESS COMM` with the
 //! range of the holder's own /proc/PID/maps line, sorted by pid; SysV line count equals `nattch`.
 //! Each reader sees only the holders it may trace (other users' processes and the daemon's own

@@ -280,7 +280,7 @@ fn index_and_index_json_have_a_correct_row_for_each_object() {
 
 /// Regression: `rss` in `stat` was served from a parse of /proc/sysvipc/shm kept for as long as
 /// the system's totals did not change, so when one segment gained a page and another lost one,
-/// both showed stale values for good. The contract now (docs/reference.md "Freshness") lets a
+/// both showed stale values for good. The contract now (shmfs(5) FRESHNESS) lets a
 /// reading serve while the totals hold, but for 50 ms at most: after that, the kernel's value.
 #[test]
 fn stat_rss_follows_when_one_segment_gains_what_another_loses() {

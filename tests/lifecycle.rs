@@ -1,4 +1,4 @@
-//! Creating and removing from the shell (shmfs(5) "Creating and removing", docs/reference.md):
+//! Creating and removing from the shell (shmfs(5) CREATING AND REMOVING):
 //! `rmdir sysv/ID` is IPC_RMID, `rmdir posix/NAME` is shm_unlink, `mkdir posix/NAME` creates an
 //! empty object; every other change of the tree fails and changes nothing; and who may remove
 //! what is decided by the kernel's rules for the calling user.

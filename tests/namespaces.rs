@@ -281,8 +281,8 @@ fn stat_rss_follows_one_segment_gaining_what_another_loses_in_a_quiet_namespace(
     assert_eq!(first, (0, 4096), "stat rss (A, B) after touching B's page");
 
     assert_eq!(child.step("go"), "done");
-    // The totals are unchanged: a reading may serve for up to 50 ms (docs/reference.md
-    // "Freshness").
+    // The totals are unchanged: a reading may serve for up to 50 ms (shmfs(5)
+    // FRESHNESS).
     std::thread::sleep(std::time::Duration::from_millis(60));
     let second = (rss(a), rss(b));
     assert_eq!(

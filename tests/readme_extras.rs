@@ -1,4 +1,4 @@
-//! Behaviour shmfs(5) (docs/reference.md) documents beyond docs/design.md §1: `attached`, `index`,
+//! Behaviour shmfs(5) documents beyond docs/design.md §1: `attached`, `index`,
 //! `index.json`, and that reading a segment's `data` allocates nothing.
 
 mod common;

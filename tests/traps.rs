@@ -50,7 +50,7 @@ fn open_in(dir: &fs::File, name: &std::ffi::CStr) -> io::Result<fs::File> {
 }
 
 /// Asserts that `r` failed because the object the caller's inode stood for is gone: ENOENT, or
-/// ESTALE for a caller who holds the object's directory open (docs/reference.md, Freshness).
+/// ESTALE for a caller who holds the object's directory open (shmfs(5) FRESHNESS).
 #[track_caller]
 fn assert_gone<T: std::fmt::Debug>(r: io::Result<T>, what: &str) {
     match r {

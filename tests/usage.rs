@@ -1,4 +1,4 @@
-//! `rss` and `swap` at scale (docs/reference.md "Freshness"): with many segments, `stat` of the
+//! `rss` and `swap` at scale (shmfs(5) FRESHNESS): with many segments, `stat` of the
 //! first and of the last segment agrees with itself (its size is the length of its text) and with
 //! /proc/sysvipc/shm; a change of the kernel's totals is seen at once (within the few ms one look
 //! at the totals serves), a change that leaves them equal within 50 ms, and a segment created
@@ -20,9 +20,9 @@ use common::*;
 
 /// Segments in the tests' namespaces.
 const MANY: usize = 500;
-/// The longest a reading serves (docs/reference.md: 50 ms), with a margin for a slow machine.
+/// The longest a reading serves (shmfs(5) FRESHNESS: 50 ms), with a margin for a slow machine.
 const PAST_MAX_AGE: Duration = Duration::from_millis(60);
-/// The longest one look at the totals serves (docs/reference.md: at most 5 ms; 0.5 ms at 500
+/// The longest one look at the totals serves (shmfs(5) FRESHNESS: at most 5 ms; 0.5 ms at 500
 /// segments).
 const PAST_TOTALS_WINDOW: Duration = Duration::from_millis(6);
 
