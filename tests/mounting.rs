@@ -836,6 +836,7 @@ fn help_and_version_are_complete() {
         "--ipc-ns",
         "--pid",
         "--threads",
+        "--no-sandbox",
         "-h, --help",
         "-V, --version",
     ] {
@@ -867,6 +868,7 @@ fn man_page_has_every_option_and_renders() {
         "shm\\-dir",
         "ipc\\-ns",
         "threads",
+        "no\\-sandbox",
     ] {
         assert!(page.contains(needle), "shmfs --man lacks {needle:?}");
     }
