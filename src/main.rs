@@ -350,6 +350,8 @@ fn run(args: Args) -> Result<(), String> {
     let unmounter = match lock_down(&args, &mount_point) {
         Ok(unmounter) => unmounter,
         Err(msg) => {
+            // Not left mounted: fuser unmounts as the session goes.
+            drop(session);
             if let Some(pipe) = report.as_mut() {
                 let _ = pipe.write_all(msg.as_bytes());
                 std::process::exit(1);
