@@ -13,10 +13,11 @@
 //! - unmounts and removes every segment, object and directory it made, also when a step fails.
 //!
 //! `SHMFS_BENCH_QUICK=1` runs a small version (64 MiB, 200 segments, 500 objects, 2 runs, 20 cats)
-//! in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number of runs. A missed target never
-//! fails the bench; a failed step (mount, command, system call) does, with exit status 1, and so
-//! do SIGINT/SIGTERM (after cleaning up) and a command that hangs for 10 minutes (a watchdog kills
-//! the daemon, which aborts the FUSE connection).
+//! in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number of runs; `SHMFS_BENCH_MOUNT_ARGS`
+//! adds arguments to the daemon's command line (`--no-sandbox` compares with the sandbox off).
+//! A missed target never fails the bench; a failed step (mount, command, system call) does, with
+//! exit status 1, and so do SIGINT/SIGTERM (after cleaning up) and a command that hangs for 10
+//! minutes (a watchdog kills the daemon, which aborts the FUSE connection).
 //!
 //! Slow spots are bounded so that a slow shmfs still gives a table: a run of many `cat stat` stops
 //! after a few seconds (time per cat is what counts), and the memory row stops before its tenth
@@ -736,9 +737,16 @@ impl Bench {
     fn new(bin: &Path) -> Result<Bench> {
         let posix_dir = shm_private_dir("shmfs-bench-posix.")?;
         let ref_dir = shm_private_dir("shmfs-bench-ref.")?;
+        // Extra daemon arguments, e.g. `--no-sandbox` to compare with the sandbox off.
+        let args: Vec<String> = std::env::var("SHMFS_BENCH_MOUNT_ARGS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(String::from)
+            .collect();
         let mount = Mount::builder()
             .binary(bin)
             .shm_dir(posix_dir.path())
+            .args(&args)
             .try_mount()
             .map_err(Error)?;
         watch().daemon = Some(mount.pid() as i32);

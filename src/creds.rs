@@ -13,7 +13,7 @@
 //! when a decision needs them and shared by the rest of the request.
 
 use std::io;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 /// Capability numbers (linux/capability.h) that shmfs's own checks consult.
 pub mod cap {
@@ -147,7 +147,8 @@ impl Caller {
     /// True for root holding every capability the daemon has: acting as it would change
     /// nothing the kernel checks, so the daemon acts as itself (no switch, no /proc read).
     fn is_all_powerful(&self, daemon: &DaemonIds) -> bool {
-        self.uid == 0 && self.caps() & daemon.caps.permitted == daemon.caps.permitted
+        let permitted = daemon.caps().permitted;
+        self.uid == 0 && self.caps() & permitted == permitted
     }
 }
 
@@ -157,8 +158,15 @@ struct DaemonIds {
     gid: u32,
     groups: Vec<libc::gid_t>,
     /// The daemon's permitted and inheritable capability sets (its effective set, restored
-    /// after each switch, is the permitted one).
-    caps: CapSets,
+    /// after each switch, is the permitted one). Read again by [`capabilities_changed`] once
+    /// the sandbox has dropped what the daemon does not need, before any request is served.
+    caps: RwLock<CapSets>,
+}
+
+impl DaemonIds {
+    fn caps(&self) -> CapSets {
+        *self.caps.read().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn daemon_ids() -> &'static DaemonIds {
@@ -180,9 +188,17 @@ fn daemon_ids() -> &'static DaemonIds {
             is_root,
             gid,
             groups,
-            caps,
+            caps: RwLock::new(caps),
         }
     })
+}
+
+/// Reads the daemon's capability sets again, after they were changed for the whole process
+/// (the sandbox's drop): switching back after a request restores these.
+pub fn capabilities_changed() -> io::Result<()> {
+    let caps = thread_caps()?;
+    *daemon_ids().caps.write().unwrap_or_else(|p| p.into_inner()) = caps;
+    Ok(())
 }
 
 /// Whether thread `pid` is in the daemon's user namespace; anything unreadable means no.
@@ -200,10 +216,10 @@ pub fn daemon_is_root() -> bool {
 
 /// A thread's three capability sets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct CapSets {
-    effective: u64,
-    permitted: u64,
-    inheritable: u64,
+pub(crate) struct CapSets {
+    pub(crate) effective: u64,
+    pub(crate) permitted: u64,
+    pub(crate) inheritable: u64,
 }
 
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit sets, split in two 32-bit halves.
@@ -228,7 +244,7 @@ fn join(low: u32, high: u32) -> u64 {
 }
 
 /// The calling thread's capability sets (capget with pid 0 reads this thread's own).
-fn thread_caps() -> io::Result<CapSets> {
+pub(crate) fn thread_caps() -> io::Result<CapSets> {
     thread_caps_of(0)
 }
 
@@ -250,7 +266,7 @@ fn thread_caps_of(pid: libc::pid_t) -> io::Result<CapSets> {
 
 /// Sets the calling thread's capability sets. The raw capset system call with pid 0 acts on
 /// this thread alone, which is what a per-request switch needs.
-fn set_thread_caps(sets: CapSets) -> io::Result<()> {
+pub(crate) fn set_thread_caps(sets: CapSets) -> io::Result<()> {
     let mut header = CapHeader {
         version: CAPABILITY_VERSION_3,
         pid: 0,
@@ -292,9 +308,10 @@ fn become_caller(caller: &Caller, daemon: &DaemonIds) -> io::Result<()> {
     set_thread_groups(groups)?;
     set_thread_egid(caller.gid)?;
     set_thread_euid(caller.uid)?;
+    let own = daemon.caps();
     set_thread_caps(CapSets {
-        effective: caps & daemon.caps.permitted,
-        ..daemon.caps
+        effective: caps & own.permitted,
+        ..own
     })
 }
 
@@ -302,9 +319,10 @@ fn become_caller(caller: &Caller, daemon: &DaemonIds) -> io::Result<()> {
 /// need CAP_SETGID), then the ids.
 fn restore_daemon() {
     let ids = daemon_ids();
+    let own = ids.caps();
     let restored = set_thread_caps(CapSets {
-        effective: ids.caps.permitted,
-        ..ids.caps
+        effective: own.permitted,
+        ..own
     })
     .and_then(|_| set_thread_euid(0))
     .and_then(|_| set_thread_egid(ids.gid))

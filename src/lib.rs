@@ -17,6 +17,7 @@ pub mod mount_options;
 pub mod names;
 pub mod object;
 pub mod posix;
+pub mod sandbox;
 pub mod sysv;
 pub mod text;
 pub mod usage;

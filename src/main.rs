@@ -13,7 +13,8 @@ use fuser::Session;
 use shmfs::fs::{Options, ShmFs};
 use shmfs::fuse::Fuse;
 use shmfs::posix::ShmDir;
-use shmfs::{creds, mount_options};
+use shmfs::sandbox::unmounter::Unmounter;
+use shmfs::{creds, mount_options, sandbox};
 
 /// Shared memory as files: every System V segment and POSIX object as a directory
 /// with data, stat and perm.
@@ -59,6 +60,12 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 4,
           value_parser = clap::value_parser!(u16).range(1..))]
     threads: u16,
+
+    /// Run without the sandbox, for debugging: keep every capability, no no_new_privs, no
+    /// seccomp filter (by default, once mounted, a root daemon keeps only the capabilities
+    /// shmfs uses, and every daemon may make only the system calls shmfs makes). Logged.
+    #[arg(long)]
+    no_sandbox: bool,
 
     /// Print the man page of SECTION (1: the command, 5: the files; default 1) as roff and
     /// exit: `shmfs --man 5 | man -l -`.
@@ -355,19 +362,29 @@ fn run(args: Args) -> Result<(), String> {
         }
     };
     log::info!("mounted on {}", mount_point.display());
+    // Learnt now, before serving: later the mount point's path leads into the mount.
+    let connection = Arc::new(Connection::of(&mount_point));
+    set_notifier(session.notifier());
+    let unmounter = match lock_down(&args, &mount_point) {
+        Ok(unmounter) => unmounter,
+        Err(msg) => {
+            // Not left mounted: fuser unmounts as the session goes.
+            drop(session);
+            if let Some(pipe) = report.as_mut() {
+                let _ = pipe.write_all(msg.as_bytes());
+                std::process::exit(1);
+            }
+            return Err(msg);
+        }
+    };
     if let Some(mut pipe) = report.take() {
         let _ = pipe.write_all(b"ok");
         drop(pipe);
         detach_stdio();
     }
 
-    // Learnt now, before serving: later the mount point's path leads into the mount.
-    let connection = Arc::new(Connection::of(&mount_point));
-    set_notifier(session.notifier());
     // fusermount3 (used for auto_unmount) leaves a child behind that nobody waits for.
     std::thread::spawn(reap_children);
-    let mut session = session;
-    let mut unmounter = session.unmount_callable();
     let shown = mount_point.clone();
     std::thread::spawn(move || {
         let mut sig: libc::c_int = 0;
@@ -384,18 +401,14 @@ fn run(args: Args) -> Result<(), String> {
             std::thread::sleep(Duration::from_millis(200));
             std::process::exit(0);
         });
-        // With auto_unmount this only lets go of fusermount3's watchdog; the unmount below
-        // is what ends the session (the event loop returns when the kernel lets go).
-        if let Err(e) = unmounter.unmount() {
-            log::debug!("fuser unmount: {e}");
-        }
-        unmount(&shown);
+        // The unmount ends the session (the event loop returns when the kernel lets go).
+        unmount(&shown, unmounter.as_ref());
         // A lazy detach leaves the connection serving files that are still open, and the
         // event loop waiting for them: end it now. Those files then fail with ENOTCONN, and
         // requests stuck in handlers (even waiting on this very mount) are released.
         connection.abort();
     });
-    match session.run() {
+    match serve(session) {
         Ok(()) => {
             log::info!("unmounted {}", mount_point.display());
             Ok(())
@@ -408,6 +421,51 @@ fn run(args: Args) -> Result<(), String> {
         }
         Err(e) => Err(format!("serving {}: {e}", mount_point.display())),
     }
+}
+
+/// Runs the session until the kernel ends it. fuser would unmount when the session ends (and
+/// again, by mistake, after it ended: its check of whether the mount is still there reads
+/// the device's answer backwards), for a non-root daemon by running fusermount3, which the
+/// sandbox refuses. shmfs unmounts by itself (see [`unmount`]; `umount` from outside needs
+/// nothing), so fuser's handle on the mount is kept to the end of the process instead:
+/// dropping it does nothing but that (and closing fusermount3's auto_unmount socket, which
+/// the process's exit does as well).
+fn serve(session: Session<Fuse>) -> std::io::Result<()> {
+    let mut background = session.spawn()?;
+    let serving = std::mem::replace(&mut background.guard, std::thread::spawn(|| Ok(())));
+    std::mem::forget(background);
+    serving
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the session thread panicked")))
+}
+
+/// Puts the daemon in its sandbox (see src/sandbox.rs), unless --no-sandbox; for a non-root
+/// daemon, first starts the helper that will unmount through fusermount3 at exit. Must run
+/// while the daemon is one thread.
+fn lock_down(args: &Args, mount_point: &Path) -> Result<Option<Unmounter>, String> {
+    if args.no_sandbox {
+        log::warn!(
+            "--no-sandbox: keeping every capability, without no_new_privs or a seccomp filter"
+        );
+        return Ok(None);
+    }
+    let unmounter = match fusermount3() {
+        Some(fusermount) if !creds::daemon_is_root() => Some(
+            Unmounter::start(mount_point, &fusermount, args.foreground)
+                .map_err(|e| format!("cannot start the unmount helper: {e}"))?,
+        ),
+        _ => None,
+    };
+    let entered = sandbox::enter().map_err(|e| format!("cannot enter the sandbox: {e}"))?;
+    let capabilities = match entered.capabilities.as_slice() {
+        [] => "none".to_string(),
+        names => names.join(","),
+    };
+    log::info!(
+        "sandbox: capabilities {capabilities}; no_new_privs; seccomp allows {} system calls",
+        entered.allowed_calls
+    );
+    Ok(unmounter)
 }
 
 /// How long the daemon may take to end after SIGTERM/SIGINT before it exits regardless.
@@ -528,8 +586,9 @@ fn reap_children() {
 }
 
 /// Unmounts `path` if shmfs is still mounted there: umount(2) as root (a lazy detach if busy;
-/// the caller then aborts the connection), fusermount3 -u -z otherwise.
-fn unmount(path: &Path) {
+/// the caller then aborts the connection), fusermount3 -u -z otherwise (through the helper
+/// outside the sandbox, when there is one).
+fn unmount(path: &Path, unmounter: Option<&Unmounter>) {
     if !shmfs_mounted_at(path) {
         return;
     }
@@ -546,6 +605,13 @@ fn unmount(path: &Path) {
             );
             // SAFETY: valid C string.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
+    } else if let Some(unmounter) = unmounter {
+        if !unmounter.unmount() {
+            log::warn!(
+                "fusermount3 -u {} (by the unmount helper) failed",
+                path.display()
+            );
         }
     } else if let Some(fusermount) = fusermount3() {
         let status = std::process::Command::new(fusermount)

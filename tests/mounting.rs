@@ -840,6 +840,7 @@ fn help_and_version_are_complete() {
         "--pid",
         "--threads",
         "--man",
+        "--no-sandbox",
         "-h, --help",
         "-V, --version",
     ] {

@@ -169,7 +169,8 @@ impl MountBuilder {
 }
 
 /// A running `shmfs -f` on a fresh temporary mount point. Dropping it unmounts (SIGTERM) and
-/// cleans up, and fails the test if the daemon's output shows a panic.
+/// cleans up, and fails the test if the daemon's output shows a panic or a system call its
+/// sandbox refused.
 pub struct Mount {
     child: Option<Child>,
     mnt: Option<TempDir>,
@@ -352,6 +353,10 @@ impl Drop for Mount {
         let log = self.log();
         if self.check_log && log.contains("panicked at") && !std::thread::panicking() {
             panic!("the shmfs daemon panicked; its log:\n{log}");
+        }
+        // Nothing the daemon does may trip its own seccomp filter (docs/sandbox.md).
+        if self.check_log && log.contains("seccomp refused") && !std::thread::panicking() {
+            panic!("the sandbox refused a system call of the shmfs daemon; its log:\n{log}");
         }
     }
 }
