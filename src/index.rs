@@ -5,8 +5,6 @@ use std::collections::HashMap;
 
 use std::os::unix::ffi::OsStrExt;
 
-use serde_json::{Value, json};
-
 use crate::posix::Object;
 use crate::sysv::{Segment, Usage};
 
@@ -75,29 +73,30 @@ pub fn owner_names(
     names
 }
 
-/// The `index` table: a header and one aligned line per row.
+/// The eight cells of a row of the `index` table.
+fn cells(r: &Row) -> [String; 8] {
+    [
+        r.kind.to_string(),
+        r.id.clone(),
+        r.key.map_or("-".into(), |k| format!("0x{k:08x}")),
+        r.size.to_string(),
+        format!("0{:03o}", r.mode),
+        r.owner.clone(),
+        r.nattch.map_or("-".into(), |n| n.to_string()),
+        r.rss.to_string(),
+    ]
+}
+
+/// The `index` table: a header and one aligned line per row. The cells are made twice (for
+/// the widths, then for the text) rather than kept: with thousands of rows, keeping eight
+/// strings per row cost the daemon more memory than the text itself.
 pub fn render_table(rows: &[Row]) -> String {
     let header = [
         "KIND", "ID", "KEY", "SIZE", "MODE", "OWNER", "NATTCH", "RSS",
     ];
-    let cells: Vec<[String; 8]> = rows
-        .iter()
-        .map(|r| {
-            [
-                r.kind.to_string(),
-                r.id.clone(),
-                r.key.map_or("-".into(), |k| format!("0x{k:08x}")),
-                r.size.to_string(),
-                format!("0{:03o}", r.mode),
-                r.owner.clone(),
-                r.nattch.map_or("-".into(), |n| n.to_string()),
-                r.rss.to_string(),
-            ]
-        })
-        .collect();
     let mut widths = header.map(str::len);
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(cells(row)) {
             *w = (*w).max(cell.chars().count());
         }
     }
@@ -114,8 +113,8 @@ pub fn render_table(rows: &[Row]) -> String {
         out.push('\n');
     };
     line(&header);
-    for row in &cells {
-        line(&row.each_ref().map(String::as_str));
+    for row in rows {
+        line(&cells(row).each_ref().map(String::as_str));
     }
     out
 }
@@ -157,51 +156,137 @@ pub fn escape_non_utf8(name: &[u8]) -> String {
     out
 }
 
-/// The JSON fields naming a POSIX object: `name` alone when the name is valid UTF-8 (the name
-/// itself, which JSON escapes once); otherwise `name` as `escape_non_utf8` writes it plus
+/// `index.json`: an array of objects, numbers as numbers, keys in alphabetical order, laid out
+/// as `serde_json`'s pretty printer does. Written field by field rather than through a JSON
+/// value per row, which with thousands of rows cost the daemon tens of megabytes.
+///
+/// A POSIX object is named by `name` alone when its name is valid UTF-8 (the name itself,
+/// which JSON escapes once); otherwise by `name` as `escape_non_utf8` writes it plus
 /// `name_bytes`, the name's bytes as numbers.
-fn name_fields(v: &mut Value, name: &[u8]) {
-    match std::str::from_utf8(name) {
-        Ok(text) => v["name"] = json!(text),
-        Err(_) => {
-            v["name"] = json!(escape_non_utf8(name));
-            v["name_bytes"] = json!(name);
-        }
-    }
-}
-
-/// `index.json`: an array of objects, numbers as numbers.
 pub fn render_json(rows: &[Row]) -> String {
-    let values: Vec<Value> = rows
-        .iter()
-        .map(|r| {
-            let mut v = json!({
-                "kind": r.kind,
-                "size": r.size,
-                "mode": r.mode,
-                "mode_octal": format!("0{:03o}", r.mode),
-                "uid": r.uid,
-                "owner": r.owner,
-                "rss": r.rss,
-            });
-            if r.kind == "sysv" {
-                v["shmid"] = json!(r.id.parse::<i64>().ok());
-                v["key"] = json!(r.key);
-                v["nattch"] = json!(r.nattch);
-            } else {
-                name_fields(&mut v, r.name.as_deref().unwrap_or(r.id.as_bytes()));
+    use std::fmt::Write;
+    if rows.is_empty() {
+        return "[]\n".to_string();
+    }
+    let mut out = String::from("[\n");
+    let string = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    for (i, r) in rows.iter().enumerate() {
+        let mut fields: Vec<(&str, String)> = Vec::with_capacity(10);
+        let number = |n: Option<u64>| n.map_or("null".to_string(), |n| n.to_string());
+        if r.kind == "sysv" {
+            fields.push(("key", number(r.key.map(u64::from))));
+        }
+        fields.push(("kind", string(r.kind)));
+        fields.push(("mode", r.mode.to_string()));
+        fields.push(("mode_octal", string(&format!("0{:03o}", r.mode))));
+        if r.kind == "sysv" {
+            fields.push(("nattch", number(r.nattch)));
+        } else {
+            let name = r.name.as_deref().unwrap_or(r.id.as_bytes());
+            match std::str::from_utf8(name) {
+                Ok(text) => fields.push(("name", string(text))),
+                Err(_) => {
+                    fields.push(("name", string(&escape_non_utf8(name))));
+                    let mut bytes = String::from("[");
+                    for (j, b) in name.iter().enumerate() {
+                        let sep = if j == 0 { "" } else { "," };
+                        let _ = write!(bytes, "{sep}\n      {b}");
+                    }
+                    bytes.push_str("\n    ]");
+                    fields.push(("name_bytes", bytes));
+                }
             }
-            v
-        })
-        .collect();
-    let mut text = serde_json::to_string_pretty(&values).unwrap_or_else(|_| "[]".into());
-    text.push('\n');
-    text
+        }
+        fields.push(("owner", string(&r.owner)));
+        fields.push(("rss", r.rss.to_string()));
+        if r.kind == "sysv" {
+            let shmid =
+                r.id.parse::<i64>()
+                    .ok()
+                    .map_or("null".to_string(), |n| n.to_string());
+            fields.push(("shmid", shmid));
+        }
+        fields.push(("size", r.size.to_string()));
+        fields.push(("uid", r.uid.to_string()));
+        out.push_str("  {\n");
+        for (j, (key, value)) in fields.iter().enumerate() {
+            let comma = if j + 1 < fields.len() { "," } else { "" };
+            let _ = writeln!(out, "    \"{key}\": {value}{comma}");
+        }
+        out.push_str(if i + 1 < rows.len() {
+            "  },\n"
+        } else {
+            "  }\n"
+        });
+    }
+    out.push_str("]\n");
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use serde_json::{Value, json};
+
+    /// `index.json` as it was made before, through a JSON value per row: the layout the
+    /// hand-written renderer must keep, byte for byte.
+    fn through_values(rows: &[Row]) -> String {
+        let values: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let mut v = json!({
+                    "kind": r.kind, "size": r.size, "mode": r.mode,
+                    "mode_octal": format!("0{:03o}", r.mode), "uid": r.uid,
+                    "owner": r.owner, "rss": r.rss,
+                });
+                if r.kind == "sysv" {
+                    v["shmid"] = json!(r.id.parse::<i64>().ok());
+                    v["key"] = json!(r.key);
+                    v["nattch"] = json!(r.nattch);
+                } else {
+                    let name = r.name.as_deref().unwrap_or(r.id.as_bytes());
+                    match std::str::from_utf8(name) {
+                        Ok(text) => v["name"] = json!(text),
+                        Err(_) => {
+                            v["name"] = json!(escape_non_utf8(name));
+                            v["name_bytes"] = json!(name);
+                        }
+                    }
+                }
+                v
+            })
+            .collect();
+        serde_json::to_string_pretty(&values).unwrap() + "\n"
+    }
+
+    #[test]
+    fn json_is_laid_out_as_serde_json_pretty_prints_it() {
+        let mut all = rows();
+        for name in [
+            &b"plain"[..],
+            b"with \"quote\" and \\",
+            b"ctl\x1b\n",
+            b"bad\xff\xfe",
+            b"\xc3",
+        ] {
+            let obj_row = Row {
+                kind: "posix",
+                id: escape_name(name),
+                key: None,
+                size: 3,
+                mode: 0o640,
+                uid: 7,
+                owner: "o\u{e9}".into(),
+                nattch: None,
+                rss: 0,
+                name: Some(name.to_vec()),
+            };
+            all.push(obj_row);
+        }
+        assert_eq!(render_json(&all), through_values(&all));
+        assert_eq!(render_json(&[]), through_values(&[]));
+    }
 
     fn rows() -> Vec<Row> {
         vec![
