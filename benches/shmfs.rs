@@ -1237,7 +1237,7 @@ fn row_ls_sysv(cfg: &Config, bench: &Bench, report: &mut Report) -> Result<()> {
     Ok(())
 }
 
-/// Row 11: `cat metrics.prom` against `cat index` over all the segments (issue 15: within 3×):
+/// Row 11: `cat metrics.prom` against `cat index` over all the segments (the target: within 3×):
 /// the same listing, eight series a segment instead of one row.
 fn row_metrics(cfg: &Config, bench: &Bench, report: &mut Report) -> Result<()> {
     let (metrics, index) = (bench.at("metrics.prom"), bench.at("index"));

@@ -642,6 +642,18 @@ const MAN_PAGES: [(&str, &str); 2] = [
     ("5", include_str!("../man/shmfs.5")),
 ];
 
+/// One malloc arena for every thread. The reports (`index`, `index.json`, `metrics.prom`)
+/// make megabytes of text at thousands of objects; with glibc's arena per thread, each worker
+/// kept its own high-water mark of that (the benchmark's daemon peaked at 39 MiB instead of 20
+/// over 4,000 segments and 10,000 objects). The workers allocate little otherwise.
+fn one_malloc_arena() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: called first in main, before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 /// `--man [SECTION]`: prints the page of that section.
 fn print_man_page(section: &str) -> ExitCode {
     let page = MAN_PAGES
@@ -658,6 +670,7 @@ fn print_man_page(section: &str) -> ExitCode {
 }
 
 fn main() -> ExitCode {
+    one_malloc_arena();
     // mount(8) starts us with no PATH; fusermount3 must still be found.
     if std::env::var_os("PATH").is_none() {
         // SAFETY: no other thread exists yet.

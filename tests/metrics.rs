@@ -1,4 +1,4 @@
-//! The root `metrics.prom` (issue 15, docs/monitoring.md): the test's segments and objects with
+//! The root `metrics.prom` (docs/monitoring.md): the test's segments and objects with
 //! the numbers `index` and the kernel give, label values escaped as the Prometheus text format
 //! wants, no attach; `promtool check metrics` finds nothing to say; `-o metrics=totals` keeps the
 //! totals alone; the real `prometheus-node-exporter` serves the series over HTTP and drops a

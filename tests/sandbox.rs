@@ -1,4 +1,4 @@
-//! Least privilege (issue 16): a mounted daemon keeps only the capabilities docs/sandbox.md
+//! Least privilege: a mounted daemon keeps only the capabilities docs/sandbox.md
 //! names, has no_new_privs and a seccomp filter on every thread; `--no-sandbox` keeps the old
 //! state and says so; the filter the daemon installs really refuses execve, ptrace and
 //! AF_INET sockets; a non-root daemon is filtered too and still unmounts on SIGTERM.

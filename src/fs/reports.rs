@@ -298,10 +298,8 @@ impl ShmFs {
     }
 }
 
-/// Gives back to the system the memory a report's rendering used and freed. A report of
-/// thousands of objects is megabytes of text and rows; glibc keeps what a thread freed in that
-/// thread's arena, so each worker that rendered one would keep its own high-water mark of it
-/// (the daemon reached 90 MiB after `ls -lR` over 14,000 objects, 20 MiB with this).
+/// Gives back to the system the memory a report's rendering used and freed: a report of
+/// thousands of objects is megabytes of text and rows, which glibc would otherwise keep.
 fn release_freed_memory() {
     #[cfg(target_env = "gnu")]
     // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
