@@ -694,34 +694,21 @@ fn hugetlb_segment_is_read_and_written_and_says_so() {
 #[test]
 fn hugetlb_segments_are_served_without_keeping_an_attachment() {
     require_fuse!();
-    let Some(kb) = meminfo("Hugepagesize").filter(|&kb| kb > 0) else {
-        unavailable("SHM_HUGETLB: no huge pages in this kernel (/proc/meminfo)");
-        return;
-    };
-    let huge = (kb * 1024) as usize;
     let _pages = match HugePages::reserve(4) {
         Ok(g) => g,
         Err(why) => {
-            unavailable(&format!("SHM_HUGETLB: {why}"));
+            unavailable(&format!("SHM_HUGETLB cannot be tested: {why}"));
             return;
         }
     };
+    let huge = huge_page_size().expect("huge pages were reserved, so they have a size");
     let m = Mount::new();
     let _hang = KillOnHang::new(&m, HANG_LIMIT);
     // Not a multiple of the huge page: the file behind it is, `data` must not be.
     let size = 2 * huge - 4096;
     let seg = SysvSeg::private(size, 0o600 | libc::SHM_HUGETLB as u32);
     let id = seg.id.to_string();
-    let evidence = || {
-        let ds = seg.stat();
-        (
-            ds.shm_lpid,
-            ds.shm_atime,
-            ds.shm_dtime,
-            ds.shm_nattch,
-            ds.shm_ctime,
-        )
-    };
+    let evidence = || seg.attach_evidence();
     let daemon_maps_it = || {
         fs::read_to_string(format!("/proc/{}/maps", m.pid()))
             .unwrap()

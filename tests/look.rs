@@ -18,14 +18,7 @@ const OTHER: u32 = 12345;
 
 /// What `ipcs -m -i` shows that an attach would move.
 fn evidence(seg: &SysvSeg) -> (i32, i64, i64, u64, i64) {
-    let ds = seg.stat();
-    (
-        ds.shm_lpid,
-        ds.shm_atime,
-        ds.shm_dtime,
-        ds.shm_nattch,
-        ds.shm_ctime,
-    )
+    seg.attach_evidence()
 }
 
 /// Bytes that differ from page to page and from offset to offset.

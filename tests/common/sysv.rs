@@ -96,6 +96,19 @@ impl SysvSeg {
         ipc_stat(self.id).unwrap_or_else(|e| panic!("IPC_STAT of shmid {}: {e}", self.id))
     }
 
+    /// What `ipcs -m -i` shows that an attach would move: (lpid, atime, dtime, nattch, ctime).
+    #[track_caller]
+    pub fn attach_evidence(&self) -> (i32, i64, i64, u64, i64) {
+        let ds = self.stat();
+        (
+            ds.shm_lpid,
+            ds.shm_atime,
+            ds.shm_dtime,
+            ds.shm_nattch,
+            ds.shm_ctime,
+        )
+    }
+
     /// Mode bits (permission bits only).
     pub fn mode(&self) -> u32 {
         u32::from(self.stat().shm_perm.mode) & 0o777
