@@ -620,14 +620,9 @@ fn five_gib_posix_object_is_read_and_written_beyond_4_gib() {
 #[test]
 fn hugetlb_segment_is_read_and_written_and_says_so() {
     require_fuse!();
-    let _pages = match HugePages::reserve(8) {
-        Ok(g) => g,
-        Err(why) => {
-            unavailable(&format!("SHM_HUGETLB cannot be tested: {why}"));
-            return;
-        }
+    let Some((_pages, huge)) = huge_pages_for_test(8) else {
+        return;
     };
-    let huge = huge_page_size().expect("huge pages were reserved, so they have a size");
     let m = Mount::new();
     let _hang = KillOnHang::new(&m, HANG_LIMIT);
     let size = 2 * huge;
@@ -694,14 +689,9 @@ fn hugetlb_segment_is_read_and_written_and_says_so() {
 #[test]
 fn hugetlb_segments_are_served_without_keeping_an_attachment() {
     require_fuse!();
-    let _pages = match HugePages::reserve(4) {
-        Ok(g) => g,
-        Err(why) => {
-            unavailable(&format!("SHM_HUGETLB cannot be tested: {why}"));
-            return;
-        }
+    let Some((_pages, huge)) = huge_pages_for_test(4) else {
+        return;
     };
-    let huge = huge_page_size().expect("huge pages were reserved, so they have a size");
     let m = Mount::new();
     let _hang = KillOnHang::new(&m, HANG_LIMIT);
     // Not a multiple of the huge page: the file behind it is, `data` must not be.

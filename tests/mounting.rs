@@ -17,7 +17,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -275,16 +274,7 @@ fn a_user_mounts_through_fusermount3_and_sees_what_they_may() {
     if !w.allow_user(USER) {
         return;
     }
-    // The binary where the user may run it, whatever the permissions on the way to target/.
-    let bin = w.mkdir("bin").join("shmfs");
-    fs::copy(BIN, &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let home = w.mkdir("home");
-    let mnt = home.join("shm");
-    fs::create_dir(&mnt).unwrap();
-    for p in [&home, &mnt] {
-        std::os::unix::fs::chown(p, Some(USER), Some(USER)).unwrap();
-    }
+    let (bin, home, mnt) = w.user_mount_dirs(USER);
 
     let roots = ipcmk_in(&w, 4096, "0600");
     let r = w.sh_as(USER, &home, "ipcmk -M 8192 -p 0600");

@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -254,15 +253,7 @@ fn a_users_daemon_is_filtered_and_unmounts_on_sigterm() {
     if !w.allow_user(USER) {
         return;
     }
-    let bin = w.mkdir("bin").join("shmfs");
-    fs::copy(BIN, &bin).unwrap();
-    fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
-    let home = w.mkdir("home");
-    let mnt = home.join("shm");
-    fs::create_dir(&mnt).unwrap();
-    for p in [&home, &mnt] {
-        std::os::unix::fs::chown(p, Some(USER), Some(USER)).unwrap();
-    }
+    let (bin, home, mnt) = w.user_mount_dirs(USER);
     let r = w.sh_as(USER, &home, &format!("{} {}", q(&bin), q(&mnt)));
     assert!(r.ok(), "shmfs MNT as user {USER}: {r:?}");
     assert!(w.mount_at(&mnt).is_some(), "the user's mount is there");

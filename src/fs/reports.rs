@@ -69,12 +69,6 @@ impl ShmFs {
     }
 
     pub(super) fn report_text(&self, report: Report) -> Result<String> {
-        let text = self.render_report(report);
-        release_freed_memory();
-        text
-    }
-
-    fn render_report(&self, report: Report) -> Result<String> {
         match report {
             Report::Limits => return self.limits_text(),
             Report::Metrics => return self.metrics_text(),
@@ -295,16 +289,6 @@ impl ShmFs {
             files_free: space.files_free,
             block_size: frsize as u32,
         })
-    }
-}
-
-/// Gives back to the system the memory a report's rendering used and freed: a report of
-/// thousands of objects is megabytes of text and rows, which glibc would otherwise keep.
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

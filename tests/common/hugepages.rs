@@ -96,3 +96,18 @@ impl Drop for HugePages {
         }
     }
 }
+
+/// `n` more huge pages and their size in bytes for a test that needs them; if the kernel cannot
+/// give them, fails under CI (and otherwise says `skipping:`) and gives None.
+pub fn huge_pages_for_test(n: u64) -> Option<(HugePages, usize)> {
+    match HugePages::reserve(n) {
+        Ok(pages) => {
+            let size = huge_page_size().expect("huge pages were reserved, so they have a size");
+            Some((pages, size))
+        }
+        Err(why) => {
+            super::preconditions::unavailable(&format!("SHM_HUGETLB cannot be tested: {why}"));
+            None
+        }
+    }
+}

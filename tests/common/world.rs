@@ -208,6 +208,22 @@ exec cat > /dev/null
             .count()
     }
 
+    /// What a mount by non-root user `uid` needs: shmfs copied where the user may run it
+    /// (whatever the permissions on the way to target/), and a home of the user's holding an
+    /// empty mount point `shm`. Gives (the binary, the home, the mount point).
+    pub fn user_mount_dirs(&self, uid: u32) -> (PathBuf, PathBuf, PathBuf) {
+        let bin = self.mkdir("bin").join("shmfs");
+        fs::copy(BIN, &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let home = self.mkdir("home");
+        let mnt = home.join("shm");
+        fs::create_dir(&mnt).unwrap();
+        for p in [&home, &mnt] {
+            std::os::unix::fs::chown(p, Some(uid), Some(uid)).unwrap();
+        }
+        (bin, home, mnt)
+    }
+
     /// Makes the world ready for a non-root user `uid`: a passwd and group entry (fusermount3
     /// needs a user name), and a /dev/fuse that every user may open, as udev makes it on a
     /// Debian machine (containers often have mode 0600). Returns false (after `unavailable`)
