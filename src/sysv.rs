@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io::{self, BufRead, Read};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
@@ -261,7 +261,7 @@ pub fn remove(shmid: i32) -> io::Result<()> {
 /// Reads `/proc/sysvipc/shm` now into a map shmid → usage: for the root's reports, one reading
 /// per request. The reading then serves `stat` too (see [`crate::usage`]).
 pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
-    Ok(USAGE.fresh_table()?.as_ref().clone())
+    USAGE.fresh_table()
 }
 
 /// Usage of one segment from the reading shared by the requests of one moment: no older than
@@ -279,13 +279,22 @@ static USAGE: Shared<Kernel> = Shared::new(Kernel);
 struct Kernel;
 
 impl Source for Kernel {
+    type Pass = ProcPass;
+
     fn totals(&self) -> io::Result<Totals> {
         totals()
     }
 
-    fn read(&self) -> io::Result<HashMap<i32, Usage>> {
-        let file = File::open("/proc/sysvipc/shm")?;
-        parse_usage(BufReader::with_capacity(64 * 1024, file))
+    fn start(&self) -> io::Result<ProcPass> {
+        Ok(ProcPass {
+            file: File::open("/proc/sysvipc/shm")?,
+            columns: None,
+            pending: Vec::new(),
+        })
+    }
+
+    fn next_piece(&self, pass: &mut ProcPass, row: &mut dyn FnMut(i32, Usage)) -> io::Result<bool> {
+        pass.next_piece(row)
     }
 
     fn now(&self) -> Instant {
@@ -293,65 +302,124 @@ impl Source for Kernel {
     }
 }
 
-/// Parses the text of `/proc/sysvipc/shm` into a map shmid → usage.
-pub fn parse_usage(reader: impl BufRead) -> io::Result<HashMap<i32, Usage>> {
-    let mut table = HashMap::new();
-    scan_usage(reader, |id, usage| {
-        table.insert(id, usage);
-        true
-    })?;
-    Ok(table)
+/// One reading of `/proc/sysvipc/shm` in progress, read a piece at a time.
+struct ProcPass {
+    file: File,
+    /// Learnt from the header line.
+    columns: Option<Columns>,
+    /// The start of a line whose end the next piece brings.
+    pending: Vec<u8>,
 }
 
-/// Calls `row` for each segment line of `/proc/sysvipc/shm` text until it returns false.
-/// Columns are found by the header's names, so that a kernel that adds columns does not
-/// break it; lines that do not parse are skipped.
-pub fn scan_usage(
-    mut reader: impl BufRead,
-    mut row: impl FnMut(i32, Usage) -> bool,
-) -> io::Result<()> {
-    // Bytes, not `lines()`: at thousands of segments this runs often enough that a String
-    // (and a UTF-8 check) per line showed in profiles.
-    let mut line = Vec::with_capacity(256);
-    if reader.read_until(b'\n', &mut line)? == 0 {
-        return Ok(());
-    }
-    let column = |name: &[u8]| {
-        line.split(u8::is_ascii_whitespace)
-            .filter(|f| !f.is_empty())
-            .position(|c| c == name)
-    };
-    let (Some(id_col), Some(rss_col), Some(swap_col)) =
-        (column(b"shmid"), column(b"rss"), column(b"swap"))
-    else {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "/proc/sysvipc/shm: unexpected header",
-        ));
-    };
-    let last_col = id_col.max(rss_col).max(swap_col);
-    loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            return Ok(());
+impl ProcPass {
+    /// One read(2): the kernel formats the lines of about one page per call, and formatting is
+    /// what a reading costs.
+    fn next_piece(&mut self, row: &mut dyn FnMut(i32, Usage)) -> io::Result<bool> {
+        let mut piece = [0u8; 8192];
+        let n = loop {
+            match self.file.read(&mut piece) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other?,
+            }
+        };
+        let at_end = n == 0;
+        if at_end && self.pending.is_empty() {
+            return Ok(false);
         }
+        // At the end, a last line without its newline.
+        let mut text: &[u8] = if at_end { b"\n" } else { &piece[..n] };
+        while let Some(newline) = text.iter().position(|&b| b == b'\n') {
+            let line = if self.pending.is_empty() {
+                &text[..newline]
+            } else {
+                self.pending.extend_from_slice(&text[..newline]);
+                &self.pending[..]
+            };
+            match &self.columns {
+                None => self.columns = Some(Columns::of_header(line)?),
+                Some(columns) => {
+                    if let Some((id, usage)) = columns.parse(line) {
+                        row(id, usage);
+                    }
+                }
+            }
+            self.pending.clear();
+            text = &text[newline + 1..];
+        }
+        self.pending.extend_from_slice(text);
+        Ok(!at_end)
+    }
+}
+
+/// Where shmid, rss and swap are in the lines of `/proc/sysvipc/shm`. They are found by the
+/// header's names, so that a kernel that adds columns does not break it.
+struct Columns {
+    id: usize,
+    rss: usize,
+    swap: usize,
+}
+
+impl Columns {
+    fn of_header(header: &[u8]) -> io::Result<Columns> {
+        let column = |name: &[u8]| {
+            header
+                .split(u8::is_ascii_whitespace)
+                .filter(|f| !f.is_empty())
+                .position(|c| c == name)
+        };
+        match (column(b"shmid"), column(b"rss"), column(b"swap")) {
+            (Some(id), Some(rss), Some(swap)) => Ok(Columns { id, rss, swap }),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "/proc/sysvipc/shm: unexpected header",
+            )),
+        }
+    }
+
+    /// The shmid and usage of one segment's line; None for a line that does not parse.
+    // Bytes, not strings: at thousands of segments this runs often enough that a String (and a
+    // UTF-8 check) per line showed in profiles.
+    fn parse(&self, line: &[u8]) -> Option<(i32, Usage)> {
+        let last = self.id.max(self.rss).max(self.swap);
         let (mut id, mut rss, mut swap) = (None, None, None);
         let fields = line
             .split(u8::is_ascii_whitespace)
             .filter(|f| !f.is_empty());
-        for (i, field) in fields.enumerate().take(last_col + 1) {
-            if i == id_col {
+        for (i, field) in fields.enumerate().take(last + 1) {
+            if i == self.id {
                 id = parse_decimal(field).and_then(|n| i32::try_from(n).ok());
-            } else if i == rss_col {
+            } else if i == self.rss {
                 rss = parse_decimal(field);
-            } else if i == swap_col {
+            } else if i == self.swap {
                 swap = parse_decimal(field);
             }
         }
-        if let (Some(id), Some(rss), Some(swap)) = (id, rss, swap)
-            && !row(id, Usage { rss, swap })
-        {
-            return Ok(());
+        Some((
+            id?,
+            Usage {
+                rss: rss?,
+                swap: swap?,
+            },
+        ))
+    }
+}
+
+/// Parses the text of `/proc/sysvipc/shm` into a map shmid → usage; lines that do not parse
+/// are skipped.
+pub fn parse_usage(mut reader: impl BufRead) -> io::Result<HashMap<i32, Usage>> {
+    let mut table = HashMap::new();
+    let mut line = Vec::with_capacity(256);
+    if reader.read_until(b'\n', &mut line)? == 0 {
+        return Ok(table);
+    }
+    let columns = Columns::of_header(&line)?;
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            return Ok(table);
+        }
+        if let Some((id, usage)) = columns.parse(&line) {
+            table.insert(id, usage);
         }
     }
 }
