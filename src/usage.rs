@@ -19,12 +19,14 @@
 //! A request for a line older than [`MAX_AGE`] starts a new reading.
 //!
 //! `SHM_INFO` is no constant-cost call either: the kernel sums the totals over every segment,
-//! taking a lock for each (about 60 ns a segment here, 0.24 ms at 4,000). Asked on every request,
-//! it alone made walks quadratic again. So one look at the totals serves the requests of the next
-//! [`totals_window`] after it: 1 µs per segment (10 µs with 10 segments, 4 ms at 4,000), at most
-//! [`MAX_TOTALS_WINDOW`]. That keeps the time spent on `SHM_INFO` to a few percent of a busy
-//! worker's at any number of segments, and a change of the totals is seen at most that long after
-//! it happens, well inside the 50 ms that bound every reading.
+//! taking a lock for each. During a walk, whose own work has pushed those segments out of the CPU's
+//! caches, that is 100–200 ns a segment here (0.4 ms at 4,000). Asked on every request, it alone
+//! made walks quadratic again. So one look at the totals serves the requests of the next
+//! [`totals_window`] after it: twenty times what the look took, at most [`MAX_TOTALS_WINDOW`].
+//! That keeps the time spent on `SHM_INFO` to about 5% of a busy worker's at any number of
+//! segments and on any machine (a window of a fixed 1 µs a segment gave it 10–20% here), and a
+//! change of the totals is seen at most that long after it happens (about 8 ms at 4,000
+//! segments, 40 µs at 10), inside the 50 ms that bound every reading.
 //!
 //! A shmid that a valid reading read to its end does not list is a segment created after it
 //! (the caller has just found it alive): a new reading is made once before answering, so a new
@@ -47,15 +49,12 @@ use crate::sysv::{Totals, Usage};
 pub const MAX_AGE: Duration = Duration::from_millis(50);
 
 /// The longest one look at the kernel's totals serves later requests.
-pub const MAX_TOTALS_WINDOW: Duration = Duration::from_millis(5);
+pub const MAX_TOTALS_WINDOW: Duration = Duration::from_millis(20);
 
-/// How long a look at the totals serves later requests: 1 µs per segment (about 20 times what
-/// `SHM_INFO` costs per segment), at most [`MAX_TOTALS_WINDOW`].
-pub fn totals_window(totals: &Totals) -> Duration {
-    let per_segment = Duration::from_micros(1);
-    per_segment
-        .saturating_mul(u32::try_from(totals.segments).unwrap_or(u32::MAX))
-        .min(MAX_TOTALS_WINDOW)
+/// How long a look at the totals that took `cost` serves later requests: twenty times its cost
+/// (so that looking takes about 5% of a busy worker's time), at most [`MAX_TOTALS_WINDOW`].
+pub fn totals_window(cost: Duration) -> Duration {
+    cost.saturating_mul(20).min(MAX_TOTALS_WINDOW)
 }
 
 /// Where readings come from: the kernel in the daemon, a script in the unit tests.
@@ -103,8 +102,18 @@ pub struct Shared<S: Source> {
 /// What the lock guards: the reading, and the last look at the totals.
 struct State<P> {
     reading: Option<Reading<P>>,
-    /// When the totals were last asked for, and what they were.
-    looked: Option<(Instant, Totals)>,
+    /// The last look at the totals.
+    looked: Option<Look>,
+}
+
+/// One look at the kernel's totals.
+#[derive(Clone, Copy, Debug)]
+struct Look {
+    /// Taken before the call, so that the window is never overstated.
+    at: Instant,
+    totals: Totals,
+    /// How long it serves: see [`totals_window`].
+    window: Duration,
 }
 
 impl<S: Source> Shared<S> {
@@ -126,22 +135,30 @@ impl<S: Source> Shared<S> {
 
     /// The totals at `now`: the last look if it is recent enough, otherwise a new look.
     fn totals(&self, state: &mut State<S::Pass>, now: Instant) -> io::Result<Totals> {
-        if let Some((at, totals)) = state.looked
-            && now.saturating_duration_since(at) < totals_window(&totals)
+        if let Some(look) = state.looked
+            && now.saturating_duration_since(look.at) < look.window
         {
-            return Ok(totals);
+            return Ok(look.totals);
         }
+        Ok(self.look(state, now)?.totals)
+    }
+
+    /// Looks at the totals now (`now` being the time before the call) and keeps the look.
+    fn look(&self, state: &mut State<S::Pass>, now: Instant) -> io::Result<Look> {
         let totals = self.source.totals()?;
-        state.looked = Some((now, totals));
-        Ok(totals)
+        let cost = self.source.now().saturating_duration_since(now);
+        Ok(*state.looked.insert(Look {
+            at: now,
+            totals,
+            window: totals_window(cost),
+        }))
     }
 
     /// Starts a new reading now (under the caller's lock): it becomes the current one.
     fn begin<'a>(&self, state: &'a mut State<S::Pass>) -> io::Result<&'a mut Reading<S::Pass>> {
         state.reading = None;
-        let at = self.source.now();
-        let totals = self.source.totals()?;
-        state.looked = Some((at, totals));
+        let now = self.source.now();
+        let totals = self.look(state, now)?.totals;
         let pass = self.source.start()?;
         Ok(state.reading.insert(Reading {
             totals,
@@ -249,6 +266,8 @@ mod tests {
         starts: AtomicUsize,
         pieces: AtomicUsize,
         looks: AtomicUsize,
+        /// How long a look at the totals takes, in microseconds of the script's clock.
+        look_cost_us: AtomicU64,
         fail_reads: Mutex<bool>,
     }
 
@@ -267,6 +286,7 @@ mod tests {
                 starts: AtomicUsize::new(0),
                 pieces: AtomicUsize::new(0),
                 looks: AtomicUsize::new(0),
+                look_cost_us: AtomicU64::new(0),
                 fail_reads: Mutex::new(false),
             };
             s.set_table(table);
@@ -292,8 +312,8 @@ mod tests {
             self.totals.lock().unwrap().pages_resident = pages;
         }
 
-        fn set_segments(&self, n: u64) {
-            self.totals.lock().unwrap().segments = n;
+        fn set_look_cost_us(&self, us: u64) {
+            self.look_cost_us.store(us, Ordering::SeqCst);
         }
 
         fn advance_us(&self, us: u64) {
@@ -321,6 +341,7 @@ mod tests {
 
         fn totals(&self) -> io::Result<Totals> {
             self.looks.fetch_add(1, Ordering::SeqCst);
+            self.advance_us(self.look_cost_us.load(Ordering::SeqCst));
             Ok(*self.totals.lock().unwrap())
         }
 
@@ -445,23 +466,19 @@ mod tests {
     }
 
     #[test]
-    fn the_totals_window_grows_with_the_segments_and_is_bounded() {
-        let with = |segments| Totals {
-            segments,
-            ..Totals::default()
-        };
-        assert_eq!(totals_window(&with(0)), Duration::ZERO);
-        assert_eq!(totals_window(&with(10)), Duration::from_micros(10));
-        assert_eq!(totals_window(&with(1000)), Duration::from_millis(1));
-        assert_eq!(totals_window(&with(4000)), Duration::from_millis(4));
-        assert_eq!(totals_window(&with(32768)), MAX_TOTALS_WINDOW);
-        assert_eq!(totals_window(&with(u64::MAX)), MAX_TOTALS_WINDOW);
+    fn the_totals_window_is_twenty_looks_long_and_bounded() {
+        let us = Duration::from_micros;
+        assert_eq!(totals_window(Duration::ZERO), Duration::ZERO);
+        assert_eq!(totals_window(us(2)), us(40));
+        assert_eq!(totals_window(us(400)), us(8000));
+        assert_eq!(totals_window(us(1000)), MAX_TOTALS_WINDOW);
+        assert_eq!(totals_window(Duration::MAX), MAX_TOTALS_WINDOW);
     }
 
     #[test]
     fn one_look_at_the_totals_serves_its_window_then_they_are_asked_again() {
         let k = Script::new(&[(1, 0)]);
-        k.set_segments(1000); // a window of 1 ms
+        k.set_look_cost_us(50); // a window of 1 ms
         let shared = Shared::new(&k);
         assert_eq!(rss(&shared, 1), 0);
         let looks = k.looks.load(Ordering::SeqCst);
@@ -476,7 +493,7 @@ mod tests {
         // A page is touched: the totals change.
         k.set_table(&[(1, 4096)]);
         k.set_resident(1);
-        k.advance_us(999);
+        k.advance_us(949); // 999 µs after the look began
         assert_eq!(rss(&shared, 1), 0, "inside the window the last look holds");
         k.advance_us(1);
         assert_eq!(rss(&shared, 1), 4096, "past it the change is seen");
