@@ -62,7 +62,11 @@ fn main() -> ExitCode {
         }
     };
     let mut report = Report::default();
+    let cpu_before = CpuTimes::now();
     let result = run(&cfg, &mut report); // everything it made is gone when it returns
+    if let (Some(before), Some(after)) = (cpu_before, CpuTimes::now()) {
+        report.note(before.steal_note(&after));
+    }
     if !report.rows.is_empty() {
         report.print(&cfg);
     }
@@ -72,6 +76,46 @@ fn main() -> ExitCode {
             eprintln!("\nshmfs bench: FAILED: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The machine's CPU time so far, from the first line of /proc/stat (in clock ticks).
+struct CpuTimes {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTimes {
+    fn now() -> Option<CpuTimes> {
+        let stat = fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        // user nice system idle iowait irq softirq steal [guest guest_nice, inside user/nice]
+        Some(CpuTimes {
+            total: fields.iter().take(8).sum(),
+            steal: *fields.get(7)?,
+        })
+    }
+
+    /// What share of the machine's CPU time a hypervisor took from it since `self`: on a
+    /// virtual machine, the main cause of a run whose spreads are wider than usual.
+    fn steal_note(&self, after: &CpuTimes) -> String {
+        let total = after.total.saturating_sub(self.total).max(1);
+        let steal = after.steal.saturating_sub(self.steal);
+        format!(
+            "CPU time taken by the hypervisor (steal) during the run: {:.1}%{}",
+            100.0 * steal as f64 / total as f64,
+            if steal * 50 > total {
+                " (over 2%: expect wider spreads and ratios than on a quiet host)"
+            } else {
+                ""
+            }
+        )
     }
 }
 
