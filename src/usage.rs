@@ -5,10 +5,11 @@
 //! number of segments: reading it for every `stat` made every walk of the mount quadratic. So one
 //! reading serves every request while both hold:
 //! - the line it gives is no older than [`MAX_AGE`] (its age counts from before the read(2)
-//!   that brought it), and
+//!   that brought its first byte: the kernel formats whole lines, and keeps what does not fit for
+//!   the next read), and
 //! - `shmctl(SHM_INFO)`'s totals (segments, pages allocated, resident, swapped) are what they were
-//!   just before the reading began: a page touched or dropped, a segment created or removed
-//!   anywhere in the namespace forces a new reading.
+//!   before the reading began: a page touched or dropped, a segment created or removed anywhere in
+//!   the namespace forces a new reading (seen through the last look at the totals, see below).
 //!
 //! A reading is made a piece at a time (one read(2), about a page of lines: formatting the lines
 //! is what it costs the kernel), only as far as the requests need: a request for a segment not
@@ -33,7 +34,7 @@
 //! segment never shows zeros from an old reading. A reading that fails is an error, never zeros.
 //!
 //! Requests share one reading: the lock is held while the file is read, so workers that arrive
-//! meanwhile wait for that piece and use it instead of reading the file again each.
+//! meanwhile wait for that reading and use it instead of reading the file again each.
 //!
 //! The reading is per process, like the IPC namespace the daemon serves (`--ipc-ns` enters it
 //! before any worker starts; `/proc/sysvipc/shm` shows the namespace of the reader).
@@ -65,12 +66,14 @@ pub trait Source {
     fn totals(&self) -> io::Result<Totals>;
     /// Starts a reading of `/proc/sysvipc/shm` at its first line.
     fn start(&self) -> io::Result<Self::Pass>;
-    /// Reads the next piece of `pass`, giving `row` the shmid and usage of each segment in it;
-    /// false once the file has no more.
+    /// Reads the next piece of `pass`, `read_at` being the time just before; gives `row` the
+    /// shmid and usage of each segment line it completes, with the time before the read that
+    /// brought the line's first byte. False once the file has no more.
     fn next_piece(
         &self,
         pass: &mut Self::Pass,
-        row: &mut dyn FnMut(i32, Usage),
+        read_at: Instant,
+        row: &mut dyn FnMut(i32, Usage, Instant),
     ) -> io::Result<bool>;
     /// The monotonic clock.
     fn now(&self) -> Instant;
@@ -80,7 +83,8 @@ pub trait Source {
 #[derive(Clone, Copy, Debug)]
 struct Line {
     usage: Usage,
-    /// Taken before the read(2) that brought the line, so the age is never understated.
+    /// Taken before the read(2) that brought the line's first byte, so the age is never
+    /// understated.
     read_at: Instant,
 }
 
@@ -154,11 +158,13 @@ impl<S: Source> Shared<S> {
         }))
     }
 
-    /// Starts a new reading now (under the caller's lock): it becomes the current one.
+    /// Starts a new reading now (under the caller's lock): it becomes the current one. Its
+    /// totals are those of the last look if that is still in its window (a request that found
+    /// the totals changed has just looked), else of a new look.
     fn begin<'a>(&self, state: &'a mut State<S::Pass>) -> io::Result<&'a mut Reading<S::Pass>> {
         state.reading = None;
         let now = self.source.now();
-        let totals = self.look(state, now)?.totals;
+        let totals = self.totals(state, now)?;
         let pass = self.source.start()?;
         Ok(state.reading.insert(Reading {
             totals,
@@ -175,11 +181,12 @@ impl<S: Source> Shared<S> {
             if shmid.is_some_and(|id| reading.lines.contains_key(&id)) {
                 return Ok(());
             }
-            let read_at = self.source.now();
             let lines = &mut reading.lines;
-            let more = self.source.next_piece(pass, &mut |id, usage| {
-                lines.insert(id, Line { usage, read_at });
-            })?;
+            let more =
+                self.source
+                    .next_piece(pass, self.source.now(), &mut |id, usage, read_at| {
+                        lines.insert(id, Line { usage, read_at });
+                    })?;
             if !more {
                 reading.rest = None;
             }
@@ -193,8 +200,7 @@ impl<S: Source> Shared<S> {
         let mut guard = self.lock();
         let state = &mut *guard;
         if state.reading.is_some() {
-            let now = self.source.now();
-            let totals = self.totals(state, now)?;
+            let totals = self.totals(state, self.source.now())?;
             if let Some(reading) = state.reading.as_mut()
                 && reading.totals == totals
             {
@@ -202,8 +208,9 @@ impl<S: Source> Shared<S> {
                     state.reading = None;
                     return Err(e);
                 }
+                // The age at the moment of answering, after the look and any reading on.
                 if let Some(line) = reading.lines.get(&shmid)
-                    && now.saturating_duration_since(line.read_at) <= MAX_AGE
+                    && self.source.now().saturating_duration_since(line.read_at) <= MAX_AGE
                 {
                     return Ok(line.usage);
                 }
@@ -266,8 +273,10 @@ mod tests {
         starts: AtomicUsize,
         pieces: AtomicUsize,
         looks: AtomicUsize,
-        /// How long a look at the totals takes, in microseconds of the script's clock.
+        /// How long a look at the totals and a piece of the file take, in microseconds of the
+        /// script's clock.
         look_cost_us: AtomicU64,
+        piece_cost_us: AtomicU64,
         fail_reads: Mutex<bool>,
     }
 
@@ -287,6 +296,7 @@ mod tests {
                 pieces: AtomicUsize::new(0),
                 looks: AtomicUsize::new(0),
                 look_cost_us: AtomicU64::new(0),
+                piece_cost_us: AtomicU64::new(0),
                 fail_reads: Mutex::new(false),
             };
             s.set_table(table);
@@ -353,18 +363,20 @@ mod tests {
         fn next_piece(
             &self,
             pass: &mut ScriptPass,
-            row: &mut dyn FnMut(i32, Usage),
+            read_at: Instant,
+            row: &mut dyn FnMut(i32, Usage, Instant),
         ) -> io::Result<bool> {
             if *self.fail_reads.lock().unwrap() {
                 return Err(io::Error::from_raw_os_error(libc::EMFILE));
             }
+            self.advance_us(self.piece_cost_us.load(Ordering::SeqCst));
             let table = self.table.lock().unwrap();
             if pass.0 >= table.len() {
                 return Ok(false);
             }
             self.pieces.fetch_add(1, Ordering::SeqCst);
             for &(id, usage) in table.iter().skip(pass.0).take(self.rows_per_piece) {
-                row(id, usage);
+                row(id, usage, read_at);
             }
             pass.0 += self.rows_per_piece;
             Ok(true)
@@ -497,7 +509,11 @@ mod tests {
         assert_eq!(rss(&shared, 1), 0, "inside the window the last look holds");
         k.advance_us(1);
         assert_eq!(rss(&shared, 1), 4096, "past it the change is seen");
-        assert_eq!(k.looks.load(Ordering::SeqCst), looks + 2);
+        assert_eq!(
+            k.looks.load(Ordering::SeqCst),
+            looks + 1,
+            "the new reading takes the totals of the look that saw them change"
+        );
         assert_eq!(k.starts(), 2);
     }
 
@@ -518,11 +534,13 @@ mod tests {
     #[test]
     fn the_age_counts_from_before_each_piece() {
         let k = Script::in_pieces_of(&segments(20), 10);
+        k.piece_cost_us.store(2000, Ordering::SeqCst);
         let shared = Shared::new(&k);
         k.advance(5);
+        // The first piece is read from 5 to 7 ms: it serves until 55 ms.
         assert_eq!(rss(&shared, 1), 4096);
-        k.advance(30);
-        // Row 15 is read now, at 35 ms: it serves until 85 ms, row 1 until 55 ms.
+        k.advance(28);
+        // The second is read from 35 to 37 ms: it serves until 85 ms.
         assert_eq!(rss(&shared, 15), 15 * 4096);
         k.set_table(
             &segments(20)
@@ -530,10 +548,24 @@ mod tests {
                 .map(|&(id, _)| (id, 0))
                 .collect::<Vec<_>>(),
         );
-        k.advance(50);
+        k.advance(48);
         assert_eq!(rss(&shared, 15), 15 * 4096, "read 50 ms ago: serves");
         assert_eq!(k.starts(), 1);
         assert_eq!(rss(&shared, 1), 0, "read 80 ms ago: read again");
+        assert_eq!(k.starts(), 2);
+    }
+
+    #[test]
+    fn the_age_is_judged_after_the_look_at_the_totals() {
+        let k = Script::new(&[(1, 4096)]);
+        k.set_look_cost_us(200); // a window of 4 ms
+        let shared = Shared::new(&k);
+        assert_eq!(rss(&shared, 1), 4096);
+        k.set_table(&[(1, 0)]);
+        // The line was read 200 µs in; 49.9 ms later the look's window is over, and the new
+        // look takes the line past 50 ms.
+        k.advance_us(49_900);
+        assert_eq!(rss(&shared, 1), 0, "50.1 ms old once the look is done");
         assert_eq!(k.starts(), 2);
     }
 
@@ -594,10 +626,11 @@ mod tests {
             fn next_piece(
                 &self,
                 pass: &mut ScriptPass,
-                row: &mut dyn FnMut(i32, Usage),
+                read_at: Instant,
+                row: &mut dyn FnMut(i32, Usage, Instant),
             ) -> io::Result<bool> {
                 std::thread::sleep(Duration::from_millis(20));
-                (&self.0).next_piece(pass, row)
+                (&self.0).next_piece(pass, read_at, row)
             }
             fn now(&self) -> Instant {
                 (&self.0).now()

@@ -1,7 +1,7 @@
 //! `rss` and `swap` at scale (shmfs(5) FRESHNESS): with many segments, `stat` of the
 //! first and of the last segment agrees with itself (its size is the length of its text) and with
-//! /proc/sysvipc/shm; a change of the kernel's totals is seen at once (within the few ms one look
-//! at the totals serves), a change that leaves them equal within 50 ms, and a segment created
+//! /proc/sysvipc/shm; a change of the kernel's totals is seen within the window one look at the
+//! totals serves (at most 20 ms), a change that leaves them equal within 50 ms, and a segment created
 //! after the last reading never shows a stale zero.
 //!
 //! Each test runs in a thread of its own that enters a fresh IPC namespace
@@ -122,7 +122,7 @@ fn stat_text_and_size_agree_with_the_kernel_for_the_first_and_last_of_many() {
 /// next `stat` (after at most the totals window, far less than 50 ms) shows it, although a
 /// reading taken just before would still be young.
 #[test]
-fn an_rss_change_that_moves_the_totals_is_seen_at_once() {
+fn an_rss_change_that_moves_the_totals_is_seen_within_the_totals_window() {
     require_fuse!();
     in_private_ipc_namespace(|| {
         let segs = segments(MANY);
