@@ -20,4 +20,5 @@ pub mod posix;
 pub mod sandbox;
 pub mod sysv;
 pub mod text;
+pub mod unmount_order;
 pub mod usage;

@@ -14,7 +14,7 @@ use shmfs::fs::{Options, ShmFs};
 use shmfs::fuse::Fuse;
 use shmfs::posix::ShmDir;
 use shmfs::sandbox::unmounter::Unmounter;
-use shmfs::{creds, mount_options, sandbox};
+use shmfs::{creds, mount_options, sandbox, unmount_order};
 
 /// Shared memory as files: every System V segment and POSIX object as a directory
 /// with data, stat and perm.
@@ -350,6 +350,8 @@ fn run(args: Args) -> Result<(), String> {
         },
     ));
     let set_notifier = fs.notifier_slot();
+    let fds_before_mount = unmount_order::open_fds();
+    let slot = unmount_order::Slot::reserve();
     let session = match Session::new(fs, &mount_point, &plan.config) {
         Ok(s) => s,
         Err(e) => {
@@ -362,6 +364,14 @@ fn run(args: Args) -> Result<(), String> {
         }
     };
     log::info!("mounted on {}", mount_point.display());
+    match slot {
+        Ok(slot) => {
+            if slot.hold_auto_unmount_socket(&fds_before_mount) {
+                log::debug!("fusermount3's socket now closes after the FUSE connection");
+            }
+        }
+        Err(e) => log::warn!("cannot reserve a descriptor for fusermount3's socket: {e}"),
+    }
     // Learnt now, before serving: later the mount point's path leads into the mount.
     let connection = Arc::new(Connection::of(&mount_point));
     set_notifier(session.notifier());

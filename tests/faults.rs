@@ -914,6 +914,25 @@ fn sigterm_during_large_reads_unmounts_and_nothing_hangs() {
     );
 }
 
+/// What the fusermount3 processes (the auto-unmount helpers) are doing, for a failure message.
+fn fusermount_state() -> String {
+    let ps = Command::new("ps")
+        .args(["-eo", "pid,ppid,stat,wchan:32,etime,args"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut out = String::from("fusermount3 processes:\n");
+    for line in ps.lines().filter(|l| l.contains("fusermount")) {
+        out.push_str(line);
+        out.push('\n');
+        if let Some(pid) = line.split_whitespace().next() {
+            let stack = fs::read_to_string(format!("/proc/{pid}/stack")).unwrap_or_default();
+            out.push_str(&stack);
+        }
+    }
+    out
+}
+
 /// SIGKILL of the daemon: with fusermount3 installed (auto_unmount, the default for root),
 /// the mount goes away by itself and nothing is left running for it.
 #[test]
@@ -932,7 +951,8 @@ fn sigkill_of_the_daemon_leaves_no_dead_mount() {
     while is_listed_in_mountinfo(&mnt) {
         assert!(
             start.elapsed() < MOUNT_TIMEOUT,
-            "the mount of a daemon killed with SIGKILL is still there after {MOUNT_TIMEOUT:?}"
+            "the mount of a daemon killed with SIGKILL is still there after {MOUNT_TIMEOUT:?}\n{}",
+            fusermount_state()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
