@@ -532,22 +532,33 @@ impl Exporter {
         panic!("prometheus-node-exporter did not come up; its log:\n{last}");
     }
 
-    /// `GET /metrics`: the body.
+    /// `GET /metrics`: the body. A connection the exporter resets (it happened once in many
+    /// full-suite runs, on a loaded machine) is tried again, a few times.
     fn scrape(&self) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        write!(
-            stream,
-            "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        let mut response = Vec::new();
-        stream
-            .read_to_end(&mut response)
-            .expect("read the response");
+        let get = || -> std::io::Result<Vec<u8>> {
+            let mut stream = TcpStream::connect(("127.0.0.1", self.port))?;
+            stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+            write!(
+                stream,
+                "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n",
+                self.port
+            )?;
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response)?;
+            Ok(response)
+        };
+        let mut response = get();
+        for _ in 0..4 {
+            match &response {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    eprintln!("scrape: {e}; trying again");
+                    std::thread::sleep(Duration::from_millis(200));
+                    response = get();
+                }
+                _ => break,
+            }
+        }
+        let response = response.expect("read the response");
         let response = String::from_utf8(response).expect("a UTF-8 response");
         let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
         assert!(
