@@ -103,14 +103,10 @@ fn keep_only(socket: UnixStream, keep_stderr: bool) -> io::Result<UnixStream> {
     // SAFETY: closes descriptors this process no longer uses; none is owned by live Rust
     // objects but `moved` (3) and the standard streams.
     if unsafe { libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) } != 0 {
-        let max = std::fs::read_dir("/proc/self/fd")
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
-        for fd in max.into_iter().filter(|&fd| fd > 3) {
+        for fd in crate::unmount_order::open_fds()
+            .into_iter()
+            .filter(|&fd| fd > 3)
+        {
             // SAFETY: as above.
             unsafe { libc::close(fd) };
         }
