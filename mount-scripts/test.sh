@@ -77,6 +77,25 @@ declare -A package_of=(
     [promtool]=prometheus
     [prometheus-node-exporter]=prometheus-node-exporter
 )
+# apt-get, waiting for the package manager's locks while another install (unattended-upgrades,
+# another shell) holds them, instead of failing at once: up to 10 minutes.
+apt_waiting() {
+    local out status tries=0
+    while :; do
+        set +e
+        out=$(apt-get -o DPkg::Lock::Timeout=600 "$@" </dev/null 2>&1)
+        status=$?
+        set -e
+        printf '%s\n' "$out"
+        if [[ $status -eq 0 ]] || ! grep -qE 'Could not get lock|Unable to (acquire|lock)' <<<"$out"; then
+            return "$status"
+        fi
+        ((tries += 1))
+        [[ $tries -lt 60 ]] || return "$status"
+        echo "test.sh: another package manager holds the lock; waiting (try $tries of 60)"
+        sleep 10
+    done
+}
 missing=()
 for cmd in "${!package_of[@]}"; do
     command -v "$cmd" >/dev/null 2>&1 || missing+=("${package_of[$cmd]}")
@@ -88,8 +107,8 @@ compgen -G '/usr/lib/*/crt1.o' >/dev/null || missing+=(libc6-dev)
 if [[ ${#missing[@]} -gt 0 ]]; then
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     echo "installing: ${missing[*]}"
-    apt-get update </dev/null
-    apt-get install -y --no-install-recommends "${missing[@]}" </dev/null
+    apt_waiting update
+    apt_waiting install -y --no-install-recommends "${missing[@]}"
 else
     echo "all needed commands are present"
 fi

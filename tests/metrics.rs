@@ -620,7 +620,8 @@ fn node_exporter_serves_the_series_and_forgets_a_removed_segment() {
         )),
         1.0
     );
-    let gone_with = [("shmid", gone_id.as_str()), ("owner", "12345")];
+    let gone_owner = owner(OTHER);
+    let gone_with = [("shmid", gone_id.as_str()), ("owner", gone_owner.as_str())];
     assert_eq!(
         num(value(&samples, "shmfs_sysv_segment_size_bytes", &gone_with)),
         8192.0

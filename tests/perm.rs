@@ -582,3 +582,81 @@ fn special_bits_follow_one_rule_through_chmod_and_perm() {
     ));
     assert_eq!(mode(&p), 0o2640);
 }
+
+/// A user who may write someone else's object but does not own it cannot add set-user-ID,
+/// set-group-ID or sticky bits, through chmod or perm, to a POSIX object or a segment: the
+/// kernel refuses such a chmod (EPERM) and so does shmfs, changing nothing. (A world-writable
+/// root-owned object turned 4777 would run the attacker's program as root.)
+#[test]
+fn non_owners_cannot_add_set_id_or_sticky_bits() {
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let p = create_posix(m.shm_dir(), "open-to-all", 0o600, b"#!/bin/sh\n");
+    fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+
+    // The kernel's own answer, directly on the shm dir, for the same user and object.
+    let direct = sh_as(OTHER, &format!("chmod 4777 {}", q(&p)));
+    assert!(
+        !direct.ok() && direct.stderr.contains("Operation not permitted"),
+        "the kernel should refuse uid {OTHER}'s chmod 4777 of root's object: {direct:?}"
+    );
+    assert_eq!(mode(&p), 0o777);
+
+    let data = m.posix("open-to-all", "data");
+    for bits in ["4777", "2777", "6777", "1777", "u+s", "g+s", "+t"] {
+        let r = sh_as(OTHER, &format!("chmod {bits} {}", q(&data)));
+        assert!(
+            !r.ok() && r.stderr.contains("Operation not permitted"),
+            "uid {OTHER}: chmod {bits} of root's 0777 object must fail with EPERM: {r:?}"
+        );
+        assert_eq!(
+            mode(&p),
+            0o777,
+            "chmod {bits} by uid {OTHER} changed the object"
+        );
+    }
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "echo 02666 | dd of={} status=none",
+            q(m.posix("open-to-all", "perm"))
+        ),
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("Operation not permitted"),
+        "uid {OTHER} writing 02666 into perm of root's object: {r:?}"
+    );
+    assert_eq!(
+        mode(&p),
+        0o777,
+        "perm write by uid {OTHER} changed the object"
+    );
+    // Writing is still allowed, and leaves the mode as it was (no bits to clear).
+    let r = sh_as(OTHER, &format!("printf x >> {}", q(&data)));
+    assert!(r.ok(), "uid {OTHER} appending to a 0777 object: {r:?}");
+    assert_eq!(mode(&p), 0o777);
+
+    let seg = SysvSeg::private(4096, 0o666);
+    for target in [m.sysv(seg.id, "data"), m.sysv_dir(seg.id)] {
+        for bits in ["4666", "2666", "1666", "u+s"] {
+            let r = sh_as(OTHER, &format!("chmod {bits} {}", q(&target)));
+            assert!(
+                !r.ok() && r.stderr.contains("Operation not permitted"),
+                "uid {OTHER}: chmod {bits} {target:?} of root's segment must fail with EPERM: {r:?}"
+            );
+        }
+    }
+    let r = sh_as(
+        OTHER,
+        &format!(
+            "echo 04666 | dd of={} status=none",
+            q(m.sysv(seg.id, "perm"))
+        ),
+    );
+    assert!(
+        !r.ok() && r.stderr.contains("Operation not permitted"),
+        "uid {OTHER} writing 04666 into perm of root's segment: {r:?}"
+    );
+    assert_eq!(sysv_owner(&seg), (0o666, 0, 0), "the segment changed");
+}

@@ -45,6 +45,17 @@ const STRANGER: u32 = 5005;
 const NEW_MODE: u32 = 0o646;
 
 const MODES: [u32; 5] = [0o600, 0o640, 0o604, 0o660, 0o400];
+/// Modes that let others write, for `Op::AddSetIdBits`: a writer who does not own the object
+/// must not be able to turn it set-user-ID.
+const WRITABLE_MODES: [u32; 3] = [0o666, 0o777, 0o606];
+
+/// The modes each cell of `op`'s matrix gives its objects.
+fn modes_for(op: Op) -> &'static [u32] {
+    match op {
+        Op::AddSetIdBits => &WRITABLE_MODES,
+        _ => &MODES,
+    }
+}
 
 /// The callers. For POSIX objects (no creator) the "creator" roles are plain others, which is
 /// worth checking too. The last ones show that capabilities, not the uid, decide: uid 0 without
@@ -117,6 +128,9 @@ enum Op {
     /// chmod 7646 of the directory: set-user-ID, set-group-ID and sticky asked for (the kernel
     /// drops them for segments, and set-group-ID for an owner outside the file's group).
     ChmodSpecialBits,
+    /// chmod of `data` to its own mode plus set-user-ID and set-group-ID (06000): what a
+    /// writer who is not the owner once got through shmfs's "clear set-id bits" path.
+    AddSetIdBits,
     /// chown of the directory to the caller's own uid.
     ChownSelf,
     /// chown of the directory to a uid that is not the caller's.
@@ -196,7 +210,8 @@ impl Results {
         );
         if via_mount == direct && after_mount == after_direct {
             // A chmod with special bits by someone the kernel lets change the segment.
-            if direct == "ok" || (op == Op::ChmodSpecialBits && direct == SPECIAL_BITS_REFUSED) {
+            let special = matches!(op, Op::ChmodSpecialBits | Op::AddSetIdBits);
+            if direct == "ok" || (special && direct == SPECIAL_BITS_REFUSED) {
                 self.allowed += 1;
             } else {
                 self.refused += 1;
@@ -310,6 +325,10 @@ fn sysv_args(m: &Mount, op: Op, id: i32, mode: u32, who: Ids) -> (Vec<String>, V
             args(&["chmod", &dir, &format!("{:o}", 0o7000 | NEW_MODE)]),
             ipc_set(mode, OWNER, GROUP),
         ),
+        Op::AddSetIdBits => (
+            args(&["chmod", &data, &format!("{:o}", 0o6000 | mode)]),
+            ipc_set(mode, OWNER, GROUP),
+        ),
         Op::ChownSelf => (
             args(&["chown", &dir, &who.uid.to_string(), "-1"]),
             ipc_set(mode, who.uid, GROUP),
@@ -350,7 +369,7 @@ fn sysv_matrix(op: Op, held: bool) {
     let m = Mount::builder().option("allow_other").mount();
     let probe = Probe::build();
     let callers = CALLERS;
-    let cells: Vec<(u32, (&str, Ids))> = MODES
+    let cells: Vec<(u32, (&str, Ids))> = modes_for(op)
         .iter()
         .flat_map(|&mode| callers.iter().map(move |&caller| (mode, caller)))
         .collect();
@@ -388,7 +407,7 @@ fn sysv_matrix(op: Op, held: bool) {
             probe.run_as(who, &strs(&via_mount)),
             probe.run_as(sysv_direct_caller(op, who), &strs(&direct)),
         );
-        if op == Op::ChmodSpecialBits && answers.1 == "ok" {
+        if matches!(op, Op::ChmodSpecialBits | Op::AddSetIdBits) && answers.1 == "ok" {
             answers.1 = SPECIAL_BITS_REFUSED.into();
         }
         if let Some(h) = &holder {
@@ -468,6 +487,14 @@ fn sysv_chmod_of_data_matches_kernel() {
 fn sysv_chmod_with_special_bits_matches_kernel() {
     require_fuse!();
     sysv_matrix(Op::ChmodSpecialBits, false);
+}
+
+/// The same for segments of modes that let others write: only those who may change the
+/// segment get EINVAL (a segment cannot hold the bits), everyone else EPERM.
+#[test]
+fn sysv_adding_set_id_bits_matches_kernel() {
+    require_fuse!();
+    sysv_matrix(Op::AddSetIdBits, false);
 }
 
 #[test]
@@ -553,6 +580,10 @@ fn posix_args(m: &Mount, op: Op, name: &str, file: &Path, who: Ids) -> (Vec<Stri
         Op::Chmod => both("chmod", &dir, &[&new_mode]),
         Op::ChmodData => both("chmod", &data, &[&new_mode]),
         Op::ChmodSpecialBits => both("chmod", &dir, &[&format!("{:o}", 0o7000 | NEW_MODE)]),
+        Op::AddSetIdBits => {
+            let mode = fs::metadata(&file).map_or(0, |md| md.mode() & 0o7777);
+            both("chmod", &data, &[&format!("{:o}", 0o6000 | mode)])
+        }
         Op::ChownSelf => both("chown", &dir, &[&uid, "-1"]),
         Op::ChownOther => both("chown", &dir, &[&stranger, "-1"]),
         Op::Chgrp => both("chown", &dir, &["-1", &group]),
@@ -575,7 +606,7 @@ fn posix_matrix(op: Op, dir_modes: &[u32]) {
     let mut n = 0;
     for (dir_mode, mode) in dir_modes
         .iter()
-        .flat_map(|&d| MODES.iter().map(move |&mode| (d, mode)))
+        .flat_map(|&d| modes_for(op).iter().map(move |&mode| (d, mode)))
     {
         fs::set_permissions(&shm, fs::Permissions::from_mode(dir_mode)).unwrap();
         for &(role, who) in &callers {
@@ -650,6 +681,15 @@ fn posix_chmod_of_data_matches_kernel() {
 fn posix_chmod_with_special_bits_matches_kernel() {
     require_fuse!();
     posix_matrix(Op::ChmodSpecialBits, &[0o1777]);
+}
+
+/// A writer who is not the owner adding set-user-ID and set-group-ID to a world-writable
+/// object: the kernel refuses (EPERM), and so must shmfs (it once applied the change with its
+/// own rights, making a root-owned 0777 object 06777).
+#[test]
+fn posix_adding_set_id_bits_matches_kernel() {
+    require_fuse!();
+    posix_matrix(Op::AddSetIdBits, &[0o1777]);
 }
 
 #[test]

@@ -661,14 +661,13 @@ fn may_change_perm(who: &Caller, live: &Live) -> bool {
     }
 }
 
-/// True if `requested` is `current` with only set-user-ID and/or set-group-ID cleared: the
-/// change the kernel asks for when a non-owner writes to a set-id file.
+/// True if `requested` is `current` with some of its set-user-ID and set-group-ID bits
+/// cleared and nothing else changed: the change the kernel asks for when a non-owner writes
+/// to a set-id file. A request that adds any bit is a chmod, never this.
 fn drops_only_setid_bits(current: u32, requested: u32) -> bool {
     let setid = libc::S_ISUID | libc::S_ISGID;
     let (current, requested) = (current & 0o7777, requested & 0o7777);
-    requested != current
-        && requested & setid != current & setid
-        && requested | setid == current | setid
+    requested != current && requested & !current == 0 && (current & !requested) & !setid == 0
 }
 
 /// The open flags that test the access `want` (4 read, 2 write) asks for.
@@ -712,6 +711,23 @@ mod tests {
         assert_eq!(parse_shmid(OsStr::new("+7")), None);
         assert_eq!(parse_shmid(OsStr::new("-1")), None);
         assert_eq!(parse_shmid(OsStr::new("99999999999")), None);
+    }
+
+    #[test]
+    fn only_clearing_set_id_bits_counts_as_the_writers_kill_priv() {
+        // What the kernel asks for when a non-owner writes: bits go, none come.
+        assert!(drops_only_setid_bits(0o4777, 0o777));
+        assert!(drops_only_setid_bits(0o6775, 0o775));
+        assert!(drops_only_setid_bits(0o6775, 0o4775));
+        assert!(drops_only_setid_bits(0o2775, 0o775));
+        // Adding set-id or sticky bits, or any other change, is a chmod.
+        assert!(!drops_only_setid_bits(0o777, 0o4777));
+        assert!(!drops_only_setid_bits(0o666, 0o2666));
+        assert!(!drops_only_setid_bits(0o4777, 0o2777));
+        assert!(!drops_only_setid_bits(0o777, 0o1777));
+        assert!(!drops_only_setid_bits(0o4777, 0o755));
+        assert!(!drops_only_setid_bits(0o1777, 0o777));
+        assert!(!drops_only_setid_bits(0o4777, 0o4777));
     }
 
     #[test]
