@@ -13,6 +13,8 @@
 use std::fs;
 use std::io;
 
+use crate::fingerprint::Fingerprint;
+
 /// What to look for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -256,34 +258,39 @@ pub fn sysv_shm_dev() -> io::Result<u64> {
     Ok(file.metadata()?.dev())
 }
 
+/// At most this many mappings are opened through `map_files` for one open of `data`: a
+/// process can hold any number of forged mappings, each of which costs an open and a
+/// `name_to_handle_at` to refuse.
+const MAX_MAPPINGS_TRIED: usize = 16;
+
 /// The segment's memory file reached through a mapping of it in another process
 /// (`/proc/PID/map_files/START-END`, root only), with no `shmat`: the processes of the
 /// daemon's IPC namespace are tried in order (the segment's last and creating pids, then
-/// every holder); for `writable`, only writable mappings count. A mapping is used only if
-/// its device is `shm_dev` and the file opened is proved to be the segment (device, inode
-/// number = shmid, size). None if no mapping passes.
+/// every holder). A mapping is used only if the file opened has the fingerprint `print`,
+/// which the daemon took of the segment's memory through its own attachment (see
+/// [`crate::fingerprint`]); device, inode number and size only pick the candidates. A
+/// read-only mapping serves a writable open too: root opens `map_files` read-write whatever
+/// the mapping's protection. None if no mapping passes.
 pub fn open_mapped_segment(
     seg: &crate::sysv::Segment,
     writable: bool,
     shm_dev: u64,
+    print: &Fingerprint,
 ) -> Option<fs::File> {
     // No attachment anywhere: no mapping to find, and no scan of every process's maps.
     if seg.nattch == 0 {
         return None;
     }
     let own = own_pid();
-    let own_ns = ipc_ns_of("self");
     let target = Target::Sysv { shmid: seg.shmid };
     let mut tried = Vec::new();
+    let mut budget = MAX_MAPPINGS_TRIED;
     let mut try_pid = |pid: u32| {
-        if Some(pid) == own || tried.contains(&pid) {
+        if Some(pid) == own || tried.contains(&pid) || budget == 0 {
             return None;
         }
         tried.push(pid);
-        if !maps_only_this_namespace(pid, own_ns.as_deref()) {
-            return None;
-        }
-        open_mapping_of(pid, seg, writable, shm_dev, &target)
+        open_mapping_of(pid, seg, writable, shm_dev, &target, print, &mut budget)
     };
     let likely = [seg.lpid, seg.cpid]
         .into_iter()
@@ -295,43 +302,28 @@ pub fn open_mapped_segment(
     all.into_iter().map(|h| h.pid).find_map(try_pid)
 }
 
-/// Whether every `/SYSV` mapping of process `pid` can only be a segment of the daemon's IPC
-/// namespace, so that one with the shmid as its inode number is the segment itself. Segments
-/// of all namespaces live on one internal filesystem and any of them may carry any shmid, size
-/// and key, chosen by whoever administers its namespace: a process that owns a user namespace
-/// can give one thread an IPC namespace of its own, attach a segment made to look like ours
-/// there (the mapping stays in the whole process), and let that thread exit. So the process must
-/// share the daemon's user namespace (where leaving the IPC namespace takes CAP_SYS_ADMIN, as
-/// much as writing the segment directly would), and every thread of it the IPC namespace.
-fn maps_only_this_namespace(pid: u32, own_ipc: Option<&std::path::Path>) -> bool {
-    let Some(own_ipc) = own_ipc else {
-        return false;
-    };
-    if !in_daemon_user_ns(pid) {
-        return false;
-    }
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks
-        .flatten()
-        .all(|t| fs::read_link(t.path().join("ns/ipc")).is_ok_and(|ns| ns == own_ipc))
-}
-
-/// One process's mapping of the segment opened through `map_files`, if it passes the proof.
+/// One process's mapping of the segment opened through `map_files`, if its file has the
+/// segment's fingerprint; each mapping opened takes one from `budget`.
 fn open_mapping_of(
     pid: u32,
     seg: &crate::sysv::Segment,
     writable: bool,
     shm_dev: u64,
     target: &Target,
+    print: &Fingerprint,
+    budget: &mut usize,
 ) -> Option<fs::File> {
     use std::os::unix::fs::MetadataExt;
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
     for line in maps.lines().filter_map(parse_map_line) {
-        if !matches(target, &line) || (writable && !line.writable) {
+        if !matches(target, &line) || line.dev != dev_parts(shm_dev) {
             continue;
         }
+        if *budget == 0 {
+            log::debug!("segment {}: {MAX_MAPPINGS_TRIED} mappings tried", seg.shmid);
+            return None;
+        }
+        *budget -= 1;
         let path = format!("/proc/{pid}/map_files/{}", line.range);
         let file = match fs::OpenOptions::new()
             .read(true)
@@ -345,11 +337,11 @@ fn open_mapping_of(
             }
         };
         let Ok(st) = file.metadata() else { continue };
-        if is_segment_file(&file, &st, seg, shm_dev) {
+        if is_segment_file(&file, &st, seg, shm_dev, print) {
             return Some(file);
         }
         log::debug!(
-            "{path}: not segment {} (dev {:x}, ino {}, size {})",
+            "{path}: a mapping that claims segment {} (dev {:x}, ino {}, size {}) but is another file",
             seg.shmid,
             st.dev(),
             st.ino(),
@@ -359,29 +351,23 @@ fn open_mapping_of(
     None
 }
 
-/// Whether `file` (with metadata `st`) is segment `seg`'s own memory: its inode number is the
-/// shmid, and it is on the kernel's internal filesystem for segments (`shm_dev`, then its size
-/// is the segment's) or, for a huge-page segment, on the kernel's internal hugetlbfs of its page
-/// size (then its size is the segment's rounded up to a page). A file of a user's own tmpfs or
-/// hugetlbfs mount has another device, whatever its name and inode number.
+/// Whether `file` (with metadata `st`) is segment `seg`'s own memory: a regular file of the
+/// kernel's internal filesystem for segments (`shm_dev`) of the segment's size, whose inode
+/// number is the shmid, and, the proof, whose fingerprint is `print`.
 fn is_segment_file(
     file: &fs::File,
     st: &fs::Metadata,
     seg: &crate::sysv::Segment,
     shm_dev: u64,
+    print: &Fingerprint,
 ) -> bool {
     use std::os::unix::fs::MetadataExt;
-    if !st.is_file() || st.ino() != seg.shmid as u64 {
-        return false;
-    }
-    if st.dev() == shm_dev {
-        return st.size() == seg.size;
-    }
-    let Some(page) = crate::sysv::hugetlb_page_size(file) else {
-        return false;
-    };
-    st.size() == seg.size.div_ceil(page).saturating_mul(page)
-        && crate::sysv::internal_hugetlb_dev(page).is_ok_and(|dev| dev == st.dev())
+    st.is_file()
+        && st.ino() == seg.shmid as u64
+        && st.dev() == shm_dev
+        && st.size() == seg.size
+        && print.may_match(st)
+        && Fingerprint::of(file, st).as_ref() == Some(print)
 }
 
 /// The `attached` file: one line per holder, `PID PLACE ACCESS COMM` (the command name last,

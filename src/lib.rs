@@ -7,6 +7,7 @@
 pub mod attach;
 pub mod creds;
 pub mod fdshare;
+pub mod fingerprint;
 pub mod fs;
 pub mod fuse;
 pub mod index;

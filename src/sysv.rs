@@ -460,6 +460,8 @@ pub struct Attachment {
     addr: *mut u8,
     len: usize,
     writable: bool,
+    /// The attached segment, as the kernel described it once attached.
+    segment: Option<Segment>,
 }
 
 // SAFETY: the mapping is shared memory owned by this struct; access goes through
@@ -484,13 +486,21 @@ impl Attachment {
             addr: addr as *mut u8,
             len: 0,
             writable,
+            segment: None,
         };
         // While attached, the shmid names the attached segment (even if removed meanwhile,
         // its id lives until the last detach): its size is the length of this mapping.
-        let size = lookup(shmid)?.size;
+        let segment = lookup(shmid)?;
         attachment.len =
-            usize::try_from(size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+            usize::try_from(segment.size).map_err(|_| io::Error::from_raw_os_error(libc::EFBIG))?;
+        attachment.segment = Some(segment);
         Ok(attachment)
+    }
+
+    /// The attached segment as the kernel described it once attached: the one whose memory
+    /// this is, even if its shmid is looked up again later and names another segment.
+    pub fn segment(&self) -> Option<&Segment> {
+        self.segment.as_ref()
     }
 
     /// The attached segment's size in bytes.

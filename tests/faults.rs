@@ -682,10 +682,10 @@ fn hugetlb_segment_is_read_and_written_and_says_so() {
     assert_eq!(after.num("size"), size as u64);
 }
 
-/// A huge-page segment that another process has attached is read and written through that
-/// process's mapping (a hugetlbfs file refuses write(2), so shmfs maps the file itself, never
-/// the segment): nothing `ipcs` shows moves and the daemon is left with no mapping of it. One
-/// that nobody attaches is attached for a moment and detached again (nattch back to 0).
+/// A huge-page segment is read and written through its memory file (a hugetlbfs file refuses
+/// write(2), so shmfs maps the file itself, never the segment), reached by a brief attach even
+/// when another process has it attached (no proof that another mapping is this segment exists
+/// for huge pages): the daemon is left with no mapping of it and nattch comes back.
 #[test]
 fn hugetlb_segments_are_served_without_keeping_an_attachment() {
     require_fuse!();
@@ -739,11 +739,14 @@ fn hugetlb_segments_are_served_without_keeping_an_attachment() {
         "cat data reads the segment's size, not the huge pages'"
     );
     assert_eq!(all[huge - 5_000..huge + 5_000], chunk[..]);
+    // No proof that another process's mapping is this segment exists for huge pages (hugetlbfs
+    // gives no file handle with a generation): every open attaches briefly, and detaches.
+    let after = evidence();
     assert_eq!(
-        evidence(),
-        before,
-        "(lpid, atime, dtime, nattch, ctime) after reads and writes of an attached huge-page \
-         segment (left) vs before (right); the daemon is pid {}",
+        (after.0, after.3),
+        (m.pid() as i32, before.3),
+        "(lpid, nattch) after reads and writes of an attached huge-page segment: the daemon \
+         (pid {}) attached briefly",
         m.pid()
     );
     assert!(

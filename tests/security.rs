@@ -400,7 +400,12 @@ fn sysv_matrix(op: Op, held: bool) {
                 (CREATOR, CREATOR_GROUP)
             );
         }
-        let holder = held.then(|| Helper::start(&["sysv-attach", &a.id.to_string(), "rw"]));
+        let holder = held.then(|| {
+            // The first open after the daemon started attaches briefly (fingerprinting the
+            // segment, shmfs(5) "What touches a segment"); only later ones use the holder's.
+            let _ = std::fs::read(m.sysv(a.id, "data"));
+            Helper::start(&["sysv-attach", &a.id.to_string(), "rw"])
+        });
         let (via_mount, _) = sysv_args(&m, op, a.id, mode, who);
         let (_, direct) = sysv_args(&m, op, b.id, mode, who);
         let mut answers = (

@@ -70,8 +70,9 @@ impl ShmFs {
 
     /// The segment's memory reached through another process's mapping, with no `shmat`
     /// (nothing of what `ipcs` shows moves), once the caller's right is checked as `shmat`
-    /// would check it (read, or read and write: EACCES). None if no process has it mapped
-    /// (writably, for `writable`) or the segment changed meanwhile: then it is attached briefly.
+    /// would check it (read, or read and write: EACCES). None if no mapping is proved to be
+    /// this segment (none at all, no fingerprint yet, huge pages: see [`Source::attached_memory`])
+    /// or the segment changed meanwhile: then it is attached briefly.
     fn attached_memory(&self, who: &Caller, seg: &Segment, writable: bool) -> Result<Option<File>> {
         let file = match self.source.attached_memory(seg, writable) {
             Ok(Some(file)) => file,

@@ -69,13 +69,16 @@ pub trait Source: Send + Sync {
     fn attach_segment(&self, seg: &Segment, writable: bool) -> io::Result<SegmentMemory>;
     /// The segment's memory file reached, as the daemon and with no `shmat`, through a
     /// mapping of it that some other process already has (for the kernel: root only, through
-    /// `/proc/PID/map_files`; for `writable`, a writable mapping), proved to be this segment
-    /// by device, inode number and size. None when there is no such mapping; the caller's
-    /// right is not checked here.
+    /// `/proc/PID/map_files`, read-write even from a read-only mapping), proved to be this
+    /// segment by the fingerprint taken when the daemon attached it itself (see
+    /// [`crate::fingerprint`]). None when there is no such mapping or no fingerprint yet (the
+    /// daemon has not attached this segment since it started, or it is backed by huge pages);
+    /// the caller's right is not checked here.
     fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>>;
     /// The memory reached by `attach_segment`, turned (as the daemon) into what an open keeps:
     /// for the kernel, the segment's memory file instead of the attachment where it can, so
-    /// that nothing stays attached. Also says whether it is backed by huge pages, if known.
+    /// that nothing stays attached, and the file's fingerprint recorded for `attached_memory`.
+    /// Also says whether it is backed by huge pages, if known.
     fn segment_memory(
         &self,
         memory: SegmentMemory,
@@ -135,6 +138,9 @@ pub struct Kernel {
     /// The device of the kernel's internal tmpfs of SysV segments, if `map_files` and known:
     /// without it, no other process's mapping is trusted.
     segment_dev: Option<u64>,
+    /// Fingerprints of the segments the daemon attached itself: the only proof that lets
+    /// another process's mapping be used.
+    prints: crate::fingerprint::Fingerprints,
 }
 
 impl Kernel {
@@ -152,7 +158,30 @@ impl Kernel {
             shm,
             map_files,
             segment_dev,
+            prints: Default::default(),
         }
+    }
+}
+
+impl Kernel {
+    /// Records the fingerprint of `file`, the memory of the segment that `attachment` (the
+    /// daemon's own `shmat` of it) holds.
+    fn record_fingerprint(&self, attachment: &Attachment, file: &File) {
+        let Some(seg) = attachment.segment() else {
+            return;
+        };
+        let print = file
+            .metadata()
+            .ok()
+            .and_then(|st| crate::fingerprint::Fingerprint::of(file, &st));
+        let Some(print) = print else {
+            log::debug!("segment {}: no fingerprint of its memory file", seg.shmid);
+            return;
+        };
+        self.prints
+            .record(seg.shmid, seg.incarnation(), print, |shmid, incarnation| {
+                sysv::lookup(shmid).is_ok_and(|now| now.incarnation() == *incarnation)
+            });
     }
 }
 
@@ -200,9 +229,15 @@ impl Source for Kernel {
         Attachment::attach(seg.shmid, writable).map(SegmentMemory::Attached)
     }
     fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>> {
-        Ok(self
-            .segment_dev
-            .and_then(|dev| crate::attach::open_mapped_segment(seg, writable, dev)))
+        let Some(dev) = self.segment_dev else {
+            return Ok(None);
+        };
+        let Some(print) = self.prints.get(seg.shmid, &seg.incarnation()) else {
+            return Ok(None);
+        };
+        Ok(crate::attach::open_mapped_segment(
+            seg, writable, dev, &print,
+        ))
     }
     fn segment_memory(
         &self,
@@ -215,6 +250,7 @@ impl Source for Kernel {
         };
         match attachment.memory_file(writable) {
             Ok(file) if !sysv::is_hugetlb_file(&file) => {
+                self.record_fingerprint(&attachment, &file);
                 Ok((SegmentMemory::File(file), Some(false)))
             }
             Ok(file) => Ok((SegmentMemory::HugeFile(file), Some(true))),

@@ -9,6 +9,14 @@
  *   there a segment of SIZE bytes with the same SHMID (shm_next_id), attaches it, fills it with
  *   'X', marks it removed and exits: the process, in the original IPC namespace, keeps a /SYSV
  *   mapping that looks like the segment SHMID of that namespace. Prints `ready`.
+ * - `sysv-forge SHMID SIZE [r]`: the forgery of issue 21: a sibling that shares this process's
+ *   memory (clone CLONE_VM, not a thread) is born in a new user and IPC namespace, makes there a
+ *   segment of SIZE bytes with the same SHMID (shm_next_id), attaches it at a low address of the
+ *   shared memory, fills it with 'F' and exits; this process, wholly in the original namespaces,
+ *   keeps the mapping. With `r` it then attaches the real segment SHMID read-only (becoming its
+ *   lpid). Prints `ready ADDR` (the forged mapping). Input lines: `peek` prints the forged
+ *   memory's first 16 bytes; `attach` attaches the real segment read-only once more (lpid
+ *   again) and prints `attached`.
  * - `posix-mmap PATH r|rw`: open, mmap MAP_SHARED the whole file, close the fd; `ready`.
  * - `posix-open PATH`: open O_RDONLY and keep the fd; prints `ready FD`.
  * - `newns [-m NAME] KEY:SIZE...`: unshare(CLONE_NEWIPC) (with -m also a mount namespace with
@@ -32,6 +40,7 @@
 #include <sys/mount.h>
 #include <sys/shm.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static void die(const char *what) {
@@ -75,6 +84,55 @@ static void *make_impostor(void *unused) {
     return NULL;
 }
 
+/* The forged mapping's address: low, below the program and the kernel's choice of addresses,
+ * so that it comes first in /proc/PID/maps. */
+#define FORGE_ADDR ((void *)0x10000000UL)
+
+static void child_die(const char *what) {
+    char msg[256];
+    int n = snprintf(msg, sizeof msg, "shmholder forger: %s: %s\n", what, strerror(errno));
+    if (write(2, msg, n) < 0) {}
+    _exit(2);
+}
+
+/* The CLONE_VM sibling, already in its own user and IPC namespace. */
+static int forge(void *unused) {
+    (void)unused;
+    int fd = open("/proc/sys/kernel/shm_next_id", O_WRONLY);
+    if (fd < 0) child_die("open shm_next_id");
+    char id[32];
+    int n = snprintf(id, sizeof id, "%d", impostor_id);
+    if (write(fd, id, n) != n) child_die("write shm_next_id");
+    close(fd);
+    int got = shmget(IPC_PRIVATE, impostor_size, 0600);
+    if (got != impostor_id) { errno = EEXIST; child_die("shmget with shm_next_id"); }
+    char *p = shmat(got, FORGE_ADDR, 0);
+    if (p == (void *)-1) child_die("shmat at the low address");
+    memset(p, 'F', impostor_size);
+    shmctl(got, IPC_RMID, NULL);
+    _exit(0);
+}
+
+static void forge_mode(int real_too) {
+    static char stack[256 * 1024] __attribute__((aligned(16)));
+    pid_t pid = clone(forge, stack + sizeof stack, CLONE_VM | CLONE_NEWUSER | CLONE_NEWIPC | SIGCHLD, NULL);
+    if (pid < 0) die("clone(CLONE_VM | CLONE_NEWUSER | CLONE_NEWIPC)");
+    int status;
+    if (waitpid(pid, &status, 0) != pid) die("waitpid");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) { errno = ECHILD; die("the forging sibling failed"); }
+    if (real_too && shmat(impostor_id, NULL, SHM_RDONLY) == (void *)-1) die("shmat of the real segment");
+    printf("ready %lx\n", (unsigned long)FORGE_ADDR); fflush(stdout);
+    char line[64];
+    while (fgets(line, sizeof line, stdin)) {
+        if (!strncmp(line, "peek", 4)) {
+            printf("%.16s\n", (const char *)FORGE_ADDR); fflush(stdout);
+        } else if (!strncmp(line, "attach", 6)) {
+            if (shmat(impostor_id, NULL, SHM_RDONLY) == (void *)-1) die("shmat of the real segment");
+            say("attached\n");
+        }
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "usage: shmholder MODE ARGS...\n"); return 2; }
     const char *mode = argv[1];
@@ -99,6 +157,12 @@ int main(int argc, char **argv) {
         pthread_join(t, NULL);
         say("ready\n");
         hold();
+        return 0;
+    }
+    if (!strcmp(mode, "sysv-forge") && (argc == 4 || (argc == 5 && !strcmp(argv[4], "r")))) {
+        impostor_id = atoi(argv[2]);
+        impostor_size = strtoul(argv[3], NULL, 10);
+        forge_mode(argc == 5);
         return 0;
     }
     if (!strcmp(mode, "posix-mmap") && argc == 4) {
