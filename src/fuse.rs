@@ -174,6 +174,20 @@ fn set_time(time: Option<TimeOrNow>) -> Option<SetTime> {
     })
 }
 
+/// Operations shmfs does not offer, answered ENOSYS without the WARN line of fuser's defaults
+/// (which any user could repeat at will). ENOSYS makes the kernel stop sending each for the
+/// rest of the mount and fall back as it does for any filesystem without it: fallocate and
+/// setxattr/removexattr fail with EOPNOTSUPP (posix_fallocate then writes), SEEK_DATA and
+/// SEEK_HOLE see one extent of data, copy_file_range copies through read and write, poll
+/// reports readable and writable, fsync of a directory succeeds.
+macro_rules! not_offered {
+    ($($op:ident($($arg:ty),* $(,)?) -> $reply:ty;)*) => {$(
+        fn $op(&self, _: &Request, $(_: $arg,)* reply: $reply) {
+            reply.error(Errno::ENOSYS);
+        }
+    )*};
+}
+
 impl Filesystem for Fuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         if creds::daemon_is_root() {
@@ -539,5 +553,18 @@ impl Filesystem for Fuse {
         reply: fuser::ReplyCreate,
     ) {
         reply.error(failure("create", &name, &self.fs.refuse_change()));
+    }
+
+    not_offered! {
+        fallocate(INodeNo, FileHandle, u64, u64, i32) -> ReplyEmpty;
+        lseek(INodeNo, FileHandle, i64, i32) -> fuser::ReplyLseek;
+        copy_file_range(INodeNo, FileHandle, u64, INodeNo, FileHandle, u64, u64,
+            fuser::CopyFileRangeFlags) -> ReplyWrite;
+        setxattr(INodeNo, &OsStr, &[u8], i32, u32) -> ReplyEmpty;
+        removexattr(INodeNo, &OsStr) -> ReplyEmpty;
+        poll(INodeNo, FileHandle, fuser::PollNotifier, fuser::PollEvents, fuser::PollFlags)
+            -> fuser::ReplyPoll;
+        fsyncdir(INodeNo, FileHandle, bool) -> ReplyEmpty;
+        bmap(INodeNo, u32, u64) -> fuser::ReplyBmap;
     }
 }

@@ -7,7 +7,8 @@
 //! shows warnings of every crate and shmfs's own info lines: the mount, the unmount, and each
 //! request refused because of what a user wrote (a `perm` write that is no mode, a segment
 //! truncated to a size it cannot take), with the reason. Routine refusals (a caller the kernel
-//! refuses, a name that does not exist) stay at debug.
+//! refuses, a name that does not exist) stay at debug. Those info lines are short and few per
+//! user ([`refusals`]): no user can fill the log or forge lines in it.
 //!
 //! The destination is chosen once, after the daemon has forked and before it serves: the
 //! journal is written with one unbound datagram socket, syslog through one socket connected
@@ -18,6 +19,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{Level, Log, Metadata, Record};
+
+pub mod refusals;
 
 /// The identifier of every line: journalctl's `-t`, syslog's tag.
 pub const IDENTIFIER: &str = "shmfs";

@@ -225,3 +225,181 @@ fn mount_t_logs_a_refused_perm_write_with_its_reason_to_the_journal() {
     let r = w.sh(&format!("ipcrm -m {id}"));
     assert!(r.ok(), "ipcrm: {r:?}");
 }
+
+/// What an ordinary user can make the daemon log: uid 12345 writes a 4 KiB non-mode to the
+/// `perm` of its own segment 500 times (text with an escape sequence, the kind that retitles a
+/// terminal reading the log). The log gets at most its share of lines
+/// (`shmfs::logging::refusals`: PER_USER, then one notice), each quoting no more than the
+/// first QUOTE_LIMIT characters of the text, escaped; root's refusals are still logged.
+#[test]
+fn a_flood_of_refused_perm_writes_logs_a_few_short_lines() {
+    use shmfs::logging::refusals::{PER_USER, QUOTE_LIMIT};
+    require_fuse!();
+    let m = Mount::builder().option("allow_other").mount();
+    let seg = SysvSeg::private(4096, 0o600);
+    seg.set(None, Some(12345), Some(12345));
+    let perm = m.sysv(seg.id, "perm");
+    // No whitespace, ':' or '=': read as one mode, quoted whole in the reason before.
+    let payload = format!("\\033]0;owned\\007{}", "Y".repeat(4000));
+    let r = sh_as(
+        12345,
+        &format!(
+            "n=0; for i in $(seq 500); do printf '{payload}' > {} 2>/dev/null || n=$((n+1)); \
+             done; echo $n",
+            q(&perm)
+        ),
+    );
+    assert_eq!(r.stdout_str().trim(), "500", "every write refused: {r:?}");
+    assert_errno(write_once(&perm, b"99\n"), libc::EINVAL, "root writes 99");
+    let log = m.log();
+
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("refused for uid 12345"))
+        .collect();
+    assert_eq!(
+        refused.len(),
+        PER_USER as usize,
+        "refusal lines of uid 12345:\n{log}"
+    );
+    let notices = log
+        .lines()
+        .filter(|l| l.contains("uid 12345 had") && l.contains("not logged"))
+        .count();
+    assert_eq!(notices, 1, "one notice that the rest is not logged:\n{log}");
+    // As Rust quotes it: the two control characters take 6 and 5 characters, `]0;owned` 8.
+    let quoted = format!(
+        "\\u{{1b}}]0;owned\\u{{7}}{}…\"",
+        "Y".repeat(QUOTE_LIMIT - 19)
+    );
+    for line in &refused {
+        assert!(line.contains(&quoted), "{line:?} does not quote {quoted:?}");
+        assert!(line.len() < 300, "a long line: {line:?}");
+    }
+    assert!(
+        !log.contains('\u{1b}'),
+        "a raw escape character in the log:\n{log}"
+    );
+    assert!(
+        log.len() < 8192,
+        "{} bytes of log after the flood:\n{log}",
+        log.len()
+    );
+    assert!(
+        log.contains(&format!(
+            "perm write refused for uid 0 on sysv/{}: mode \"99\" is not an octal mode",
+            seg.id
+        )),
+        "root's refusal is logged beside the flood:\n{log}"
+    );
+    assert_eq!(seg.stat().shm_perm.mode & 0o777, 0o600, "nothing changed");
+}
+
+fn syscall_result(r: libc::c_long) -> std::io::Result<libc::c_long> {
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Operations shmfs does not offer answer as the kernel answers for a filesystem without them,
+/// without a line in the log however often they are asked: fallocate and setxattr fail with
+/// EOPNOTSUPP, SEEK_DATA and SEEK_HOLE see one extent of data, copy_file_range and poll work
+/// by the kernel's fallback. On a SysV segment's `data` (direct I/O) and a POSIX object's
+/// (passthrough, when root's kernel offers it).
+#[test]
+fn unoffered_operations_give_their_errno_and_log_nothing() {
+    use std::os::fd::AsRawFd;
+    require_fuse!();
+    let m = Mount::new();
+    let seg = SysvSeg::private(8192, 0o600);
+    create_posix(m.shm_dir(), "logging-src", 0o600, &[7u8; 5000]);
+    create_posix(m.shm_dir(), "logging-dst", 0o600, &[0u8; 5000]);
+    let open = |p: PathBuf| {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .unwrap_or_else(|e| panic!("open {}: {e}", p.display()))
+    };
+    let files = [
+        (m.sysv(seg.id, "data"), 8192),
+        (m.posix("logging-src", "data"), 5000),
+    ];
+    for _round in 0..3 {
+        for (path, size) in &files {
+            let f = open(path.clone());
+            let fd = f.as_raw_fd();
+            let what = path.display();
+            // SAFETY (all below): plain system calls on our own descriptor and buffers.
+            assert_errno(
+                syscall_result(unsafe { libc::fallocate(fd, 0, 0, 4096) }.into()),
+                libc::EOPNOTSUPP,
+                &format!("fallocate {what}"),
+            );
+            assert_eq!(
+                syscall_result(unsafe { libc::lseek(fd, 0, libc::SEEK_DATA) }).unwrap(),
+                0,
+                "SEEK_DATA {what}"
+            );
+            assert_eq!(
+                syscall_result(unsafe { libc::lseek(fd, 0, libc::SEEK_HOLE) }).unwrap(),
+                *size,
+                "SEEK_HOLE {what}"
+            );
+            let name = c"user.shmfs";
+            assert_errno(
+                syscall_result(
+                    unsafe { libc::fsetxattr(fd, name.as_ptr(), b"x".as_ptr().cast(), 1, 0) }
+                        .into(),
+                ),
+                libc::EOPNOTSUPP,
+                &format!("setxattr {what}"),
+            );
+            assert_errno(
+                syscall_result(unsafe { libc::fremovexattr(fd, name.as_ptr()) }.into()),
+                libc::EOPNOTSUPP,
+                &format!("removexattr {what}"),
+            );
+            let mut pfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN | libc::POLLOUT,
+                revents: 0,
+            };
+            assert_eq!(
+                syscall_result(unsafe { libc::poll(&mut pfd, 1, 1000) }.into()).unwrap(),
+                1,
+                "poll {what}"
+            );
+        }
+        let (src, dst) = (
+            open(m.posix("logging-src", "data")),
+            open(m.posix("logging-dst", "data")),
+        );
+        let copied = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                std::ptr::null_mut(),
+                dst.as_raw_fd(),
+                std::ptr::null_mut(),
+                5000,
+                0,
+            )
+        };
+        assert_eq!(
+            syscall_result(copied as libc::c_long).unwrap(),
+            5000,
+            "copy_file_range"
+        );
+        assert_eq!(
+            std::fs::read(m.posix("logging-dst", "data")).unwrap(),
+            [7u8; 5000]
+        );
+    }
+    let log = m.log();
+    assert!(
+        !log.contains("WARN") && !log.contains("Not Implemented"),
+        "the daemon logged:\n{log}"
+    );
+}

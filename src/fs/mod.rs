@@ -184,13 +184,17 @@ fn shown(id: &ObjectId) -> String {
 
 /// A request refused because of what the user wrote or asked for (not because of who they
 /// are): EINVAL, with the reason logged at info, which the default log level shows, so that
-/// an operator can tell the user why. One line per refused request.
+/// an operator can tell the user why. One line per refused request, within each user's share
+/// of lines, quoting only the start of what the user wrote (`logging::refusals`).
 fn refused_input(op: &str, who: &Caller, id: &ObjectId, reason: &str) -> Error {
-    log::info!(
-        "{op} refused for uid {} on {}: {reason}",
-        who.uid,
-        shown(id)
-    );
+    crate::logging::refusals::refused(who.uid, || {
+        format!(
+            "{op} refused for uid {} on {}: {}",
+            who.uid,
+            shown(id),
+            crate::logging::refusals::tame(reason)
+        )
+    });
     errno(libc::EINVAL)
 }
 
