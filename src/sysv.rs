@@ -536,29 +536,83 @@ impl Attachment {
             .open(path)
     }
 
-    /// Copies bytes out of the segment; returns 0 at or past its end.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> usize {
+    /// Copies bytes out of the segment; returns 0 at or past its end. A page the kernel
+    /// cannot provide (a huge page punched out while the pool is empty) ends the read there,
+    /// or fails it with EIO if it is the first: never a SIGBUS (see [`copy_in_memory`]).
+    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         let Some(n) = clamp(self.len, offset, buf.len()) else {
-            return 0;
+            return Ok(0);
         };
-        // SAFETY: offset+n is within the attached mapping, which cannot shrink.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.addr.add(offset as usize), buf.as_mut_ptr(), n)
-        };
-        n
+        // SAFETY: offset+n is within the attached mapping, which cannot shrink, and `buf` is
+        // ours to write.
+        unsafe { copy_in_memory(self.addr.add(offset as usize), buf.as_mut_ptr(), n) }
+            .map_err(|e| lacking_page(e, libc::EIO))
     }
 }
 
 impl Writer<'_> {
-    /// Copies bytes into the segment; returns how many fit before its end.
-    pub fn write_at(&self, data: &[u8], offset: u64) -> usize {
+    /// Copies bytes into the segment; returns how many fit before its end (0 at or past it).
+    /// A page the kernel cannot provide ends the write there, or fails it with ENOSPC if it is
+    /// the first (see [`copy_in_memory`]).
+    pub fn write_at(&self, data: &[u8], offset: u64) -> io::Result<usize> {
         let a = self.0;
         let Some(n) = clamp(a.len, offset, data.len()) else {
-            return 0;
+            return Ok(0);
         };
         // SAFETY: as in read_at; a Writer exists only for an attachment made writable.
-        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), a.addr.add(offset as usize), n) };
-        n
+        unsafe { copy_in_memory(data.as_ptr(), a.addr.add(offset as usize), n) }
+            .map_err(|e| lacking_page(e, libc::ENOSPC))
+    }
+}
+
+/// Copies `len` bytes from `src` to `dst`, both in the daemon's own memory, with
+/// process_vm_writev on the daemon itself rather than memcpy. One of the two is a mapping of
+/// shared memory whose pages anyone who may write it can free at any moment (MADV_REMOVE,
+/// fallocate PUNCH_HOLE); touching such a hole makes the kernel find a page again, and for a
+/// huge-page segment with the pool empty it has none: a memcpy would get SIGBUS and the daemon
+/// would die, where the kernel copying on our behalf fails with EFAULT (or ENOMEM) instead.
+/// Returns how many bytes were copied before the first page that could not be had, an error
+/// if that was the first.
+///
+/// # Safety
+/// Both ranges must lie in mappings of the daemon that nothing unmaps meanwhile, `dst` one it
+/// may write; a range whose pages cannot be had is allowed.
+unsafe fn copy_in_memory(src: *const u8, dst: *mut u8, len: usize) -> io::Result<usize> {
+    let mut done = 0;
+    while done < len {
+        let from = libc::iovec {
+            iov_base: src.wrapping_add(done) as *mut libc::c_void,
+            iov_len: len - done,
+        };
+        let to = libc::iovec {
+            iov_base: dst.wrapping_add(done) as *mut libc::c_void,
+            iov_len: len - done,
+        };
+        // SAFETY: one iovec each, describing memory of ours as the caller promised; the
+        // kernel checks every page and reports one it cannot have as an error.
+        let n = unsafe { libc::process_vm_writev(libc::getpid(), &from, 1, &to, 1, 0) };
+        match n {
+            n if n > 0 => done += n as usize,
+            0 => break,
+            _ => {
+                let e = io::Error::last_os_error();
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return if done > 0 { Ok(done) } else { Err(e) };
+            }
+        }
+    }
+    Ok(done)
+}
+
+/// The errno a copy that met a page the kernel could not provide gives its caller: `errno`
+/// (ENOSPC for a write, as fallocate answers when the pool is out of huge pages; EIO for a
+/// read) instead of EFAULT, which would blame the caller's buffer. Others pass unchanged.
+fn lacking_page(e: io::Error, errno: i32) -> io::Error {
+    match e.raw_os_error() {
+        Some(libc::EFAULT | libc::ENOMEM) => io::Error::from_raw_os_error(errno),
+        _ => e,
     }
 }
 
@@ -644,13 +698,17 @@ pub fn internal_hugetlb_dev(page_size: u64) -> io::Result<u64> {
 }
 
 /// Writes `data` at `offset` of a huge-page segment's memory file, which write(2) refuses:
-/// the huge pages under the range are allocated first (fallocate, so that a machine out of
-/// huge pages answers ENOSPC instead of killing the daemon with SIGBUS at the copy), then the
-/// range is mapped, copied into and unmapped. Mapping the file directly goes around the
-/// segment's attach accounting: nothing `ipcs` shows moves.
-pub fn write_hugetlb(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+/// the huge pages under the range are allocated first (fallocate: a machine out of huge pages
+/// answers ENOSPC), then the range is mapped, copied into and unmapped. Mapping the file
+/// directly goes around the segment's attach accounting: nothing `ipcs` shows moves.
+///
+/// Anyone who may write the segment can punch its pages out again between the fallocate and
+/// the copy; with the pool empty the copy then meets a page the kernel cannot provide. It is
+/// made with [`copy_in_memory`], so that this ends the write (ENOSPC if nothing was copied,
+/// else the count copied) instead of the daemon. Returns how many bytes were written.
+pub fn write_hugetlb(file: &File, data: &[u8], offset: u64) -> io::Result<usize> {
     if data.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let page = hugetlb_page_size(file).ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
     let end = offset
@@ -680,19 +738,21 @@ pub fn write_hugetlb(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
         )
     };
     if addr == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
+        // ENOMEM: a page punched out since the fallocate, which the pool cannot reserve again.
+        return Err(lacking_page(io::Error::last_os_error(), libc::ENOSPC));
     }
-    // SAFETY: [offset, end) lies within [start, map_end), all mapped and (fallocate) backed
-    // by pages, so the copy cannot fault; the mapping is ours alone and unmapped right after.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
+    // SAFETY: [offset, end) lies within [start, map_end), all mapped, writable and ours
+    // alone until the munmap right after; `data` is ours to read.
+    let copied = unsafe {
+        let copied = copy_in_memory(
             data.as_ptr(),
             (addr as *mut u8).add((offset - start) as usize),
             data.len(),
         );
         libc::munmap(addr, len);
-    }
-    Ok(())
+        copied
+    };
+    copied.map_err(|e| lacking_page(e, libc::ENOSPC))
 }
 
 #[cfg(test)]
@@ -850,11 +910,11 @@ mod tests {
         );
         let rw = Attachment::attach(id, true).unwrap();
         let writer = rw.writer().expect("a writable attachment has a writer");
-        assert_eq!(writer.write_at(b"abcd", 4998), 2);
+        assert_eq!(writer.write_at(b"abcd", 4998).unwrap(), 2);
         let mut buf = [0; 4];
-        assert_eq!(ro.read_at(&mut buf, 4998), 2);
+        assert_eq!(ro.read_at(&mut buf, 4998).unwrap(), 2);
         assert_eq!(&buf[..2], b"ab");
-        assert_eq!(ro.read_at(&mut buf, 5000), 0);
+        assert_eq!(ro.read_at(&mut buf, 5000).unwrap(), 0);
         rmid(id);
     }
 
@@ -887,9 +947,9 @@ mod tests {
         let a = Attachment::attach(looked_up.shmid, false).unwrap();
         assert_eq!(a.len(), 4096);
         let mut buf = vec![0; 8192];
-        assert_eq!(a.read_at(&mut buf, 0), 4096);
+        assert_eq!(a.read_at(&mut buf, 0).unwrap(), 4096);
         assert_eq!(
-            a.read_at(&mut buf, 4096),
+            a.read_at(&mut buf, 4096).unwrap(),
             0,
             "nothing past the new segment's end"
         );

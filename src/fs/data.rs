@@ -171,7 +171,7 @@ impl ShmFs {
                 Ok(SegmentMemory::File(f) | SegmentMemory::HugeFile(f)) | Err(f) => {
                     read_full(f, buf, offset)?
                 }
-                Ok(SegmentMemory::Attached(a)) => a.read_at(buf, offset),
+                Ok(SegmentMemory::Attached(a)) => a.read_at(buf, offset)?,
             };
             send(&buf[..n]);
             Ok(())
@@ -194,12 +194,12 @@ impl ShmFs {
                 let mut n = (data.len() as u64).min(size - offset) as usize;
                 match access {
                     SegmentMemory::File(f) => f.write_all_at(&data[..n], offset)?,
-                    SegmentMemory::HugeFile(f) => sysv::write_hugetlb(f, &data[..n], offset)?,
+                    SegmentMemory::HugeFile(f) => n = sysv::write_hugetlb(f, &data[..n], offset)?,
                     // A read-only open never gets here (the kernel refuses write() on it);
                     // should one, it is refused, not a write into read-only memory.
                     SegmentMemory::Attached(a) => {
                         let writer = a.writer().ok_or_else(|| errno(libc::EBADF))?;
-                        n = writer.write_at(&data[..n], offset);
+                        n = writer.write_at(&data[..n], offset)?;
                         if n == 0 {
                             return Err(errno(libc::ENOSPC));
                         }

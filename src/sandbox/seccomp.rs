@@ -16,9 +16,11 @@
 //! Allowed with some arguments only: `clone` of a thread, `socket` of AF_UNIX, `ioctl` of the
 //! FUSE device's own requests (and TCGETS), `prctl` naming a thread or a mapping (or reading
 //! the bounding set, as libcap does when a name lookup loads it), `prlimit64`
-//! reading a limit, `tgkill` of the daemon's own threads, `umount2` plain or lazy.
+//! reading a limit, `tgkill` of the daemon's own threads, `process_vm_writev` of the daemon's
+//! own memory (copies that a vanished page fails instead of killing), `umount2` plain or lazy.
 //! Everything else is refused: `execve`, `ptrace`, `mount`, `bpf`, `kexec_load`,
-//! `init_module`, `setns`, `unshare`, `open_by_handle_at`, `process_vm_readv`, `kill`,
+//! `init_module`, `setns`, `unshare`, `open_by_handle_at`, `process_vm_readv` (and
+//! `process_vm_writev` of another process), `kill`,
 //! `fork`, sockets of any other family, and every call not named here.
 
 use std::collections::BTreeMap;
@@ -292,6 +294,13 @@ fn conditional() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, String> {
         // SAFETY: getpid has no preconditions.
         (
             libc::SYS_tgkill,
+            one_of(0, &[unsafe { libc::getpid() } as u64])?,
+        ),
+        // Copies into and out of shared memory (sysv::copy_in_memory) in the daemon's own
+        // memory, where a page that cannot be had is an error, not SIGBUS; never another's.
+        (
+            libc::SYS_process_vm_writev,
+            // SAFETY: getpid has no preconditions.
             one_of(0, &[unsafe { libc::getpid() } as u64])?,
         ),
         // Unmounting at exit (root): plain, then lazy.
