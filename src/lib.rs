@@ -4,6 +4,7 @@
 //! directory holding `data`, `stat` and `perm`. See README.md for the user's view and
 //! docs/design.md for the contract.
 
+pub mod account;
 pub mod attach;
 pub mod creds;
 pub mod fdshare;

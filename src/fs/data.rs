@@ -16,7 +16,11 @@ impl ShmFs {
         if writable && self.options.read_only {
             return Err(errno(libc::EROFS));
         }
-        let share = self.fd_shares.take(who.uid)?;
+        // EMFILE past the account's share: logged there, routine here.
+        let share = self
+            .fd_shares
+            .take(self.accounts.of(who.uid))
+            .map_err(|e| errno(e.raw_os_error().unwrap_or(libc::EMFILE)))?;
         match self.live(id)? {
             Live::Sysv(seg) => {
                 if let Some(file) = self.attached_memory(who, &seg, writable)? {

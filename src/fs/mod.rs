@@ -36,6 +36,7 @@ mod error;
 #[cfg(test)]
 mod fake;
 mod forget;
+mod held;
 mod ops;
 #[cfg(test)]
 mod ops_tests;
@@ -98,14 +99,15 @@ impl Live {
 
 /// What an open file handle holds.
 enum Handle {
-    /// `stat` or `limits`: the text rendered at open, so that reads at any offset agree.
-    Text { ino: u64, text: Vec<u8> },
+    /// `stat`, `attached` or a report: the text rendered at open, so that reads at any
+    /// offset agree.
+    Text { ino: u64, text: held::HeldText },
     /// `perm`: the text at open, the object that writes change, and, for an open for
     /// writing, who opened it: writes are applied with the opener's rights, never the
     /// writer's (as /proc and sysfs do), so a descriptor handed to a privileged process
     /// cannot change more than its opener could.
     Perm {
-        text: Vec<u8>,
+        text: held::HeldText,
         id: ObjectId,
         opener: Option<Caller>,
     },
@@ -124,7 +126,7 @@ enum Handle {
         _share: FdShare,
     },
     /// A directory listing taken at opendir.
-    Dir(Vec<DirEntry>),
+    Dir(held::Held<Vec<DirEntry>>),
 }
 
 /// The filesystem.
@@ -143,8 +145,12 @@ pub struct ShmFs {
     /// Held for each read-modify-write of an object's mode and owner (`perm`, chmod, chown),
     /// so that two concurrent changes of different fields cannot undo each other.
     perm_changes: Mutex<()>,
-    /// Each uid's share of the daemon's descriptors, held by its open `data` files.
+    /// Whose account each caller's uid is charged to.
+    accounts: crate::account::Accounts,
+    /// Each account's share of the daemon's descriptors, held by its open `data` files.
     fd_shares: Arc<FdShares>,
+    /// The text and listings open files and directories hold, and each account's share.
+    texts: held::Texts,
     /// The queue of notices to the kernel about gone objects, and the sweep's schedule.
     forgetting: forget::Forgetting,
     /// The length of each SysV segment's `attached` as last rendered, and for whom and which
@@ -223,7 +229,9 @@ impl ShmFs {
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             perm_changes: Mutex::new(()),
+            accounts: crate::account::Accounts::new(),
             fd_shares: Arc::new(FdShares::default()),
+            texts: held::Texts::default(),
             kernel_cache: Arc::new(OnceLock::new()),
             forgetting: forget::Forgetting::default(),
             attached_lengths: Mutex::new(HashMap::new()),
@@ -328,15 +336,15 @@ impl ShmFs {
             }
             Node::Report(report) => Ok(Handle::Text {
                 ino,
-                text: self.report_text(*report)?.into_bytes(),
+                text: self.hold_text(who, ino, self.report_text(*report)?)?,
             }),
             Node::Object(id, Part::Stat) => Ok(Handle::Text {
                 ino,
-                text: self.stat_text(&self.live(id)?)?.into_bytes(),
+                text: self.hold_text(who, ino, self.stat_text(&self.live(id)?)?)?,
             }),
             Node::Object(id, Part::Attached) => Ok(Handle::Text {
                 ino,
-                text: self.attached_text_noted(who, &self.live(id)?)?.into_bytes(),
+                text: self.hold_text(who, ino, self.attached_text_noted(who, &self.live(id)?)?)?,
             }),
             Node::Object(id, Part::Perm) => {
                 if writable && self.options.read_only {
@@ -364,7 +372,7 @@ impl ShmFs {
                     None
                 };
                 Ok(Handle::Perm {
-                    text: Self::perm_text(&live).into_bytes(),
+                    text: self.hold_text(who, ino, Self::perm_text(&live))?,
                     id: id.clone(),
                     opener,
                 })

@@ -157,11 +157,13 @@ impl ShmFs {
         self.handles().remove(&fh);
     }
 
-    /// Lists directory `ino` and returns a handle on the listing.
-    pub fn opendir(&self, ino: u64) -> Result<u64> {
+    /// Lists directory `ino` for `who` and returns a handle on the listing (charged to
+    /// `who`'s account: ENOMEM past its share).
+    pub fn opendir(&self, who: &Caller, ino: u64) -> Result<u64> {
         let node = self.node(ino)?;
         let entries = self.list(ino, &node)?;
-        Ok(self.add_handle(Handle::Dir(entries)))
+        let listing = self.hold_listing(who, ino, entries)?;
+        Ok(self.add_handle(Handle::Dir(listing)))
     }
 
     /// Hands the entries of listing `fh` from `offset` on to `add` (with the offset of the

@@ -67,7 +67,7 @@ fn ino(fs: &ShmFs, path: &str) -> u64 {
 
 /// The whole listing of directory `ino`.
 fn list(fs: &ShmFs, ino: u64) -> Vec<DirEntry> {
-    let fh = fs.opendir(ino).expect("opendir");
+    let fh = fs.opendir(&owner(), ino).expect("opendir");
     let mut entries = Vec::new();
     fs.readdir(fh, 0, |e, _| {
         entries.push(e.clone());
@@ -385,7 +385,7 @@ fn a_segments_directory_holds_data_stat_perm_and_attached() {
     );
     let data = entries[2].ino;
     assert_eq!(errno_of(fs.lookup(&owner(), data, os("x"))), libc::ENOTDIR);
-    assert_eq!(errno_of(fs.opendir(data)), libc::ENOTDIR);
+    assert_eq!(errno_of(fs.opendir(&owner(), data)), libc::ENOTDIR);
     assert_eq!(
         errno_of(fs.open(&owner(), dir.ino, libc::O_RDONLY)),
         libc::EISDIR
@@ -1126,7 +1126,7 @@ fn a_posix_object_removed_behind_the_back_is_stale_by_number_and_gone_by_name() 
     fake.drop_object("obj");
     assert_eq!(errno_of(fs.getattr(&owner(), dir, None)), libc::ESTALE);
     assert_eq!(errno_of(fs.getattr(&owner(), stat, None)), libc::ESTALE);
-    assert_eq!(errno_of(fs.opendir(dir)), libc::ESTALE);
+    assert_eq!(errno_of(fs.opendir(&owner(), dir)), libc::ESTALE);
     assert_eq!(errno_of(walk(&fs, "posix/obj")), libc::ENOENT);
     assert_eq!(list(&fs, inode::POSIX_DIR).len(), 2);
 }
@@ -1496,7 +1496,7 @@ fn readdir_resumes_at_the_offset_it_gave() {
     }
     let whole = list(&fs, inode::SYSV_DIR);
     assert_eq!(whole.len(), 12);
-    let fh = fs.opendir(inode::SYSV_DIR).unwrap();
+    let fh = fs.opendir(&owner(), inode::SYSV_DIR).unwrap();
     let mut paged = Vec::new();
     let mut offset = 0;
     loop {

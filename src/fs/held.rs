@@ -1,0 +1,172 @@
+//! What an open text file (`stat`, `perm`, `attached`, the reports) or directory holds: the
+//! text or listing made at open, shared by the opens of the same moment that made the same one,
+//! charged to the opener's account (`crate::fdshare::TextShares`), and given back to the
+//! system when the last open holding it closes.
+
+use std::mem::ManuallyDrop;
+use std::ops::Deref;
+use std::sync::Weak;
+
+use super::*;
+use crate::fdshare::{TextCharge, TextShares};
+
+/// A freed copy at least this large is given back to the system at once (malloc_trim): the
+/// allocator would keep its pages otherwise, and the daemon's memory would stay at its
+/// high-water mark after the opens close.
+const TRIM_AT: usize = 64 << 10;
+
+/// The newest copy held of each file's text and each directory's listing, to be shared by the
+/// next open that makes the same one; and what each account holds.
+#[derive(Debug, Default)]
+pub(super) struct Texts {
+    texts: Mutex<Newest<Vec<u8>>>,
+    listings: Mutex<Newest<Vec<DirEntry>>>,
+    shares: Arc<TextShares>,
+}
+
+#[derive(Debug)]
+struct Newest<T> {
+    by_ino: HashMap<u64, Weak<T>>,
+    /// The size at which entries whose copy is gone are swept out.
+    sweep_at: usize,
+}
+
+impl<T> Default for Newest<T> {
+    fn default() -> Self {
+        Newest {
+            by_ino: HashMap::new(),
+            sweep_at: 0,
+        }
+    }
+}
+
+/// What a copy costs the daemon, in bytes.
+pub(super) trait Footprint {
+    fn footprint(&self) -> usize;
+}
+
+impl Footprint for Vec<u8> {
+    fn footprint(&self) -> usize {
+        self.capacity()
+    }
+}
+
+impl Footprint for Vec<DirEntry> {
+    fn footprint(&self) -> usize {
+        self.capacity() * std::mem::size_of::<DirEntry>()
+            + self.iter().map(|e| e.name.capacity()).sum::<usize>()
+    }
+}
+
+/// The copy one open holds, and its charge.
+#[derive(Debug)]
+pub(super) struct Held<T: Footprint> {
+    charge: Option<TextCharge>,
+    /// Dropped by hand, after the charge.
+    copy: ManuallyDrop<Arc<T>>,
+}
+
+/// The text of an open text file.
+pub(super) type HeldText = Held<Vec<u8>>;
+
+impl<T: Footprint> Deref for Held<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.copy
+    }
+}
+
+impl<T: Footprint> Drop for Held<T> {
+    fn drop(&mut self) {
+        // The charge names the copy by its address, which is free for another copy once this
+        // one is freed: it goes first.
+        drop(self.charge.take());
+        // SAFETY: taken once, here, and `self.copy` is not used after.
+        let copy = unsafe { ManuallyDrop::take(&mut self.copy) };
+        // Only the last holder gets the copy itself back.
+        if let Some(copy) = Arc::into_inner(copy)
+            && copy.footprint() >= TRIM_AT
+        {
+            drop(copy);
+            release_freed_memory();
+        }
+    }
+}
+
+impl ShmFs {
+    /// `text`, just rendered for `who`'s open of `ino`, as the open will hold it: the copy an
+    /// earlier open holds if the bytes are the same, charged to `who`'s account; ENOMEM past
+    /// the account's share.
+    pub(super) fn hold_text(&self, who: &Caller, ino: u64, text: String) -> Result<HeldText> {
+        let mut text = text.into_bytes();
+        text.shrink_to_fit();
+        self.hold(&self.texts.texts, who, ino, text)
+    }
+
+    /// As [`ShmFs::hold_text`], for a listing of directory `ino`.
+    pub(super) fn hold_listing(
+        &self,
+        who: &Caller,
+        ino: u64,
+        mut entries: Vec<DirEntry>,
+    ) -> Result<Held<Vec<DirEntry>>> {
+        entries.shrink_to_fit();
+        self.hold(&self.texts.listings, who, ino, entries)
+    }
+
+    fn hold<T: Footprint + PartialEq>(
+        &self,
+        newest: &Mutex<Newest<T>>,
+        who: &Caller,
+        ino: u64,
+        fresh: T,
+    ) -> Result<Held<T>> {
+        let copy = {
+            let mut newest = newest.lock().unwrap_or_else(|p| p.into_inner());
+            match newest.by_ino.get(&ino).and_then(Weak::upgrade) {
+                Some(held) if *held == fresh => held,
+                _ => {
+                    let held = Arc::new(fresh);
+                    newest.insert(ino, Arc::downgrade(&held));
+                    held
+                }
+            }
+        };
+        let account = self.accounts.of(who.uid);
+        let charge = self
+            .texts
+            .shares
+            .take(
+                account,
+                Arc::as_ptr(&copy) as *const u8 as usize,
+                copy.footprint() as u64,
+            )
+            .map_err(|_| errno(libc::ENOMEM))?;
+        Ok(Held {
+            charge: Some(charge),
+            copy: ManuallyDrop::new(copy),
+        })
+    }
+}
+
+impl<T> Newest<T> {
+    fn insert(&mut self, ino: u64, copy: Weak<T>) {
+        self.by_ino.insert(ino, copy);
+        // Amortized: each sweep at least halves what the next one may find.
+        if self.by_ino.len() >= self.sweep_at {
+            self.by_ino.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at = (self.by_ino.len() * 2).max(1024);
+        }
+    }
+}
+
+/// Gives back to the system the memory freed in the allocator's arenas (the daemon uses one,
+/// see `main.rs`): a large text freed in the middle of the heap would stay resident otherwise.
+fn release_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
