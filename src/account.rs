@@ -84,6 +84,8 @@ struct Loaded {
     /// When it was read, and whether some owner's name did not resolve.
     read_at: Option<Instant>,
     unresolved: bool,
+    /// Whether a caller is reading the file now.
+    loading: bool,
 }
 
 /// The uid → account map, from `/etc/subuid`, read again whenever the file changes.
@@ -117,15 +119,22 @@ impl Accounts {
         if uid == 0 {
             return Account::Root;
         }
-        // One stat per call; the file is read only when that shows a change.
+        // One stat per call; the file is read only when that shows a change, by one caller
+        // at a time and outside the lock (a name lookup may wait on a slow user database):
+        // meanwhile, the others go by the ranges read before.
         let stamp = self.stamp();
         let mut loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
         let retry = loaded.unresolved
             && loaded
                 .read_at
                 .is_none_or(|at| at.elapsed() >= UNRESOLVED_RETRY);
-        if loaded.read_at.is_none() || loaded.stamp != stamp || retry {
-            *loaded = self.load(stamp);
+        let stale = loaded.read_at.is_none() || loaded.stamp != stamp || retry;
+        if stale && !loaded.loading {
+            loaded.loading = true;
+            drop(loaded);
+            let fresh = self.load(stamp);
+            loaded = self.loaded.lock().unwrap_or_else(|p| p.into_inner());
+            *loaded = fresh;
         }
         let owner = loaded
             .ranges
@@ -166,6 +175,7 @@ impl Accounts {
             ranges,
             read_at: Some(Instant::now()),
             unresolved,
+            loading: false,
         }
     }
 }

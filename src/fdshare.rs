@@ -157,7 +157,7 @@ impl FdShares {
                 drop(held);
                 if self.quiet.speak(account) {
                     log::info!(
-                        "{account} {why} of the daemon's {limit} descriptors: opens of data \
+                        "{account} {why} of the daemon's {limit} descriptors: its opens of data \
                          fail with EMFILE"
                     );
                 }
@@ -267,7 +267,8 @@ impl TextShares {
                 drop(held);
                 if self.quiet.speak(account) {
                     log::info!(
-                        "{account} {why}: opens of text files and directories fail with ENOMEM"
+                        "{account} {why}: its opens of text files and directories fail with \
+                         ENOMEM"
                     );
                 }
                 return Err(io::Error::from_raw_os_error(libc::ENOMEM));

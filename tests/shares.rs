@@ -34,12 +34,14 @@ const SUBUID: &str = "shmfs-test:200000:65536\n\
                       this line is not a range\n\
                       12346:300000:65536\n";
 
-/// A world with a user database naming OWNER, the test's /etc/subuid, and shmfs mounted by
-/// root with `allow_other` on `mnt` (its daemon's pid `pid`).
+/// A world with a user database naming OWNER, the test's /etc/subuid, and `shmfs -f` run by
+/// root with `allow_other` on `mnt` (its daemon's pid `pid`, its output in `log`). Dropping it
+/// fails the test if the daemon's output shows a panic or a system call its sandbox refused.
 struct Setup {
     world: World,
     mnt: PathBuf,
     pid: u32,
+    log: PathBuf,
 }
 
 impl Setup {
@@ -53,16 +55,38 @@ impl Setup {
         std::fs::write(&subuid, SUBUID).unwrap();
         world.sh_ok(&format!("mount --bind {} /etc/subuid", q(&subuid)));
         let mnt = world.mkdir("mnt");
-        world.sh_ok(&format!("{} -o allow_other {}", q(BIN), q(&mnt)));
+        let log = world.dir().join("daemon.log");
+        world.sh_ok(&format!(
+            "{} -f -o allow_other {} >{} 2>&1 </dev/null &",
+            q(BIN),
+            q(&mnt),
+            q(&log)
+        ));
         let start = Instant::now();
         let pid = loop {
-            if let [pid] = pids_with_arg(&mnt)[..] {
+            if let [pid] = pids_with_arg(&mnt)[..]
+                && world.mount_at(&mnt).is_some()
+            {
                 break pid as u32;
             }
-            assert!(start.elapsed() < MOUNT_TIMEOUT, "no daemon for {mnt:?}");
+            assert!(
+                start.elapsed() < MOUNT_TIMEOUT,
+                "no mount on {mnt:?}: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(20));
         };
-        Some(Setup { world, mnt, pid })
+        Some(Setup {
+            world,
+            mnt,
+            pid,
+            log,
+        })
+    }
+
+    /// What the daemon printed so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     fn p(&self, rel: &str) -> PathBuf {
@@ -82,6 +106,18 @@ impl Setup {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .unwrap_or_else(|| panic!("no VmRSS in {status}"))
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let log = self.log();
+        if !std::thread::panicking() {
+            assert!(
+                !log.contains("panicked at") && !log.contains("seccomp refused"),
+                "the daemon's log: {log}"
+            );
+        }
     }
 }
 
@@ -262,6 +298,12 @@ fn subordinate_uids_share_their_users_descriptors_and_root_keeps_a_reserve() {
         (0, "EMFILE"),
         "a user once all users' part is held"
     );
+    assert!(
+        s.log()
+            .contains("user 12345 holds 100 open data files, its share"),
+        "the refusal is logged: {}",
+        s.log()
+    );
     let root = s.hog(0, &data, 20);
     assert_eq!(root.got(), (20, "none"), "root, from its reserve");
     for report in ["index", "index.json", "limits", "posix/public/stat"] {
@@ -299,7 +341,11 @@ fn held_opens_of_a_large_index_cost_tens_of_mib_and_come_back() {
     );
     // The daemon as it is after one reading of the index.
     assert!(can_read(&s.world, 0, &index).ok());
-    assert!(s.world.sh(&format!("ls {} >/dev/null", q(s.p("posix")))).ok());
+    assert!(
+        s.world
+            .sh(&format!("ls {} >/dev/null", q(s.p("posix"))))
+            .ok()
+    );
     let before = s.rss_kib();
 
     // 400 opens of the same moment hold one copy.
@@ -341,6 +387,12 @@ fn held_opens_of_a_large_index_cost_tens_of_mib_and_come_back() {
         more.got(),
         (0, "ENOMEM"),
         "another of OWNER's uids, OWNER's share held"
+    );
+    assert!(
+        s.log()
+            .contains("its opens of text files and directories fail with ENOMEM"),
+        "the refusal is logged: {}",
+        s.log()
     );
     let full = s.rss_kib();
     assert!(
