@@ -1,6 +1,7 @@
-//! One user cannot exhaust the daemon's file descriptors: each uid but root may hold a quarter
-//! of them through open `data` files, and past that its own opens fail with EMFILE while other
-//! users, root and the reports keep working.
+//! One user cannot exhaust the daemon's file descriptors: each account but root's (a user and
+//! its subordinate uids, see tests/shares.rs) may hold a quarter of them through open `data`
+//! files, and past that its own opens fail with EMFILE while other users, root and the reports
+//! keep working.
 
 mod common;
 
