@@ -220,16 +220,21 @@ pub fn holders(target: &Target) -> io::Result<Vec<Holder>> {
     let own_ns = ipc_ns_of("self");
     let mut mounts = MountDevs::default();
     let mut all = Vec::new();
-    for entry in fs::read_dir("/proc")?.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if matches!(target, Target::Sysv { .. }) && ipc_ns_of(&pid.to_string()) != own_ns {
-            continue;
-        }
-        // Processes that exit meanwhile, or that the daemon may not read, are skipped.
-        let Ok(maps) = fs::read_to_string(format!("/proc/{pid}/maps")) else {
+    let pids: Vec<u32> = fs::read_dir("/proc")?
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|&pid: &u32| {
+            !matches!(target, Target::Sysv { .. }) || ipc_ns_of(&pid.to_string()) == own_ns
+        })
+        .collect();
+    // Read on a helper, a stalled process skipped (see crate::proc_read).
+    let all_maps = crate::proc_read::each(&pids, "maps", |pid| {
+        fs::read_to_string(format!("/proc/{pid}/maps"))
+    });
+    for (pid, maps) in all_maps {
+        // Processes that exit meanwhile, that the daemon may not read, or that are stalled,
+        // are skipped.
+        let Ok(maps) = maps else {
             continue;
         };
         let mut comm = None;
@@ -314,7 +319,7 @@ fn open_mapping_of(
     budget: &mut usize,
 ) -> Option<fs::File> {
     use std::os::unix::fs::MetadataExt;
-    let maps = fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let maps = crate::proc_read::maps(pid).ok()?;
     for line in maps.lines().filter_map(parse_map_line) {
         if !matches(target, &line) || line.dev != dev_parts(shm_dev) {
             continue;
@@ -325,11 +330,11 @@ fn open_mapping_of(
         }
         *budget -= 1;
         let path = format!("/proc/{pid}/map_files/{}", line.range);
-        let file = match fs::OpenOptions::new()
-            .read(true)
-            .write(writable)
-            .open(&path)
-        {
+        let open = {
+            let path = path.clone();
+            move || fs::OpenOptions::new().read(true).write(writable).open(path)
+        };
+        let file = match crate::proc_read::bounded(pid, "map_files", open) {
             Ok(f) => f,
             Err(e) => {
                 log::debug!("{path}: {e}");
@@ -417,26 +422,71 @@ pub fn in_daemon_user_ns(pid: u32) -> bool {
     }
 }
 
-/// Whether a SysV segment is backed by huge pages, read from the smaps of a process that
-/// has it attached (`KernelPageSize` above 4 kB). The candidates are tried in order (the
-/// segment's last and creating pids first); None if none of them has it attached.
-pub fn sysv_hugetlb(shmid: i32, candidates: &[u32]) -> Option<bool> {
-    let target = Target::Sysv { shmid };
-    for &pid in candidates {
-        let Ok(smaps) = fs::read_to_string(format!("/proc/{pid}/smaps")) else {
-            continue;
-        };
-        let mut in_block = false;
-        for line in smaps.lines() {
-            if let Some(map) = parse_map_line(line).filter(|m| m.range.contains('-')) {
-                in_block = matches(&target, &map);
-            } else if in_block && let Some(size) = line.strip_prefix("KernelPageSize:") {
-                let kb: u64 = size.trim().trim_end_matches("kB").trim().parse().ok()?;
-                return Some(kb > 4);
-            }
-        }
+/// The devices of the kernel's internal filesystems that hold segments: its tmpfs (ordinary
+/// segments) and its hugetlbfs of each huge page size (`SHM_HUGETLB` ones). Learned once, from
+/// memfds of the daemon's own; None until that works.
+struct SegmentDevs {
+    shm: u64,
+    huge: Vec<u64>,
+}
+
+fn segment_devs() -> Option<std::sync::Arc<SegmentDevs>> {
+    use std::sync::{Arc, Mutex};
+    static DEVS: Mutex<Option<Arc<SegmentDevs>>> = Mutex::new(None);
+    let mut devs = DEVS.lock().unwrap_or_else(|p| p.into_inner());
+    if devs.is_none() {
+        let shm = sysv_shm_dev()
+            .inspect_err(|e| log::warn!("device of the kernel's shm filesystem: {e}"))
+            .ok()?;
+        let huge = fs::read_dir("/sys/kernel/mm/hugepages")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name();
+                let kb = name
+                    .to_str()?
+                    .strip_prefix("hugepages-")?
+                    .strip_suffix("kB")?;
+                kb.parse::<u64>().ok()?.checked_mul(1024)
+            })
+            .filter_map(|page| crate::sysv::internal_hugetlb_dev(page).ok())
+            .collect();
+        *devs = Some(Arc::new(SegmentDevs { shm, huge }));
     }
-    None
+    devs.clone()
+}
+
+/// Whether a SysV segment is backed by huge pages, from the maps of a process that has it
+/// attached: the device of the mapping is the kernel's internal tmpfs (no) or one of its
+/// hugetlbfs mounts (yes). `smaps` would say it too, but is slower to render and takes the
+/// process's mmap lock on every kernel; each `maps` here is read within a bound
+/// ([`crate::proc_read`]), a stalled process telling nothing. A mapping on another device (a
+/// file that only looks like a segment) is ignored, and a process whose mappings of the shmid
+/// disagree (one may be a segment of another IPC namespace with the same shmid) tells nothing.
+/// The candidates are tried in order (the segment's last and creating pids first); None if
+/// none of them tells.
+pub fn sysv_hugetlb(shmid: i32, candidates: &[u32]) -> Option<bool> {
+    let devs = segment_devs()?;
+    let target = Target::Sysv { shmid };
+    candidates.iter().find_map(|&pid| {
+        let maps = crate::proc_read::maps(pid).ok()?;
+        let mut answers = maps
+            .lines()
+            .filter_map(parse_map_line)
+            .filter(|l| matches(&target, l))
+            .filter_map(|l| {
+                if l.dev == dev_parts(devs.shm) {
+                    Some(false)
+                } else if devs.huge.iter().any(|&d| l.dev == dev_parts(d)) {
+                    Some(true)
+                } else {
+                    None
+                }
+            });
+        let first = answers.next()?;
+        answers.all(|a| a == first).then_some(first)
+    })
 }
 
 #[cfg(test)]
@@ -510,5 +560,21 @@ mod tests {
         assert_eq!(own_pid(), Some(std::process::id()));
         assert!(in_daemon_user_ns(std::process::id()));
         assert!(!in_daemon_user_ns(0));
+    }
+
+    #[test]
+    fn hugetlb_is_read_from_the_device_of_an_attachers_mapping() {
+        // SAFETY: plain system calls on a segment of this test's own, removed at once (it
+        // lives while attached) and detached at the end.
+        let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
+        assert!(id >= 0, "shmget: {}", io::Error::last_os_error());
+        let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+        unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+        assert_ne!(addr as isize, -1, "shmat: {}", io::Error::last_os_error());
+        let me = std::process::id();
+        assert_eq!(sysv_hugetlb(id, &[me]), Some(false));
+        assert_eq!(sysv_hugetlb(id, &[]), None);
+        unsafe { libc::shmdt(addr) };
+        assert_eq!(sysv_hugetlb(id, &[me]), None, "no longer attached");
     }
 }

@@ -127,6 +127,9 @@ struct Block {
     lookups: [u64; SLOTS as usize],
     /// Whether the object is backed by huge pages, once learned (from an attacher or an open).
     hugetlb: Option<bool>,
+    /// The attach record (`lpid`, `atime`) of a segment when its attachers could not tell
+    /// whether it uses huge pages: not asked again until the record changes.
+    hugetlb_missed: Option<(i32, i64)>,
 }
 
 impl Block {
@@ -184,6 +187,7 @@ impl InodeTable {
                         id: id.clone(),
                         lookups: [0; SLOTS as usize],
                         hugetlb: None,
+                        hugetlb_missed: None,
                     },
                 );
                 base
@@ -225,6 +229,23 @@ impl InodeTable {
             && let Some(block) = self.blocks.get_mut(base)
         {
             block.hugetlb = Some(yes);
+        }
+    }
+
+    /// The attach record at which the object's attachers could not tell whether it uses huge
+    /// pages, if they could not.
+    pub fn hugetlb_missed(&self, id: &ObjectId) -> Option<(i32, i64)> {
+        let base = self.by_object.get(id)?;
+        self.blocks.get(base)?.hugetlb_missed
+    }
+
+    /// Remembers, in the object's block, that its attachers could not tell whether it uses
+    /// huge pages at attach record `record` (`lpid`, `atime`).
+    pub fn set_hugetlb_missed(&mut self, id: &ObjectId, record: (i32, i64)) {
+        if let Some(base) = self.by_object.get(id)
+            && let Some(block) = self.blocks.get_mut(base)
+        {
+            block.hugetlb_missed = Some(record);
         }
     }
 
@@ -503,7 +524,10 @@ mod tests {
         let data = t.lookup(&id, Part::Data);
         t.set_hugetlb(&id, true);
         assert_eq!(t.hugetlb(&id), Some(true));
+        t.set_hugetlb_missed(&id, (7, 100));
+        assert_eq!(t.hugetlb_missed(&id), Some((7, 100)));
         t.forget(data, 1);
         assert_eq!(t.hugetlb(&id), None, "forgotten with the block");
+        assert_eq!(t.hugetlb_missed(&id), None, "forgotten with the block");
     }
 }

@@ -19,6 +19,7 @@ pub mod mount_options;
 pub mod names;
 pub mod object;
 pub mod posix;
+pub mod proc_read;
 pub mod sandbox;
 pub mod sysv;
 pub mod text;

@@ -29,38 +29,43 @@ impl ShmFs {
         })
     }
 
-    /// Whether a segment uses huge pages: remembered, or read from an attacher's smaps (its
-    /// last and creating pids first), or "no" when the system has no huge pages at all.
+    /// Whether a segment uses huge pages: remembered, or "no" when the system has no huge
+    /// pages at all, or read from an attacher's maps (its last and creating pids first, each
+    /// read bounded in time: see `crate::proc_read`). Not learned, it is remembered as not
+    /// learned until the segment's attach record (`lpid`, `atime`) changes, so that a stalled
+    /// or impostor attacher is not asked again at every `stat`.
     pub(super) fn sysv_hugetlb(&self, seg: &Segment) -> Option<bool> {
         let id = Self::sysv_id(seg);
         let known = self.inodes().hugetlb(&id);
         if known.is_some() {
             return known;
         }
-        let found = if seg.nattch > 0 {
-            let candidates: Vec<u32> = [seg.lpid, seg.cpid]
-                .iter()
-                .filter_map(|&p| u32::try_from(p).ok())
-                .collect();
-            attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
-                let pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|h| h.pid)
-                    .collect();
-                attach::sysv_hugetlb(seg.shmid, &pids)
-            })
-        } else {
-            None
-        };
-        match found {
-            Some(yes) => {
-                self.remember_hugetlb(id, yes);
-                Some(yes)
-            }
-            None if !sysv::system_has_huge_pages() => Some(false),
-            None => None,
+        if !sysv::system_has_huge_pages() {
+            return Some(false);
         }
+        let record = (seg.lpid, seg.atime);
+        if seg.nattch == 0 || self.inodes().hugetlb_missed(&id) == Some(record) {
+            return None;
+        }
+        let candidates: Vec<u32> = [seg.lpid, seg.cpid]
+            .iter()
+            .filter_map(|&p| u32::try_from(p).ok())
+            .collect();
+        let found = attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
+            let mut pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
+                .unwrap_or_default()
+                .iter()
+                .map(|h| h.pid)
+                .filter(|pid| !candidates.contains(pid))
+                .collect();
+            pids.dedup();
+            attach::sysv_hugetlb(seg.shmid, &pids)
+        });
+        match found {
+            Some(yes) => self.remember_hugetlb(id, yes),
+            None => self.inodes().set_hugetlb_missed(&id, record),
+        }
+        found
     }
 
     /// Remembers in the object's block (while the kernel holds it) whether it uses huge pages.
