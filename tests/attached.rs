@@ -210,7 +210,7 @@ fn hugetlb_is_no_for_a_normal_segment() {
         );
     }
 
-    // With an attacher, its smaps tells.
+    // With an attacher, its maps tells.
     let _attacher = Helper::start(&["sysv-attach", &seg.id.to_string(), "rw"]);
     assert_eq!(
         read_fields(&m.sysv(seg.id, "stat")).get("hugetlb"),

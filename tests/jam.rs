@@ -8,9 +8,10 @@
 //! every reader of that mmap lock (`/proc/PID/smaps`, `map_files`, `maps` where the kernel takes
 //! it) waits as long as the test likes. The test checks that the jam is real (root's read of the
 //! process's smaps does not finish), then that shmfs serves everyone: the `stat` and `data` of
-//! the jammed process's segments answer (a value or a clean errno) instead of hanging, a
-//! repeated `stat` does not wait on the process again, and other users' and root's requests are
-//! served within a second while the jam holds.
+//! the jammed process's segments answer (`data` with the segment's bytes) instead of hanging,
+//! the daemon logs the stalled pid once and does not wait on it again, and other users' and
+//! root's requests are served within a second while the jam holds. A second test shows `stat` learning `hugetlb`
+//! from an attacher's `maps` (which recent kernels read without the lock) instead of `smaps`.
 //!
 //! Everything is undone by guards even when the test fails: the FUSE reads are answered, the
 //! jammer is killed, both filesystems are unmounted and the segments removed; a watchdog kills
@@ -578,4 +579,31 @@ fn a_jammed_mmap_lock_stalls_no_one_else() {
     );
     drop(holder);
     drop(jammer);
+}
+
+/// `stat` learns `hugetlb` from an attacher's `maps` (the device of its mapping: the kernel's
+/// internal hugetlbfs or its tmpfs), not from `smaps`, which waits on the attacher's mmap lock
+/// on every kernel: a huge-page segment a helper keeps attached says `yes` before anyone opens
+/// its `data`, a normal one `no`.
+#[test]
+fn hugetlb_is_learned_from_an_attachers_maps() {
+    require_fuse!();
+    let Some((_pages, huge)) = huge_pages_for_test(2) else {
+        return;
+    };
+    let big = SysvSeg::private(huge, 0o600 | libc::SHM_HUGETLB as u32);
+    let normal = SysvSeg::private(4096, 0o600);
+    let _big_holder = Helper::start(&["sysv-attach", &big.id.to_string(), "rw"]);
+    let _normal_holder = Helper::start(&["sysv-attach", &normal.id.to_string(), "rw"]);
+    let m = Mount::new();
+    assert_eq!(
+        read_fields(&m.sysv(big.id, "stat")).get("hugetlb"),
+        "yes",
+        "a huge-page segment with an attacher"
+    );
+    assert_eq!(
+        read_fields(&m.sysv(normal.id, "stat")).get("hugetlb"),
+        "no",
+        "a normal segment with an attacher"
+    );
 }
