@@ -76,17 +76,32 @@ struct Entry {
     used: u64,
 }
 
+/// Below this many entries, gone segments' fingerprints are not swept.
+const SWEEP_FLOOR: usize = 64;
+
 /// The fingerprints of segments the daemon attached itself, by shmid and incarnation.
-/// Bounded: when full, the entries of segments that are gone are dropped, then the least
-/// recently used ones; a dropped entry only means the next open attaches briefly again.
+/// Kept in proportion to the segments that exist: once as many fingerprints have been recorded
+/// since the last sweep as half the table holds, those of gone segments are dropped (so each
+/// record costs two `IPC_STAT`s on average, and churning segments do not grow the table).
+/// Bounded: when full, the least recently used go too; a dropped entry only means the next open
+/// attaches briefly again.
 #[derive(Default)]
 pub struct Fingerprints {
-    inner: Mutex<(HashMap<i32, Entry>, u64)>,
+    inner: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    map: HashMap<i32, Entry>,
+    /// A counter of calls, for "least recently used".
+    clock: u64,
+    /// Records since the gone segments were last swept out.
+    since_sweep: usize,
 }
 
 impl Fingerprints {
     /// Records the fingerprint of segment `shmid` (incarnation `incarnation`); `alive` says
-    /// whether a recorded segment still exists (asked only when the table is full).
+    /// whether a recorded segment still exists (asked when the table is swept).
     pub fn record(
         &self,
         shmid: i32,
@@ -95,10 +110,22 @@ impl Fingerprints {
         alive: impl Fn(i32, &Incarnation) -> bool,
     ) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, clock) = &mut *guard;
+        let Table {
+            map,
+            clock,
+            since_sweep,
+        } = &mut *guard;
         *clock += 1;
+        *since_sweep += 1;
         if map.len() >= CAPACITY && !map.contains_key(&shmid) {
-            make_room(map, CAPACITY * 3 / 4, alive);
+            make_room(map, CAPACITY * 3 / 4, &alive);
+            *since_sweep = 0;
+        } else if map.len() >= SWEEP_FLOOR && *since_sweep >= map.len() / 2 {
+            map.retain(|&shmid, e| alive(shmid, &e.incarnation));
+            if map.capacity() > 2 * map.len() + SWEEP_FLOOR {
+                map.shrink_to_fit();
+            }
+            *since_sweep = 0;
         }
         map.insert(
             shmid,
@@ -113,7 +140,7 @@ impl Fingerprints {
     /// The fingerprint recorded for segment `shmid` of this incarnation, if any.
     pub fn get(&self, shmid: i32, incarnation: &Incarnation) -> Option<Fingerprint> {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, clock) = &mut *guard;
+        let Table { map, clock, .. } = &mut *guard;
         *clock += 1;
         let entry = map.get_mut(&shmid)?;
         if entry.incarnation != *incarnation {
@@ -127,7 +154,11 @@ impl Fingerprints {
 
     /// How many fingerprints are kept.
     pub fn len(&self) -> usize {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner()).0.len()
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 
     /// Whether none are.
@@ -141,7 +172,7 @@ impl Fingerprints {
 fn make_room(
     map: &mut HashMap<i32, Entry>,
     keep: usize,
-    alive: impl Fn(i32, &Incarnation) -> bool,
+    alive: &impl Fn(i32, &Incarnation) -> bool,
 ) {
     map.retain(|&shmid, e| alive(shmid, &e.incarnation));
     if map.len() > keep {
@@ -173,6 +204,16 @@ mod tests {
         // A later segment with the same shmid: no fingerprint, and the old one is dropped.
         assert_eq!(f.get(5, &(1, 1, 11, 4096)), None);
         assert!(f.is_empty());
+    }
+
+    #[test]
+    fn gone_segments_are_swept_as_others_are_recorded() {
+        let f = Fingerprints::default();
+        // Segments that come and go, each fingerprinted once: only the live ones stay.
+        for id in 0..10_000 {
+            f.record(id, (0, 0, id, 1), print(1), |other, _| other > id - 10);
+        }
+        assert!(f.len() < 2 * SWEEP_FLOOR, "{} kept", f.len());
     }
 
     #[test]
