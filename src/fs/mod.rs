@@ -469,6 +469,12 @@ impl ShmFs {
                 .map(drop)
         })
         .map_err(|_| errno(libc::EPERM))?;
+        // Judged again on the mode as it is now, not as it was looked up: a change its owner
+        // made meanwhile (04777 to 0600) must not be undone with the daemon's rights.
+        let now = self.source.object(&obj.name)?;
+        if now.ino != obj.ino || !drops_only_setid_bits(now.mode, mode) {
+            return Err(errno(libc::EPERM));
+        }
         log::debug!(
             "clearing set-id bits of {:?} for a write by uid {}",
             obj.name,
@@ -673,13 +679,17 @@ fn may_change_perm(who: &Caller, live: &Live) -> bool {
     }
 }
 
-/// True if `requested` is `current` with some of its set-user-ID and set-group-ID bits
-/// cleared and nothing else changed: the change the kernel asks for when a non-owner writes
-/// to a set-id file. A request that adds any bit is a chmod, never this.
+/// True if `requested` is `current` with some of the bits cleared that the kernel clears when
+/// a non-owner writes to a file (set-user-ID, and set-group-ID if group execute is set) and
+/// nothing else changed: the change it then asks the filesystem for. A request that adds any
+/// bit is a chmod, never this.
 fn drops_only_setid_bits(current: u32, requested: u32) -> bool {
-    let setid = libc::S_ISUID | libc::S_ISGID;
     let (current, requested) = (current & 0o7777, requested & 0o7777);
-    requested != current && requested & !current == 0 && (current & !requested) & !setid == 0
+    let mut killed = libc::S_ISUID;
+    if current & libc::S_IXGRP != 0 {
+        killed |= libc::S_ISGID;
+    }
+    requested != current && requested & !current == 0 && (current & !requested) & !killed == 0
 }
 
 /// The open flags that test the access `want` (4 read, 2 write) asks for.
@@ -740,6 +750,9 @@ mod tests {
         assert!(!drops_only_setid_bits(0o4777, 0o755));
         assert!(!drops_only_setid_bits(0o1777, 0o777));
         assert!(!drops_only_setid_bits(0o4777, 0o4777));
+        // Set-group-ID without group execute is not a set-id bit the kernel clears.
+        assert!(!drops_only_setid_bits(0o2664, 0o664));
+        assert!(drops_only_setid_bits(0o6764, 0o2764));
     }
 
     #[test]
