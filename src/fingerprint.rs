@@ -23,8 +23,19 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
-/// What tells a segment from a later one with the same shmid (`Segment::incarnation`).
-pub type Incarnation = (u32, u32, i32, u64);
+/// What tells a segment from a later one with the same shmid: `Segment::incarnation` and its
+/// `ctime` (see [`incarnation_of`]).
+pub type Incarnation = (u32, u32, i32, u64, i64);
+
+/// The incarnation a fingerprint is kept under. Creator, creating pid and size can all repeat
+/// when a program makes its segment again after the shmid came round (which anyone can hasten
+/// with a few million `shmget`s); the change time, set at creation and by every `IPC_SET`,
+/// does not repeat unless that happens within the same second. A fingerprint taken before an
+/// `IPC_SET` is not used after it: the next open attaches briefly and takes it again.
+pub fn incarnation_of(seg: &crate::sysv::Segment) -> Incarnation {
+    let (cuid, cgid, cpid, size) = seg.incarnation();
+    (cuid, cgid, cpid, size, seg.ctime)
+}
 
 /// `FILEID_INO32_GEN`: the handle type of tmpfs (shmem) files, whose first four bytes are the
 /// inode's random generation.
@@ -199,10 +210,10 @@ mod tests {
     #[test]
     fn kept_per_incarnation() {
         let f = Fingerprints::default();
-        f.record(5, (1, 1, 10, 4096), print(5), |_, _| true);
-        assert_eq!(f.get(5, &(1, 1, 10, 4096)), Some(print(5)));
+        f.record(5, (1, 1, 10, 4096, 0), print(5), |_, _| true);
+        assert_eq!(f.get(5, &(1, 1, 10, 4096, 0)), Some(print(5)));
         // A later segment with the same shmid: no fingerprint, and the old one is dropped.
-        assert_eq!(f.get(5, &(1, 1, 11, 4096)), None);
+        assert_eq!(f.get(5, &(1, 1, 11, 4096, 0)), None);
         assert!(f.is_empty());
     }
 
@@ -211,7 +222,7 @@ mod tests {
         let f = Fingerprints::default();
         // Segments that come and go, each fingerprinted once: only the live ones stay.
         for id in 0..10_000 {
-            f.record(id, (0, 0, id, 1), print(1), |other, _| other > id - 10);
+            f.record(id, (0, 0, id, 1, 0), print(1), |other, _| other > id - 10);
         }
         assert!(f.len() < 2 * SWEEP_FLOOR, "{} kept", f.len());
     }
@@ -220,15 +231,18 @@ mod tests {
     fn bounded_dropping_gone_then_least_used() {
         let f = Fingerprints::default();
         for id in 0..CAPACITY as i32 {
-            f.record(id, (0, 0, id, 1), print(1), |_, _| true);
+            f.record(id, (0, 0, id, 1, 0), print(1), |_, _| true);
         }
-        f.get(0, &(0, 0, 0, 1));
+        f.get(0, &(0, 0, 0, 1, 0));
         // Full: gone segments (odd shmids here) go first, then the least recently used.
-        f.record(-1, (0, 0, -1, 1), print(2), |id, _| id % 2 == 0);
+        f.record(-1, (0, 0, -1, 1, 0), print(2), |id, _| id % 2 == 0);
         assert!(f.len() <= CAPACITY * 3 / 4 + 1);
-        assert!(f.get(0, &(0, 0, 0, 1)).is_some(), "recently used is kept");
-        assert!(f.get(-1, &(0, 0, -1, 1)).is_some(), "new one is kept");
-        assert!(f.get(1, &(0, 0, 1, 1)).is_none(), "gone one is dropped");
+        assert!(
+            f.get(0, &(0, 0, 0, 1, 0)).is_some(),
+            "recently used is kept"
+        );
+        assert!(f.get(-1, &(0, 0, -1, 1, 0)).is_some(), "new one is kept");
+        assert!(f.get(1, &(0, 0, 1, 1, 0)).is_none(), "gone one is dropped");
     }
 
     #[test]

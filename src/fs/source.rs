@@ -10,6 +10,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 
+use crate::fingerprint::incarnation_of;
 use crate::posix::{self, FileTime, Object, ShmDir};
 use crate::sysv::{self, Attachment, Segment, Totals, Usage};
 
@@ -178,10 +179,14 @@ impl Kernel {
             log::debug!("segment {}: no fingerprint of its memory file", seg.shmid);
             return;
         };
-        self.prints
-            .record(seg.shmid, seg.incarnation(), print, |shmid, incarnation| {
-                sysv::lookup(shmid).is_ok_and(|now| now.incarnation() == *incarnation)
-            });
+        self.prints.record(
+            seg.shmid,
+            incarnation_of(seg),
+            print,
+            |shmid, incarnation| {
+                sysv::lookup(shmid).is_ok_and(|now| incarnation_of(&now) == *incarnation)
+            },
+        );
     }
 }
 
@@ -232,7 +237,7 @@ impl Source for Kernel {
         let Some(dev) = self.segment_dev else {
             return Ok(None);
         };
-        let Some(print) = self.prints.get(seg.shmid, &seg.incarnation()) else {
+        let Some(print) = self.prints.get(seg.shmid, &incarnation_of(seg)) else {
             return Ok(None);
         };
         Ok(crate::attach::open_mapped_segment(
