@@ -181,13 +181,18 @@ impl ShmFs {
             .filter(|&pid| Some(pid) != own)
             .collect();
         pids.dedup();
-        let mut visible: Vec<u32> = creds::as_caller(who, || {
-            io::Result::Ok(
-                pids.into_iter()
-                    .filter(|pid| File::open(format!("/proc/{pid}/maps")).is_ok())
-                    .collect(),
-            )
-        })?;
+        // Opening another process's `maps` waits on its exec lock, which its owner can hold
+        // (an exec stuck behind a jammed mmap lock): opened on a helper, as the caller there.
+        let caller = who.clone();
+        let mut visible: Vec<u32> =
+            crate::proc_read::each(&pids, "maps, as the caller", move |pid| {
+                creds::as_caller(&caller, || {
+                    File::open(format!("/proc/{pid}/maps")).map(drop)
+                })
+            })
+            .into_iter()
+            .filter_map(|(pid, opened)| opened.ok().map(|()| pid))
+            .collect();
         if let Some(own) = own
             && holders.iter().any(|h| h.pid == own)
             && may_read_daemon(who)
