@@ -125,9 +125,15 @@ fn a_forged_mapping_sorting_first_is_never_used() {
     let m = Mount::builder().option("allow_other").mount();
     let seg = victim_segment(0o600);
     let id = seg.id.to_string();
-    let mut forger = Helper::start_as(ATTACKER, &["sysv-forge", &id, &SIZE.to_string()]);
-    let holder = Helper::start_as(VICTIM, &["sysv-attach", &id, "rw"]);
-    assert!(holder.pid() > forger.pid(), "pids wrapped; run again");
+    // pid_max may be as low as 32768: should pids wrap between the two, both start again.
+    let (mut forger, holder) = (0..5)
+        .map(|_| {
+            let forger = Helper::start_as(ATTACKER, &["sysv-forge", &id, &SIZE.to_string()]);
+            let holder = Helper::start_as(VICTIM, &["sysv-attach", &id, "rw"]);
+            (forger, holder)
+        })
+        .find(|(forger, holder)| holder.pid() > forger.pid())
+        .expect("five pairs of processes, each with pids wrapping between them");
     // lpid: a process that is gone; cpid: this test, which maps nothing.
     let exit = sh_as(
         VICTIM,

@@ -328,9 +328,15 @@ fn a_look_alike_mapping_from_another_namespace_is_not_used() {
     prime(&m, &seg);
     let id = seg.id.to_string();
     // Started first, so that a scan by pid meets it before the real attacher.
-    let impostor = Helper::start(&["sysv-impostor", &id, &SIZE.to_string()]);
-    let holder = Helper::start(&["sysv-attach", &id, "r"]);
-    assert!(holder.pid() > impostor.pid(), "pids wrapped; try again");
+    // pid_max may be as low as 32768: should pids wrap between the two, both start again.
+    let (impostor, holder) = (0..5)
+        .map(|_| {
+            let impostor = Helper::start(&["sysv-impostor", &id, &SIZE.to_string()]);
+            let holder = Helper::start(&["sysv-attach", &id, "r"]);
+            (impostor, holder)
+        })
+        .find(|(impostor, holder)| holder.pid() > impostor.pid())
+        .expect("five pairs of processes, each with pids wrapping between them");
     // The last pid is then one that is gone, and the creator (this test) maps nothing: the
     // mapping is looked for in every process.
     assert!(run_helper(&["sysv-attach-exit", &id]).ok());
