@@ -100,7 +100,10 @@ impl Stalled {
     }
 
     fn stick(&mut self, pid: u32, account: Option<Account>) {
-        self.pids.entry(pid).or_insert((account, 0)).1 += 1;
+        let entry = self.pids.entry(pid).or_insert((account, 0));
+        entry.1 += 1;
+        // Charged to the account the pid was first charged to, which `unstick` gives back.
+        let account = entry.0;
         *self.accounts.entry(account).or_insert(0) += 1;
         self.stuck += 1;
     }
@@ -241,7 +244,9 @@ where
                 if progress.abandoned {
                     drop(progress);
                     stalled().unstick(pid);
-                    log::info!("pid {pid} answered the read of its {what} at last");
+                    quietly(log::Level::Info, || {
+                        format!("pid {pid} answered the read of its {what} at last")
+                    });
                     return;
                 }
                 progress.current = None;
@@ -279,11 +284,13 @@ fn wait<T>(shared: &Shared<T>, what: &str) -> (Vec<(u32, io::Result<T>)>, Option
                 let stuck = table.stuck;
                 drop(table);
                 drop(progress);
-                log::warn!(
-                    "pid {pid} stalled: its /proc/{pid}/{what} did not answer within {WAIT:?} \
-                     (its mmap lock is held); not read again until it answers \
-                     ({stuck} reads stuck in all)"
-                );
+                quietly(log::Level::Warn, || {
+                    format!(
+                        "pid {pid} stalled: its /proc/{pid}/{what} did not answer within \
+                         {WAIT:?} (its mmap lock is held); not read again until it answers \
+                         ({stuck} reads stuck in all)"
+                    )
+                });
                 return (results, Some(pid));
             }
             Some((_, waited)) => {
@@ -302,6 +309,38 @@ fn wait<T>(shared: &Shared<T>, what: &str) -> (Vec<(u32, io::Result<T>)>, Option
                     .0;
             }
         }
+    }
+}
+
+/// Lines about stalled processes logged per minute: a user who jams and frees its own lock
+/// over and over must not fill the log.
+const LINES_PER_MINUTE: u32 = 10;
+
+/// Logs `line` at `level` unless [`LINES_PER_MINUTE`] lines of this module were logged in
+/// the last minute; the first line logged after some were not says how many.
+fn quietly(level: log::Level, line: impl FnOnce() -> String) {
+    static WINDOW: Mutex<Option<(Instant, u32, u64)>> = Mutex::new(None);
+    let now = Instant::now();
+    let mut window = WINDOW.lock().unwrap_or_else(|p| p.into_inner());
+    let (start, logged, dropped) = window.get_or_insert((now, 0, 0));
+    if now.duration_since(*start) >= Duration::from_secs(60) {
+        (*start, *logged) = (now, 0);
+    }
+    if *logged >= LINES_PER_MINUTE {
+        *dropped += 1;
+        return;
+    }
+    *logged += 1;
+    let dropped = std::mem::take(dropped);
+    drop(window);
+    if dropped > 0 {
+        log::log!(
+            level,
+            "{} ({dropped} such lines before were not logged)",
+            line()
+        );
+    } else {
+        log::log!(level, "{}", line());
     }
 }
 
