@@ -4,10 +4,11 @@
 //!
 //! - A user's text is quoted only up to [`QUOTE_LIMIT`] characters (then `…`), and control
 //!   and invisible formatting characters anywhere in a line are escaped (`\n`, `\u{202e}`).
-//! - Each uid gets at most [`PER_USER`] lines per [`WINDOW`]; its next refusal in the window
+//! - Each uid gets at most [`PER_USER`] lines per [`WINDOW`] (a user's subordinate uids share
+//!   the user's, see [`crate::account`]); its next refusal in the window
 //!   logs one line saying that the rest are not logged, and the first line logged after the
 //!   window says how many were not. Ordinary users together get at most [`IN_ALL`] lines per
-//!   window (a user with a range of subordinate uids has many uids), with the same notice.
+//!   window, with the same notice.
 //!   Root's own refusals count only against root's share.
 
 use std::collections::HashMap;
@@ -27,21 +28,33 @@ const REASON_LIMIT: usize = 300;
 /// Uids remembered at once; beyond, only the limit of all users applies to new ones.
 const TRACKED: usize = 4096;
 
-/// Logs, at info, the refusal of a request of `uid` whose line `line` makes, unless `uid` or
+/// Logs, at info, the refusal of a request of `uid` whose line `line` makes, unless `uid` (with
+/// the uids charged to the same account: a user's subordinate uids, see [`crate::account`]) or
 /// all users have had their share of lines in this window.
 pub fn refused(uid: u32, line: impl FnOnce() -> String) {
     static LIMITER: Mutex<Option<Limiter>> = Mutex::new(None);
+    static ACCOUNTS: std::sync::OnceLock<crate::account::Accounts> = std::sync::OnceLock::new();
+    // Counted per account, so that one user's many subordinate uids have one share, not many.
+    let counted_as = match ACCOUNTS.get_or_init(crate::account::Accounts::new).of(uid) {
+        crate::account::Account::Root => 0,
+        crate::account::Account::User(owner) => owner,
+    };
     let verdict = LIMITER
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(Limiter::default)
-        .admit(uid, Instant::now());
+        .admit(counted_as, Instant::now());
     let secs = WINDOW.as_secs();
+    let whose = if counted_as == uid {
+        format!("uid {uid}")
+    } else {
+        format!("uid {uid} (a subordinate uid of {counted_as}, counted with it)")
+    };
     match verdict {
         Verdict::Log { user, all } => {
             let mut line = line();
             if user > 0 {
-                line += &format!(" ({user} earlier refusals of uid {uid} were not logged)");
+                line += &format!(" ({user} earlier refusals of {whose} were not logged)");
             }
             if all > 0 {
                 line += &format!(" ({all} earlier refusals of all users were not logged)");
@@ -49,7 +62,7 @@ pub fn refused(uid: u32, line: impl FnOnce() -> String) {
             log::info!("{line}");
         }
         Verdict::Notice(Scope::User) => log::info!(
-            "uid {uid} had {PER_USER} requests refused within {secs} s: its next refusals in \
+            "{whose} had {PER_USER} requests refused within {secs} s: its next refusals in \
              this time are not logged"
         ),
         Verdict::Notice(Scope::All) => log::info!(
