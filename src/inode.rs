@@ -125,11 +125,12 @@ struct Block {
     id: ObjectId,
     /// The kernel's lookup count of each number of the block.
     lookups: [u64; SLOTS as usize],
-    /// Whether the object is backed by huge pages, once learned (from an attacher or an open).
+    /// Whether the object is backed by huge pages, once learned from an open of its memory.
     hugetlb: Option<bool>,
-    /// The attach record (`lpid`, `atime`) of a segment when its attachers could not tell
-    /// whether it uses huge pages: not asked again until the record changes.
-    hugetlb_missed: Option<(i32, i64)>,
+    /// What a segment's attachers' maps told of huge pages (or that they told nothing), at
+    /// attach record (`lpid`, `atime`): not asked again until the record changes, and never
+    /// taken for good, since an attacher may hold a look-alike of another namespace.
+    hugetlb_looked: Option<((i32, i64), Option<bool>)>,
 }
 
 impl Block {
@@ -187,7 +188,7 @@ impl InodeTable {
                         id: id.clone(),
                         lookups: [0; SLOTS as usize],
                         hugetlb: None,
-                        hugetlb_missed: None,
+                        hugetlb_looked: None,
                     },
                 );
                 base
@@ -232,20 +233,19 @@ impl InodeTable {
         }
     }
 
-    /// The attach record at which the object's attachers could not tell whether it uses huge
-    /// pages, if they could not.
-    pub fn hugetlb_missed(&self, id: &ObjectId) -> Option<(i32, i64)> {
+    /// What the object's attachers' maps told of huge pages, and at which attach record.
+    pub fn hugetlb_looked(&self, id: &ObjectId) -> Option<((i32, i64), Option<bool>)> {
         let base = self.by_object.get(id)?;
-        self.blocks.get(base)?.hugetlb_missed
+        self.blocks.get(base)?.hugetlb_looked
     }
 
-    /// Remembers, in the object's block, that its attachers could not tell whether it uses
-    /// huge pages at attach record `record` (`lpid`, `atime`).
-    pub fn set_hugetlb_missed(&mut self, id: &ObjectId, record: (i32, i64)) {
+    /// Remembers, in the object's block, what its attachers' maps told of huge pages
+    /// (`answer`, None for nothing) at attach record `record` (`lpid`, `atime`).
+    pub fn set_hugetlb_looked(&mut self, id: &ObjectId, record: (i32, i64), answer: Option<bool>) {
         if let Some(base) = self.by_object.get(id)
             && let Some(block) = self.blocks.get_mut(base)
         {
-            block.hugetlb_missed = Some(record);
+            block.hugetlb_looked = Some((record, answer));
         }
     }
 
@@ -524,10 +524,10 @@ mod tests {
         let data = t.lookup(&id, Part::Data);
         t.set_hugetlb(&id, true);
         assert_eq!(t.hugetlb(&id), Some(true));
-        t.set_hugetlb_missed(&id, (7, 100));
-        assert_eq!(t.hugetlb_missed(&id), Some((7, 100)));
+        t.set_hugetlb_looked(&id, (7, 100), None);
+        assert_eq!(t.hugetlb_looked(&id), Some(((7, 100), None)));
         t.forget(data, 1);
         assert_eq!(t.hugetlb(&id), None, "forgotten with the block");
-        assert_eq!(t.hugetlb_missed(&id), None, "forgotten with the block");
+        assert_eq!(t.hugetlb_looked(&id), None, "forgotten with the block");
     }
 }

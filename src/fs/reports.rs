@@ -29,11 +29,12 @@ impl ShmFs {
         })
     }
 
-    /// Whether a segment uses huge pages: remembered, or "no" when the system has no huge
-    /// pages at all, or read from an attacher's maps (its last and creating pids first, each
-    /// read bounded in time: see `crate::proc_read`). Not learned, it is remembered as not
-    /// learned until the segment's attach record (`lpid`, `atime`) changes, so that a stalled
-    /// or impostor attacher is not asked again at every `stat`.
+    /// Whether a segment uses huge pages: learned from an open of its memory, or "no" when the
+    /// system has no huge pages at all, or read from an attacher's maps (its last and creating
+    /// pids first, each read bounded in time: see `crate::proc_read`). What the maps told (or
+    /// that they told nothing) is remembered until the segment's attach record (`lpid`,
+    /// `atime`) changes, so that a stalled attacher is not asked again at every `stat`, and
+    /// not for longer, so that an attacher holding a look-alike cannot fix the answer.
     pub(super) fn sysv_hugetlb(&self, seg: &Segment) -> Option<bool> {
         let id = Self::sysv_id(seg);
         let known = self.inodes().hugetlb(&id);
@@ -43,9 +44,14 @@ impl ShmFs {
         if !sysv::system_has_huge_pages() {
             return Some(false);
         }
-        let record = (seg.lpid, seg.atime);
-        if seg.nattch == 0 || self.inodes().hugetlb_missed(&id) == Some(record) {
+        if seg.nattch == 0 {
             return None;
+        }
+        let record = (seg.lpid, seg.atime);
+        if let Some((at, answer)) = self.inodes().hugetlb_looked(&id)
+            && at == record
+        {
+            return answer;
         }
         let candidates: Vec<u32> = [seg.lpid, seg.cpid]
             .iter()
@@ -61,10 +67,7 @@ impl ShmFs {
             pids.dedup();
             attach::sysv_hugetlb(seg.shmid, &pids)
         });
-        match found {
-            Some(yes) => self.remember_hugetlb(id, yes),
-            None => self.inodes().set_hugetlb_missed(&id, record),
-        }
+        self.inodes().set_hugetlb_looked(&id, record, found);
         found
     }
 
