@@ -147,14 +147,7 @@ impl Hog {
             grow = grow.map_or("None".to_string(), |g| format!("{g:?}")),
             path = path.display().to_string(),
         );
-        let mut cmd = world.nsenter();
-        if uid != 0 {
-            cmd.arg("setpriv")
-                .arg(format!("--reuid={uid}"))
-                .arg(format!("--regid={uid}"))
-                .arg("--clear-groups");
-        }
-        let mut child = cmd
+        let mut child = in_world_as(world, uid)
             .args(["/usr/bin/python3", "-c", &script])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -190,8 +183,9 @@ impl Drop for Hog {
     }
 }
 
-/// Whether `uid` can read `path` through the mount now (opens and closes it).
-fn can_read(world: &World, uid: u32, path: &Path) -> Run {
+/// A command that runs in the world's namespaces as `uid` (uid and gid, no supplementary
+/// groups; root as it is).
+fn in_world_as(world: &World, uid: u32) -> std::process::Command {
     let mut cmd = world.nsenter();
     if uid != 0 {
         cmd.arg("setpriv")
@@ -199,8 +193,13 @@ fn can_read(world: &World, uid: u32, path: &Path) -> Run {
             .arg(format!("--regid={uid}"))
             .arg("--clear-groups");
     }
+    cmd
+}
+
+/// Whether `uid` can read `path` through the mount now (opens and closes it).
+fn can_read(world: &World, uid: u32, path: &Path) -> Run {
     run_with_timeout(
-        cmd.args(["sh", "-c", &format!("cat {} >/dev/null", q(path))]),
+        in_world_as(world, uid).args(["sh", "-c", &format!("cat {} >/dev/null", q(path))]),
         COMMAND_TIMEOUT,
     )
 }
