@@ -105,6 +105,15 @@ impl Quiet {
         last.insert(account, now);
         true
     }
+
+    /// The error `errno` for a refused open of `account`, logged (`line`) unless a refusal of
+    /// it was logged a moment ago.
+    fn refuse(&self, account: Account, line: impl FnOnce() -> String, errno: i32) -> io::Error {
+        if self.speak(account) {
+            log::info!("{}", line());
+        }
+        io::Error::from_raw_os_error(errno)
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -155,13 +164,13 @@ impl FdShares {
             };
             if let Some(why) = why {
                 drop(held);
-                if self.quiet.speak(account) {
-                    log::info!(
+                let line = || {
+                    format!(
                         "{account} {why} of the daemon's {limit} descriptors: its opens of data \
                          fail with EMFILE"
-                    );
-                }
-                return Err(io::Error::from_raw_os_error(libc::EMFILE));
+                    )
+                };
+                return Err(self.quiet.refuse(account, line, libc::EMFILE));
             }
             held.not_root += 1;
         }
@@ -265,13 +274,12 @@ impl TextShares {
             };
             if let Some(why) = why {
                 drop(held);
-                if self.quiet.speak(account) {
-                    log::info!(
-                        "{account} {why}: its opens of text files and directories fail with \
-                         ENOMEM"
-                    );
-                }
-                return Err(io::Error::from_raw_os_error(libc::ENOMEM));
+                let line = || {
+                    format!(
+                        "{account} {why}: its opens of text files and directories fail with ENOMEM"
+                    )
+                };
+                return Err(self.quiet.refuse(account, line, libc::ENOMEM));
             }
         }
         if !account.is_root() {
