@@ -16,9 +16,9 @@ use fuser::{
     ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::creds::{self, Caller};
 use crate::fs::{Attr, Error, How, KernelCache, Kind, SetAttr, SetTime, ShmFs};
-use crate::posix;
+use crate::kernel::creds::{self, Caller};
+use crate::kernel::posix;
 
 /// Attributes are never cached by the kernel: every stat, open and access asks shmfs, which
 /// asks the kernel's IPC and tmpfs, so every call sees the present.

@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use fuser::Session;
+use shmfs::daemon::sandbox::unmounter::Unmounter;
+use shmfs::daemon::{mount_options, sandbox, unmount_order};
 use shmfs::fs::{Options, ShmFs};
 use shmfs::fuse::Fuse;
-use shmfs::posix::ShmDir;
-use shmfs::sandbox::unmounter::Unmounter;
-use shmfs::{creds, mount_options, sandbox, unmount_order};
+use shmfs::kernel::creds;
+use shmfs::kernel::posix::ShmDir;
 
 /// Shared memory as files: every System V segment and POSIX object as a directory
 /// with data, stat and perm.
@@ -319,7 +320,7 @@ fn run(args: Args) -> Result<(), String> {
         Some(pid) => PathBuf::from(format!("/proc/{pid}/root/dev/shm")),
         None => PathBuf::from("/dev/shm"),
     });
-    match shmfs::fdshare::raise_fd_limit() {
+    match shmfs::fs::fdshare::raise_fd_limit() {
         Ok(limit) => log::debug!("descriptor limit: {limit}"),
         Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
     }
@@ -337,7 +338,7 @@ fn run(args: Args) -> Result<(), String> {
         None
     } else {
         let pipe = daemonize()?;
-        let to = shmfs::logging::to_background();
+        let to = shmfs::daemon::logging::to_background();
         log::debug!("logging to {to:?}");
         Some(pipe)
     };
@@ -449,7 +450,7 @@ fn serve(session: Session<Fuse>) -> std::io::Result<()> {
         .unwrap_or_else(|_| Err(std::io::Error::other("the session thread panicked")))
 }
 
-/// Puts the daemon in its sandbox (see src/sandbox.rs), unless --no-sandbox; for a non-root
+/// Puts the daemon in its sandbox (see src/daemon/sandbox.rs), unless --no-sandbox; for a non-root
 /// daemon, first starts the helper that will unmount through fusermount3 at exit. Must run
 /// while the daemon is one thread.
 fn lock_down(args: &Args, mount_point: &Path) -> Result<Option<Unmounter>, String> {
@@ -695,7 +696,7 @@ fn main() -> ExitCode {
     if let Some(section) = &args.man {
         return print_man_page(section);
     }
-    shmfs::logging::init();
+    shmfs::daemon::logging::init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {

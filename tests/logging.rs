@@ -229,11 +229,11 @@ fn mount_t_logs_a_refused_perm_write_with_its_reason_to_the_journal() {
 /// What an ordinary user can make the daemon log: uid 12345 writes a 4 KiB non-mode to the
 /// `perm` of its own segment 500 times (text with an escape sequence, the kind that retitles a
 /// terminal reading the log). The log gets at most its share of lines
-/// (`shmfs::logging::refusals`: PER_USER, then one notice), each quoting no more than the
+/// (`shmfs::fs::refusals`: PER_USER, then one notice), each quoting no more than the
 /// first QUOTE_LIMIT characters of the text, escaped; root's refusals are still logged.
 #[test]
 fn a_flood_of_refused_perm_writes_logs_a_few_short_lines() {
-    use shmfs::logging::refusals::{PER_USER, QUOTE_LIMIT};
+    use shmfs::fs::refusals::{PER_USER, QUOTE_LIMIT};
     require_fuse!();
     let m = Mount::builder().option("allow_other").mount();
     let seg = SysvSeg::private(4096, 0o600);

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
-use shmfs::sandbox;
+use shmfs::daemon::sandbox;
 
 /// The `Name:` line of a status file, as text.
 fn field<'a>(status: &'a str, name: &str) -> &'a str {

@@ -1,4 +1,4 @@
-//! Fuzzes the parser of what is written to `perm`: `shmfs::text::parse_perm`.
+//! Fuzzes the parser of what is written to `perm`: `shmfs::render::text::parse_perm`.
 //!
 //! Run from the repository root (nightly toolchain, `cargo install cargo-fuzz`):
 //! `cargo +nightly fuzz run perm_parser -- -max_total_time=60`
@@ -11,7 +11,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shmfs::text::{MAX_PERM_WRITE, PermChange, parse_perm, perm};
+use shmfs::render::text::{MAX_PERM_WRITE, PermChange, parse_perm, perm};
 
 fn unknown(_: &str) -> Option<u32> {
     None

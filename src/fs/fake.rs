@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{DirSpace, Options, SegmentMemory, ShmFs, Source, SysvLimits};
-use crate::posix::{FileTime, Object};
-use crate::sysv::{Segment, Totals, Usage};
+use crate::kernel::posix::{FileTime, Object};
+use crate::kernel::sysv::{Segment, Totals, Usage};
 
 /// An operation of [`Source`] that a test can make fail ([`Fake::refuse`]) or count
 /// ([`Fake::calls`]).

@@ -1,6 +1,6 @@
 //! What an open text file (`stat`, `perm`, `attached`, the reports) or directory holds: the
 //! text or listing made at open, shared by the opens of the same moment that made the same one,
-//! charged to the opener's account (`crate::fdshare::TextShares`), and given back to the
+//! charged to the opener's account (`crate::fs::fdshare::TextShares`), and given back to the
 //! system when the last open holding it closes.
 
 use std::mem::ManuallyDrop;
@@ -8,7 +8,7 @@ use std::ops::Deref;
 use std::sync::Weak;
 
 use super::*;
-use crate::fdshare::{TextCharge, TextShares};
+use crate::fs::fdshare::{TextCharge, TextShares};
 
 /// A freed copy at least this large is given back to the system at once (malloc_trim): the
 /// allocator would keep its pages otherwise, and the daemon's memory would stay at its

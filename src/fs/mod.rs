@@ -14,16 +14,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::attach;
-use crate::creds::{self, Caller};
-use crate::fdshare::{FdShare, FdShares};
-use crate::index;
-use crate::inode::{self, InodeTable, Node, ObjectId, Part, Report};
-use crate::metrics;
-use crate::object::Meta;
-use crate::posix::{self, Object, ShmDir};
-use crate::sysv::{self, Segment};
-use crate::text::{self, PermChange};
+use crate::fs::fdshare::{FdShare, FdShares};
+use crate::kernel::attach;
+use crate::kernel::creds::{self, Caller};
+use crate::kernel::object::Meta;
+use crate::kernel::posix::{self, Object, ShmDir};
+use crate::kernel::sysv::{self, Segment};
+use crate::render::index;
+use crate::render::metrics;
+use crate::render::text::{self, PermChange};
+use inode::{InodeTable, Node, ObjectId, Part, Report};
 
 pub use error::{Error, Result};
 pub use reports::SpaceUsage;
@@ -35,11 +35,14 @@ mod data;
 mod error;
 #[cfg(test)]
 mod fake;
+pub mod fdshare;
 mod forget;
 mod held;
+pub mod inode;
 mod ops;
 #[cfg(test)]
 mod ops_tests;
+pub mod refusals;
 mod reports;
 mod source;
 mod tree;
@@ -51,7 +54,7 @@ pub struct Options {
     /// Refuse every change (`-o ro`); the kernel refuses most, this covers the rest.
     pub read_only: bool,
     /// What `metrics.prom` holds (`-o metrics=…`).
-    pub metrics: crate::metrics::Detail,
+    pub metrics: crate::render::metrics::Detail,
 }
 
 /// One live object, as looked up now.
@@ -146,7 +149,7 @@ pub struct ShmFs {
     /// so that two concurrent changes of different fields cannot undo each other.
     perm_changes: Mutex<()>,
     /// Whose account each caller's uid is charged to.
-    accounts: crate::account::Accounts,
+    accounts: crate::kernel::account::Accounts,
     /// Each account's share of the daemon's descriptors, held by its open `data` files.
     fd_shares: Arc<FdShares>,
     /// The text and listings open files and directories hold, and each account's share.
@@ -193,12 +196,12 @@ fn shown(id: &ObjectId) -> String {
 /// an operator can tell the user why. One line per refused request, within each user's share
 /// of lines, quoting only the start of what the user wrote (`logging::refusals`).
 fn refused_input(op: &str, who: &Caller, id: &ObjectId, reason: &str) -> Error {
-    crate::logging::refusals::refused(who.uid, || {
+    crate::fs::refusals::refused(who.uid, || {
         format!(
             "{op} refused for uid {} on {}: {}",
             who.uid,
             shown(id),
-            crate::logging::refusals::tame(reason)
+            crate::fs::refusals::tame(reason)
         )
     });
     errno(libc::EINVAL)
@@ -229,7 +232,7 @@ impl ShmFs {
             next_handle: AtomicU64::new(1),
             mounted_at: SystemTime::now(),
             perm_changes: Mutex::new(()),
-            accounts: crate::account::Accounts::new(),
+            accounts: crate::kernel::account::Accounts::new(),
             fd_shares: Arc::new(FdShares::default()),
             texts: held::Texts::default(),
             kernel_cache: Arc::new(OnceLock::new()),
@@ -485,8 +488,12 @@ impl ShmFs {
 
     /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
     fn write_perm(&self, opener: &Caller, id: &ObjectId, data: &[u8]) -> Result<()> {
-        let change = text::parse_perm(data, &crate::names::user_id, &crate::names::group_id)
-            .map_err(|e| refused_input("perm write", opener, id, &e.to_string()))?;
+        let change = text::parse_perm(
+            data,
+            &crate::kernel::names::user_id,
+            &crate::kernel::names::group_id,
+        )
+        .map_err(|e| refused_input("perm write", opener, id, &e.to_string()))?;
         self.change_perm(
             "perm write",
             opener,

@@ -14,10 +14,10 @@ use log::Level;
 
 use super::fake::{CREATED, Fake, Op};
 use super::{Attr, DirEntry, How, Kind, Options, Result, SetAttr, SetTime, ShmFs};
-use crate::creds::Caller;
-use crate::inode;
-use crate::metrics;
-use crate::sysv::Usage;
+use crate::fs::inode;
+use crate::kernel::creds::Caller;
+use crate::kernel::sysv::Usage;
+use crate::render::metrics;
 
 const UID: u32 = 1000;
 const GID: u32 = 1000;
@@ -1588,7 +1588,7 @@ fn metrics_prom_has_what_index_shows_and_the_totals() {
         text.len() as u64,
         "its real length, as index reports"
     );
-    let owner = crate::names::user_name(UID).unwrap_or_else(|| UID.to_string());
+    let owner = crate::kernel::names::user_name(UID).unwrap_or_else(|| UID.to_string());
     let sizes = samples(&text, "shmfs_sysv_segment_size_bytes");
     assert_eq!(
         sizes,

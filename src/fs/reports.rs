@@ -1,6 +1,6 @@
 //! The text that `stat`, `perm`, `limits`, `index`, `index.json`, `metrics.prom` and
 //! `attached` show, and what `df` reports: gathered from the kernel, rendered by
-//! `crate::text`, `crate::index` and `crate::metrics`.
+//! `crate::render::text`, `crate::render::index` and `crate::render::metrics`.
 
 use super::*;
 
@@ -31,7 +31,7 @@ impl ShmFs {
 
     /// Whether a segment uses huge pages: learned from an open of its memory, or "no" when the
     /// system has no huge pages at all, or read from an attacher's maps (its last and creating
-    /// pids first, each read bounded in time: see `crate::proc_read`). What the maps told (or
+    /// pids first, each read bounded in time: see `crate::kernel::proc_read`). What the maps told (or
     /// that they told nothing) is remembered until the segment's attach record (`lpid`,
     /// `atime`) changes, so that a stalled attacher is not asked again at every `stat`, and
     /// not for longer, so that an attacher holding a look-alike cannot fix the answer.
@@ -92,7 +92,7 @@ impl ShmFs {
             .iter()
             .map(|s| s.uid)
             .chain(objects.iter().map(|o| o.uid));
-        let names = index::owner_names(uids, crate::names::user_name);
+        let names = index::owner_names(uids, crate::kernel::names::user_name);
         let owner = |uid: u32| names.get(&uid).cloned().unwrap_or_else(|| uid.to_string());
         let rows: Vec<index::Row> = segments
             .iter()
@@ -128,7 +128,7 @@ impl ShmFs {
                     .iter()
                     .map(|s| s.uid)
                     .chain(objects.iter().map(|o| o.uid)),
-                crate::names::user_name,
+                crate::kernel::names::user_name,
             ),
             metrics::Detail::Totals => HashMap::new(),
         };
@@ -188,7 +188,7 @@ impl ShmFs {
         // (an exec stuck behind a jammed mmap lock): opened on a helper, as the caller there.
         let caller = who.clone();
         let mut visible: Vec<u32> =
-            crate::proc_read::each(&pids, "maps, as the caller", move |pid| {
+            crate::kernel::proc_read::each(&pids, "maps, as the caller", move |pid| {
                 creds::as_caller(&caller, || {
                     File::open(format!("/proc/{pid}/maps")).map(drop)
                 })

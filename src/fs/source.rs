@@ -10,9 +10,9 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 
-use crate::fingerprint::incarnation_of;
-use crate::posix::{self, FileTime, Object, ShmDir};
-use crate::sysv::{self, Attachment, Segment, Totals, Usage};
+use crate::kernel::fingerprint::incarnation_of;
+use crate::kernel::posix::{self, FileTime, Object, ShmDir};
+use crate::kernel::sysv::{self, Attachment, Segment, Totals, Usage};
 
 /// System-wide limits of System V shared memory (`/proc/sys/kernel/shm*`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub trait Source: Send + Sync {
     /// mapping of it that some other process already has (for the kernel: root only, through
     /// `/proc/PID/map_files`, read-write even from a read-only mapping), proved to be this
     /// segment by the fingerprint taken when the daemon attached it itself (see
-    /// [`crate::fingerprint`]). None when there is no such mapping or no fingerprint yet (the
+    /// [`crate::kernel::fingerprint`]). None when there is no such mapping or no fingerprint yet (the
     /// daemon has not attached this segment since it started, or it is backed by huge pages);
     /// the caller's right is not checked here.
     fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>>;
@@ -141,15 +141,15 @@ pub struct Kernel {
     segment_dev: Option<u64>,
     /// Fingerprints of the segments the daemon attached itself: the only proof that lets
     /// another process's mapping be used.
-    prints: crate::fingerprint::Fingerprints,
+    prints: crate::kernel::fingerprint::Fingerprints,
 }
 
 impl Kernel {
     /// The kernel's shared memory, with `shm` as the POSIX objects' directory.
     pub fn new(shm: ShmDir) -> Kernel {
-        let map_files = crate::creds::daemon_is_root();
+        let map_files = crate::kernel::creds::daemon_is_root();
         let segment_dev = if map_files {
-            crate::attach::sysv_shm_dev()
+            crate::kernel::attach::sysv_shm_dev()
                 .inspect_err(|e| log::warn!("memfd_create: {e}; reading segments attaches them"))
                 .ok()
         } else {
@@ -174,7 +174,7 @@ impl Kernel {
         let print = file
             .metadata()
             .ok()
-            .and_then(|st| crate::fingerprint::Fingerprint::of(file, &st));
+            .and_then(|st| crate::kernel::fingerprint::Fingerprint::of(file, &st));
         let Some(print) = print else {
             log::debug!("segment {}: no fingerprint of its memory file", seg.shmid);
             return;
@@ -240,7 +240,7 @@ impl Source for Kernel {
         let Some(print) = self.prints.get(seg.shmid, &incarnation_of(seg)) else {
             return Ok(None);
         };
-        Ok(crate::attach::open_mapped_segment(
+        Ok(crate::kernel::attach::open_mapped_segment(
             seg, writable, dev, &print,
         ))
     }

@@ -5,7 +5,7 @@
 //! - A user's text is quoted only up to [`QUOTE_LIMIT`] characters (then `…`), and control
 //!   and invisible formatting characters anywhere in a line are escaped (`\n`, `\u{202e}`).
 //! - Each uid gets at most [`PER_USER`] lines per [`WINDOW`] (a user's subordinate uids share
-//!   the user's, see [`crate::account`]); its next refusal in the window
+//!   the user's, see [`crate::kernel::account`]); its next refusal in the window
 //!   logs one line saying that the rest are not logged, and the first line logged after the
 //!   window says how many were not. Ordinary users together get at most [`IN_ALL`] lines per
 //!   window, with the same notice.
@@ -29,15 +29,19 @@ const REASON_LIMIT: usize = 300;
 const TRACKED: usize = 4096;
 
 /// Logs, at info, the refusal of a request of `uid` whose line `line` makes, unless `uid` (with
-/// the uids charged to the same account: a user's subordinate uids, see [`crate::account`]) or
+/// the uids charged to the same account: a user's subordinate uids, see [`crate::kernel::account`]) or
 /// all users have had their share of lines in this window.
 pub fn refused(uid: u32, line: impl FnOnce() -> String) {
     static LIMITER: Mutex<Option<Limiter>> = Mutex::new(None);
-    static ACCOUNTS: std::sync::OnceLock<crate::account::Accounts> = std::sync::OnceLock::new();
+    static ACCOUNTS: std::sync::OnceLock<crate::kernel::account::Accounts> =
+        std::sync::OnceLock::new();
     // Counted per account, so that one user's many subordinate uids have one share, not many.
-    let counted_as = match ACCOUNTS.get_or_init(crate::account::Accounts::new).of(uid) {
-        crate::account::Account::Root => 0,
-        crate::account::Account::User(owner) => owner,
+    let counted_as = match ACCOUNTS
+        .get_or_init(crate::kernel::account::Accounts::new)
+        .of(uid)
+    {
+        crate::kernel::account::Account::Root => 0,
+        crate::kernel::account::Account::User(owner) => owner,
     };
     let verdict = LIMITER
         .lock()

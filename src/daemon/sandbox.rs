@@ -33,7 +33,7 @@ pub fn enter() -> Result<Entered, String> {
     let capabilities = caps::drop_unused().map_err(|e| format!("dropping capabilities: {e}"))?;
     // The per-request switch to a caller's credentials restores the daemon's own afterwards:
     // from now on those are the short set.
-    crate::creds::capabilities_changed()
+    crate::kernel::creds::capabilities_changed()
         .map_err(|e| format!("reading the capabilities left: {e}"))?;
     let allowed_calls = seccomp::install()?;
     Ok(Entered {

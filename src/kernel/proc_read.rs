@@ -14,7 +14,7 @@
 //! until the stuck helper comes back (the lock was released or the process died). A stuck
 //! helper cannot be interrupted, so their number is bounded: at most [`MAX_STUCK_PER_ACCOUNT`]
 //! per account that owns stalled processes (a user's subordinate uids count as the user's,
-//! see [`crate::account`]) and [`MAX_STUCK`] in all. Past the first bound that account's
+//! see [`crate::kernel::account`]) and [`MAX_STUCK`] in all. Past the first bound that account's
 //! processes are not read at all, past the second no process is; either way the read fails
 //! with EAGAIN instead of waiting, and callers treat that as "not known".
 
@@ -23,7 +23,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::account::{Account, Accounts};
+use crate::kernel::account::{Account, Accounts};
 
 /// How long a worker waits for one process's read.
 pub const WAIT: Duration = Duration::from_millis(250);
@@ -66,7 +66,7 @@ fn again() -> io::Error {
 
 /// The account that owns process `pid`: its real uid (from `status`, which takes no mmap
 /// lock; the owner of `/proc/PID` would be root for a process that made itself
-/// non-dumpable), charged as [`crate::account`] charges it. None if the process is gone.
+/// non-dumpable), charged as [`crate::kernel::account`] charges it. None if the process is gone.
 fn account_of(pid: u32) -> Option<Account> {
     static ACCOUNTS: OnceLock<Accounts> = OnceLock::new();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

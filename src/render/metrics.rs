@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::fmt::{Display, Write};
 use std::os::unix::ffi::OsStrExt;
 
-use crate::posix::Object;
-use crate::sysv::{Segment, Usage};
+use crate::kernel::posix::Object;
+use crate::kernel::sysv::{Segment, Usage};
 
 /// How much `metrics.prom` holds (`-o metrics=…`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -44,7 +44,7 @@ use std::io;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::sysv::{Totals, Usage};
+use crate::kernel::sysv::{Totals, Usage};
 
 /// The oldest a line of a reading may be and still serve a request.
 pub const MAX_AGE: Duration = Duration::from_millis(50);

@@ -1,6 +1,6 @@
 //! The capabilities a root daemon keeps, each for what needs it, and dropping the others.
 //!
-//! shmfs acts as its caller (src/creds.rs): for each permission-checked operation a worker
+//! shmfs acts as its caller (src/kernel/creds.rs): for each permission-checked operation a worker
 //! thread takes on the caller's uid, gid, groups and those of its effective capabilities that
 //! the daemon holds. So the daemon keeps every capability that can change the kernel's answer
 //! to an operation it makes for a caller, or a caller holding it would be refused what the
@@ -9,7 +9,7 @@
 
 use std::io;
 
-use crate::creds::{self, CapSets};
+use crate::kernel::creds::{self, CapSets};
 
 /// One capability the daemon keeps.
 #[derive(Clone, Copy, Debug)]
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn the_capabilities_creds_weighs_are_kept() {
-        use crate::creds::cap;
+        use crate::kernel::creds::cap;
         for number in [
             cap::DAC_OVERRIDE,
             cap::FOWNER,

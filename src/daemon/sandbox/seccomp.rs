@@ -114,7 +114,7 @@ const ANY: &[(libc::c_long, &str)] = calls![
     SYS_shmat,
     SYS_shmdt,
     SYS_shmctl,
-    // Acting as the caller (src/creds.rs).
+    // Acting as the caller (src/kernel/creds.rs).
     SYS_getuid,
     SYS_geteuid,
     SYS_getgid,
@@ -434,7 +434,7 @@ extern "C" fn refused(_: libc::c_int, info: *mut libc::siginfo_t, context: *mut 
     };
     let _ = write!(
         line,
-        "[WARN  shmfs::sandbox] seccomp refused system call {nr}"
+        "[WARN  shmfs::daemon::sandbox] seccomp refused system call {nr}"
     );
     if let Some(name) = name_of(nr as libc::c_long) {
         let _ = write!(line, " ({name})");

@@ -20,8 +20,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use log::{Level, Log, Metadata, Record};
 
-pub mod refusals;
-
 /// The identifier of every line: journalctl's `-t`, syslog's tag.
 pub const IDENTIFIER: &str = "shmfs";
 

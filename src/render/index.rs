@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use std::os::unix::ffi::OsStrExt;
 
-use crate::posix::Object;
-use crate::sysv::{Segment, Usage};
+use crate::kernel::posix::Object;
+use crate::kernel::sysv::{Segment, Usage};
 
 /// One row: a segment or an object.
 #[derive(Clone, Debug, PartialEq)]

@@ -103,7 +103,7 @@ fn keep_only(socket: UnixStream, keep_stderr: bool) -> io::Result<UnixStream> {
     // SAFETY: closes descriptors this process no longer uses; none is owned by live Rust
     // objects but `moved` (3) and the standard streams.
     if unsafe { libc::syscall(libc::SYS_close_range, 4u32, u32::MAX, 0u32) } != 0 {
-        for fd in crate::unmount_order::open_fds()
+        for fd in crate::daemon::unmount_order::open_fds()
             .into_iter()
             .filter(|&fd| fd > 3)
         {

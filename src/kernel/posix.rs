@@ -30,8 +30,8 @@ pub struct Object {
 
 impl Object {
     /// Its mode, owner, size and times.
-    pub fn meta(&self) -> crate::object::Meta {
-        crate::object::Meta {
+    pub fn meta(&self) -> crate::kernel::object::Meta {
+        crate::kernel::object::Meta {
             mode: self.mode,
             uid: self.uid,
             gid: self.gid,

@@ -5,7 +5,7 @@
 //! Each open `data` keeps one descriptor in the daemon (the object's file, or the segment's
 //! memory file) until it is closed. A user holding thousands of opens would otherwise exhaust
 //! the daemon's limit and make every other user's open fail with EMFILE. So each account (a
-//! user with its subordinate uids, see [`crate::account`]) may hold at most
+//! user with its subordinate uids, see [`crate::kernel::account`]) may hold at most
 //! [`SHARE_DIVISOR`]th of the daemon's descriptor limit through open `data` files, and all
 //! accounts but root's together all but [`ROOT_RESERVE_DIVISOR`]th of it; past that, their
 //! opens fail with EMFILE while root's keep working.
@@ -23,7 +23,7 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::account::Account;
+use crate::kernel::account::Account;
 
 /// Each account other than root's may hold this fraction (1/N) of the daemon's descriptor limit.
 pub const SHARE_DIVISOR: u64 = 4;

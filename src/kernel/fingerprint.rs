@@ -32,7 +32,7 @@ pub type Incarnation = (u32, u32, i32, u64, i64);
 /// with a few million `shmget`s); the change time, set at creation and by every `IPC_SET`,
 /// does not repeat unless that happens within the same second. A fingerprint taken before an
 /// `IPC_SET` is not used after it: the next open attaches briefly and takes it again.
-pub fn incarnation_of(seg: &crate::sysv::Segment) -> Incarnation {
+pub fn incarnation_of(seg: &crate::kernel::sysv::Segment) -> Incarnation {
     let (cuid, cgid, cpid, size) = seg.incarnation();
     (cuid, cgid, cpid, size, seg.ctime)
 }
@@ -55,7 +55,7 @@ impl Fingerprint {
     /// The fingerprint of `file` (with metadata `st`), or None if its filesystem gives no handle
     /// with a generation (hugetlbfs), so that nothing can prove a mapping to be this file.
     pub fn of(file: &File, st: &std::fs::Metadata) -> Option<Fingerprint> {
-        let handle = crate::posix::file_identity(file)?;
+        let handle = crate::kernel::posix::file_identity(file)?;
         let kind = i32::from_ne_bytes(handle.get(4..8)?.try_into().ok()?);
         // The generation and the inode number, at least.
         if kind != FILEID_INO32_GEN || handle.len() < 8 + 8 {

@@ -13,7 +13,7 @@
 use std::fs;
 use std::io;
 
-use crate::fingerprint::Fingerprint;
+use crate::kernel::fingerprint::Fingerprint;
 
 /// What to look for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -227,8 +227,8 @@ pub fn holders(target: &Target) -> io::Result<Vec<Holder>> {
             !matches!(target, Target::Sysv { .. }) || ipc_ns_of(&pid.to_string()) == own_ns
         })
         .collect();
-    // Read on a helper, a stalled process skipped (see crate::proc_read).
-    let all_maps = crate::proc_read::each(&pids, "maps", |pid| {
+    // Read on a helper, a stalled process skipped (see crate::kernel::proc_read).
+    let all_maps = crate::kernel::proc_read::each(&pids, "maps", |pid| {
         fs::read_to_string(format!("/proc/{pid}/maps"))
     });
     for (pid, maps) in all_maps {
@@ -273,11 +273,11 @@ const MAX_MAPPINGS_TRIED: usize = 16;
 /// daemon's IPC namespace are tried in order (the segment's last and creating pids, then
 /// every holder). A mapping is used only if the file opened has the fingerprint `print`,
 /// which the daemon took of the segment's memory through its own attachment (see
-/// [`crate::fingerprint`]); device, inode number and size only pick the candidates. A
+/// [`crate::kernel::fingerprint`]); device, inode number and size only pick the candidates. A
 /// read-only mapping serves a writable open too: root opens `map_files` read-write whatever
 /// the mapping's protection. None if no mapping passes.
 pub fn open_mapped_segment(
-    seg: &crate::sysv::Segment,
+    seg: &crate::kernel::sysv::Segment,
     writable: bool,
     shm_dev: u64,
     print: &Fingerprint,
@@ -311,7 +311,7 @@ pub fn open_mapped_segment(
 /// segment's fingerprint; each mapping opened takes one from `budget`.
 fn open_mapping_of(
     pid: u32,
-    seg: &crate::sysv::Segment,
+    seg: &crate::kernel::sysv::Segment,
     writable: bool,
     shm_dev: u64,
     target: &Target,
@@ -319,7 +319,7 @@ fn open_mapping_of(
     budget: &mut usize,
 ) -> Option<fs::File> {
     use std::os::unix::fs::MetadataExt;
-    let maps = crate::proc_read::maps(pid).ok()?;
+    let maps = crate::kernel::proc_read::maps(pid).ok()?;
     for line in maps.lines().filter_map(parse_map_line) {
         if !matches(target, &line) || line.dev != dev_parts(shm_dev) {
             continue;
@@ -334,7 +334,7 @@ fn open_mapping_of(
             let path = path.clone();
             move || fs::OpenOptions::new().read(true).write(writable).open(path)
         };
-        let file = match crate::proc_read::bounded(pid, "map_files", open) {
+        let file = match crate::kernel::proc_read::bounded(pid, "map_files", open) {
             Ok(f) => f,
             Err(e) => {
                 log::debug!("{path}: {e}");
@@ -362,7 +362,7 @@ fn open_mapping_of(
 fn is_segment_file(
     file: &fs::File,
     st: &fs::Metadata,
-    seg: &crate::sysv::Segment,
+    seg: &crate::kernel::sysv::Segment,
     shm_dev: u64,
     print: &Fingerprint,
 ) -> bool {
@@ -450,7 +450,7 @@ fn segment_devs() -> Option<std::sync::Arc<SegmentDevs>> {
                     .strip_suffix("kB")?;
                 kb.parse::<u64>().ok()?.checked_mul(1024)
             })
-            .filter_map(|page| crate::sysv::internal_hugetlb_dev(page).ok())
+            .filter_map(|page| crate::kernel::sysv::internal_hugetlb_dev(page).ok())
             .collect();
         *devs = Some(Arc::new(SegmentDevs { shm, huge }));
     }
@@ -461,7 +461,7 @@ fn segment_devs() -> Option<std::sync::Arc<SegmentDevs>> {
 /// attached: the device of the mapping is the kernel's internal tmpfs (no) or one of its
 /// hugetlbfs mounts (yes). `smaps` would say it too, but is slower to render and takes the
 /// process's mmap lock on every kernel; each `maps` here is read within a bound
-/// ([`crate::proc_read`]), a stalled process telling nothing. A mapping on another device (a
+/// ([`crate::kernel::proc_read`]), a stalled process telling nothing. A mapping on another device (a
 /// file that only looks like a segment) is ignored, and a process whose mappings of the shmid
 /// disagree (one may be a segment of another IPC namespace with the same shmid) tells nothing.
 /// The candidates are tried in order (the segment's last and creating pids first); None if
@@ -470,7 +470,7 @@ pub fn sysv_hugetlb(shmid: i32, candidates: &[u32]) -> Option<bool> {
     let devs = segment_devs()?;
     let target = Target::Sysv { shmid };
     candidates.iter().find_map(|&pid| {
-        let maps = crate::proc_read::maps(pid).ok()?;
+        let maps = crate::kernel::proc_read::maps(pid).ok()?;
         let mut answers = maps
             .lines()
             .filter_map(parse_map_line)

@@ -10,7 +10,7 @@ use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use crate::usage::{Shared, Source};
+use crate::kernel::usage::{Shared, Source};
 
 use libc::c_int;
 
@@ -53,8 +53,8 @@ pub struct Segment {
 impl Segment {
     /// Its mode, owner, size and times as a file shows them: a segment keeps no time of
     /// its last change of contents, so its last change (`ctime`) stands for it.
-    pub fn meta(&self) -> crate::object::Meta {
-        crate::object::Meta {
+    pub fn meta(&self) -> crate::kernel::object::Meta {
+        crate::kernel::object::Meta {
             mode: self.mode,
             uid: self.uid,
             gid: self.gid,
@@ -259,14 +259,14 @@ pub fn remove(shmid: i32) -> io::Result<()> {
 }
 
 /// Reads `/proc/sysvipc/shm` now into a map shmid → usage: for the root's reports, one reading
-/// per request. The reading then serves `stat` too (see [`crate::usage`]).
+/// per request. The reading then serves `stat` too (see [`crate::kernel::usage`]).
 pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
     USAGE.fresh_table()
 }
 
 /// Usage of one segment from the reading shared by the requests of one moment: no older than
-/// [`crate::usage::MAX_AGE`], re-read when the kernel's totals have changed since (as the last
-/// look at them, at most [`crate::usage::MAX_TOTALS_WINDOW`] old, shows), or when it does not list
+/// [`crate::kernel::usage::MAX_AGE`], re-read when the kernel's totals have changed since (as the last
+/// look at them, at most [`crate::kernel::usage::MAX_TOTALS_WINDOW`] old, shows), or when it does not list
 /// `shmid` (a new segment). Zeros only if a reading made now does not list
 /// the segment (it is gone). A list that cannot be read is an error, never a usage of zero.
 pub fn usage_of(shmid: i32) -> io::Result<Usage> {

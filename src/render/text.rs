@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use crate::posix::Object;
-use crate::sysv::{Segment, Totals, Usage};
+use crate::kernel::posix::Object;
+use crate::kernel::sysv::{Segment, Totals, Usage};
 
 fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }

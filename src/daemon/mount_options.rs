@@ -3,7 +3,7 @@
 
 use fuser::{Config, MountOption, SessionACL};
 
-use crate::metrics::Detail;
+use crate::render::metrics::Detail;
 
 /// Mount options as fuser takes them, plus what shmfs itself must know.
 pub struct MountPlan {

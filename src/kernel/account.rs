@@ -164,7 +164,7 @@ impl Accounts {
                 String::new()
             }
         };
-        let (ranges, unresolved) = parse(&text, &crate::names::user_id, &self.file);
+        let (ranges, unresolved) = parse(&text, &crate::kernel::names::user_id, &self.file);
         log::debug!(
             "{}: {} subordinate uid ranges",
             self.file.display(),

@@ -1,0 +1,15 @@
+//! The kernel's side: small safe APIs over the system calls and `/proc` that the rest of
+//! shmfs is built on, returning plain structs and `io::Error`. One module per kind of object
+//! (`sysv`, `posix`), and what every kind needs: credentials, holders, names, accounts.
+//! The `unsafe` of the library lives here, each block with its SAFETY comment.
+
+pub mod account;
+pub mod attach;
+pub mod creds;
+pub mod fingerprint;
+pub mod names;
+pub mod object;
+pub mod posix;
+pub mod proc_read;
+pub mod sysv;
+pub mod usage;
