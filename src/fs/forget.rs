@@ -38,14 +38,10 @@ pub(super) struct Notice {
 impl Notice {
     /// The notice that the entry of `id`'s directory (inode `dir`) is gone.
     fn gone(id: &ObjectId, dir: u64) -> Notice {
-        let (parent, name) = match id {
-            ObjectId::Sysv { shmid, .. } => (inode::SYSV_DIR, OsString::from(shmid.to_string())),
-            ObjectId::Posix { name, .. } => (inode::POSIX_DIR, name.clone()),
-        };
         Notice {
-            parent,
+            parent: inode::kind_dir(id.kind),
             child: dir,
-            name,
+            name: id.name.clone(),
         }
     }
 }
@@ -160,22 +156,29 @@ impl Sweeper {
         let start = Instant::now();
         // The mark first, then the listings: an object numbered before the mark that no
         // listing taken after it shows is gone.
-        let (since, has_posix, has_sysv, checked) = {
+        let (since, kinds, checked) = {
             let table = self.inodes();
-            let (posix, sysv) = table.kinds();
-            (table.mark(), posix, sysv, table.len())
+            (table.mark(), table.kinds(), table.len())
         };
-        let posix_live = if has_posix {
-            self.live_posix_keys()
-        } else {
-            None
+        let env = Env {
+            source: self.source.as_ref(),
+            inodes: &self.inodes,
         };
-        let sysv_live = if has_sysv { self.live_sysv_ids() } else { None };
-        let mut gone = self.inodes().gone_since(since, |id| match id {
-            ObjectId::Posix { name, ino } => posix_live
-                .as_ref()
-                .is_none_or(|live| live.get(name.as_os_str()) == Some(ino)),
-            ObjectId::Sysv { .. } => sysv_live.as_ref().is_none_or(|live| live.contains(id)),
+        // None for a kind whose listing failed: nothing of it is then taken for gone.
+        let live: HashMap<usize, Option<HashSet<ObjectId>>> = kinds
+            .into_iter()
+            .map(|k| match kind(k).ids(env) {
+                Ok(ids) => (k, Some(ids.into_iter().collect())),
+                Err(e) => {
+                    log::warn!("sweep: listing {}/: {e}", kind(k).dir_name());
+                    (k, None)
+                }
+            })
+            .collect();
+        let mut gone = self.inodes().gone_since(since, |id| {
+            live.get(&id.kind)
+                .and_then(Option::as_ref)
+                .is_none_or(|ids| ids.contains(id))
         });
         gone.truncate(self.notices.room());
         let found = gone.len();
@@ -189,29 +192,6 @@ impl Sweeper {
             "sweep: {found} of {checked} objects gone, in {:?}",
             start.elapsed()
         );
-    }
-
-    /// Name → inode of every object now; None if the listing fails (nothing is then taken
-    /// for gone).
-    fn live_posix_keys(&self) -> Option<HashMap<OsString, u64>> {
-        match self.source.object_keys() {
-            Ok(keys) => Some(keys.into_iter().collect()),
-            Err(e) => {
-                log::warn!("sweep: listing the shm dir: {e}");
-                None
-            }
-        }
-    }
-
-    /// The identity of every segment now; None if the listing fails.
-    fn live_sysv_ids(&self) -> Option<HashSet<ObjectId>> {
-        match self.source.segments() {
-            Ok(segments) => Some(segments.iter().map(ShmFs::sysv_id).collect()),
-            Err(e) => {
-                log::warn!("sweep: listing the segments: {e}");
-                None
-            }
-        }
     }
 }
 

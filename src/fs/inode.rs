@@ -17,10 +17,9 @@ use std::ffi::OsString;
 
 /// The mount's root directory.
 pub const ROOT: u64 = 1;
-/// `sysv/`.
-pub const SYSV_DIR: u64 = 2;
-/// `posix/`.
-pub const POSIX_DIR: u64 = 3;
+/// The directories of the kinds of object, in the order of their registry (`fs::kinds`):
+/// `sysv/` is 2 and `posix/` 3, as they always were; room for six kinds.
+const KIND_DIRS: [u64; 6] = [2, 3, 9, 10, 11, 12];
 /// `by-key/`.
 pub const BY_KEY_DIR: u64 = 4;
 /// `limits`.
@@ -31,6 +30,11 @@ pub const INDEX: u64 = 6;
 pub const INDEX_JSON: u64 = 7;
 /// `metrics.prom`.
 pub const METRICS: u64 = 8;
+
+/// The inode number of the directory of the kind at `index` in the registry.
+pub const fn kind_dir(index: usize) -> u64 {
+    KIND_DIRS[index]
+}
 
 const FIRST_OBJECT: u64 = 16;
 const SLOTS: u64 = 8;
@@ -81,24 +85,26 @@ impl Part {
     ];
 }
 
-/// What identifies one object for its whole life.
+/// What identifies one object for its whole life: its kind, its name in its kind's directory,
+/// and facts that never change while it lives (its `stamp`: a segment's creator and size, a
+/// POSIX object's inode number), so that an object that reuses a name is another object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum ObjectId {
-    /// A segment: its shmid plus facts that never change while it lives.
-    Sysv {
-        shmid: i32,
-        incarnation: (u32, u32, i32, u64),
-    },
-    /// A POSIX object: its name and inode number in the shm dir.
-    Posix { name: OsString, ino: u64 },
+pub struct ObjectId {
+    /// The index of its kind in the registry (`fs::kinds`).
+    pub kind: usize,
+    /// Its name in its kind's directory (a shmid, a file name).
+    pub name: OsString,
+    /// What tells it from a later object of the same name; each kind fills it its own way.
+    pub stamp: [u64; 3],
 }
 
 /// What an inode number stands for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
     Root,
-    SysvDir,
-    PosixDir,
+    /// The directory of one kind of object (`sysv/`, `posix/`): the kind's index in the
+    /// registry (`fs::kinds`).
+    KindDir(usize),
     ByKeyDir,
     /// A read-only file of the root that reports on everything.
     Report(Report),
@@ -269,8 +275,9 @@ impl InodeTable {
     pub fn node(&self, ino: u64) -> Option<Node> {
         Some(match ino {
             ROOT => Node::Root,
-            SYSV_DIR => Node::SysvDir,
-            POSIX_DIR => Node::PosixDir,
+            _ if KIND_DIRS.contains(&ino) => {
+                Node::KindDir(KIND_DIRS.iter().position(|&d| d == ino)?)
+            }
             BY_KEY_DIR => Node::ByKeyDir,
             LIMITS => Node::Report(Report::Limits),
             INDEX => Node::Report(Report::Index),
@@ -388,17 +395,9 @@ impl InodeTable {
             .collect()
     }
 
-    /// Whether the table numbers any POSIX object, and any segment.
-    pub fn kinds(&self) -> (bool, bool) {
-        let posix = self
-            .by_object
-            .keys()
-            .any(|id| matches!(id, ObjectId::Posix { .. }));
-        let sysv = self
-            .by_object
-            .keys()
-            .any(|id| matches!(id, ObjectId::Sysv { .. }));
-        (posix, sysv)
+    /// The kinds (registry indexes) of which the table numbers at least one object.
+    pub fn kinds(&self) -> std::collections::BTreeSet<usize> {
+        self.by_object.keys().map(|id| id.kind).collect()
     }
 
     /// How many blocks the table holds.
@@ -417,9 +416,10 @@ mod tests {
     use super::*;
 
     fn seg(shmid: i32, cpid: i32) -> ObjectId {
-        ObjectId::Sysv {
-            shmid,
-            incarnation: (0, 0, cpid, 4096),
+        ObjectId {
+            kind: 0,
+            name: shmid.to_string().into(),
+            stamp: [0, cpid as u64, 4096],
         }
     }
 
@@ -438,7 +438,7 @@ mod tests {
         let mut t = InodeTable::default();
         let old = t.inode(&seg(7, 1), Part::Data);
         let mark = t.mark();
-        t.retain(|id| matches!(id, ObjectId::Sysv { .. }), &[], mark);
+        t.retain(|id| id.kind == 0, &[], mark);
         assert_eq!(t.node(old), None);
         let new = t.inode(&seg(7, 2), Part::Data);
         assert_ne!(old, new);
@@ -463,7 +463,7 @@ mod tests {
         // Forgetting numbers the table no longer knows, or the fixed ones, changes nothing.
         assert_eq!(t.forget(dir, 1), None);
         assert_eq!(t.forget(ROOT, 1), None);
-        assert_eq!(t.forget(SYSV_DIR, 3), None);
+        assert_eq!(t.forget(kind_dir(0), 3), None);
         let fresh = t.lookup(&seg(1, 1), Part::Dir);
         assert!(fresh > data, "numbers are never handed out twice");
     }
@@ -474,7 +474,7 @@ mod tests {
         let held = t.lookup(&seg(1, 1), Part::Data);
         let listed = t.inode(&seg(2, 1), Part::Dir);
         let mark = t.mark();
-        let (told, dropped) = t.retain(|id| matches!(id, ObjectId::Sysv { .. }), &[], mark);
+        let (told, dropped) = t.retain(|id| id.kind == 0, &[], mark);
         assert_eq!(told, vec![(seg(1, 1), held - 1)]);
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].id, seg(2, 1));
@@ -507,7 +507,9 @@ mod tests {
         let t = InodeTable::default();
         assert_eq!(t.node(ROOT), Some(Node::Root));
         assert_eq!(t.node(LIMITS), Some(Node::Report(Report::Limits)));
-        assert_eq!(t.node(9), None);
+        assert_eq!(t.node(kind_dir(0)), Some(Node::KindDir(0)));
+        assert_eq!(t.node(kind_dir(5)), Some(Node::KindDir(5)));
+        assert_eq!(t.node(13), None);
         assert_eq!(t.node(FIRST_OBJECT), None);
     }
 

@@ -1,15 +1,13 @@
 //! The filesystem: what each name and inode of the mount stands for, and every operation on
 //! it, on plain types (inode numbers, handles, [`Attr`], [`Opened`], [`Error`]). It knows
 //! nothing of FUSE: `crate::fuse` translates requests into calls of [`ShmFs`]'s operations
-//! (`ops.rs`). The knowledge of shared memory lives in `sysv`, `posix`, `attach` and `creds`.
+//! (`ops.rs`). What differs between kinds of object lives in `kinds/`, behind `kind.rs`.
 //! Every failure is an [`Error`] with its errno and log level, never a panic.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
-use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -18,12 +16,13 @@ use crate::fs::fdshare::{FdShare, FdShares};
 use crate::kernel::attach;
 use crate::kernel::creds::{self, Caller};
 use crate::kernel::object::Meta;
-use crate::kernel::posix::{self, Object, ShmDir};
-use crate::kernel::sysv::{self, Segment};
+use crate::kernel::posix::ShmDir;
 use crate::render::index;
 use crate::render::metrics;
 use crate::render::text::{self, PermChange};
 use inode::{InodeTable, Node, ObjectId, Part, Report};
+use kind::{Env, Object, OpenData};
+use kinds::{KINDS, kind};
 
 pub use error::{Error, Result};
 pub use reports::SpaceUsage;
@@ -39,6 +38,8 @@ pub mod fdshare;
 mod forget;
 mod held;
 pub mod inode;
+pub mod kind;
+mod kinds;
 mod ops;
 #[cfg(test)]
 mod ops_tests;
@@ -57,48 +58,8 @@ pub struct Options {
     pub metrics: crate::render::metrics::Detail,
 }
 
-/// One live object, as looked up now.
-enum Live {
-    Sysv(Segment),
-    Posix(Object),
-}
-
-impl Live {
-    /// Mode, owner, size and times, whatever the kind.
-    fn meta(&self) -> Meta {
-        match self {
-            Live::Sysv(seg) => seg.meta(),
-            Live::Posix(obj) => obj.meta(),
-        }
-    }
-
-    /// Removes it (IPC_RMID, or unlink in the shm dir), with the calling thread's rights.
-    fn remove(&self, source: &dyn Source) -> io::Result<()> {
-        match self {
-            Live::Sysv(seg) => source.remove_segment(seg.shmid),
-            Live::Posix(obj) => source.remove_object(&obj.name, obj.ino),
-        }
-    }
-
-    /// What `attached` looks for in `/proc`.
-    fn holders_target(&self, source: &dyn Source) -> attach::Target {
-        match self {
-            Live::Sysv(seg) => attach::Target::Sysv { shmid: seg.shmid },
-            Live::Posix(obj) => attach::Target::Posix {
-                dev: source.shm_dev(),
-                ino: obj.ino,
-            },
-        }
-    }
-
-    /// What identifies it for its whole life.
-    fn id(&self) -> ObjectId {
-        match self {
-            Live::Sysv(seg) => ShmFs::sysv_id(seg),
-            Live::Posix(obj) => ShmFs::posix_id(obj),
-        }
-    }
-}
+/// One live object, as looked up now, whatever its kind.
+type Live = Box<dyn Object>;
 
 /// What an open file handle holds.
 enum Handle {
@@ -114,18 +75,10 @@ enum Handle {
         id: ObjectId,
         opener: Option<Caller>,
     },
-    SysvData {
-        /// The segment as it was at open: what fstat answers once it is gone.
-        seg: Segment,
-        size: u64,
-        access: SegmentMemory,
+    /// An open `data`, of any kind.
+    Data {
+        open: Box<dyn OpenData>,
         /// The descriptor this open holds, counted against the opener's share.
-        _share: FdShare,
-    },
-    /// An open POSIX object.
-    PosixData {
-        id: ObjectId,
-        file: File,
         _share: FdShare,
     },
     /// A directory listing taken at opendir.
@@ -158,7 +111,7 @@ pub struct ShmFs {
     forgetting: forget::Forgetting,
     /// The length of each SysV segment's `attached` as last rendered, and for whom and which
     /// attachment record (see [`ShmFs::attached_len`]).
-    attached_lengths: Mutex<HashMap<i32, (AttachedKey, usize)>>,
+    attached_lengths: Mutex<HashMap<ObjectId, (AttachedKey, usize)>>,
 }
 
 /// What an `attached` text depends on, as far as it can be known without scanning `/proc`:
@@ -166,11 +119,7 @@ pub struct ShmFs {
 /// `nattch`, `lpid`, `atime` or `dtime`) and who reads it (which holders they may see).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct AttachedKey {
-    incarnation: (u32, u32, i32, u64),
-    nattch: u64,
-    lpid: i32,
-    atime: i64,
-    dtime: i64,
+    record: kind::AttachRecord,
     reader: (u32, u32, u64),
 }
 
@@ -181,30 +130,6 @@ fn enoent() -> Error {
 /// A refusal shmfs makes itself.
 fn errno(code: i32) -> Error {
     Error::refused(code)
-}
-
-/// How an object is named in the log: `sysv/SHMID` or `posix/NAME` (escaped as `index` does).
-fn shown(id: &ObjectId) -> String {
-    match id {
-        ObjectId::Sysv { shmid, .. } => format!("sysv/{shmid}"),
-        ObjectId::Posix { name, .. } => format!("posix/{}", index::escape_name(name.as_bytes())),
-    }
-}
-
-/// A request refused because of what the user wrote or asked for (not because of who they
-/// are): EINVAL, with the reason logged at info, which the default log level shows, so that
-/// an operator can tell the user why. One line per refused request, within each user's share
-/// of lines, quoting only the start of what the user wrote (`logging::refusals`).
-fn refused_input(op: &str, who: &Caller, id: &ObjectId, reason: &str) -> Error {
-    crate::fs::refusals::refused(who.uid, || {
-        format!(
-            "{op} refused for uid {} on {}: {}",
-            who.uid,
-            shown(id),
-            crate::fs::refusals::tame(reason)
-        )
-    });
-    errno(libc::EINVAL)
 }
 
 fn time(secs: i64) -> SystemTime {
@@ -273,21 +198,32 @@ impl ShmFs {
     /// that the kernel drops its cached entry and looks the name up again; numbers the kernel
     /// holds are known until it forgets them.
     fn node(&self, ino: u64) -> Result<Node> {
-        self.inodes().node(ino).ok_or_else(|| errno(libc::ESTALE))
-    }
-
-    fn sysv_id(seg: &Segment) -> ObjectId {
-        ObjectId::Sysv {
-            shmid: seg.shmid,
-            incarnation: seg.incarnation(),
+        match self.inodes().node(ino) {
+            // The room for kinds not registered: no such directory.
+            Some(Node::KindDir(k)) if k >= KINDS.len() => Err(errno(libc::ESTALE)),
+            Some(node) => Ok(node),
+            None => Err(errno(libc::ESTALE)),
         }
     }
 
-    fn posix_id(obj: &Object) -> ObjectId {
-        ObjectId::Posix {
-            name: obj.name.clone(),
-            ino: obj.ino,
+    /// What the kinds' operations may use.
+    fn env(&self) -> Env<'_> {
+        Env {
+            source: self.source.as_ref(),
+            inodes: &self.inodes,
         }
+    }
+
+    /// How an object is named in the log: `sysv/SHMID` or `posix/NAME` (escaped as `index`
+    /// does).
+    fn shown(id: &ObjectId) -> String {
+        kind::shown(kind(id.kind).dir_name(), &id.name)
+    }
+
+    /// A request refused because of what the user wrote or asked for: EINVAL, with the
+    /// reason logged (see [`kind::refused_input`]).
+    fn refused_input(op: &str, who: &Caller, id: &ObjectId, reason: &str) -> Error {
+        kind::refused_input(op, who, &Self::shown(id), reason)
     }
 
     /// The object as it is now, if it is still the one the inode was given to; ESTALE if it
@@ -306,29 +242,15 @@ impl ShmFs {
     /// The segment behind a `by-key/` link, while it still has a key: IPC_RMID sets it to 0,
     /// and then the link is gone even though the segment lives on.
     fn live_key_link(&self, id: &ObjectId) -> Result<Live> {
-        match self.live(id)? {
-            Live::Sysv(seg) if seg.key == 0 => Err(errno(libc::ESTALE)),
-            live => Ok(live),
+        let live = self.live(id)?;
+        if live.key().is_none() {
+            return Err(errno(libc::ESTALE));
         }
+        Ok(live)
     }
 
     fn live_now(&self, id: &ObjectId) -> Result<Live> {
-        match id {
-            ObjectId::Sysv { shmid, incarnation } => {
-                let seg = self.source.segment(*shmid)?;
-                if seg.incarnation() != *incarnation {
-                    return Err(enoent());
-                }
-                Ok(Live::Sysv(seg))
-            }
-            ObjectId::Posix { name, ino } => {
-                let obj = self.source.object(name)?;
-                if obj.ino != *ino {
-                    return Err(enoent());
-                }
-                Ok(Live::Posix(obj))
-            }
-        }
+        kind(id.kind).get(self.env(), id)
     }
 
     fn open_node(&self, who: &Caller, ino: u64, node: &Node, flags: i32) -> Result<Handle> {
@@ -343,11 +265,15 @@ impl ShmFs {
             }),
             Node::Object(id, Part::Stat) => Ok(Handle::Text {
                 ino,
-                text: self.hold_text(who, ino, self.stat_text(&self.live(id)?)?)?,
+                text: self.hold_text(who, ino, self.live(id)?.stat_text(self.env())?)?,
             }),
             Node::Object(id, Part::Attached) => Ok(Handle::Text {
                 ino,
-                text: self.hold_text(who, ino, self.attached_text_noted(who, &self.live(id)?)?)?,
+                text: self.hold_text(
+                    who,
+                    ino,
+                    self.attached_text_noted(who, id, &self.live(id)?)?,
+                )?,
             }),
             Node::Object(id, Part::Perm) => {
                 if writable && self.options.read_only {
@@ -357,15 +283,12 @@ impl ShmFs {
                 let opener = if writable {
                     // EPERM, the kernel's answer to IPC_SET, chmod or chown by someone who
                     // may not change the object.
-                    if !may_change_perm(who, &live) {
+                    if !live.may_change_perm(who) {
                         log::info!(
                             "perm open for writing refused for uid {} on {}: not its owner{}",
                             who.uid,
-                            shown(id),
-                            match live {
-                                Live::Sysv(_) => ", creator or CAP_SYS_ADMIN",
-                                Live::Posix(_) => ", CAP_FOWNER or CAP_CHOWN",
-                            }
+                            Self::shown(id),
+                            live.perm_changers(),
                         );
                         return Err(errno(libc::EPERM));
                     }
@@ -375,7 +298,7 @@ impl ShmFs {
                     None
                 };
                 Ok(Handle::Perm {
-                    text: self.hold_text(who, ino, Self::perm_text(&live))?,
+                    text: self.hold_text(who, ino, live.perm_text())?,
                     id: id.clone(),
                     opener,
                 })
@@ -388,9 +311,8 @@ impl ShmFs {
     /// Applies a mode/owner change to an object, as the caller, for `op` (`chmod`, `perm
     /// write`, named in the log line of a refusal). `None` keeps a value.
     ///
-    /// Set-user-ID, set-group-ID and sticky bits: a POSIX object is a file and holds them
-    /// (the kernel's chmod rules apply, as for any file); a segment cannot (IPC_SET keeps only
-    /// 0777), so a mode with any of them is refused with EINVAL rather than cut silently.
+    /// What the kernel allows is the kind's to say (a segment holds no set-id bits; an object
+    /// is a file).
     fn change_perm(
         &self,
         op: &str,
@@ -409,81 +331,8 @@ impl ShmFs {
         // IPC_SET takes all three fields: the ones not named come from a lookup, which must
         // not be overtaken by another change before the IPC_SET lands.
         let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
-        let live = self.live(id)?;
-        match live {
-            Live::Sysv(_) if mode.is_some_and(|m| m & !0o777 != 0) => {
-                // Someone who may not change the segment gets the kernel's answer to that.
-                if !may_change_perm(who, &live) {
-                    return Err(errno(libc::EPERM));
-                }
-                let mode = mode.unwrap_or_default();
-                Err(refused_input(
-                    op,
-                    who,
-                    id,
-                    &format!(
-                        "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a \
-                         System V segment cannot hold (only 0777)"
-                    ),
-                ))
-            }
-            Live::Sysv(seg) => Ok(creds::as_caller(who, || {
-                self.source.set_segment_perm(
-                    seg.shmid,
-                    mode.unwrap_or(seg.mode) & 0o777,
-                    uid.unwrap_or(seg.uid),
-                    gid.unwrap_or(seg.gid),
-                )
-            })?),
-            Live::Posix(obj) => {
-                let changed = creds::as_caller(who, || {
-                    if uid.is_some() || gid.is_some() {
-                        self.source.chown_object(&obj.name, obj.ino, uid, gid)?;
-                    }
-                    if let Some(mode) = mode {
-                        self.source.chmod_object(&obj.name, obj.ino, mode)?;
-                    }
-                    Ok(())
-                });
-                match (changed, mode) {
-                    (Err(e), Some(mode))
-                        if e.raw_os_error() == Some(libc::EPERM)
-                            && uid.is_none()
-                            && gid.is_none()
-                            && drops_only_setid_bits(obj.mode, mode) =>
-                    {
-                        self.kill_setid_bits(who, &obj, mode)
-                    }
-                    (changed, _) => Ok(changed?),
-                }
-            }
-        }
-    }
-
-    /// Clears set-user-ID and set-group-ID as the kernel does when someone who is not the
-    /// owner writes to or truncates the file: the kernel asks the filesystem for this mode
-    /// change on the writer's behalf (FUSE without `handle_killpriv`), and it is allowed to
-    /// anyone who may write the object, as a forced change, not a chmod by the writer.
-    fn kill_setid_bits(&self, who: &Caller, obj: &Object, mode: u32) -> Result<()> {
-        // Anyone else is refused as a chmod by a non-owner is.
-        creds::as_caller(who, || {
-            self.source
-                .open_object(&obj.name, obj.ino, libc::O_WRONLY)
-                .map(drop)
-        })
-        .map_err(|_| errno(libc::EPERM))?;
-        // Judged again on the mode as it is now, not as it was looked up: a change its owner
-        // made meanwhile (04777 to 0600) must not be undone with the daemon's rights.
-        let now = self.source.object(&obj.name)?;
-        if now.ino != obj.ino || !drops_only_setid_bits(now.mode, mode) {
-            return Err(errno(libc::EPERM));
-        }
-        log::debug!(
-            "clearing set-id bits of {:?} for a write by uid {}",
-            obj.name,
-            who.uid
-        );
-        Ok(self.source.chmod_object(&obj.name, obj.ino, mode)?)
+        self.live(id)?
+            .change_perm(self.env(), op, who, mode, uid, gid)
     }
 
     /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
@@ -493,7 +342,7 @@ impl ShmFs {
             &crate::kernel::names::user_id,
             &crate::kernel::names::group_id,
         )
-        .map_err(|e| refused_input("perm write", opener, id, &e.to_string()))?;
+        .map_err(|e| Self::refused_input("perm write", opener, id, &e.to_string()))?;
         self.change_perm(
             "perm write",
             opener,
@@ -536,7 +385,7 @@ impl ShmFs {
             // SysV `data` truncated to a size it cannot take.
             Part::Perm if !owner_change => match size {
                 None | Some(0) => Ok(()),
-                Some(size) => Err(refused_input(
+                Some(size) => Err(Self::refused_input(
                     "perm truncate",
                     who,
                     id,
@@ -570,36 +419,19 @@ impl ShmFs {
                 return Err(errno(libc::EACCES));
             }
             Node::Object(id, Part::Perm) => {
-                return if may_change_perm(who, &self.live(id)?) {
+                return if self.live(id)?.may_change_perm(who) {
                     Ok(())
                 } else {
                     Err(errno(libc::EACCES))
                 };
             }
             // shmfs's own directories: nothing to set, as before.
-            Node::Root | Node::SysvDir | Node::PosixDir | Node::ByKeyDir => return Ok(()),
+            Node::Root | Node::KindDir(_) | Node::ByKeyDir => return Ok(()),
         };
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
-        match self.live(id)? {
-            Live::Sysv(seg) => {
-                // As utimensat(UTIME_NOW) on a file: its owner (or CAP_FOWNER), or a writer.
-                let owner = who.uid == seg.uid || who.uid == seg.cuid;
-                if owner || sysv_permits(who, &seg, 2) || who.has_cap(creds::cap::FOWNER) {
-                    Ok(())
-                } else {
-                    Err(errno(libc::EACCES))
-                }
-            }
-            Live::Posix(obj) => {
-                let (atime, mtime) = (file_time(atime), file_time(mtime));
-                Ok(creds::as_caller(who, || {
-                    self.source
-                        .set_object_times(&obj.name, obj.ino, atime, mtime)
-                })?)
-            }
-        }
+        self.live(id)?.set_times(self.env(), who, atime, mtime)
     }
 
     /// access(2) of a node for `mask` (`R_OK`, `W_OK`, `X_OK` bits).
@@ -607,7 +439,7 @@ impl ShmFs {
         let want_w = mask & libc::W_OK != 0;
         let want_x = mask & libc::X_OK != 0;
         match node {
-            Node::Root | Node::ByKeyDir | Node::SysvDir | Node::PosixDir => {
+            Node::Root | Node::ByKeyDir | Node::KindDir(_) => {
                 if want_w && matches!(node, Node::Root | Node::ByKeyDir) {
                     return Err(errno(libc::EACCES));
                 }
@@ -625,7 +457,7 @@ impl ShmFs {
                     Part::Dir => want_w,
                     Part::Stat | Part::Attached => want_w || want_x,
                     // Writable only by who may change the object, as opening it for writing.
-                    Part::Perm => want_x || (want_w && !may_change_perm(who, &live)),
+                    Part::Perm => want_x || (want_w && !live.may_change_perm(who)),
                     Part::KeyLink => false,
                     Part::Data => {
                         if want_x {
@@ -633,16 +465,7 @@ impl ShmFs {
                         } else {
                             let want = (if mask & libc::R_OK != 0 { 4 } else { 0 })
                                 | (if want_w { 2 } else { 0 });
-                            match &live {
-                                Live::Sysv(seg) => !sysv_permits(who, seg, want),
-                                Live::Posix(obj) => {
-                                    return Ok(creds::as_caller(who, || {
-                                        self.source
-                                            .open_object(&obj.name, obj.ino, access_mode(want))
-                                            .map(drop)
-                                    })?);
-                                }
-                            }
+                            return live.check_data_access(self.env(), who, want);
                         }
                     }
                 };
@@ -654,65 +477,6 @@ impl ShmFs {
             }
         }
     }
-}
-
-/// A time for the object's file: as given, now, or left alone.
-fn file_time(time: Option<SetTime>) -> posix::FileTime {
-    match time {
-        None => posix::FileTime::Keep,
-        Some(SetTime::Now) => posix::FileTime::Now,
-        Some(SetTime::At(at)) => posix::FileTime::At(at),
-    }
-}
-
-/// The kernel's ipcperms verdict for the caller: its mode bits (uid, gid and supplementary
-/// groups), or CAP_IPC_OWNER, looked up only when the mode bits refuse.
-fn sysv_permits(who: &Caller, seg: &Segment, want: u32) -> bool {
-    sysv::ipc_permits(seg, who.uid, |gid| who.in_group(gid), want)
-        || who.has_cap(creds::cap::IPC_OWNER)
-}
-
-/// Whether `who` may change the object's mode or owner at all, as the kernel would let it
-/// try: for a segment its owner, its creator or CAP_SYS_ADMIN (IPC_SET); for an object its
-/// owner, CAP_FOWNER (chmod) or CAP_CHOWN (chown). Asked when `perm` is opened for writing.
-fn may_change_perm(who: &Caller, live: &Live) -> bool {
-    match live {
-        Live::Sysv(seg) => {
-            who.uid == seg.uid || who.uid == seg.cuid || who.has_cap(creds::cap::SYS_ADMIN)
-        }
-        Live::Posix(obj) => {
-            who.uid == obj.uid || who.has_cap(creds::cap::FOWNER) || who.has_cap(creds::cap::CHOWN)
-        }
-    }
-}
-
-/// True if `requested` is `current` with some of the bits cleared that the kernel clears when
-/// a non-owner writes to a file (set-user-ID, and set-group-ID if group execute is set) and
-/// nothing else changed: the change it then asks the filesystem for. A request that adds any
-/// bit is a chmod, never this.
-fn drops_only_setid_bits(current: u32, requested: u32) -> bool {
-    let (current, requested) = (current & 0o7777, requested & 0o7777);
-    let mut killed = libc::S_ISUID;
-    if current & libc::S_IXGRP != 0 {
-        killed |= libc::S_ISGID;
-    }
-    requested != current && requested & !current == 0 && (current & !requested) & !killed == 0
-}
-
-/// The open flags that test the access `want` (4 read, 2 write) asks for.
-fn access_mode(want: u32) -> i32 {
-    match want {
-        6 => libc::O_RDWR,
-        2 => libc::O_WRONLY,
-        _ => libc::O_RDONLY,
-    }
-}
-
-/// A shmid exactly as the kernel would print it (no sign, no leading zeros).
-fn parse_shmid(name: &OsStr) -> Option<i32> {
-    let s = name.to_str()?;
-    let id: i32 = s.parse().ok()?;
-    (id >= 0 && id.to_string() == s).then_some(id)
 }
 
 /// A key as `by-key/` names it: `0x` and eight lower-case hex digits.
@@ -731,36 +495,6 @@ fn parse_key(name: &OsStr) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn shmid_names_are_canonical() {
-        assert_eq!(parse_shmid(OsStr::new("0")), Some(0));
-        assert_eq!(parse_shmid(OsStr::new("32769")), Some(32769));
-        assert_eq!(parse_shmid(OsStr::new("007")), None);
-        assert_eq!(parse_shmid(OsStr::new("+7")), None);
-        assert_eq!(parse_shmid(OsStr::new("-1")), None);
-        assert_eq!(parse_shmid(OsStr::new("99999999999")), None);
-    }
-
-    #[test]
-    fn only_clearing_set_id_bits_counts_as_the_writers_kill_priv() {
-        // What the kernel asks for when a non-owner writes: bits go, none come.
-        assert!(drops_only_setid_bits(0o4777, 0o777));
-        assert!(drops_only_setid_bits(0o6775, 0o775));
-        assert!(drops_only_setid_bits(0o6775, 0o4775));
-        assert!(drops_only_setid_bits(0o2775, 0o775));
-        // Adding set-id or sticky bits, or any other change, is a chmod.
-        assert!(!drops_only_setid_bits(0o777, 0o4777));
-        assert!(!drops_only_setid_bits(0o666, 0o2666));
-        assert!(!drops_only_setid_bits(0o4777, 0o2777));
-        assert!(!drops_only_setid_bits(0o777, 0o1777));
-        assert!(!drops_only_setid_bits(0o4777, 0o755));
-        assert!(!drops_only_setid_bits(0o1777, 0o777));
-        assert!(!drops_only_setid_bits(0o4777, 0o4777));
-        // Set-group-ID without group execute is not a set-id bit the kernel clears.
-        assert!(!drops_only_setid_bits(0o2664, 0o664));
-        assert!(drops_only_setid_bits(0o6764, 0o2764));
-    }
 
     #[test]
     fn key_names_are_canonical() {

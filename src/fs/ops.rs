@@ -99,13 +99,7 @@ impl ShmFs {
         // must serve itself (SysV writes, clamped at the segment's end) still get their reads
         // and writes here. Kept attachments and text files are always served here.
         let how = match &handle {
-            Handle::PosixData { .. } => How::Passthrough { served_here: false },
-            Handle::SysvData {
-                access: SegmentMemory::File(_),
-                ..
-            } => How::Passthrough {
-                served_here: flags & libc::O_ACCMODE != libc::O_RDONLY,
-            },
+            Handle::Data { open, .. } => open.how(flags),
             _ => How::DirectIo,
         };
         Ok(Opened {
@@ -119,11 +113,7 @@ impl ShmFs {
     pub fn with_memory<R>(&self, fh: u64, f: impl FnOnce(&File) -> R) -> Option<R> {
         let handle = self.handle(fh).ok()?;
         match &*handle {
-            Handle::PosixData { file, .. }
-            | Handle::SysvData {
-                access: SegmentMemory::File(file),
-                ..
-            } => Some(f(file)),
+            Handle::Data { open, .. } => open.memory_file().map(f),
             _ => None,
         }
     }
@@ -146,7 +136,7 @@ impl ShmFs {
     pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let handle = self.handle(fh)?;
         let written = self.write_handle(&handle, offset, data)?;
-        if matches!(&*handle, Handle::SysvData { .. } | Handle::PosixData { .. }) {
+        if matches!(&*handle, Handle::Data { .. }) {
             self.invalidate_cache(ino, offset, u64::from(written));
         }
         Ok(written)

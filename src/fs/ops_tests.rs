@@ -19,6 +19,10 @@ use crate::kernel::creds::Caller;
 use crate::kernel::sysv::Usage;
 use crate::render::metrics;
 
+/// `sysv/` and `posix/`: the directories of the first two kinds of the registry.
+const SYSV_DIR: u64 = inode::kind_dir(0);
+const POSIX_DIR: u64 = inode::kind_dir(1);
+
 const UID: u32 = 1000;
 const GID: u32 = 1000;
 const KEY: u32 = 0x162e;
@@ -171,8 +175,8 @@ fn the_root_lists_the_three_directories_and_the_four_reports() {
         [
             (inode::ROOT, Kind::Dir),
             (inode::ROOT, Kind::Dir),
-            (inode::SYSV_DIR, Kind::Dir),
-            (inode::POSIX_DIR, Kind::Dir),
+            (SYSV_DIR, Kind::Dir),
+            (POSIX_DIR, Kind::Dir),
             (inode::BY_KEY_DIR, Kind::Dir),
             (inode::LIMITS, Kind::File),
             (inode::INDEX, Kind::File),
@@ -203,8 +207,8 @@ fn fixed_directories_have_the_modes_of_the_attributes_table() {
     let (_, fs) = world();
     for (ino, perm) in [
         (inode::ROOT, 0o555),
-        (inode::SYSV_DIR, 0o1777),
-        (inode::POSIX_DIR, 0o1777),
+        (SYSV_DIR, 0o1777),
+        (POSIX_DIR, 0o1777),
         (inode::BY_KEY_DIR, 0o555),
     ] {
         let attr = fs.getattr(&owner(), ino, None).expect("getattr");
@@ -257,13 +261,11 @@ fn segments_are_found_by_their_canonical_shmid_only() {
     let mut seg = fake.segment(KEY, 4096, 0o600, UID, GID);
     seg.shmid = 7;
     fake.insert_segment(seg);
-    let dir = fs
-        .lookup(&owner(), inode::SYSV_DIR, os("7"))
-        .expect("sysv/7");
+    let dir = fs.lookup(&owner(), SYSV_DIR, os("7")).expect("sysv/7");
     assert_eq!(dir.kind, Kind::Dir);
     for name in ["007", "07", "+7", " 7", "7 ", "0x7", "-7", "7.0", "8", ""] {
         assert_eq!(
-            errno_of(fs.lookup(&owner(), inode::SYSV_DIR, os(name))),
+            errno_of(fs.lookup(&owner(), SYSV_DIR, os(name))),
             libc::ENOENT,
             "{name:?}"
         );
@@ -279,7 +281,7 @@ fn shmid_zero_is_a_segment_like_any_other() {
         "the fake hands out shmid 0 first, as a fresh namespace does"
     );
     fake.write_segment(0, 0, b"zero");
-    assert_eq!(names(&list(&fs, inode::SYSV_DIR))[2..], ["0"]);
+    assert_eq!(names(&list(&fs, SYSV_DIR))[2..], ["0"]);
     let dir = walk(&fs, "sysv/0").expect("sysv/0");
     assert!(dir.ino > inode::INDEX_JSON);
     assert!(text(&fs, "sysv/0/stat").starts_with("kind: sysv\nshmid: 0\n"));
@@ -345,10 +347,7 @@ fn posix_objects_are_found_by_their_name() {
     fake.add_object("sem.lock", b"", 0o600, UID, GID);
     let dir = walk(&fs, "posix/myobject").expect("posix/myobject");
     assert_eq!((dir.kind, dir.uid, dir.gid), (Kind::Dir, UID, GID));
-    assert_eq!(
-        names(&list(&fs, inode::POSIX_DIR))[2..],
-        ["myobject", "sem.lock"]
-    );
+    assert_eq!(names(&list(&fs, POSIX_DIR))[2..], ["myobject", "sem.lock"]);
     assert_eq!(errno_of(walk(&fs, "posix/MyObject")), libc::ENOENT);
     assert_eq!(errno_of(walk(&fs, "posix/other")), libc::ENOENT);
 }
@@ -365,7 +364,7 @@ fn a_segments_directory_holds_data_stat_perm_and_attached() {
         names(&entries),
         [".", "..", "data", "stat", "perm", "attached"]
     );
-    assert_eq!((entries[0].ino, entries[1].ino), (dir.ino, inode::SYSV_DIR));
+    assert_eq!((entries[0].ino, entries[1].ino), (dir.ino, SYSV_DIR));
     for e in &entries[2..] {
         assert_eq!(e.kind, Kind::File);
         assert_eq!(
@@ -402,7 +401,7 @@ fn a_posix_objects_directory_holds_the_same_files() {
         names(&entries),
         [".", "..", "data", "stat", "perm", "attached"]
     );
-    assert_eq!(entries[1].ino, inode::POSIX_DIR);
+    assert_eq!(entries[1].ino, POSIX_DIR);
 }
 
 #[test]
@@ -837,7 +836,7 @@ fn chmod_and_chown_of_a_segments_directory_or_data_change_the_segment() {
         libc::EPERM
     );
     assert_eq!(
-        errno_of(fs.setattr(&owner(), inode::SYSV_DIR, chmod(0o777), None)),
+        errno_of(fs.setattr(&owner(), SYSV_DIR, chmod(0o777), None)),
         libc::EPERM
     );
 }
@@ -1060,7 +1059,7 @@ fn data_opens_say_how_the_kernel_may_reach_the_bytes() {
 #[test]
 fn segments_and_objects_made_behind_the_back_are_seen_at_once() {
     let (fake, fs) = world();
-    assert_eq!(list(&fs, inode::SYSV_DIR).len(), 2);
+    assert_eq!(list(&fs, SYSV_DIR).len(), 2);
     assert_eq!(errno_of(walk(&fs, "sysv/0")), libc::ENOENT);
     let shmid = segment(&fake);
     fake.add_object("obj", b"", 0o600, UID, GID);
@@ -1069,8 +1068,8 @@ fn segments_and_objects_made_behind_the_back_are_seen_at_once() {
         "no negative caching"
     );
     assert!(walk(&fs, "posix/obj").is_ok());
-    assert_eq!(names(&list(&fs, inode::SYSV_DIR))[2..], [shmid.to_string()]);
-    assert_eq!(names(&list(&fs, inode::POSIX_DIR))[2..], ["obj"]);
+    assert_eq!(names(&list(&fs, SYSV_DIR))[2..], [shmid.to_string()]);
+    assert_eq!(names(&list(&fs, POSIX_DIR))[2..], ["obj"]);
 }
 
 #[test]
@@ -1109,7 +1108,7 @@ fn a_segment_removed_behind_the_back_is_stale_by_number_and_gone_by_name() {
     let e = walk(&fs, &path).expect_err("gone");
     assert_eq!((e.errno(), e.level()), (libc::ENOENT, Level::Debug));
     assert_eq!(errno_of(walk(&fs, "by-key/0x0000162e")), libc::ENOENT);
-    assert_eq!(list(&fs, inode::SYSV_DIR).len(), 2);
+    assert_eq!(list(&fs, SYSV_DIR).len(), 2);
     assert_eq!(list(&fs, inode::BY_KEY_DIR).len(), 2);
     assert_eq!(
         errno_of(fs.open(&owner(), data, libc::O_RDONLY)),
@@ -1128,7 +1127,7 @@ fn a_posix_object_removed_behind_the_back_is_stale_by_number_and_gone_by_name() 
     assert_eq!(errno_of(fs.getattr(&owner(), stat, None)), libc::ESTALE);
     assert_eq!(errno_of(fs.opendir(&owner(), dir)), libc::ESTALE);
     assert_eq!(errno_of(walk(&fs, "posix/obj")), libc::ENOENT);
-    assert_eq!(list(&fs, inode::POSIX_DIR).len(), 2);
+    assert_eq!(list(&fs, POSIX_DIR).len(), 2);
 }
 
 #[test]
@@ -1149,7 +1148,7 @@ fn a_new_segment_with_an_old_shmid_gets_new_numbers() {
     assert_eq!(errno_of(fs.getattr(&owner(), old_dir, None)), libc::ESTALE);
     assert_eq!(errno_of(fs.getattr(&owner(), old_data, None)), libc::ESTALE);
     assert!(fs.getattr(&owner(), new_data, None).is_ok());
-    assert_eq!(list(&fs, inode::SYSV_DIR)[2].ino, new_dir);
+    assert_eq!(list(&fs, SYSV_DIR)[2].ino, new_dir);
 }
 
 #[test]
@@ -1234,8 +1233,8 @@ fn inode_numbers_are_never_handed_out_twice() {
         fake.drop_object(name);
         fake.drop_segment(shmid);
         // Listings forget what is gone.
-        list(&fs, inode::POSIX_DIR);
-        list(&fs, inode::SYSV_DIR);
+        list(&fs, POSIX_DIR);
+        list(&fs, SYSV_DIR);
     }
     assert_eq!(seen.len(), 80);
 }
@@ -1245,11 +1244,11 @@ fn forget_drops_numbers_the_kernel_no_longer_holds() {
     let (fake, fs) = world();
     let shmid = segment(&fake);
     let dir = fs
-        .lookup(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
+        .lookup(&owner(), SYSV_DIR, os(&shmid.to_string()))
         .unwrap()
         .ino;
     let again = fs
-        .lookup(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
+        .lookup(&owner(), SYSV_DIR, os(&shmid.to_string()))
         .unwrap()
         .ino;
     assert_eq!(again, dir, "the same object keeps its number while held");
@@ -1263,14 +1262,14 @@ fn forget_drops_numbers_the_kernel_no_longer_holds() {
     assert_eq!(errno_of(fs.getattr(&owner(), dir, None)), libc::ESTALE);
     assert_eq!(errno_of(fs.getattr(&owner(), data, None)), libc::ESTALE);
     let fresh = fs
-        .lookup(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
+        .lookup(&owner(), SYSV_DIR, os(&shmid.to_string()))
         .unwrap()
         .ino;
     assert!(fresh > data, "a new block, never an old number");
     // Forgetting the fixed numbers changes nothing.
     fs.forget(inode::ROOT, 5);
-    fs.forget(inode::SYSV_DIR, 5);
-    assert!(fs.getattr(&owner(), inode::SYSV_DIR, None).is_ok());
+    fs.forget(SYSV_DIR, 5);
+    assert!(fs.getattr(&owner(), SYSV_DIR, None).is_ok());
 }
 
 // Creation and removal.
@@ -1279,9 +1278,7 @@ fn forget_drops_numbers_the_kernel_no_longer_holds() {
 fn mkdir_creates_an_empty_object_with_the_mode_given() {
     let (fake, fs) = world();
     fake.set_creator(UID, GID);
-    let attr = fs
-        .mkdir(&owner(), inode::POSIX_DIR, os("fresh"), 0o640)
-        .unwrap();
+    let attr = fs.mkdir(&owner(), POSIX_DIR, os("fresh"), 0o640).unwrap();
     assert_eq!((attr.kind, attr.perm, attr.uid), (Kind::Dir, 0o755, UID));
     let obj = fake.object_now("fresh").expect("created");
     assert_eq!((obj.mode, obj.size), (0o640, 0));
@@ -1303,12 +1300,12 @@ fn mkdir_elsewhere_or_of_a_taken_name_is_refused() {
     let (fake, fs) = world();
     fake.add_object("taken", b"", 0o600, UID, GID);
     assert_eq!(
-        errno_of(fs.mkdir(&owner(), inode::POSIX_DIR, os("taken"), 0o600)),
+        errno_of(fs.mkdir(&owner(), POSIX_DIR, os("taken"), 0o600)),
         libc::EEXIST
     );
     for parent in [
         inode::ROOT,
-        inode::SYSV_DIR,
+        SYSV_DIR,
         inode::BY_KEY_DIR,
         ino(&fs, "posix/taken"),
     ] {
@@ -1331,13 +1328,13 @@ fn rmdir_of_a_posix_object_unlinks_it() {
     let (fake, fs) = world();
     fake.add_object("obj", b"", 0o600, UID, GID);
     let dir = ino(&fs, "posix/obj");
-    let removed = fs.rmdir(&owner(), inode::POSIX_DIR, os("obj")).unwrap();
+    let removed = fs.rmdir(&owner(), POSIX_DIR, os("obj")).unwrap();
     fs.removed(removed);
     assert!(fake.object_now("obj").is_none());
     assert_eq!(errno_of(walk(&fs, "posix/obj")), libc::ENOENT);
     assert_eq!(errno_of(fs.getattr(&owner(), dir, None)), libc::ESTALE);
     assert_eq!(
-        errno_of(fs.rmdir(&owner(), inode::POSIX_DIR, os("obj")).map(drop)),
+        errno_of(fs.rmdir(&owner(), POSIX_DIR, os("obj")).map(drop)),
         libc::ENOENT
     );
 }
@@ -1347,11 +1344,11 @@ fn rmdir_of_a_segment_nobody_has_attached_removes_it() {
     let (fake, fs) = world();
     let shmid = segment(&fake);
     let name = shmid.to_string();
-    let removed = fs.rmdir(&owner(), inode::SYSV_DIR, os(&name)).unwrap();
+    let removed = fs.rmdir(&owner(), SYSV_DIR, os(&name)).unwrap();
     fs.removed(removed);
     assert!(fake.segment_now(shmid).is_none());
     assert_eq!(
-        errno_of(fs.lookup(&owner(), inode::SYSV_DIR, os(&name))),
+        errno_of(fs.lookup(&owner(), SYSV_DIR, os(&name))),
         libc::ENOENT
     );
     assert_eq!(errno_of(walk(&fs, "by-key/0x0000162e")), libc::ENOENT);
@@ -1368,7 +1365,7 @@ fn rmdir_of_an_attached_segment_keeps_it_marked_for_removal() {
     // look for attachers in /proc.
     read_all(&fs, &owner(), ino(&fs, &format!("{path}/data"))).unwrap();
     let removed = fs
-        .rmdir(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
+        .rmdir(&owner(), SYSV_DIR, os(&shmid.to_string()))
         .unwrap();
     fs.removed(removed);
     let seg = fake.segment_now(shmid).expect("kept until the last detach");
@@ -1392,8 +1389,8 @@ fn rmdir_elsewhere_or_refused_by_the_kernel_changes_nothing() {
     for (parent, name, errno) in [
         (inode::ROOT, "sysv", libc::EPERM),
         (inode::BY_KEY_DIR, "0x0000162e", libc::EPERM),
-        (inode::SYSV_DIR, "12345", libc::ENOENT),
-        (inode::SYSV_DIR, "00", libc::ENOENT),
+        (SYSV_DIR, "12345", libc::ENOENT),
+        (SYSV_DIR, "00", libc::ENOENT),
         (ino(&fs, &format!("sysv/{name}")), "data", libc::ENOTDIR),
     ] {
         assert_eq!(
@@ -1404,7 +1401,7 @@ fn rmdir_elsewhere_or_refused_by_the_kernel_changes_nothing() {
     }
     fake.refuse(Op::RemoveSegment, libc::EPERM);
     assert_eq!(
-        errno_of(fs.rmdir(&stranger(), inode::SYSV_DIR, os(&name)).map(drop)),
+        errno_of(fs.rmdir(&stranger(), SYSV_DIR, os(&name)).map(drop)),
         libc::EPERM
     );
     assert!(fake.segment_now(shmid).is_some());
@@ -1460,16 +1457,16 @@ fn a_read_only_filesystem_refuses_every_change_with_erofs() {
         libc::EROFS
     );
     assert_eq!(
-        errno_of(fs.mkdir(&owner(), inode::POSIX_DIR, os("new"), 0o600)),
+        errno_of(fs.mkdir(&owner(), POSIX_DIR, os("new"), 0o600)),
         libc::EROFS
     );
     assert_eq!(
-        errno_of(fs.rmdir(&owner(), inode::POSIX_DIR, os("obj")).map(drop)),
+        errno_of(fs.rmdir(&owner(), POSIX_DIR, os("obj")).map(drop)),
         libc::EROFS
     );
     assert_eq!(
         errno_of(
-            fs.rmdir(&owner(), inode::SYSV_DIR, os(&shmid.to_string()))
+            fs.rmdir(&owner(), SYSV_DIR, os(&shmid.to_string()))
                 .map(drop)
         ),
         libc::EROFS
@@ -1494,9 +1491,9 @@ fn readdir_resumes_at_the_offset_it_gave() {
     for _ in 0..10 {
         segment(&fake);
     }
-    let whole = list(&fs, inode::SYSV_DIR);
+    let whole = list(&fs, SYSV_DIR);
     assert_eq!(whole.len(), 12);
-    let fh = fs.opendir(&owner(), inode::SYSV_DIR).unwrap();
+    let fh = fs.opendir(&owner(), SYSV_DIR).unwrap();
     let mut paged = Vec::new();
     let mut offset = 0;
     loop {
@@ -1698,7 +1695,7 @@ fn access_follows_the_objects_mode() {
         errno_of(fs.access(&owner(), stat, libc::W_OK)),
         libc::EACCES
     );
-    assert!(fs.access(&stranger(), inode::SYSV_DIR, libc::W_OK).is_ok());
+    assert!(fs.access(&stranger(), SYSV_DIR, libc::W_OK).is_ok());
     assert_eq!(
         errno_of(fs.access(&owner(), inode::ROOT, libc::W_OK)),
         libc::EACCES
@@ -1719,9 +1716,7 @@ fn errors_carry_their_errno_and_the_level_to_log_them_at() {
     fake.add_object("obj", b"", 0o600, UID, GID);
     let data = ino(&fs, "posix/obj/data");
     // Routine: a caller's mistake or a race, at debug.
-    let e = fs
-        .lookup(&owner(), inode::POSIX_DIR, os("missing"))
-        .unwrap_err();
+    let e = fs.lookup(&owner(), POSIX_DIR, os("missing")).unwrap_err();
     assert_eq!((e.errno(), e.level()), (libc::ENOENT, Level::Debug));
     let e = fs.getattr(&owner(), 999_999, None).unwrap_err();
     assert_eq!((e.errno(), e.level()), (libc::ESTALE, Level::Debug));

@@ -17,65 +17,6 @@ impl ShmFs {
         Ok(text::limits(&limits))
     }
 
-    pub(super) fn stat_text(&self, live: &Live) -> Result<String> {
-        Ok(match live {
-            Live::Sysv(seg) => {
-                let usage = self.source.segment_usage(seg.shmid).inspect_err(|e| {
-                    log::warn!("reading /proc/sysvipc/shm for shmid {}: {e}", seg.shmid)
-                })?;
-                text::sysv_stat(seg, usage, self.sysv_hugetlb(seg))
-            }
-            Live::Posix(obj) => text::posix_stat(obj),
-        })
-    }
-
-    /// Whether a segment uses huge pages: learned from an open of its memory, or "no" when the
-    /// system has no huge pages at all, or read from an attacher's maps (its last and creating
-    /// pids first, each read bounded in time: see `crate::kernel::proc_read`). What the maps told (or
-    /// that they told nothing) is remembered until the segment's attach record (`lpid`,
-    /// `atime`) changes, so that a stalled attacher is not asked again at every `stat`, and
-    /// not for longer, so that an attacher holding a look-alike cannot fix the answer.
-    pub(super) fn sysv_hugetlb(&self, seg: &Segment) -> Option<bool> {
-        let id = Self::sysv_id(seg);
-        let known = self.inodes().hugetlb(&id);
-        if known.is_some() {
-            return known;
-        }
-        if !sysv::system_has_huge_pages() {
-            return Some(false);
-        }
-        if seg.nattch == 0 {
-            return None;
-        }
-        let record = (seg.lpid, seg.atime);
-        if let Some((at, answer)) = self.inodes().hugetlb_looked(&id)
-            && at == record
-        {
-            return answer;
-        }
-        let candidates: Vec<u32> = [seg.lpid, seg.cpid]
-            .iter()
-            .filter_map(|&p| u32::try_from(p).ok())
-            .collect();
-        let found = attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
-            let mut pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
-                .unwrap_or_default()
-                .iter()
-                .map(|h| h.pid)
-                .filter(|pid| !candidates.contains(pid))
-                .collect();
-            pids.dedup();
-            attach::sysv_hugetlb(seg.shmid, &pids)
-        });
-        self.inodes().set_hugetlb_looked(&id, record, found);
-        found
-    }
-
-    /// Remembers in the object's block (while the kernel holds it) whether it uses huge pages.
-    pub(super) fn remember_hugetlb(&self, id: ObjectId, yes: bool) {
-        self.inodes().set_hugetlb(&id, yes);
-    }
-
     pub(super) fn report_text(&self, report: Report) -> Result<String> {
         match report {
             Report::Limits => return self.limits_text(),
@@ -166,16 +107,14 @@ impl ShmFs {
     /// namespace): the daemon may always open its own maps, so that check proves nothing for it.
     /// For SysV, whose attachment count is public (`nattch`, as in `ipcs`), a last line
     /// `+N hidden` counts the attachments not listed.
-    pub(super) fn attached_text(&self, who: &Caller, live: &Live) -> Result<String> {
+    pub(super) fn attached_text(&self, who: &Caller, id: &ObjectId, live: &Live) -> Result<String> {
         // Every mapping of a segment counts in nattch (a split or forked one too): none to
         // find, and no scan of every process's maps (a third of a millisecond here) for each
         // of the thousands of segments that `grep -r` or a file manager may open.
-        if let Live::Sysv(seg) = live
-            && seg.nattch == 0
-        {
+        if live.attach_record().is_some_and(|r| r.count == 0) {
             return Ok(String::new());
         }
-        let target = live.holders_target(self.source.as_ref());
+        let target = live.holders(self.env());
         let holders = attach::holders(&target)?;
         let own = attach::own_pid();
         let mut pids: Vec<u32> = holders
@@ -210,23 +149,26 @@ impl ShmFs {
         shown.sort();
         shown.dedup();
         let mut text = attach::render(&shown);
-        if let Live::Sysv(seg) = live {
-            // nattch taken after the scan, of the same segment (not a later one with its id).
-            let now = self.source.segment(seg.shmid)?;
-            if now.incarnation() != seg.incarnation() {
-                return Err(errno(libc::ENOENT));
-            }
-            let hidden = now.nattch.saturating_sub(shown.len() as u64);
+        if live.attach_record().is_some() {
+            // The count taken after the scan, of the same object (not a later one with its
+            // name).
+            let now = self.live_now(id)?.attach_record().unwrap_or_default();
+            let hidden = now.count.saturating_sub(shown.len() as u64);
             text.push_str(&attach::render_hidden(hidden));
         }
         Ok(text)
     }
 
     /// As [`Self::attached_text`], and remembers its length for [`Self::attached_len`].
-    pub(super) fn attached_text_noted(&self, who: &Caller, live: &Live) -> Result<String> {
-        let text = self.attached_text(who, live)?;
-        if let Live::Sysv(seg) = live {
-            self.note_attached_len(seg.shmid, Self::attached_key(who, seg), text.len());
+    pub(super) fn attached_text_noted(
+        &self,
+        who: &Caller,
+        id: &ObjectId,
+        live: &Live,
+    ) -> Result<String> {
+        let text = self.attached_text(who, id, live)?;
+        if let Some(record) = live.attach_record() {
+            self.note_attached_len(id, Self::attached_key(who, record), text.len());
         }
         Ok(text)
     }
@@ -240,54 +182,45 @@ impl ShmFs {
     /// linear. A POSIX object has no public record of its holders that changes with them, and
     /// a scan of every process for each `stat` would make walks cost objects × processes: its
     /// size is 0, and it is read to its end like a `/proc` file.
-    pub(super) fn attached_len(&self, who: &Caller, live: &Live) -> Result<usize> {
-        let Live::Sysv(seg) = live else {
+    pub(super) fn attached_len(&self, who: &Caller, id: &ObjectId, live: &Live) -> Result<usize> {
+        let Some(record) = live.attach_record() else {
             return Ok(0);
         };
-        if seg.nattch == 0 {
+        if record.count == 0 {
             return Ok(0);
         }
-        let key = Self::attached_key(who, seg);
+        let key = Self::attached_key(who, record);
         let known = self
             .attached_lengths
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&seg.shmid)
+            .get(id)
             .filter(|(k, _)| *k == key)
             .map(|(_, len)| *len);
         match known {
             Some(len) => Ok(len),
-            None => Ok(self.attached_text_noted(who, live)?.len()),
+            None => Ok(self.attached_text_noted(who, id, live)?.len()),
         }
     }
 
-    fn attached_key(who: &Caller, seg: &Segment) -> AttachedKey {
+    fn attached_key(who: &Caller, record: kind::AttachRecord) -> AttachedKey {
         AttachedKey {
-            incarnation: seg.incarnation(),
-            nattch: seg.nattch,
-            lpid: seg.lpid,
-            atime: seg.atime,
-            dtime: seg.dtime,
+            record,
             reader: (who.uid, who.gid, who.caps()),
         }
     }
 
-    fn note_attached_len(&self, shmid: i32, key: AttachedKey, len: usize) {
+    fn note_attached_len(&self, id: &ObjectId, key: AttachedKey, len: usize) {
         // One entry per segment (the last reader's); bounded like the kernel's own table.
         const MAX_ENTRIES: usize = 1 << 15;
         let mut lengths = self
             .attached_lengths
             .lock()
             .unwrap_or_else(|p| p.into_inner());
-        if lengths.len() >= MAX_ENTRIES && !lengths.contains_key(&shmid) {
+        if lengths.len() >= MAX_ENTRIES && !lengths.contains_key(id) {
             lengths.clear();
         }
-        lengths.insert(shmid, (key, len));
-    }
-
-    pub(super) fn perm_text(live: &Live) -> String {
-        let meta = live.meta();
-        text::perm(meta.mode, meta.uid, meta.gid)
+        lengths.insert(id.clone(), (key, len));
     }
 
     /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count

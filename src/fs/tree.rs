@@ -56,24 +56,12 @@ impl ShmFs {
         let handle = fh.and_then(|fh| self.handle(fh).ok()).or_else(|| {
             self.handles()
                 .values()
-                .find(|h| match &***h {
-                    Handle::SysvData { seg, .. } => Self::sysv_id(seg) == *id,
-                    Handle::PosixData { id: open_id, .. } => open_id == id,
-                    _ => false,
-                })
+                .find(|h| matches!(&***h, Handle::Data { open, .. } if open.id() == id))
                 .cloned()
         });
         match handle.as_deref() {
-            Some(Handle::SysvData { seg, .. }) => {
-                self.attr_with(who, ino, node, Some(Live::Sysv(seg.clone())))
-            }
-            Some(Handle::PosixData {
-                id: ObjectId::Posix { name, .. },
-                file,
-                ..
-            }) => {
-                let obj = posix::Object::of_file(name, file)?;
-                self.attr_with(who, ino, node, Some(Live::Posix(obj)))
+            Some(Handle::Data { open, .. }) if open.id() == id => {
+                self.attr_with(who, ino, node, Some(open.object()?))
             }
             _ => result,
         }
@@ -103,7 +91,7 @@ impl ShmFs {
     ) -> Result<Attr> {
         let (id, part) = match node {
             Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
-            Node::SysvDir | Node::PosixDir => return Ok(self.dir_attr(ino, 0o1777)),
+            Node::KindDir(_) => return Ok(self.dir_attr(ino, 0o1777)),
             Node::Report(report) => {
                 let mut attr = self.dir_attr(ino, 0o444);
                 attr.kind = Kind::File;
@@ -126,9 +114,8 @@ impl ShmFs {
         let meta = live.meta();
         // Blocks in use, so that `du` shows what the object holds in memory: for a segment
         // its resident bytes, for an object its allocated ones.
-        let blocks = match (&live, part) {
-            (Live::Sysv(seg), Part::Data) => self.source.segment_usage(seg.shmid)?.rss / 512,
-            (Live::Posix(obj), Part::Data) => obj.allocated / 512,
+        let blocks = match part {
+            Part::Data => live.blocks(self.env())?,
             _ => 0,
         };
         let Meta {
@@ -148,17 +135,17 @@ impl ShmFs {
                 0o444,
                 match self.open_text_len(ino) {
                     Some(len) => len,
-                    None => self.stat_text(&live)?.len(),
+                    None => live.stat_text(self.env())?.len(),
                 } as u64,
                 1,
             ),
-            Part::Perm => (Kind::File, 0o644, Self::perm_text(&live).len() as u64, 1),
+            Part::Perm => (Kind::File, 0o644, live.perm_text().len() as u64, 1),
             Part::Attached => (
                 Kind::File,
                 0o444,
                 match self.open_text_len(ino) {
                     Some(len) => len,
-                    None => self.attached_len(who, &live)?,
+                    None => self.attached_len(who, id, &live)?,
                 } as u64,
                 1,
             ),
@@ -184,11 +171,13 @@ impl ShmFs {
         })
     }
 
+    /// Where a `by-key/` link leads: the object's directory.
     pub(super) fn key_link_target(id: &ObjectId) -> String {
-        match id {
-            ObjectId::Sysv { shmid, .. } => format!("../sysv/{shmid}"),
-            ObjectId::Posix { .. } => String::new(),
-        }
+        format!(
+            "../{}/{}",
+            kind(id.kind).dir_name(),
+            id.name.to_string_lossy()
+        )
     }
 
     /// Finds `name` in directory `parent` (inode `parent_ino`) and returns its inode. With
@@ -211,39 +200,41 @@ impl ShmFs {
         match parent {
             Node::Root => {
                 let ino = match name.as_bytes() {
-                    b"sysv" => inode::SYSV_DIR,
-                    b"posix" => inode::POSIX_DIR,
                     b"by-key" => inode::BY_KEY_DIR,
                     b"limits" => inode::LIMITS,
                     b"index" => inode::INDEX,
                     b"index.json" => inode::INDEX_JSON,
                     b"metrics.prom" => inode::METRICS,
-                    _ => return Err(enoent()),
+                    name => KINDS
+                        .iter()
+                        .position(|k| k.dir_name().as_bytes() == name)
+                        .map(inode::kind_dir)
+                        .ok_or_else(enoent)?,
                 };
                 Ok((ino, None))
             }
-            Node::SysvDir => {
-                let shmid = parse_shmid(name).ok_or_else(enoent)?;
-                let seg = self.source.segment(shmid)?;
-                let ino = number(&Self::sysv_id(&seg), Part::Dir);
-                Ok((ino, Some(Live::Sysv(seg))))
-            }
-            Node::PosixDir => {
-                let obj = self.source.object(name)?;
-                let ino = number(&Self::posix_id(&obj), Part::Dir);
-                Ok((ino, Some(Live::Posix(obj))))
+            Node::KindDir(k) => {
+                let live = kind(*k).find(self.env(), name)?;
+                let ino = number(&live.id(), Part::Dir);
+                Ok((ino, Some(live)))
             }
             Node::ByKeyDir => {
                 let key = parse_key(name).ok_or_else(enoent)?;
-                let seg = self.source.segment(self.source.segment_with_key(key)?)?;
-                if seg.key != key {
-                    return Err(enoent());
+                for k in KINDS {
+                    match k.with_key(self.env(), key) {
+                        Ok(Some(live)) => {
+                            let ino = number(&live.id(), Part::KeyLink);
+                            return Ok((ino, Some(live)));
+                        }
+                        Err(e) if e.errno() != libc::ENOENT => return Err(e),
+                        _ => {}
+                    }
                 }
-                let ino = number(&Self::sysv_id(&seg), Part::KeyLink);
-                Ok((ino, Some(Live::Sysv(seg))))
+                Err(enoent())
             }
             Node::Object(id, Part::Dir) => {
-                let part = Part::FILES
+                let part = kind(id.kind)
+                    .files()
                     .iter()
                     .find(|(n, _)| n.as_bytes() == name.as_bytes())
                     .map(|(_, p)| *p)
@@ -270,8 +261,9 @@ impl ShmFs {
         ];
         match node {
             Node::Root => {
-                entries.push((inode::SYSV_DIR, dir, "sysv".into()));
-                entries.push((inode::POSIX_DIR, dir, "posix".into()));
+                for (k, kind) in KINDS.iter().enumerate() {
+                    entries.push((inode::kind_dir(k), dir, kind.dir_name().into()));
+                }
                 entries.push((inode::BY_KEY_DIR, dir, "by-key".into()));
                 for (ino, name) in [
                     (inode::LIMITS, "limits"),
@@ -282,45 +274,45 @@ impl ShmFs {
                     entries.push((ino, Kind::File, name.into()));
                 }
             }
-            Node::SysvDir | Node::ByKeyDir => {
+            Node::KindDir(k) => {
                 let since = self.inodes().mark();
-                let segments = self.source.segments()?;
-                let ids: Vec<ObjectId> = segments.iter().map(Self::sysv_id).collect();
+                let ids: Vec<ObjectId> = kind(*k)
+                    .list(self.env())?
+                    .iter()
+                    .map(|live| live.id())
+                    .collect();
                 let mut table = self.inodes();
-                for (seg, id) in segments.iter().zip(&ids) {
-                    if *node == Node::SysvDir {
-                        let ino = table.inode(id, Part::Dir);
-                        entries.push((ino, dir, seg.shmid.to_string().into()));
-                    } else if seg.key != 0 {
-                        let ino = table.inode(id, Part::KeyLink);
-                        entries.push((ino, Kind::Symlink, format!("0x{:08x}", seg.key).into()));
-                    }
+                for id in &ids {
+                    entries.push((table.inode(id, Part::Dir), dir, id.name.clone()));
                 }
-                let (held, _) = table.retain(|id| matches!(id, ObjectId::Sysv { .. }), &ids, since);
+                let (held, _) = table.retain(|id| id.kind == *k, &ids, since);
                 drop(table);
                 self.listed_gone(held);
             }
-            Node::PosixDir => {
+            Node::ByKeyDir => {
                 let since = self.inodes().mark();
-                let objects = self.source.objects()?;
-                let ids: Vec<ObjectId> = objects.iter().map(Self::posix_id).collect();
-                let mut table = self.inodes();
-                for (obj, id) in objects.iter().zip(&ids) {
-                    entries.push((table.inode(id, Part::Dir), dir, obj.name.clone()));
+                let keyed: Vec<usize> = (0..KINDS.len()).filter(|&k| KINDS[k].has_keys()).collect();
+                let mut listed = Vec::new();
+                for &k in &keyed {
+                    listed.extend(kind(k).list(self.env())?);
                 }
-                let (held, _) =
-                    table.retain(|id| matches!(id, ObjectId::Posix { .. }), &ids, since);
+                let ids: Vec<ObjectId> = listed.iter().map(|live| live.id()).collect();
+                let mut table = self.inodes();
+                for (live, id) in listed.iter().zip(&ids) {
+                    if let Some(key) = live.key() {
+                        let ino = table.inode(id, Part::KeyLink);
+                        entries.push((ino, Kind::Symlink, format!("0x{key:08x}").into()));
+                    }
+                }
+                let (held, _) = table.retain(|id| keyed.contains(&id.kind), &ids, since);
                 drop(table);
                 self.listed_gone(held);
             }
             Node::Object(id, Part::Dir) => {
                 self.live(id)?;
-                entries[1].0 = match id {
-                    ObjectId::Sysv { .. } => inode::SYSV_DIR,
-                    ObjectId::Posix { .. } => inode::POSIX_DIR,
-                };
+                entries[1].0 = inode::kind_dir(id.kind);
                 let mut table = self.inodes();
-                for (name, part) in Part::FILES {
+                for &(name, part) in kind(id.kind).files() {
                     let ino = table
                         .in_block(ino, part, false)
                         .ok_or_else(|| errno(libc::ESTALE))?;
@@ -329,7 +321,7 @@ impl ShmFs {
             }
             Node::Report(_) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
         }
-        if matches!(node, Node::SysvDir | Node::PosixDir | Node::ByKeyDir) {
+        if matches!(node, Node::KindDir(_) | Node::ByKeyDir) {
             entries[1].0 = inode::ROOT;
         }
         Ok(entries
@@ -349,19 +341,14 @@ impl ShmFs {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
-        if parent != inode::POSIX_DIR {
+        let Ok(Node::KindDir(k)) = self.node(parent) else {
             return Err(errno(libc::EPERM));
-        }
-        let obj = creds::as_caller(who, || self.source.create_object(name, mode))?;
-        let id = Self::posix_id(&obj);
+        };
+        let live = kind(k).create(self.env(), who, name, mode)?;
+        let id = live.id();
         // Counted: the reply is an entry the kernel keeps.
         let ino = self.inodes().lookup(&id, Part::Dir);
-        let attr = self.attr_with(
-            who,
-            ino,
-            &Node::Object(id, Part::Dir),
-            Some(Live::Posix(obj)),
-        );
+        let attr = self.attr_with(who, ino, &Node::Object(id, Part::Dir), Some(live));
         if attr.is_err() {
             self.forget_inodes([(ino, 1)]);
         }
@@ -376,7 +363,7 @@ impl ShmFs {
         }
         let parent_ino = parent;
         let parent = self.node(parent)?;
-        if !matches!(parent, Node::SysvDir | Node::PosixDir) {
+        if !matches!(parent, Node::KindDir(_)) {
             return Err(match parent {
                 Node::Object(..) | Node::Report(_) => errno(libc::ENOTDIR),
                 _ => errno(libc::EPERM),
@@ -384,7 +371,7 @@ impl ShmFs {
         }
         let (_, live) = self.find(parent_ino, &parent, name, false)?;
         let live = live.ok_or_else(enoent)?;
-        creds::as_caller(who, || live.remove(self.source.as_ref()))?;
+        creds::as_caller(who, || live.remove(self.env()))?;
         Ok(Removed {
             id: live.id(),
             live,
@@ -394,18 +381,17 @@ impl ShmFs {
     /// After a successful `rmdir`: the kernel has dropped the directory's entry itself; what
     /// is gone is forgotten, and a segment's `by-key/` link (its key is now 0) is dropped.
     pub fn removed(&self, Removed { id, live }: Removed) {
-        match live {
-            Live::Posix(_) => self.object_gone(&id, false),
-            Live::Sysv(seg) => {
-                let link = self.inodes().held_inode(&id, Part::KeyLink);
-                if let (Some(link), true) = (link, seg.key != 0) {
-                    self.notify_entry(inode::BY_KEY_DIR, link, format!("0x{:08x}", seg.key).into());
-                }
-                // Attached segments live on (`dest: yes`) until their last detach.
-                if matches!(self.live_now(&id), Err(e) if e.errno() == libc::ENOENT) {
-                    self.object_gone(&id, false);
-                }
+        if let Some(key) = live.key() {
+            let link = self.inodes().held_inode(&id, Part::KeyLink);
+            if let Some(link) = link {
+                self.notify_entry(inode::BY_KEY_DIR, link, format!("0x{key:08x}").into());
             }
+        }
+        // Attached segments live on (`dest: yes`) until their last detach.
+        if !live.may_outlive_removal()
+            || matches!(self.live_now(&id), Err(e) if e.errno() == libc::ENOENT)
+        {
+            self.object_gone(&id, false);
         }
     }
 }

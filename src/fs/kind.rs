@@ -1,0 +1,203 @@
+//! What the core asks of every kind of object (System V segments, POSIX objects, and the
+//! kinds to come): [`Kind`] lists and looks them up, [`Object`] describes, changes, removes and
+//! opens one, [`OpenData`] is an open `data`. The core's operations go through these and never
+//! ask which kind they hold; each kind is one module under `fs/kinds/`, registered in
+//! `fs/kinds.rs`.
+//!
+//! Calls that the kernel permission-checks are made by the kind with the calling thread acting
+//! as the caller (`creds::as_caller`); the core checks nothing a kind decides.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::sync::Mutex;
+
+use super::error::{Error, Result};
+use super::inode::{InodeTable, ObjectId, Part};
+use super::refusals;
+use super::source::Source;
+use super::types::{How, SetTime};
+use crate::kernel::attach;
+use crate::kernel::creds::Caller;
+use crate::kernel::object::Meta;
+use crate::render::text;
+
+/// What a kind's operations may use of the filesystem: where objects come from, and the
+/// inode table, which keeps per-object facts for as long as the kernel holds the object.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub source: &'a dyn Source,
+    pub inodes: &'a Mutex<InodeTable>,
+}
+
+/// One kind of object: its directory at the root and how its objects are found.
+pub trait Kind: Send + Sync {
+    /// The name of its directory at the root (`sysv`, `posix`).
+    fn dir_name(&self) -> &'static str;
+    /// The files of each object's directory, with their names, in listing order.
+    fn files(&self) -> &'static [(&'static str, Part)];
+    /// Every object now, in the kernel's order.
+    fn list(&self, env: Env) -> Result<Vec<Box<dyn Object>>>;
+    /// The identity of every object now: a cheaper listing, for finding which are gone.
+    fn ids(&self, env: Env) -> io::Result<Vec<ObjectId>>;
+    /// The object named `name` in its directory, or ENOENT.
+    fn find(&self, env: Env, name: &OsStr) -> Result<Box<dyn Object>>;
+    /// The object `id` names, if it is still that very object; ENOENT if it is gone.
+    fn get(&self, env: Env, id: &ObjectId) -> Result<Box<dyn Object>>;
+    /// Whether its objects have System V keys, which `by-key/` shows.
+    fn has_keys(&self) -> bool {
+        false
+    }
+    /// The object with System V key `key` (for `by-key/`), or ENOENT; kinds without keys
+    /// have none.
+    fn with_key(&self, _env: Env, _key: u32) -> Result<Option<Box<dyn Object>>> {
+        Ok(None)
+    }
+    /// `mkdir`: a new empty object of exactly `mode`, made as the caller. EPERM for kinds
+    /// that are not made by `mkdir`.
+    fn create(
+        &self,
+        _env: Env,
+        _who: &Caller,
+        _name: &OsStr,
+        _mode: u32,
+    ) -> Result<Box<dyn Object>> {
+        Err(Error::refused(libc::EPERM))
+    }
+}
+
+/// What the attachment count of an object was at one moment, for an object that has a public
+/// one (a segment's `nattch`, with its last attach record): `attached` shows the attachments
+/// the caller may not see as `+N hidden`, and its length is known while the record stands.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct AttachRecord {
+    /// How many attachments.
+    pub count: u64,
+    /// What changes with any attach, detach, fork or exit of an attacher.
+    pub stamp: (i32, i64, i64),
+}
+
+/// One object as looked up now.
+pub trait Object: Send + Sync {
+    /// What identifies it for its whole life.
+    fn id(&self) -> ObjectId;
+    /// Its mode, owner, size and times.
+    fn meta(&self) -> Meta;
+    /// Its System V key, if it has one that `by-key/` shows (not 0).
+    fn key(&self) -> Option<u32> {
+        None
+    }
+    /// 512-byte blocks it holds in memory (what `du` shows of its `data`).
+    fn blocks(&self, env: Env) -> Result<u64>;
+    /// The text of its `stat`.
+    fn stat_text(&self, env: Env) -> Result<String>;
+    /// The text of its `perm`.
+    fn perm_text(&self) -> String {
+        let meta = self.meta();
+        text::perm(meta.mode, meta.uid, meta.gid)
+    }
+    /// Whether `who` may change its mode or owner at all, as the kernel would let it try.
+    fn may_change_perm(&self, who: &Caller) -> bool;
+    /// Who may change it, for the log line of a refusal (", creator or CAP_SYS_ADMIN").
+    fn perm_changers(&self) -> &'static str;
+    /// Applies a mode/owner change as `who` (for `op`, named in a refusal's log line);
+    /// `None` keeps a value. The core holds the lock that serialises such changes.
+    fn change_perm(
+        &self,
+        env: Env,
+        op: &str,
+        who: &Caller,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<()>;
+    /// `touch`: sets its times as `who` would, or accepts without effect where the kernel
+    /// keeps them itself.
+    fn set_times(
+        &self,
+        env: Env,
+        who: &Caller,
+        atime: Option<SetTime>,
+        mtime: Option<SetTime>,
+    ) -> Result<()>;
+    /// Whether `who` may read (4) and/or write (2) its `data`: EACCES if not.
+    fn check_data_access(&self, env: Env, who: &Caller, want: u32) -> Result<()>;
+    /// Removes it, with the calling thread's rights.
+    fn remove(&self, env: Env) -> io::Result<()>;
+    /// Whether it may outlive its removal (a segment still attached lives until its last
+    /// detach).
+    fn may_outlive_removal(&self) -> bool {
+        false
+    }
+    /// What `attached` looks for in `/proc`.
+    fn holders(&self, env: Env) -> attach::Target;
+    /// Its public attachment count and record, if it has one.
+    fn attach_record(&self) -> Option<AttachRecord> {
+        None
+    }
+    /// Opens its `data` for `who` with open(2) `flags`.
+    fn open_data(&self, env: Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>>;
+    /// Truncates its `data` by path as `who` (`checked`: an open for writing already passed
+    /// the kernel's check).
+    fn truncate(&self, env: Env, who: &Caller, size: u64, checked: bool) -> Result<()>;
+}
+
+/// An open `data`.
+pub trait OpenData: Send + Sync {
+    /// The object it is of.
+    fn id(&self) -> &ObjectId;
+    /// The object as this open sees it, even once it is gone (fstat of an unlinked file).
+    fn object(&self) -> Result<Box<dyn Object>>;
+    /// How the kernel may reach its bytes, for an open with `flags`.
+    fn how(&self, flags: i32) -> How;
+    /// The memory file the kernel may reach directly, if any.
+    fn memory_file(&self) -> Option<&File>;
+    /// Reads into `buf` (sized to at most `size` wanted bytes by [`OpenData::read_len`]) at
+    /// `offset`; the count read.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+    /// How many bytes a read of `size` at `offset` may give at most.
+    fn read_len(&self, offset: u64, size: u32) -> usize;
+    /// Writes `data` at `offset` as far as it goes; the count written.
+    fn write_at(&self, data: &[u8], offset: u64) -> Result<u32>;
+    /// ftruncate or O_TRUNC as `who`, on the open object even if it is gone.
+    fn truncate(&self, who: &Caller, size: u64) -> Result<()>;
+}
+
+/// pread until `buf` is full or the end of the file.
+pub fn read_full(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    use std::os::unix::fs::FileExt;
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}
+
+/// How an object is named in the log: `sysv/SHMID` or `posix/NAME` (escaped as `index` does).
+pub fn shown(dir: &str, name: &OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    format!(
+        "{dir}/{}",
+        crate::render::index::escape_name(name.as_bytes())
+    )
+}
+
+/// A request refused because of what the user wrote or asked for (not because of who they
+/// are): EINVAL, with the reason logged at info, which the default log level shows, so that
+/// an operator can tell the user why. One line per refused request, within each user's share
+/// of lines, quoting only the start of what the user wrote (`fs::refusals`).
+pub fn refused_input(op: &str, who: &Caller, what: &str, reason: &str) -> Error {
+    refusals::refused(who.uid, || {
+        format!(
+            "{op} refused for uid {} on {what}: {}",
+            who.uid,
+            refusals::tame(reason)
+        )
+    });
+    Error::refused(libc::EINVAL)
+}

@@ -1,0 +1,455 @@
+//! System V segments as a kind: `sysv/SHMID/` and `by-key/0xKEY`. Their memory is reached
+//! through an attacher's mapping proved to be the segment, or by a brief attach
+//! (docs/design.md "What touches a segment").
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+
+use crate::fs::error::{Error, Result};
+use crate::fs::inode::{ObjectId, Part};
+use crate::fs::kind::{AttachRecord, Env, Kind, Object, OpenData, read_full, refused_input, shown};
+use crate::fs::source::SegmentMemory;
+use crate::fs::types::{How, SetTime};
+use crate::kernel::attach;
+use crate::kernel::creds::{self, Caller};
+use crate::kernel::object::Meta;
+use crate::kernel::sysv::{self, Segment};
+use crate::render::text;
+
+/// This kind's index in the registry (`fs::kinds`).
+pub(super) const INDEX: usize = 0;
+
+/// The kind: every segment of the namespace.
+pub(super) struct Segments;
+
+/// A segment as looked up now.
+struct Seg(Segment);
+
+fn errno(code: i32) -> Error {
+    Error::refused(code)
+}
+
+fn id_of(seg: &Segment) -> ObjectId {
+    let (cuid, cgid, cpid, size) = seg.incarnation();
+    ObjectId {
+        kind: INDEX,
+        name: seg.shmid.to_string().into(),
+        stamp: [
+            (u64::from(cuid) << 32) | u64::from(cgid),
+            cpid as u32 as u64,
+            size,
+        ],
+    }
+}
+
+/// A shmid exactly as the kernel would print it (no sign, no leading zeros).
+fn parse_shmid(name: &OsStr) -> Option<i32> {
+    let s = name.to_str()?;
+    let id: i32 = s.parse().ok()?;
+    (id >= 0 && id.to_string() == s).then_some(id)
+}
+
+impl Kind for Segments {
+    fn dir_name(&self) -> &'static str {
+        "sysv"
+    }
+
+    fn files(&self) -> &'static [(&'static str, Part)] {
+        &[
+            ("data", Part::Data),
+            ("stat", Part::Stat),
+            ("perm", Part::Perm),
+            ("attached", Part::Attached),
+        ]
+    }
+
+    fn list(&self, env: Env) -> Result<Vec<Box<dyn Object>>> {
+        Ok(env
+            .source
+            .segments()?
+            .into_iter()
+            .map(|seg| Box::new(Seg(seg)) as Box<dyn Object>)
+            .collect())
+    }
+
+    fn ids(&self, env: Env) -> io::Result<Vec<ObjectId>> {
+        Ok(env.source.segments()?.iter().map(id_of).collect())
+    }
+
+    fn find(&self, env: Env, name: &OsStr) -> Result<Box<dyn Object>> {
+        let shmid = parse_shmid(name).ok_or_else(|| errno(libc::ENOENT))?;
+        Ok(Box::new(Seg(env.source.segment(shmid)?)))
+    }
+
+    fn get(&self, env: Env, id: &ObjectId) -> Result<Box<dyn Object>> {
+        let shmid = parse_shmid(&id.name).ok_or_else(|| errno(libc::ENOENT))?;
+        let seg = env.source.segment(shmid)?;
+        if id_of(&seg) != *id {
+            return Err(errno(libc::ENOENT));
+        }
+        Ok(Box::new(Seg(seg)))
+    }
+
+    fn has_keys(&self) -> bool {
+        true
+    }
+
+    fn with_key(&self, env: Env, key: u32) -> Result<Option<Box<dyn Object>>> {
+        let seg = env.source.segment(env.source.segment_with_key(key)?)?;
+        if seg.key != key {
+            return Err(errno(libc::ENOENT));
+        }
+        Ok(Some(Box::new(Seg(seg))))
+    }
+}
+
+/// The kernel's ipcperms verdict for the caller: its mode bits (uid, gid and supplementary
+/// groups), or CAP_IPC_OWNER, looked up only when the mode bits refuse.
+fn permits(who: &Caller, seg: &Segment, want: u32) -> bool {
+    sysv::ipc_permits(seg, who.uid, |gid| who.in_group(gid), want)
+        || who.has_cap(creds::cap::IPC_OWNER)
+}
+
+impl Object for Seg {
+    fn id(&self) -> ObjectId {
+        id_of(&self.0)
+    }
+
+    fn meta(&self) -> Meta {
+        self.0.meta()
+    }
+
+    fn key(&self) -> Option<u32> {
+        (self.0.key != 0).then_some(self.0.key)
+    }
+
+    fn blocks(&self, env: Env) -> Result<u64> {
+        Ok(env.source.segment_usage(self.0.shmid)?.rss / 512)
+    }
+
+    fn stat_text(&self, env: Env) -> Result<String> {
+        let seg = &self.0;
+        let usage = env.source.segment_usage(seg.shmid).inspect_err(|e| {
+            log::warn!("reading /proc/sysvipc/shm for shmid {}: {e}", seg.shmid)
+        })?;
+        Ok(text::sysv_stat(seg, usage, hugetlb(env, seg)))
+    }
+
+    fn may_change_perm(&self, who: &Caller) -> bool {
+        let seg = &self.0;
+        who.uid == seg.uid || who.uid == seg.cuid || who.has_cap(creds::cap::SYS_ADMIN)
+    }
+
+    fn perm_changers(&self) -> &'static str {
+        ", creator or CAP_SYS_ADMIN"
+    }
+
+    /// A segment cannot hold set-user-ID, set-group-ID or sticky bits (IPC_SET keeps only
+    /// 0777): a mode with any of them is refused with EINVAL rather than cut silently.
+    fn change_perm(
+        &self,
+        env: Env,
+        op: &str,
+        who: &Caller,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> Result<()> {
+        let seg = &self.0;
+        if let Some(mode) = mode.filter(|m| m & !0o777 != 0) {
+            // Someone who may not change the segment gets the kernel's answer to that.
+            if !self.may_change_perm(who) {
+                return Err(errno(libc::EPERM));
+            }
+            return Err(refused_input(
+                op,
+                who,
+                &shown("sysv", &self.id().name),
+                &format!(
+                    "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a \
+                     System V segment cannot hold (only 0777)"
+                ),
+            ));
+        }
+        Ok(creds::as_caller(who, || {
+            env.source.set_segment_perm(
+                seg.shmid,
+                mode.unwrap_or(seg.mode) & 0o777,
+                uid.unwrap_or(seg.uid),
+                gid.unwrap_or(seg.gid),
+            )
+        })?)
+    }
+
+    /// A segment's times are the kernel's own and cannot be set: as utimensat(UTIME_NOW) on a
+    /// file, it succeeds without effect for its owner (or CAP_FOWNER) or a writer.
+    fn set_times(
+        &self,
+        _env: Env,
+        who: &Caller,
+        _atime: Option<SetTime>,
+        _mtime: Option<SetTime>,
+    ) -> Result<()> {
+        let seg = &self.0;
+        let owner = who.uid == seg.uid || who.uid == seg.cuid;
+        if owner || permits(who, seg, 2) || who.has_cap(creds::cap::FOWNER) {
+            Ok(())
+        } else {
+            Err(errno(libc::EACCES))
+        }
+    }
+
+    fn check_data_access(&self, _env: Env, who: &Caller, want: u32) -> Result<()> {
+        if permits(who, &self.0, want) {
+            Ok(())
+        } else {
+            Err(errno(libc::EACCES))
+        }
+    }
+
+    fn remove(&self, env: Env) -> io::Result<()> {
+        env.source.remove_segment(self.0.shmid)
+    }
+
+    fn may_outlive_removal(&self) -> bool {
+        true
+    }
+
+    fn holders(&self, _env: Env) -> attach::Target {
+        attach::Target::Sysv {
+            shmid: self.0.shmid,
+        }
+    }
+
+    fn attach_record(&self) -> Option<AttachRecord> {
+        let seg = &self.0;
+        Some(AttachRecord {
+            count: seg.nattch,
+            stamp: (seg.lpid, seg.atime, seg.dtime),
+        })
+    }
+
+    fn open_data(&self, env: Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let seg = self.0.clone();
+        let id = self.id();
+        if let Some(file) = attached_memory(env, who, &seg, writable)? {
+            let hugetlb = sysv::is_hugetlb_file(&file);
+            remember_hugetlb(env, &id, hugetlb);
+            let access = if hugetlb {
+                SegmentMemory::HugeFile(file)
+            } else {
+                SegmentMemory::File(file)
+            };
+            return Ok(Box::new(OpenSegment { id, seg, access }));
+        }
+        let attachment = creds::as_caller(who, || env.source.attach_segment(&seg, writable))
+            .map_err(|e| match e.raw_os_error() {
+                // Removed between the lookup and the attach.
+                Some(libc::EINVAL | libc::EIDRM) => errno(libc::ESTALE),
+                _ => Error::from(e),
+            })?;
+        let (access, hugetlb) = env
+            .source
+            .segment_memory(attachment, writable)
+            .map_err(Error::unexpected)?;
+        if let Some(yes) = hugetlb {
+            remember_hugetlb(env, &id, yes);
+        }
+        Ok(Box::new(OpenSegment { id, seg, access }))
+    }
+
+    fn truncate(&self, _env: Env, who: &Caller, size: u64, checked: bool) -> Result<()> {
+        let seg = &self.0;
+        // truncate(2) needs write permission, as for any file; an open handle (O_TRUNC,
+        // ftruncate) was checked when it was opened for writing.
+        if !checked && !permits(who, seg, 2) {
+            return Err(errno(libc::EACCES));
+        }
+        fixed_size(who, &self.id(), size, seg.size)
+    }
+}
+
+/// A segment's size is fixed: truncating to 0 (O_TRUNC, `>`) or to its own size is accepted
+/// and changes nothing, like a block device; any other size is EINVAL, with the reason logged.
+fn fixed_size(who: &Caller, id: &ObjectId, size: u64, seg_size: u64) -> Result<()> {
+    if size == 0 || size == seg_size {
+        return Ok(());
+    }
+    Err(refused_input(
+        "truncate",
+        who,
+        &shown("sysv", &id.name),
+        &format!(
+            "size {size}: a segment's size is fixed ({seg_size}); only 0 or {seg_size} are accepted"
+        ),
+    ))
+}
+
+/// The segment's memory reached through another process's mapping, with no `shmat`
+/// (nothing of what `ipcs` shows moves), once the caller's right is checked as `shmat`
+/// would check it (read, or read and write: EACCES). None if no mapping is proved to be
+/// this segment (none at all, no fingerprint yet, huge pages: see `Source::attached_memory`)
+/// or the segment changed meanwhile: then it is attached briefly.
+fn attached_memory(env: Env, who: &Caller, seg: &Segment, writable: bool) -> Result<Option<File>> {
+    let file = match env.source.attached_memory(seg, writable) {
+        Ok(Some(file)) => file,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            log::debug!("segment {} through another mapping: {e}", seg.shmid);
+            return Ok(None);
+        }
+    };
+    let want = if writable { 6 } else { 4 };
+    if !permits(who, seg, want) {
+        return Err(errno(libc::EACCES));
+    }
+    // The file is the segment with this shmid; a shmid reused since the lookup would be
+    // another segment than the one the caller's right was checked on.
+    match env.source.segment(seg.shmid) {
+        Ok(now) if now.incarnation() == seg.incarnation() => Ok(Some(file)),
+        _ => Ok(None),
+    }
+}
+
+/// Remembers in the object's block (while the kernel holds it) whether it uses huge pages.
+fn remember_hugetlb(env: Env, id: &ObjectId, yes: bool) {
+    env.inodes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .set_hugetlb(id, yes);
+}
+
+/// Whether a segment uses huge pages: learned from an open of its memory, or "no" when the
+/// system has no huge pages at all, or read from an attacher's maps (its last and creating
+/// pids first, each read bounded in time: see `crate::kernel::proc_read`). What the maps told
+/// (or that they told nothing) is remembered until the segment's attach record (`lpid`,
+/// `atime`) changes, so that a stalled attacher is not asked again at every `stat`, and not
+/// for longer, so that an attacher holding a look-alike cannot fix the answer.
+fn hugetlb(env: Env, seg: &Segment) -> Option<bool> {
+    let inodes = || env.inodes.lock().unwrap_or_else(|p| p.into_inner());
+    let id = id_of(seg);
+    let known = inodes().hugetlb(&id);
+    if known.is_some() {
+        return known;
+    }
+    if !sysv::system_has_huge_pages() {
+        return Some(false);
+    }
+    if seg.nattch == 0 {
+        return None;
+    }
+    let record = (seg.lpid, seg.atime);
+    if let Some((at, answer)) = inodes().hugetlb_looked(&id)
+        && at == record
+    {
+        return answer;
+    }
+    let candidates: Vec<u32> = [seg.lpid, seg.cpid]
+        .iter()
+        .filter_map(|&p| u32::try_from(p).ok())
+        .collect();
+    let found = attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
+        let mut pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
+            .unwrap_or_default()
+            .iter()
+            .map(|h| h.pid)
+            .filter(|pid| !candidates.contains(pid))
+            .collect();
+        pids.dedup();
+        attach::sysv_hugetlb(seg.shmid, &pids)
+    });
+    inodes().set_hugetlb_looked(&id, record, found);
+    found
+}
+
+/// An open segment `data`.
+struct OpenSegment {
+    id: ObjectId,
+    /// The segment as it was at open: what fstat answers once it is gone.
+    seg: Segment,
+    access: SegmentMemory,
+}
+
+impl OpenData for OpenSegment {
+    fn id(&self) -> &ObjectId {
+        &self.id
+    }
+
+    fn object(&self) -> Result<Box<dyn Object>> {
+        Ok(Box::new(Seg(self.seg.clone())))
+    }
+
+    /// Reads of read-only opens of a segment's memory file may go straight to the memory;
+    /// writes are served here, clamped at the segment's end. Kept attachments and huge-page
+    /// files are always served here.
+    fn how(&self, flags: i32) -> How {
+        match self.access {
+            SegmentMemory::File(_) => How::Passthrough {
+                served_here: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            },
+            _ => How::DirectIo,
+        }
+    }
+
+    fn memory_file(&self) -> Option<&File> {
+        match &self.access {
+            SegmentMemory::File(file) => Some(file),
+            _ => None,
+        }
+    }
+
+    fn read_len(&self, offset: u64, size: u32) -> usize {
+        self.seg.size.saturating_sub(offset).min(u64::from(size)) as usize
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match &self.access {
+            SegmentMemory::File(f) | SegmentMemory::HugeFile(f) => read_full(f, buf, offset),
+            SegmentMemory::Attached(a) => a.read_at(buf, offset),
+        }
+    }
+
+    fn write_at(&self, data: &[u8], offset: u64) -> Result<u32> {
+        let size = self.seg.size;
+        if offset >= size {
+            return Err(errno(libc::ENOSPC));
+        }
+        let mut n = (data.len() as u64).min(size - offset) as usize;
+        match &self.access {
+            SegmentMemory::File(f) => f.write_all_at(&data[..n], offset)?,
+            SegmentMemory::HugeFile(f) => n = sysv::write_hugetlb(f, &data[..n], offset)?,
+            // A read-only open never gets here (the kernel refuses write() on it); should
+            // one, it is refused, not a write into read-only memory.
+            SegmentMemory::Attached(a) => {
+                let writer = a.writer().ok_or_else(|| errno(libc::EBADF))?;
+                n = writer.write_at(&data[..n], offset)?;
+                if n == 0 {
+                    return Err(errno(libc::ENOSPC));
+                }
+            }
+        }
+        Ok(n as u32)
+    }
+
+    fn truncate(&self, who: &Caller, size: u64) -> Result<()> {
+        fixed_size(who, &self.id, size, self.seg.size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shmid_names_are_canonical() {
+        assert_eq!(parse_shmid(OsStr::new("0")), Some(0));
+        assert_eq!(parse_shmid(OsStr::new("32769")), Some(32769));
+        assert_eq!(parse_shmid(OsStr::new("007")), None);
+        assert_eq!(parse_shmid(OsStr::new("+7")), None);
+        assert_eq!(parse_shmid(OsStr::new("-1")), None);
+        assert_eq!(parse_shmid(OsStr::new("99999999999")), None);
+    }
+}
