@@ -4,6 +4,7 @@
 
 use std::fs;
 
+use crate::common::meminfo;
 use crate::config::KIB;
 use crate::error::{Context, Error, Result, fail};
 
@@ -60,7 +61,9 @@ pub fn proc_status_bytes(pid: i32, name: &str) -> Result<u64> {
 
 /// The system's Shmem line of /proc/meminfo, in bytes.
 pub fn meminfo_shmem() -> Result<u64> {
-    kb_line("/proc/meminfo", "Shmem")
+    meminfo("Shmem")
+        .map(|kb| kb * KIB)
+        .ok_or_else(|| Error("no Shmem line in /proc/meminfo".into()))
 }
 
 /// Finds "NAME:   N kB" in `path` and returns N × 1024.
