@@ -5,13 +5,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::report::Unit;
-
-/// One kibibyte.
-pub const KIB: u64 = 1 << 10;
-/// One mebibyte.
-pub const MIB: u64 = 1 << 20;
-/// One gibibyte.
-pub const GIB: u64 = 1 << 30;
+pub use crate::report::{GIB, KIB, MIB};
 
 /// Sizes and counts of one bench run.
 pub struct Config {
@@ -78,6 +72,18 @@ impl Config {
     /// [`Config::data_bytes`] in MiB.
     pub fn data_mib(&self) -> u64 {
         self.data_bytes / MIB
+    }
+
+    /// The table's title: what was measured.
+    pub fn title(&self) -> String {
+        format!(
+            "shmfs benchmark ({} mode): {} runs per row after one warm-up; {} data, {} SysV segments, {} POSIX objects",
+            self.mode(),
+            self.runs,
+            self.data_size(),
+            self.segments,
+            self.objects
+        )
     }
 
     /// [`Config::data_bytes`] in words (`1 GiB`).

@@ -71,7 +71,7 @@ fn main() -> ExitCode {
         report.note(before.steal_note(&after));
     }
     if !report.rows.is_empty() {
-        report.print(&cfg);
+        report.print(&cfg.title());
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,

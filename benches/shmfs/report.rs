@@ -1,8 +1,14 @@
 //! The table: statistics of the samples ([`Stats`]), numbers in words ([`Unit`]), what a row
 //! must reach ([`Target`]), the rows and notes collected ([`Report`]) and printing them.
 
-use crate::config::{Config, GIB, KIB, MIB};
 use crate::error::FINDINGS;
+
+/// One kibibyte.
+pub const KIB: u64 = 1 << 10;
+/// One mebibyte.
+pub const MIB: u64 = 1 << 20;
+/// One gibibyte.
+pub const GIB: u64 = 1 << 30;
 
 /// Median and spread of a few samples.
 #[derive(Clone, Copy, Debug)]
@@ -186,8 +192,9 @@ impl Report {
         self.notes.push(note);
     }
 
-    /// Prints the table on stdout, rows in their numbered order, then the notes and findings.
-    pub fn print(&self, cfg: &Config) {
+    /// Prints the table on stdout under `title` (what was measured, from the configuration),
+    /// rows in their numbered order, then the notes and findings.
+    pub fn print(&self, title: &str) {
         let header = Row {
             label: "row".into(),
             shmfs: "shmfs: median (min–max)".into(),
@@ -222,14 +229,7 @@ impl Report {
             }
         }
         println!();
-        println!(
-            "shmfs benchmark ({} mode): {} runs per row after one warm-up; {} data, {} SysV segments, {} POSIX objects",
-            cfg.mode(),
-            cfg.runs,
-            cfg.data_size(),
-            cfg.segments,
-            cfg.objects
-        );
+        println!("{title}");
         for (i, line) in lines.iter().enumerate() {
             let text: Vec<String> = line
                 .iter()
