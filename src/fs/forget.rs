@@ -41,7 +41,7 @@ impl Notice {
         Notice {
             parent: inode::kind_dir(id.kind),
             child: dir,
-            name: id.name.clone(),
+            name: id.name.to_os_string(),
         }
     }
 }

@@ -92,10 +92,28 @@ impl Part {
 pub struct ObjectId {
     /// The index of its kind in the registry (`fs::kinds`).
     pub kind: usize,
-    /// Its name in its kind's directory (a shmid, a file name).
-    pub name: OsString,
+    /// Its name in its kind's directory.
+    pub name: Name,
     /// What tells it from a later object of the same name; each kind fills it its own way.
     pub stamp: [u64; 3],
+}
+
+/// An object's name in its kind's directory: a number (a shmid), kept without an allocation
+/// since thousands of segments may be numbered at once, or a file name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Name {
+    Number(u32),
+    Text(OsString),
+}
+
+impl Name {
+    /// The name as a directory entry shows it.
+    pub fn to_os_string(&self) -> OsString {
+        match self {
+            Name::Number(n) => n.to_string().into(),
+            Name::Text(name) => name.clone(),
+        }
+    }
 }
 
 /// What an inode number stands for.
@@ -418,7 +436,7 @@ mod tests {
     fn seg(shmid: i32, cpid: i32) -> ObjectId {
         ObjectId {
             kind: 0,
-            name: shmid.to_string().into(),
+            name: Name::Number(shmid as u32),
             stamp: [0, cpid as u64, 4096],
         }
     }

@@ -217,7 +217,7 @@ impl ShmFs {
     /// How an object is named in the log: `sysv/SHMID` or `posix/NAME` (escaped as `index`
     /// does).
     fn shown(id: &ObjectId) -> String {
-        kind::shown(kind(id.kind).dir_name(), &id.name)
+        kind::shown(kind(id.kind).dir_name(), &id.name.to_os_string())
     }
 
     /// A request refused because of what the user wrote or asked for: EINVAL, with the

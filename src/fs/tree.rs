@@ -176,7 +176,7 @@ impl ShmFs {
         format!(
             "../{}/{}",
             kind(id.kind).dir_name(),
-            id.name.to_string_lossy()
+            id.name.to_os_string().to_string_lossy()
         )
     }
 
@@ -283,7 +283,7 @@ impl ShmFs {
                     .collect();
                 let mut table = self.inodes();
                 for id in &ids {
-                    entries.push((table.inode(id, Part::Dir), dir, id.name.clone()));
+                    entries.push((table.inode(id, Part::Dir), dir, id.name.to_os_string()));
                 }
                 let (held, _) = table.retain(|id| id.kind == *k, &ids, since);
                 drop(table);

@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::fs::error::{Error, Result};
-use crate::fs::inode::{ObjectId, Part};
+use crate::fs::inode::{Name, ObjectId, Part};
 use crate::fs::kind::{Env, Kind, Object, OpenData, read_full};
 use crate::fs::types::{How, SetTime};
 use crate::kernel::attach;
@@ -33,7 +33,7 @@ fn errno(code: i32) -> Error {
 fn id_of(name: &OsStr, ino: u64) -> ObjectId {
     ObjectId {
         kind: INDEX,
-        name: name.to_owned(),
+        name: Name::Text(name.to_owned()),
         stamp: [ino, 0, 0],
     }
 }
@@ -74,7 +74,10 @@ impl Kind for Objects {
     }
 
     fn get(&self, env: Env, id: &ObjectId) -> Result<Box<dyn Object>> {
-        let obj = env.source.object(&id.name)?;
+        let Name::Text(name) = &id.name else {
+            return Err(errno(libc::ENOENT));
+        };
+        let obj = env.source.object(name)?;
         if id_of(&obj.name, obj.ino) != *id {
             return Err(errno(libc::ENOENT));
         }
@@ -273,7 +276,8 @@ impl OpenData for OpenObject {
     }
 
     fn object(&self) -> Result<Box<dyn Object>> {
-        Ok(boxed(ShmObject::of_file(&self.id.name, &self.file)?))
+        let name = self.id.name.to_os_string();
+        Ok(boxed(ShmObject::of_file(&name, &self.file)?))
     }
 
     fn how(&self, _flags: i32) -> How {

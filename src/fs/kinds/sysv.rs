@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::fs::error::{Error, Result};
-use crate::fs::inode::{ObjectId, Part};
+use crate::fs::inode::{Name, ObjectId, Part};
 use crate::fs::kind::{AttachRecord, Env, Kind, Object, OpenData, read_full, refused_input, shown};
 use crate::fs::source::SegmentMemory;
 use crate::fs::types::{How, SetTime};
@@ -35,7 +35,7 @@ fn id_of(seg: &Segment) -> ObjectId {
     let (cuid, cgid, cpid, size) = seg.incarnation();
     ObjectId {
         kind: INDEX,
-        name: seg.shmid.to_string().into(),
+        name: Name::Number(seg.shmid as u32),
         stamp: [
             (u64::from(cuid) << 32) | u64::from(cgid),
             cpid as u32 as u64,
@@ -84,7 +84,10 @@ impl Kind for Segments {
     }
 
     fn get(&self, env: Env, id: &ObjectId) -> Result<Box<dyn Object>> {
-        let shmid = parse_shmid(&id.name).ok_or_else(|| errno(libc::ENOENT))?;
+        let Name::Number(shmid) = id.name else {
+            return Err(errno(libc::ENOENT));
+        };
+        let shmid = i32::try_from(shmid).map_err(|_| errno(libc::ENOENT))?;
         let seg = env.source.segment(shmid)?;
         if id_of(&seg) != *id {
             return Err(errno(libc::ENOENT));
@@ -166,7 +169,7 @@ impl Object for Seg {
             return Err(refused_input(
                 op,
                 who,
-                &shown("sysv", &self.id().name),
+                &shown("sysv", &self.id().name.to_os_string()),
                 &format!(
                     "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a \
                      System V segment cannot hold (only 0777)"
@@ -281,7 +284,7 @@ fn fixed_size(who: &Caller, id: &ObjectId, size: u64, seg_size: u64) -> Result<(
     Err(refused_input(
         "truncate",
         who,
-        &shown("sysv", &id.name),
+        &shown("sysv", &id.name.to_os_string()),
         &format!(
             "size {size}: a segment's size is fixed ({seg_size}); only 0 or {seg_size} are accepted"
         ),
