@@ -179,11 +179,23 @@ fn set_time(time: Option<TimeOrNow>) -> Option<SetTime> {
 /// rest of the mount and fall back as it does for any filesystem without it: fallocate and
 /// setxattr/removexattr fail with EOPNOTSUPP (posix_fallocate then writes), SEEK_DATA and
 /// SEEK_HOLE see one extent of data, copy_file_range copies through read and write, poll
-/// reports readable and writable, fsync of a directory succeeds.
+/// reports readable and writable, fsync of a directory succeeds, close returns 0 without a
+/// FLUSH, and no extended attributes are asked for again.
 macro_rules! not_offered {
     ($($op:ident($($arg:ty),* $(,)?) -> $reply:ty;)*) => {$(
         fn $op(&self, _: &Request, $(_: $arg,)* reply: $reply) {
             reply.error(Errno::ENOSYS);
+        }
+    )*};
+}
+
+/// Changes of names, which shmfs refuses (EPERM, or EROFS on a read-only mount): objects are
+/// made with `mkdir` and removed with `rmdir` of their directory, and nothing is renamed or
+/// linked. Each failure is logged with the name asked for (`logging`).
+macro_rules! refused {
+    ($($op:ident($($arg:ident: $ty:ty),* $(,)?) -> $reply:ty, logging $name:ident;)*) => {$(
+        fn $op(&self, _: &Request, $($arg: $ty,)* reply: $reply) {
+            reply.error(failure(stringify!($op), &$name, &self.fs.refuse_change()));
         }
     )*};
 }
@@ -264,19 +276,6 @@ impl Filesystem for Fuse {
         }
     }
 
-    fn mknod(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _rdev: u32,
-        reply: ReplyEntry,
-    ) {
-        reply.error(failure("mknod", &name, &self.fs.refuse_change()));
-    }
-
     fn mkdir(
         &self,
         req: &Request,
@@ -292,11 +291,6 @@ impl Filesystem for Fuse {
         }
     }
 
-    fn unlink(&self, _req: &Request, _parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        // Objects go with `rmdir` of their directory (as in cgroupfs); files inside stay.
-        reply.error(failure("unlink", &name, &self.fs.refuse_change()));
-    }
-
     fn rmdir(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         match self.fs.rmdir(&caller(req), parent.0, name) {
             Ok(removed) => {
@@ -306,41 +300,6 @@ impl Filesystem for Fuse {
             }
             Err(e) => reply.error(failure("rmdir", &name, &e)),
         }
-    }
-
-    fn symlink(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        link_name: &OsStr,
-        _target: &std::path::Path,
-        reply: ReplyEntry,
-    ) {
-        reply.error(failure("symlink", &link_name, &self.fs.refuse_change()));
-    }
-
-    fn rename(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _newparent: INodeNo,
-        _newname: &OsStr,
-        _flags: RenameFlags,
-        reply: ReplyEmpty,
-    ) {
-        reply.error(failure("rename", &name, &self.fs.refuse_change()));
-    }
-
-    fn link(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        newname: &OsStr,
-        reply: ReplyEntry,
-    ) {
-        reply.error(failure("link", &newname, &self.fs.refuse_change()));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -414,20 +373,6 @@ impl Filesystem for Fuse {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(failure("write", &ino, &e)),
         }
-    }
-
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lo: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        // Nothing is buffered here, so a close has nothing to flush. ENOSYS makes the kernel
-        // stop sending FLUSH for the rest of the mount (close then returns 0): one round trip
-        // less for every close, which walks such as `grep … sysv/*/stat` do thousands of.
-        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -525,37 +470,28 @@ impl Filesystem for Fuse {
         reply.error(Errno::ENOTTY);
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        // No extended attributes. ENOSYS makes the kernel stop asking (ls -l asks for ACLs
-        // and labels of every file), which it would not for ENODATA.
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::ENOSYS);
-    }
-
-    fn create(
-        &self,
-        _req: &Request,
-        _parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: fuser::ReplyCreate,
-    ) {
-        reply.error(failure("create", &name, &self.fs.refuse_change()));
+    refused! {
+        mknod(_parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, _rdev: u32) -> ReplyEntry,
+            logging name;
+        create(_parent: INodeNo, name: &OsStr, _mode: u32, _umask: u32, _flags: i32)
+            -> fuser::ReplyCreate, logging name;
+        // An object goes with `rmdir` of its directory (as in cgroupfs); the files inside stay.
+        unlink(_parent: INodeNo, name: &OsStr) -> ReplyEmpty, logging name;
+        symlink(_parent: INodeNo, name: &OsStr, _target: &std::path::Path) -> ReplyEntry,
+            logging name;
+        rename(_parent: INodeNo, name: &OsStr, _newparent: INodeNo, _newname: &OsStr,
+            _flags: RenameFlags) -> ReplyEmpty, logging name;
+        link(_ino: INodeNo, _newparent: INodeNo, name: &OsStr) -> ReplyEntry, logging name;
     }
 
     not_offered! {
+        // Nothing is buffered here, so a close has nothing to flush: one round trip less for
+        // every close, which walks such as `grep … sysv/*/stat` do thousands of.
+        flush(INodeNo, FileHandle, LockOwner) -> ReplyEmpty;
+        // No extended attributes: `ls -l` asks for ACLs and labels of every file, and would
+        // keep asking if answered ENODATA.
+        getxattr(INodeNo, &OsStr, u32) -> ReplyXattr;
+        listxattr(INodeNo, u32) -> ReplyXattr;
         fallocate(INodeNo, FileHandle, u64, u64, i32) -> ReplyEmpty;
         lseek(INodeNo, FileHandle, i64, i32) -> fuser::ReplyLseek;
         copy_file_range(INodeNo, FileHandle, u64, INodeNo, FileHandle, u64, u64,

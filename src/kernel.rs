@@ -2,11 +2,15 @@
 //! shmfs is built on, returning plain structs and `io::Error`. One module per kind of object
 //! (`sysv`, `posix`), and what every kind needs: credentials, holders, names, accounts.
 //! The `unsafe` of the library lives here, each block with its SAFETY comment.
+//! The daemon's own resources are here too: its memory (`memory`), its descriptor limit
+//! (`descriptors`).
 
 pub mod account;
 pub mod attach;
 pub mod creds;
+pub mod descriptors;
 pub mod fingerprint;
+pub mod memory;
 pub mod names;
 pub mod object;
 pub mod posix;

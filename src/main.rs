@@ -320,7 +320,7 @@ fn run(args: Args) -> Result<(), String> {
         Some(pid) => PathBuf::from(format!("/proc/{pid}/root/dev/shm")),
         None => PathBuf::from("/dev/shm"),
     });
-    match shmfs::fs::fdshare::raise_fd_limit() {
+    match shmfs::kernel::descriptors::raise_limit() {
         Ok(limit) => log::debug!("descriptor limit: {limit}"),
         Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
     }

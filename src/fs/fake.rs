@@ -23,12 +23,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{DirSpace, Options, SegmentMemory, ShmFs, Source, SysvLimits};
+use crate::kernel::memory;
 use crate::kernel::posix::{FileTime, Object};
 use crate::kernel::sysv::{Segment, Totals, Usage};
 
@@ -111,11 +112,7 @@ fn seconds(time: SystemTime) -> i64 {
 
 /// A new anonymous memory file of `size` bytes, as /dev/shm's files and segments are.
 fn memory_file(size: u64) -> File {
-    // SAFETY: a valid NUL-terminated name and flags; the result is checked.
-    let fd = unsafe { libc::memfd_create(c"shmfs-fake".as_ptr(), libc::MFD_CLOEXEC) };
-    assert!(fd >= 0, "memfd_create: {}", io::Error::last_os_error());
-    // SAFETY: fd was just created and is owned by the File alone.
-    let file = unsafe { File::from_raw_fd(fd) };
+    let file = memory::anonymous_file(c"shmfs-fake").expect("memfd_create");
     file.set_len(size).expect("sizing a memfd");
     file
 }

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::kernel::account::Account;
+use crate::kernel::descriptors;
 
 /// Each account other than root's may hold this fraction (1/N) of the daemon's descriptor limit.
 pub const SHARE_DIVISOR: u64 = 4;
@@ -46,40 +47,10 @@ pub const OPEN_COST: u64 = 256;
 /// every one of thousands of opens must not flood the log.
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Raises the soft limit on open descriptors to the hard limit (the default soft limit, 1,024,
-/// would let a single user exhaust it). Returns the new soft limit.
-pub fn raise_fd_limit() -> io::Result<u64> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system calls with a valid rlimit.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-    }
-    Ok(limit.rlim_cur)
-}
-
 /// The daemon's soft limit on open descriptors now (read at each open, so that a limit changed
-/// from outside, e.g. with `prlimit --pid`, counts at once).
+/// from outside, e.g. with `prlimit --pid`, counts at once); 1,024 if it cannot be read.
 fn fd_limit() -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain system call with a valid rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
-    }
-    limit.rlim_cur
+    descriptors::limit().unwrap_or(1024)
 }
 
 /// When each account's last refusal was logged.

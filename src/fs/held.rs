@@ -3,16 +3,17 @@
 //! charged to the opener's account (`crate::fs::fdshare::TextShares`), and given back to the
 //! system when the last open holding it closes.
 
-use std::mem::ManuallyDrop;
 use std::ops::Deref;
 use std::sync::Weak;
 
 use super::*;
 use crate::fs::fdshare::{TextCharge, TextShares};
+use crate::kernel::memory;
 
 /// A freed copy at least this large is given back to the system at once (malloc_trim): the
 /// allocator would keep its pages otherwise, and the daemon's memory would stay at its
-/// high-water mark after the opens close.
+/// high-water mark after the opens close. The daemon uses one arena (see `main.rs`), so a
+/// large text freed in the middle of its heap would stay resident.
 const TRIM_AT: usize = 64 << 10;
 
 /// The newest copy held of each file's text and each directory's listing, to be shared by the
@@ -62,8 +63,8 @@ impl Footprint for Vec<DirEntry> {
 #[derive(Debug)]
 pub(super) struct Held<T: Footprint> {
     charge: Option<TextCharge>,
-    /// Dropped by hand, after the charge.
-    copy: ManuallyDrop<Arc<T>>,
+    /// Always there until the drop, which takes it after the charge.
+    copy: Option<Arc<T>>,
 }
 
 /// The text of an open text file.
@@ -73,7 +74,9 @@ impl<T: Footprint> Deref for Held<T> {
     type Target = T;
 
     fn deref(&self) -> &T {
-        &self.copy
+        self.copy
+            .as_deref()
+            .expect("a held copy is there until it is dropped")
     }
 }
 
@@ -82,14 +85,12 @@ impl<T: Footprint> Drop for Held<T> {
         // The charge names the copy by its address, which is free for another copy once this
         // one is freed: it goes first.
         drop(self.charge.take());
-        // SAFETY: taken once, here, and `self.copy` is not used after.
-        let copy = unsafe { ManuallyDrop::take(&mut self.copy) };
         // Only the last holder gets the copy itself back.
-        if let Some(copy) = Arc::into_inner(copy)
+        if let Some(copy) = self.copy.take().and_then(Arc::into_inner)
             && copy.footprint() >= TRIM_AT
         {
             drop(copy);
-            release_freed_memory();
+            memory::release_freed();
         }
     }
 }
@@ -145,7 +146,7 @@ impl ShmFs {
             .map_err(|_| errno(libc::ENOMEM))?;
         Ok(Held {
             charge: Some(charge),
-            copy: ManuallyDrop::new(copy),
+            copy: Some(copy),
         })
     }
 }
@@ -158,15 +159,5 @@ impl<T> Newest<T> {
             self.by_ino.retain(|_, w| w.strong_count() > 0);
             self.sweep_at = (self.by_ino.len() * 2).max(1024);
         }
-    }
-}
-
-/// Gives back to the system the memory freed in the allocator's arenas (the daemon uses one,
-/// see `main.rs`): a large text freed in the middle of the heap would stay resident otherwise.
-fn release_freed_memory() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only returns free memory of the allocator's arenas to the system.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }

@@ -3,6 +3,7 @@
 //! `crate::render::text`, `crate::render::index` and `crate::render::metrics`.
 
 use super::*;
+use crate::kernel::memory;
 
 impl ShmFs {
     pub(super) fn limits_text(&self) -> Result<String> {
@@ -83,7 +84,7 @@ impl ShmFs {
             pages_allocated: totals.pages_allocated,
             pages_resident: totals.pages_resident,
             pages_swapped: totals.pages_swapped,
-            page_size: page_size(),
+            page_size: memory::page_size(),
             shm_dir_size: space.blocks.saturating_mul(space.block_size),
             shm_dir_used: space
                 .blocks
@@ -251,13 +252,6 @@ impl ShmFs {
 /// so it proves nothing and is not used.
 fn may_read_daemon(who: &Caller) -> bool {
     who.uid == 0 && who.has_cap(creds::cap::SYS_PTRACE) && attach::in_daemon_user_ns(who.pid)
-}
-
-/// The system's page size (the unit of `shmall` and of SHM_INFO's page counts).
-fn page_size() -> u64 {
-    // SAFETY: plain library call.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    u64::try_from(size).ok().filter(|&s| s > 0).unwrap_or(4096)
 }
 
 /// Capacity and use for `statfs`, in blocks of `block_size` bytes.

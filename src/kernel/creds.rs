@@ -288,14 +288,18 @@ fn check(rc: libc::c_long) -> io::Result<()> {
     Ok(())
 }
 
-// SAFETY (all three): raw system calls that change only the calling thread's credentials.
+// Raw system calls, not the C library's wrappers, which would change every thread's ids.
 fn set_thread_groups(groups: &[libc::gid_t]) -> io::Result<()> {
+    // SAFETY: changes only the calling thread's groups; the kernel reads `groups.len()` ids
+    // from a slice that lives through the call.
     check(unsafe { libc::syscall(libc::SYS_setgroups, groups.len(), groups.as_ptr()) })
 }
 fn set_thread_egid(gid: u32) -> io::Result<()> {
+    // SAFETY: plain integers; changes only the calling thread's effective gid.
     check(unsafe { libc::syscall(libc::SYS_setresgid, -1i32, gid, -1i32) })
 }
 fn set_thread_euid(uid: u32) -> io::Result<()> {
+    // SAFETY: plain integers; changes only the calling thread's effective uid.
     check(unsafe { libc::syscall(libc::SYS_setresuid, -1i32, uid, -1i32) })
 }
 

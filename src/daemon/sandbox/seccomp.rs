@@ -481,6 +481,7 @@ fn set_return(context: *mut libc::c_void, value: i64) {
     unsafe {
         (*context).uc_mcontext.gregs[libc::REG_RAX as usize] = value;
     }
+    // SAFETY: as above.
     #[cfg(target_arch = "aarch64")]
     unsafe {
         (*context).uc_mcontext.regs[0] = value as u64;
