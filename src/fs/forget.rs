@@ -11,12 +11,18 @@
 //! stuck (a `--shm-dir` on a filesystem that does not answer), and must never hold up a
 //! worker.
 
-use std::collections::HashSet;
-use std::sync::atomic::AtomicUsize;
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
-use super::*;
+use super::inode::{self, InodeTable, ObjectId};
+use super::kind::Env;
+use super::kinds::kind;
+use super::source::Source;
+use super::types::KernelCache;
 
 /// Notices waiting for the notice thread; beyond this many, new ones are dropped (the entry
 /// then only stays cached until memory pressure or its next use, as without the notice), and
@@ -30,14 +36,14 @@ const SWEEP_SHARE: u32 = 50;
 
 /// A directory entry the kernel should drop: `parent`'s `name`, if it is still `child`.
 pub(super) struct Notice {
-    parent: u64,
-    child: u64,
-    name: OsString,
+    pub(super) parent: u64,
+    pub(super) child: u64,
+    pub(super) name: OsString,
 }
 
 impl Notice {
     /// The notice that the entry of `id`'s directory (inode `dir`) is gone.
-    fn gone(id: &ObjectId, dir: u64) -> Notice {
+    pub(super) fn gone(id: &ObjectId, dir: u64) -> Notice {
         Notice {
             parent: inode::kind_dir(id.kind),
             child: dir,
@@ -48,14 +54,14 @@ impl Notice {
 
 /// The way to the notice thread: batches of notices, and how many wait.
 #[derive(Clone)]
-struct NoticeQueue {
+pub(super) struct NoticeQueue {
     tx: Sender<Vec<Notice>>,
     queued: Arc<AtomicUsize>,
 }
 
 impl NoticeQueue {
     /// Starts the notice thread.
-    fn start(cache: Arc<OnceLock<Box<dyn KernelCache>>>) -> Option<NoticeQueue> {
+    pub(super) fn start(cache: Arc<OnceLock<Box<dyn KernelCache>>>) -> Option<NoticeQueue> {
         let (tx, rx) = mpsc::channel();
         let queued = Arc::new(AtomicUsize::new(0));
         let delivered = queued.clone();
@@ -72,12 +78,12 @@ impl NoticeQueue {
     }
 
     /// How many more notices fit.
-    fn room(&self) -> usize {
+    pub(super) fn room(&self) -> usize {
         QUEUE.saturating_sub(self.queued.load(Ordering::Relaxed))
     }
 
     /// Queues `notices`. Never blocks; past QUEUE waiting notices, new ones are dropped.
-    fn send(&self, notices: Vec<Notice>) {
+    pub(super) fn send(&self, notices: Vec<Notice>) {
         let count = notices.len();
         if count == 0 {
             return;
@@ -97,9 +103,9 @@ impl NoticeQueue {
 /// The state of forgetting: the notice thread and the sweep thread, each started on first use.
 #[derive(Default)]
 pub(super) struct Forgetting {
-    notices: OnceLock<Option<NoticeQueue>>,
+    pub(super) notices: OnceLock<Option<NoticeQueue>>,
     /// Asks the sweep thread for a sweep (it decides whether one is due).
-    sweeps: OnceLock<Option<SyncSender<()>>>,
+    pub(super) sweeps: OnceLock<Option<SyncSender<()>>>,
 }
 
 /// The notice thread: sends each notice to the kernel, in order, until the filesystem goes.
@@ -123,15 +129,15 @@ fn deliver(
 }
 
 /// What the sweep thread works with: the table, the source, and the notice queue.
-struct Sweeper {
-    inodes: Arc<Mutex<InodeTable>>,
-    source: Arc<dyn Source>,
-    notices: NoticeQueue,
+pub(super) struct Sweeper {
+    pub(super) inodes: Arc<Mutex<InodeTable>>,
+    pub(super) source: Arc<dyn Source>,
+    pub(super) notices: NoticeQueue,
 }
 
 impl Sweeper {
     /// Sweeps when asked and due, until the filesystem goes.
-    fn run(self, asks: Receiver<()>) {
+    pub(super) fn run(self, asks: Receiver<()>) {
         let mut last = Instant::now();
         let mut cost = Duration::ZERO;
         for () in asks {
@@ -192,97 +198,5 @@ impl Sweeper {
             "sweep: {found} of {checked} objects gone, in {:?}",
             start.elapsed()
         );
-    }
-}
-
-impl ShmFs {
-    /// The kernel forgot lookups of these (inode, count) pairs: blocks it no longer holds go,
-    /// with everything kept for their objects (it is kept in the block).
-    pub(super) fn forget_inodes(&self, forgets: impl IntoIterator<Item = (u64, u64)>) {
-        let mut table = self.inodes();
-        for (ino, n) in forgets {
-            table.forget(ino, n);
-        }
-    }
-
-    /// The object is known to be gone: the next lookup of its identity gets new numbers, its
-    /// block goes once the kernel holds none of it, and the kernel is told to drop its entry.
-    pub(super) fn object_gone(&self, id: &ObjectId, tell_kernel: bool) {
-        let (held, _) = self.inodes().gone(id);
-        if let (Some(dir), true) = (held, tell_kernel) {
-            self.tell_gone(id, dir);
-        }
-    }
-
-    /// After a listing: objects of the table missing from it are gone.
-    pub(super) fn listed_gone(&self, held: Vec<(ObjectId, u64)>) {
-        let notices = held
-            .iter()
-            .map(|(id, dir)| Notice::gone(id, *dir))
-            .collect();
-        self.notify(notices);
-    }
-
-    /// Queues a notice that the entry of `id`'s directory (inode `dir`) is gone.
-    pub(super) fn tell_gone(&self, id: &ObjectId, dir: u64) {
-        self.notify(vec![Notice::gone(id, dir)]);
-    }
-
-    /// Queues a notice that `parent`'s entry `name`, if it still leads to `child`, is gone.
-    pub(super) fn notify_entry(&self, parent: u64, child: u64, name: OsString) {
-        self.notify(vec![Notice {
-            parent,
-            child,
-            name,
-        }]);
-    }
-
-    /// The notice thread's queue, starting the thread on first use.
-    fn notice_queue(&self) -> Option<&NoticeQueue> {
-        self.forgetting
-            .notices
-            .get_or_init(|| NoticeQueue::start(self.kernel_cache.clone()))
-            .as_ref()
-    }
-
-    /// Queues notices for the notice thread. Never blocks.
-    pub(super) fn notify(&self, notices: Vec<Notice>) {
-        if notices.is_empty() {
-            return;
-        }
-        if let Some(queue) = self.notice_queue() {
-            queue.send(notices);
-        }
-    }
-
-    /// Asks the sweep thread (started on first use) for a sweep, which it runs if one is due.
-    /// Never blocks: a sweep lists the shm dir, which may take long, so it never runs on a
-    /// thread that answers requests.
-    pub(super) fn sweep_if_due(&self) {
-        let asks = self.forgetting.sweeps.get_or_init(|| {
-            let notices = self.notice_queue()?.clone();
-            let sweeper = Sweeper {
-                inodes: self.inodes.clone(),
-                source: self.source.clone(),
-                notices,
-            };
-            let (tx, rx) = mpsc::sync_channel(1);
-            match std::thread::Builder::new()
-                .name("shmfs-sweep".into())
-                .spawn(move || sweeper.run(rx))
-            {
-                Ok(_) => Some(tx),
-                Err(e) => {
-                    log::warn!(
-                        "cannot start the sweep thread: {e}; objects removed elsewhere stay cached"
-                    );
-                    None
-                }
-            }
-        });
-        if let Some(asks) = asks {
-            // Full: a sweep is already asked for.
-            let _ = asks.try_send(());
-        }
     }
 }

@@ -6,8 +6,11 @@
 use std::ops::Deref;
 use std::sync::Weak;
 
-use super::*;
-use crate::fs::fdshare::{TextCharge, TextShares};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use super::fdshare::{TextCharge, TextShares};
+use super::types::DirEntry;
 use crate::kernel::memory;
 
 /// A freed copy at least this large is given back to the system at once (malloc_trim): the
@@ -20,14 +23,14 @@ const TRIM_AT: usize = 64 << 10;
 /// next open that makes the same one; and what each account holds.
 #[derive(Debug, Default)]
 pub(super) struct Texts {
-    texts: Mutex<Newest<Vec<u8>>>,
-    listings: Mutex<Newest<Vec<DirEntry>>>,
-    shares: Arc<TextShares>,
+    pub(super) texts: Mutex<Newest<Vec<u8>>>,
+    pub(super) listings: Mutex<Newest<Vec<DirEntry>>>,
+    pub(super) shares: Arc<TextShares>,
 }
 
 #[derive(Debug)]
-struct Newest<T> {
-    by_ino: HashMap<u64, Weak<T>>,
+pub(super) struct Newest<T> {
+    pub(super) by_ino: HashMap<u64, Weak<T>>,
     /// The size at which entries whose copy is gone are swept out.
     sweep_at: usize,
 }
@@ -62,9 +65,9 @@ impl Footprint for Vec<DirEntry> {
 /// The copy one open holds, and its charge.
 #[derive(Debug)]
 pub(super) struct Held<T: Footprint> {
-    charge: Option<TextCharge>,
+    pub(super) charge: Option<TextCharge>,
     /// Always there until the drop, which takes it after the charge.
-    copy: Option<Arc<T>>,
+    pub(super) copy: Option<Arc<T>>,
 }
 
 /// The text of an open text file.
@@ -95,64 +98,8 @@ impl<T: Footprint> Drop for Held<T> {
     }
 }
 
-impl ShmFs {
-    /// `text`, just rendered for `who`'s open of `ino`, as the open will hold it: the copy an
-    /// earlier open holds if the bytes are the same, charged to `who`'s account; ENOMEM past
-    /// the account's share.
-    pub(super) fn hold_text(&self, who: &Caller, ino: u64, text: String) -> Result<HeldText> {
-        let mut text = text.into_bytes();
-        text.shrink_to_fit();
-        self.hold(&self.texts.texts, who, ino, text)
-    }
-
-    /// As [`ShmFs::hold_text`], for a listing of directory `ino`.
-    pub(super) fn hold_listing(
-        &self,
-        who: &Caller,
-        ino: u64,
-        mut entries: Vec<DirEntry>,
-    ) -> Result<Held<Vec<DirEntry>>> {
-        entries.shrink_to_fit();
-        self.hold(&self.texts.listings, who, ino, entries)
-    }
-
-    fn hold<T: Footprint + PartialEq>(
-        &self,
-        newest: &Mutex<Newest<T>>,
-        who: &Caller,
-        ino: u64,
-        fresh: T,
-    ) -> Result<Held<T>> {
-        let copy = {
-            let mut newest = newest.lock().unwrap_or_else(|p| p.into_inner());
-            match newest.by_ino.get(&ino).and_then(Weak::upgrade) {
-                Some(held) if *held == fresh => held,
-                _ => {
-                    let held = Arc::new(fresh);
-                    newest.insert(ino, Arc::downgrade(&held));
-                    held
-                }
-            }
-        };
-        let account = self.accounts.of(who.uid);
-        let charge = self
-            .texts
-            .shares
-            .take(
-                account,
-                Arc::as_ptr(&copy) as *const u8 as usize,
-                copy.footprint() as u64,
-            )
-            .map_err(|_| errno(libc::ENOMEM))?;
-        Ok(Held {
-            charge: Some(charge),
-            copy: Some(copy),
-        })
-    }
-}
-
 impl<T> Newest<T> {
-    fn insert(&mut self, ino: u64, copy: Weak<T>) {
+    pub(super) fn insert(&mut self, ino: u64, copy: Weak<T>) {
         self.by_ino.insert(ino, copy);
         // Amortized: each sweep at least halves what the next one may find.
         if self.by_ino.len() >= self.sweep_at {

@@ -25,17 +25,19 @@ use kind::{Env, Object, OpenData};
 use kinds::{KINDS, kind};
 
 pub use error::{Error, Result};
-pub use reports::SpaceUsage;
 pub use source::{DirSpace, Kernel, SegmentMemory, Source, SysvLimits};
-pub use tree::Removed;
-pub use types::{Attr, DirEntry, How, KernelCache, Kind, Opened, SetAttr, SetTime};
+pub use types::{
+    Attr, DirEntry, How, KernelCache, Kind, Opened, Removed, SetAttr, SetTime, SpaceUsage,
+};
 
+mod charge;
 mod data;
 mod error;
 #[cfg(test)]
 mod fake;
 pub mod fdshare;
 mod forget;
+mod gone;
 mod held;
 pub mod inode;
 pub mod kind;

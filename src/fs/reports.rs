@@ -253,12 +253,3 @@ impl ShmFs {
 fn may_read_daemon(who: &Caller) -> bool {
     who.uid == 0 && who.has_cap(creds::cap::SYS_PTRACE) && attach::in_daemon_user_ns(who.pid)
 }
-
-/// Capacity and use for `statfs`, in blocks of `block_size` bytes.
-pub struct SpaceUsage {
-    pub blocks: u64,
-    pub free: u64,
-    pub files: u64,
-    pub files_free: u64,
-    pub block_size: u32,
-}

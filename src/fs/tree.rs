@@ -3,12 +3,6 @@
 
 use super::*;
 
-/// What an `rmdir` removed, for [`ShmFs::removed`] once the caller has its answer.
-pub struct Removed {
-    id: ObjectId,
-    live: Live,
-}
-
 impl ShmFs {
     /// A directory of shmfs's own (the root, `sysv/`, `posix/`, `by-key/`): root's, from the
     /// time of the mount.

@@ -82,3 +82,18 @@ pub trait KernelCache: Send + Sync {
     /// Drops the entry `name` of directory `parent`, if it still leads to `child`.
     fn delete(&self, parent: u64, child: u64, name: &std::ffi::OsStr) -> std::io::Result<()>;
 }
+
+/// Capacity and use for `statfs`, in blocks of `block_size` bytes.
+pub struct SpaceUsage {
+    pub blocks: u64,
+    pub free: u64,
+    pub files: u64,
+    pub files_free: u64,
+    pub block_size: u32,
+}
+
+/// What an `rmdir` removed, for `ShmFs::removed` once the caller has its answer.
+pub struct Removed {
+    pub(super) id: super::inode::ObjectId,
+    pub(super) live: Box<dyn super::kind::Object>,
+}
