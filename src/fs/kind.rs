@@ -77,6 +77,12 @@ pub struct AttachRecord {
     pub stamp: (i32, i64, i64),
 }
 
+/// What an `rmdir` removed, for `ShmFs::removed` once the caller has its answer.
+pub struct Removed {
+    pub(super) id: ObjectId,
+    pub(super) live: Box<dyn Object>,
+}
+
 /// One object as looked up now.
 pub trait Object: Send + Sync {
     /// What identifies it for its whole life.

@@ -25,10 +25,9 @@ use kind::{Env, Object, OpenData};
 use kinds::{KINDS, kind};
 
 pub use error::{Error, Result};
+pub use kind::Removed;
 pub use source::{DirSpace, Kernel, SegmentMemory, Source, SysvLimits};
-pub use types::{
-    Attr, DirEntry, How, KernelCache, Kind, Opened, Removed, SetAttr, SetTime, SpaceUsage,
-};
+pub use types::{Attr, DirEntry, How, KernelCache, Kind, Opened, SetAttr, SetTime, SpaceUsage};
 
 mod charge;
 mod data;

@@ -91,9 +91,3 @@ pub struct SpaceUsage {
     pub files_free: u64,
     pub block_size: u32,
 }
-
-/// What an `rmdir` removed, for `ShmFs::removed` once the caller has its answer.
-pub struct Removed {
-    pub(super) id: super::inode::ObjectId,
-    pub(super) live: Box<dyn super::kind::Object>,
-}
