@@ -11,5 +11,6 @@ pub mod names;
 pub mod object;
 pub mod posix;
 pub mod proc_read;
+pub mod proc_sysvipc;
 pub mod sysv;
 pub mod usage;

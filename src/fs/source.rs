@@ -201,10 +201,10 @@ impl Source for Kernel {
         sysv::id_for_key(key)
     }
     fn segment_usage(&self, shmid: i32) -> io::Result<Usage> {
-        sysv::usage_of(shmid)
+        crate::kernel::proc_sysvipc::usage_of(shmid)
     }
     fn segments_usage(&self) -> io::Result<HashMap<i32, Usage>> {
-        sysv::usage_table()
+        crate::kernel::proc_sysvipc::usage_table()
     }
     fn sysv_totals(&self) -> io::Result<Totals> {
         sysv::totals()

@@ -37,7 +37,9 @@
 //! meanwhile wait for that reading and use it instead of reading the file again each.
 //!
 //! The reading is per process, like the IPC namespace the daemon serves (`--ipc-ns` enters it
-//! before any worker starts; `/proc/sysvipc/shm` shows the namespace of the reader).
+//! before any worker starts; `/proc/sysvipc/shm` shows the namespace of the reader). The
+//! kernel's side of a reading is in `kernel::proc_sysvipc`; this module holds only the rules,
+//! over any [`Source`], and imports nothing of it.
 
 use std::collections::HashMap;
 use std::io;
