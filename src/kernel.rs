@@ -8,6 +8,7 @@ pub mod attach;
 pub mod creds;
 pub mod fingerprint;
 pub mod names;
+pub mod namespace;
 pub mod object;
 pub mod posix;
 pub mod proc_read;
