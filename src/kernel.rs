@@ -1,10 +1,13 @@
 //! The kernel's side: small safe APIs over the system calls and `/proc` that the rest of
 //! shmfs is built on, returning plain structs and `io::Error`. One module per kind of object
-//! (`sysv`, `posix`), and what every kind needs: credentials, holders, names, accounts.
+//! (`sysv`, `posix`), and what every kind needs: credentials, holders, names, accounts. Every
+//! call that depends on the IPC namespace or the shm dir is reached through a
+//! [`context::IpcContext`], which says which.
 //! The `unsafe` of the library lives here, each block with its SAFETY comment.
 
 pub mod account;
 pub mod attach;
+pub mod context;
 pub mod creds;
 pub mod fingerprint;
 pub mod names;

@@ -58,7 +58,9 @@ impl ShmFs {
             .filter_map(|&p| u32::try_from(p).ok())
             .collect();
         let found = attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
-            let mut pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
+            let mut pids: Vec<u32> = self
+                .source
+                .holders(&attach::Target::Sysv { shmid: seg.shmid })
                 .unwrap_or_default()
                 .iter()
                 .map(|h| h.pid)
@@ -176,7 +178,7 @@ impl ShmFs {
             return Ok(String::new());
         }
         let target = live.holders_target(self.source.as_ref());
-        let holders = attach::holders(&target)?;
+        let holders = self.source.holders(&target)?;
         let own = attach::own_pid();
         let mut pids: Vec<u32> = holders
             .iter()

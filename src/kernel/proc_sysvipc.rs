@@ -4,7 +4,6 @@
 //! The file shows the segments of the IPC namespace of the thread that opens it, and
 //! `shmctl(SHM_INFO)` the totals of the caller's: a reading is of one namespace.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::time::Instant;
@@ -14,7 +13,7 @@ use crate::kernel::usage::{Shared, Source};
 
 /// The kernel as the source of usage readings: `shmctl(SHM_INFO)` and `/proc/sysvipc/shm`,
 /// both of the calling thread's IPC namespace. A [`Shared`] reading over it belongs to one
-/// namespace.
+/// namespace: see `kernel::context`, which keeps one per namespace.
 pub struct KernelReadings;
 
 impl Source for KernelReadings {
@@ -48,25 +47,6 @@ pub type Readings = Shared<KernelReadings>;
 /// A new shared reading, for the namespace of the threads that will ask it.
 pub fn readings() -> Readings {
     Shared::new(KernelReadings)
-}
-
-/// The process's shared reading of `/proc/sysvipc/shm`: the daemon serves one IPC namespace,
-/// which `--ipc-ns` enters before any worker starts.
-static USAGE: Readings = Shared::new(KernelReadings);
-
-/// Reads `/proc/sysvipc/shm` now into a map shmid → usage: for the root's reports, one reading
-/// per request. The reading then serves `stat` too (see [`crate::kernel::usage`]).
-pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
-    USAGE.fresh_table()
-}
-
-/// Usage of one segment from the reading shared by the requests of one moment: no older than
-/// [`crate::kernel::usage::MAX_AGE`], re-read when the kernel's totals have changed since (as
-/// the last look at them, at most [`crate::kernel::usage::MAX_TOTALS_WINDOW`] old, shows), or
-/// when it does not list `shmid` (a new segment). Zeros only if a reading made now does not
-/// list the segment (it is gone). A list that cannot be read is an error, never a usage of zero.
-pub fn usage_of(shmid: i32) -> io::Result<Usage> {
-    USAGE.usage_of(shmid)
 }
 
 /// One reading of `/proc/sysvipc/shm` in progress, read a piece at a time.

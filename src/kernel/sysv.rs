@@ -1,7 +1,13 @@
-//! System V shared memory: a small safe API over `shmctl`, `shmget` and `shmat`.
+//! System V shared memory: a small safe API over `shmctl`, `shmget`, `shmat` and
+//! `/proc/sys/kernel/shm*`.
 //!
 //! Looking up one segment is one `shmctl(SHM_STAT_ANY)`; listing is one pass over the
 //! kernel's index table. Neither attaches a segment, so neither changes what `ipcs` shows.
+//!
+//! Every call that names a segment, or counts or limits them, acts in the IPC namespace of the
+//! calling thread: those are visible to the kernel layer only, and the rest of shmfs makes them
+//! through a `kernel::context::IpcContext`, which says which namespace. An attachment's memory,
+//! once attached, and the huge-page helpers belong to no namespace.
 
 use std::fs::File;
 use std::io;
@@ -113,7 +119,7 @@ pub struct Usage {
     pub swap: u64,
 }
 
-/// System-wide usage, as `shmctl(SHM_INFO)` and `ipcs -m -u` report it.
+/// The IPC namespace's usage, as `shmctl(SHM_INFO)` and `ipcs -m -u` report it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub segments: u64,
@@ -151,7 +157,7 @@ fn stat_slot(index_or_id: c_int) -> io::Result<(i32, libc::shmid_ds)> {
 }
 
 /// The segment with this shmid, or `ENOENT`. One system call; no attach, no permission needed.
-pub fn lookup(shmid: i32) -> io::Result<Segment> {
+pub(in crate::kernel) fn lookup(shmid: i32) -> io::Result<Segment> {
     if shmid < 0 {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
@@ -167,7 +173,7 @@ pub fn lookup(shmid: i32) -> io::Result<Segment> {
 }
 
 /// Every segment of the IPC namespace, in index order: what `ipcs -m` lists.
-pub fn list() -> io::Result<Vec<Segment>> {
+pub(in crate::kernel) fn list() -> io::Result<Vec<Segment>> {
     let mut info = ShmInfo::default();
     // SAFETY: SHM_INFO writes a struct shm_info, which ShmInfo mirrors.
     let max_index = unsafe {
@@ -192,8 +198,8 @@ pub fn list() -> io::Result<Vec<Segment>> {
     Ok(segments)
 }
 
-/// System-wide totals (`ipcs -m -u`).
-pub fn totals() -> io::Result<Totals> {
+/// The IPC namespace's totals (`ipcs -m -u`).
+pub(in crate::kernel) fn totals() -> io::Result<Totals> {
     let mut info = ShmInfo::default();
     // SAFETY: as in `list`.
     let rc = unsafe {
@@ -216,7 +222,7 @@ pub fn totals() -> io::Result<Totals> {
 
 /// The shmid of the live segment with this (non-private) key, or `ENOENT`.
 /// `shmget(key, 0, 0)` asks for no access, so the kernel answers any caller.
-pub fn id_for_key(key: u32) -> io::Result<i32> {
+pub(in crate::kernel) fn id_for_key(key: u32) -> io::Result<i32> {
     if key == 0 {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
@@ -230,7 +236,7 @@ pub fn id_for_key(key: u32) -> io::Result<i32> {
 
 /// Changes mode bits and owner (`shmctl(IPC_SET)`); the kernel checks the calling thread's
 /// credentials, so call it as the requesting user.
-pub fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+pub(in crate::kernel) fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
     let mut ds = zeroed_ds();
     ds.shm_perm.mode = (mode & 0o777) as u16;
     ds.shm_perm.uid = uid;
@@ -245,13 +251,40 @@ pub fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
 
 /// Marks the segment for removal (`shmctl(IPC_RMID)`); the kernel checks the calling
 /// thread's credentials (owner, creator or CAP_SYS_ADMIN).
-pub fn remove(shmid: i32) -> io::Result<()> {
+pub(in crate::kernel) fn remove(shmid: i32) -> io::Result<()> {
     // SAFETY: IPC_RMID does not use the buffer.
     let rc = unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The limits of System V shared memory (`/proc/sys/kernel/shm*`), which are the IPC
+/// namespace's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub shmmax: u64,
+    pub shmall: u64,
+    pub shmmni: u64,
+    pub shm_rmid_forced: u64,
+}
+
+/// The limits of the calling thread's IPC namespace: `/proc/sys/kernel` shows the reader's.
+pub(in crate::kernel) fn limits() -> io::Result<Limits> {
+    let read = |name: &str| -> io::Result<u64> {
+        let path = format!("/proc/sys/kernel/{name}");
+        let text = std::fs::read_to_string(&path)?;
+        text.trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}")))
+    };
+    Ok(Limits {
+        shmmax: read("shmmax")?,
+        shmall: read("shmall")?,
+        shmmni: read("shmmni")?,
+        shm_rmid_forced: read("shm_rmid_forced")?,
+    })
 }
 
 /// One attachment of a segment to the daemon's address space, detached on drop. Its length
@@ -275,9 +308,9 @@ unsafe impl Sync for Attachment {}
 pub struct Writer<'a>(&'a Attachment);
 
 impl Attachment {
-    /// `shmat`: the kernel checks the calling thread's credentials against the segment's
-    /// mode (read, or read and write).
-    pub fn attach(shmid: i32, writable: bool) -> io::Result<Attachment> {
+    /// `shmat` of the segment `shmid` of the calling thread's IPC namespace: the kernel checks
+    /// the thread's credentials against the segment's mode (read, or read and write).
+    pub(in crate::kernel) fn attach(shmid: i32, writable: bool) -> io::Result<Attachment> {
         let flags = if writable { 0 } else { libc::SHM_RDONLY };
         // SAFETY: the kernel picks the address; failure is reported as (void*)-1.
         let addr = unsafe { libc::shmat(shmid, std::ptr::null(), flags) };
