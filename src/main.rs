@@ -14,6 +14,7 @@ use shmfs::daemon::sandbox::unmounter::Unmounter;
 use shmfs::daemon::{mount_options, sandbox, unmount_order};
 use shmfs::fs::{Options, ShmFs};
 use shmfs::fuse::Fuse;
+use shmfs::kernel::context::IpcContext;
 use shmfs::kernel::creds;
 use shmfs::kernel::posix::ShmDir;
 
@@ -329,6 +330,16 @@ fn run(args: Args) -> Result<(), String> {
     if let Some(ns) = &ipc_ns {
         enter_ipc_namespace(ns)?;
     }
+    // The context of every kernel call: the namespace just entered (or the daemon's own), and
+    // the shm dir. Made before the sandbox, which refuses the ioctl that asks the namespace's id.
+    let ctx = IpcContext::of_thread(shm)
+        .map_err(|e| format!("cannot read the IPC namespace of the daemon: {e}"))?;
+    log::debug!(
+        "IPC namespace {} (id {:?}), shm dir {}",
+        ctx.ipc_ns(),
+        ctx.ipc_ns_id(),
+        shm_dir.display()
+    );
 
     // Objects made by `mkdir posix/NAME` get exactly the mode the kernel passes, which
     // already has the caller's umask applied.
@@ -344,7 +355,7 @@ fn run(args: Args) -> Result<(), String> {
     };
     let signals = block_signals();
     let fs = Fuse::new(ShmFs::new(
-        shm,
+        ctx,
         Options {
             read_only: plan.read_only,
             metrics: plan.metrics,

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{DirSpace, Options, SegmentMemory, ShmFs, Source, SysvLimits};
+use crate::kernel::attach::{Holder, Target};
 use crate::kernel::memory;
 use crate::kernel::posix::{FileTime, Object};
 use crate::kernel::sysv::{Segment, Totals, Usage};
@@ -652,5 +653,10 @@ impl Source for Fake {
 
     fn shm_space(&self) -> io::Result<DirSpace> {
         Ok(self.state().space)
+    }
+
+    /// A fake has no processes: nobody holds anything.
+    fn holders(&self, _target: &Target) -> io::Result<Vec<Holder>> {
+        Ok(Vec::new())
     }
 }

@@ -14,9 +14,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::fs::fdshare::{FdShare, FdShares};
 use crate::kernel::attach;
+use crate::kernel::context::IpcContext;
 use crate::kernel::creds::{self, Caller};
 use crate::kernel::object::Meta;
-use crate::kernel::posix::ShmDir;
 use crate::render::index;
 use crate::render::metrics;
 use crate::render::text::{self, PermChange};
@@ -142,10 +142,10 @@ fn time(secs: i64) -> SystemTime {
 }
 
 impl ShmFs {
-    /// A filesystem showing the SysV segments of the daemon's IPC namespace and the regular
-    /// files of `shm`.
-    pub fn new(shm: ShmDir, options: Options) -> ShmFs {
-        ShmFs::with_source(Arc::new(Kernel::new(shm)), options)
+    /// A filesystem showing the SysV segments of the IPC namespace of `ctx` and the regular
+    /// files of its shm dir.
+    pub fn new(ctx: IpcContext, options: Options) -> ShmFs {
+        ShmFs::with_source(Arc::new(Kernel::new(ctx)), options)
     }
 
     /// A filesystem showing what `source` holds (the kernel's shared memory, or a fake).

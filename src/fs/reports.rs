@@ -116,7 +116,7 @@ impl ShmFs {
             return Ok(String::new());
         }
         let target = live.holders(self.env());
-        let holders = attach::holders(&target)?;
+        let holders = self.source.holders(&target)?;
         let own = attach::own_pid();
         let mut pids: Vec<u32> = holders
             .iter()

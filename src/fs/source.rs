@@ -10,18 +10,14 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 
+use crate::kernel::attach::{Holder, Target};
+use crate::kernel::context::IpcContext;
 use crate::kernel::fingerprint::incarnation_of;
-use crate::kernel::posix::{self, FileTime, Object, ShmDir};
+use crate::kernel::posix::{self, FileTime, Object};
 use crate::kernel::sysv::{self, Attachment, Segment, Totals, Usage};
 
-/// System-wide limits of System V shared memory (`/proc/sys/kernel/shm*`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SysvLimits {
-    pub shmmax: u64,
-    pub shmall: u64,
-    pub shmmni: u64,
-    pub shm_rmid_forced: u64,
-}
+/// Limits of System V shared memory (`/proc/sys/kernel/shm*`).
+pub use crate::kernel::sysv::Limits as SysvLimits;
 
 /// How an open SysV `data` reaches the segment's memory.
 pub enum SegmentMemory {
@@ -129,11 +125,16 @@ pub trait Source: Send + Sync {
     fn shm_dev(&self) -> u64;
     /// Capacity and use of the shm dir's filesystem.
     fn shm_space(&self) -> io::Result<DirSpace>;
+
+    /// Every process that maps `target` (or, for a POSIX object, holds it open), sorted by
+    /// pid: for a segment, only processes of the source's IPC namespace.
+    fn holders(&self, target: &Target) -> io::Result<Vec<Holder>>;
 }
 
-/// The kernel's segments (of the daemon's IPC namespace) and the shm dir's regular files.
+/// The kernel's segments and the shm dir's regular files, of one [`IpcContext`] (the daemon's
+/// IPC namespace and shm dir), through which every call goes.
 pub struct Kernel {
-    shm: ShmDir,
+    ctx: IpcContext,
     /// Whether the daemon may open `/proc/self/map_files` (root).
     map_files: bool,
     /// The device of the kernel's internal tmpfs of SysV segments, if `map_files` and known:
@@ -145,8 +146,8 @@ pub struct Kernel {
 }
 
 impl Kernel {
-    /// The kernel's shared memory, with `shm` as the POSIX objects' directory.
-    pub fn new(shm: ShmDir) -> Kernel {
+    /// The kernel's shared memory, of the IPC namespace and shm dir of `ctx`.
+    pub fn new(ctx: IpcContext) -> Kernel {
         let map_files = crate::kernel::creds::daemon_is_root();
         let segment_dev = if map_files {
             crate::kernel::attach::sysv_shm_dev()
@@ -156,7 +157,7 @@ impl Kernel {
             None
         };
         Kernel {
-            shm,
+            ctx,
             map_files,
             segment_dev,
             prints: Default::default(),
@@ -184,7 +185,9 @@ impl Kernel {
             incarnation_of(seg),
             print,
             |shmid, incarnation| {
-                sysv::lookup(shmid).is_ok_and(|now| incarnation_of(&now) == *incarnation)
+                self.ctx
+                    .segment(shmid)
+                    .is_ok_and(|now| incarnation_of(&now) == *incarnation)
             },
         );
     }
@@ -192,46 +195,36 @@ impl Kernel {
 
 impl Source for Kernel {
     fn segment(&self, shmid: i32) -> io::Result<Segment> {
-        sysv::lookup(shmid)
+        self.ctx.segment(shmid)
     }
     fn segments(&self) -> io::Result<Vec<Segment>> {
-        sysv::list()
+        self.ctx.segments()
     }
     fn segment_with_key(&self, key: u32) -> io::Result<i32> {
-        sysv::id_for_key(key)
+        self.ctx.segment_with_key(key)
     }
     fn segment_usage(&self, shmid: i32) -> io::Result<Usage> {
-        sysv::usage_of(shmid)
+        self.ctx.segment_usage(shmid)
     }
     fn segments_usage(&self) -> io::Result<HashMap<i32, Usage>> {
-        sysv::usage_table()
+        self.ctx.segments_usage()
     }
     fn sysv_totals(&self) -> io::Result<Totals> {
-        sysv::totals()
+        self.ctx.sysv_totals()
     }
     fn sysv_limits(&self) -> io::Result<SysvLimits> {
-        let read = |name: &str| -> io::Result<u64> {
-            let path = format!("/proc/sys/kernel/{name}");
-            let text = std::fs::read_to_string(&path)?;
-            text.trim().parse().map_err(|_| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}"))
-            })
-        };
-        Ok(SysvLimits {
-            shmmax: read("shmmax")?,
-            shmall: read("shmall")?,
-            shmmni: read("shmmni")?,
-            shm_rmid_forced: read("shm_rmid_forced")?,
-        })
+        self.ctx.sysv_limits()
     }
     fn set_segment_perm(&self, shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
-        sysv::set_perm(shmid, mode, uid, gid)
+        self.ctx.set_segment_perm(shmid, mode, uid, gid)
     }
     fn remove_segment(&self, shmid: i32) -> io::Result<()> {
-        sysv::remove(shmid)
+        self.ctx.remove_segment(shmid)
     }
     fn attach_segment(&self, seg: &Segment, writable: bool) -> io::Result<SegmentMemory> {
-        Attachment::attach(seg.shmid, writable).map(SegmentMemory::Attached)
+        self.ctx
+            .attach(seg.shmid, writable)
+            .map(SegmentMemory::Attached)
     }
     fn attached_memory(&self, seg: &Segment, writable: bool) -> io::Result<Option<File>> {
         let Some(dev) = self.segment_dev else {
@@ -240,9 +233,7 @@ impl Source for Kernel {
         let Some(print) = self.prints.get(seg.shmid, &incarnation_of(seg)) else {
             return Ok(None);
         };
-        Ok(crate::kernel::attach::open_mapped_segment(
-            seg, writable, dev, &print,
-        ))
+        Ok(self.ctx.open_mapped_segment(seg, writable, dev, &print))
     }
     fn segment_memory(
         &self,
@@ -270,19 +261,19 @@ impl Source for Kernel {
     }
 
     fn object(&self, name: &OsStr) -> io::Result<Object> {
-        self.shm.lookup(name)
+        self.ctx.shm_dir().lookup(name)
     }
     fn objects(&self) -> io::Result<Vec<Object>> {
-        self.shm.list()
+        self.ctx.shm_dir().list()
     }
     fn object_keys(&self) -> io::Result<Vec<(std::ffi::OsString, u64)>> {
-        self.shm.regular_entries()
+        self.ctx.shm_dir().regular_entries()
     }
     fn open_object(&self, name: &OsStr, ino: u64, flags: i32) -> io::Result<File> {
-        self.shm.open_object(name, ino, flags)
+        self.ctx.shm_dir().open_object(name, ino, flags)
     }
     fn chmod_object(&self, name: &OsStr, ino: u64, mode: u32) -> io::Result<()> {
-        self.shm.chmod(name, ino, mode)
+        self.ctx.shm_dir().chmod(name, ino, mode)
     }
     fn chown_object(
         &self,
@@ -291,13 +282,13 @@ impl Source for Kernel {
         uid: Option<u32>,
         gid: Option<u32>,
     ) -> io::Result<()> {
-        self.shm.chown(name, ino, uid, gid)
+        self.ctx.shm_dir().chown(name, ino, uid, gid)
     }
     fn create_object(&self, name: &OsStr, mode: u32) -> io::Result<Object> {
-        self.shm.create(name, mode)
+        self.ctx.shm_dir().create(name, mode)
     }
     fn remove_object(&self, name: &OsStr, ino: u64) -> io::Result<()> {
-        self.shm.remove(name, ino)
+        self.ctx.shm_dir().remove(name, ino)
     }
     fn set_object_times(
         &self,
@@ -306,16 +297,16 @@ impl Source for Kernel {
         atime: FileTime,
         mtime: FileTime,
     ) -> io::Result<()> {
-        self.shm.set_times(name, ino, atime, mtime)
+        self.ctx.shm_dir().set_times(name, ino, atime, mtime)
     }
     fn truncate_object(&self, name: &OsStr, ino: u64, size: u64) -> io::Result<()> {
-        self.shm.truncate(name, ino, size)
+        self.ctx.shm_dir().truncate(name, ino, size)
     }
     fn shm_dev(&self) -> u64 {
-        self.shm.dev()
+        self.ctx.shm_dir().dev()
     }
     fn shm_space(&self) -> io::Result<DirSpace> {
-        let st = posix::fstatvfs(&self.shm)?;
+        let st = posix::fstatvfs(self.ctx.shm_dir())?;
         Ok(DirSpace {
             block_size: st.f_frsize.max(1),
             blocks: st.f_blocks,
@@ -323,5 +314,8 @@ impl Source for Kernel {
             files: st.f_files,
             files_free: st.f_ffree,
         })
+    }
+    fn holders(&self, target: &Target) -> io::Result<Vec<Holder>> {
+        self.ctx.holders(target)
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! A System V attachment shows in `/proc/PID/maps` as `/SYSV%08x (deleted)` with the inode
 //! column equal to the shmid; a POSIX object is matched by device and inode, never by name.
-//! Only processes in the daemon's IPC namespace count for SysV, since shmids repeat across
-//! namespaces.
+//! Only processes in the IPC namespace of the segment count for SysV, since shmids repeat
+//! across namespaces: the searches that need it are told which namespace (an [`IpcNs`], which
+//! `kernel::context::IpcContext` passes for its own) and compare it with each process's
+//! `/proc/PID/ns/ipc`.
 //!
 //! The maps are parsed here rather than with procfs's `Process::maps()`: procfs 0.18 slices
 //! `path[5..13]` of any mapped path that starts with `/SYSV`, which panics on a shorter name
@@ -14,6 +16,7 @@ use std::fs;
 use std::io;
 
 use crate::kernel::fingerprint::Fingerprint;
+use crate::kernel::namespace::IpcNs;
 
 /// What to look for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,10 +86,6 @@ fn comm_of(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim_end_matches('\n').to_string())
         .unwrap_or_default()
-}
-
-fn ipc_ns_of(pid: &str) -> Option<std::path::PathBuf> {
-    fs::read_link(format!("/proc/{pid}/ns/ipc")).ok()
 }
 
 /// The mappings of `target` in one process's maps text.
@@ -215,16 +214,18 @@ fn open_fds(
     found
 }
 
-/// Every holder of `target` among the processes the daemon can see, sorted by pid.
-pub fn holders(target: &Target) -> io::Result<Vec<Holder>> {
-    let own_ns = ipc_ns_of("self");
+/// Every holder of `target` among the processes the daemon can see, sorted by pid; for a SysV
+/// segment, only among the processes of `ipc_ns`, the namespace of the segment (a process whose
+/// namespace cannot be read does not count).
+pub(in crate::kernel) fn holders(target: &Target, ipc_ns: IpcNs) -> io::Result<Vec<Holder>> {
     let mut mounts = MountDevs::default();
     let mut all = Vec::new();
     let pids: Vec<u32> = fs::read_dir("/proc")?
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
         .filter(|&pid: &u32| {
-            !matches!(target, Target::Sysv { .. }) || ipc_ns_of(&pid.to_string()) == own_ns
+            !matches!(target, Target::Sysv { .. })
+                || IpcNs::of_process(pid).is_ok_and(|ns| ns == ipc_ns)
         })
         .collect();
     // Read on a helper, a stalled process skipped (see crate::kernel::proc_read).
@@ -269,18 +270,19 @@ pub fn sysv_shm_dev() -> io::Result<u64> {
 const MAX_MAPPINGS_TRIED: usize = 16;
 
 /// The segment's memory file reached through a mapping of it in another process
-/// (`/proc/PID/map_files/START-END`, root only), with no `shmat`: the processes of the
-/// daemon's IPC namespace are tried in order (the segment's last and creating pids, then
-/// every holder). A mapping is used only if the file opened has the fingerprint `print`,
+/// (`/proc/PID/map_files/START-END`, root only), with no `shmat`: processes are tried in order
+/// (the segment's last and creating pids, then every holder in the segment's IPC namespace
+/// `ipc_ns`). A mapping is used only if the file opened has the fingerprint `print`,
 /// which the daemon took of the segment's memory through its own attachment (see
 /// [`crate::kernel::fingerprint`]); device, inode number and size only pick the candidates. A
 /// read-only mapping serves a writable open too: root opens `map_files` read-write whatever
 /// the mapping's protection. None if no mapping passes.
-pub fn open_mapped_segment(
+pub(in crate::kernel) fn open_mapped_segment(
     seg: &crate::kernel::sysv::Segment,
     writable: bool,
     shm_dev: u64,
     print: &Fingerprint,
+    ipc_ns: IpcNs,
 ) -> Option<fs::File> {
     // No attachment anywhere: no mapping to find, and no scan of every process's maps.
     if seg.nattch == 0 {
@@ -303,7 +305,7 @@ pub fn open_mapped_segment(
     if let Some(file) = likely.into_iter().find_map(&mut try_pid) {
         return Some(file);
     }
-    let all = holders(&target).ok()?;
+    let all = holders(&target, ipc_ns).ok()?;
     all.into_iter().map(|h| h.pid).find_map(try_pid)
 }
 
@@ -568,12 +570,15 @@ mod tests {
         // lives while attached) and detached at the end.
         let id = unsafe { libc::shmget(libc::IPC_PRIVATE, 4096, libc::IPC_CREAT | 0o600) };
         assert!(id >= 0, "shmget: {}", io::Error::last_os_error());
+        // SAFETY: attaches the segment just made where the kernel chooses.
         let addr = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+        // SAFETY: IPC_RMID takes no buffer.
         unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
         assert_ne!(addr as isize, -1, "shmat: {}", io::Error::last_os_error());
         let me = std::process::id();
         assert_eq!(sysv_hugetlb(id, &[me]), Some(false));
         assert_eq!(sysv_hugetlb(id, &[]), None);
+        // SAFETY: detaches the attachment made above, which nothing uses any more.
         unsafe { libc::shmdt(addr) };
         assert_eq!(sysv_hugetlb(id, &[me]), None, "no longer attached");
     }

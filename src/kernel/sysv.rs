@@ -1,16 +1,18 @@
 //! System V shared memory: a small safe API over `shmctl`, `shmget`, `shmat` and
-//! `/proc/sysvipc/shm`.
+//! `/proc/sys/kernel/shm*`.
 //!
 //! Looking up one segment is one `shmctl(SHM_STAT_ANY)`; listing is one pass over the
 //! kernel's index table. Neither attaches a segment, so neither changes what `ipcs` shows.
+//!
+//! Every call that names a segment, or counts or limits them, acts in the IPC namespace of the
+//! calling thread: those are visible to the kernel layer only, and the rest of shmfs makes them
+//! through a `kernel::context::IpcContext`, which says which namespace. An attachment's memory,
+//! once attached, and the huge-page helpers belong to no namespace.
 
-use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::os::fd::AsRawFd;
 use std::time::Instant;
-
-use crate::kernel::usage::{Shared, Source};
 
 use libc::c_int;
 
@@ -117,7 +119,7 @@ pub struct Usage {
     pub swap: u64,
 }
 
-/// System-wide usage, as `shmctl(SHM_INFO)` and `ipcs -m -u` report it.
+/// The IPC namespace's usage, as `shmctl(SHM_INFO)` and `ipcs -m -u` report it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Totals {
     pub segments: u64,
@@ -155,7 +157,7 @@ fn stat_slot(index_or_id: c_int) -> io::Result<(i32, libc::shmid_ds)> {
 }
 
 /// The segment with this shmid, or `ENOENT`. One system call; no attach, no permission needed.
-pub fn lookup(shmid: i32) -> io::Result<Segment> {
+pub(in crate::kernel) fn lookup(shmid: i32) -> io::Result<Segment> {
     if shmid < 0 {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
@@ -171,7 +173,7 @@ pub fn lookup(shmid: i32) -> io::Result<Segment> {
 }
 
 /// Every segment of the IPC namespace, in index order: what `ipcs -m` lists.
-pub fn list() -> io::Result<Vec<Segment>> {
+pub(in crate::kernel) fn list() -> io::Result<Vec<Segment>> {
     let mut info = ShmInfo::default();
     // SAFETY: SHM_INFO writes a struct shm_info, which ShmInfo mirrors.
     let max_index = unsafe {
@@ -196,8 +198,8 @@ pub fn list() -> io::Result<Vec<Segment>> {
     Ok(segments)
 }
 
-/// System-wide totals (`ipcs -m -u`).
-pub fn totals() -> io::Result<Totals> {
+/// The IPC namespace's totals (`ipcs -m -u`).
+pub(in crate::kernel) fn totals() -> io::Result<Totals> {
     let mut info = ShmInfo::default();
     // SAFETY: as in `list`.
     let rc = unsafe {
@@ -220,7 +222,7 @@ pub fn totals() -> io::Result<Totals> {
 
 /// The shmid of the live segment with this (non-private) key, or `ENOENT`.
 /// `shmget(key, 0, 0)` asks for no access, so the kernel answers any caller.
-pub fn id_for_key(key: u32) -> io::Result<i32> {
+pub(in crate::kernel) fn id_for_key(key: u32) -> io::Result<i32> {
     if key == 0 {
         return Err(io::Error::from_raw_os_error(libc::ENOENT));
     }
@@ -234,7 +236,7 @@ pub fn id_for_key(key: u32) -> io::Result<i32> {
 
 /// Changes mode bits and owner (`shmctl(IPC_SET)`); the kernel checks the calling thread's
 /// credentials, so call it as the requesting user.
-pub fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+pub(in crate::kernel) fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
     let mut ds = zeroed_ds();
     ds.shm_perm.mode = (mode & 0o777) as u16;
     ds.shm_perm.uid = uid;
@@ -249,7 +251,7 @@ pub fn set_perm(shmid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
 
 /// Marks the segment for removal (`shmctl(IPC_RMID)`); the kernel checks the calling
 /// thread's credentials (owner, creator or CAP_SYS_ADMIN).
-pub fn remove(shmid: i32) -> io::Result<()> {
+pub(in crate::kernel) fn remove(shmid: i32) -> io::Result<()> {
     // SAFETY: IPC_RMID does not use the buffer.
     let rc = unsafe { libc::shmctl(shmid, libc::IPC_RMID, std::ptr::null_mut()) };
     if rc < 0 {
@@ -258,197 +260,30 @@ pub fn remove(shmid: i32) -> io::Result<()> {
     Ok(())
 }
 
-/// Reads `/proc/sysvipc/shm` now into a map shmid → usage: for the root's reports, one reading
-/// per request. The reading then serves `stat` too (see [`crate::kernel::usage`]).
-pub fn usage_table() -> io::Result<HashMap<i32, Usage>> {
-    USAGE.fresh_table()
+/// The limits of System V shared memory (`/proc/sys/kernel/shm*`), which are the IPC
+/// namespace's own.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub shmmax: u64,
+    pub shmall: u64,
+    pub shmmni: u64,
+    pub shm_rmid_forced: u64,
 }
 
-/// Usage of one segment from the reading shared by the requests of one moment: no older than
-/// [`crate::kernel::usage::MAX_AGE`], re-read when the kernel's totals have changed since (as the last
-/// look at them, at most [`crate::kernel::usage::MAX_TOTALS_WINDOW`] old, shows), or when it does not list
-/// `shmid` (a new segment). Zeros only if a reading made now does not list
-/// the segment (it is gone). A list that cannot be read is an error, never a usage of zero.
-pub fn usage_of(shmid: i32) -> io::Result<Usage> {
-    USAGE.usage_of(shmid)
-}
-
-/// The process's shared reading of `/proc/sysvipc/shm`.
-static USAGE: Shared<Kernel> = Shared::new(Kernel);
-
-/// The kernel as the source of readings.
-struct Kernel;
-
-impl Source for Kernel {
-    type Pass = ProcPass<File>;
-
-    fn totals(&self) -> io::Result<Totals> {
-        totals()
-    }
-
-    fn start(&self) -> io::Result<ProcPass<File>> {
-        Ok(ProcPass::new(File::open("/proc/sysvipc/shm")?))
-    }
-
-    fn next_piece(
-        &self,
-        pass: &mut ProcPass<File>,
-        read_at: Instant,
-        row: &mut dyn FnMut(i32, Usage, Instant),
-    ) -> io::Result<bool> {
-        pass.next_piece(read_at, row)
-    }
-
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
-/// One reading of `/proc/sysvipc/shm` in progress, read a piece at a time.
-struct ProcPass<R> {
-    file: R,
-    /// Where each read(2) lands: at least two pages, so that the kernel, which formats whole
-    /// lines into a buffer of one page, can always hand over all it formatted.
-    piece: Vec<u8>,
-    /// Learnt from the header line.
-    columns: Option<Columns>,
-    /// The start of a line whose end the next piece brings, and the time before the read that
-    /// brought it (the kernel formatted the whole line then).
-    pending: Vec<u8>,
-    pending_at: Option<Instant>,
-}
-
-impl<R: Read> ProcPass<R> {
-    fn new(file: R) -> ProcPass<R> {
-        // SAFETY: sysconf has no memory effects.
-        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-        ProcPass {
-            file,
-            piece: vec![0; (2 * page).max(8192)],
-            columns: None,
-            pending: Vec::new(),
-            pending_at: None,
-        }
-    }
-
-    /// One read(2): the kernel formats the lines of about one page per call, and formatting is
-    /// what a reading costs. Each line completed goes to `row` with the time before the read
-    /// that brought its first byte.
-    fn next_piece(
-        &mut self,
-        read_at: Instant,
-        row: &mut dyn FnMut(i32, Usage, Instant),
-    ) -> io::Result<bool> {
-        let n = loop {
-            match self.file.read(&mut self.piece) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break other?,
-            }
-        };
-        let at_end = n == 0;
-        if at_end && self.pending.is_empty() {
-            return match self.columns {
-                Some(_) => Ok(false),
-                None => Err(unexpected_header()),
-            };
-        }
-        // At the end, a last line without its newline.
-        let mut text: &[u8] = if at_end { b"\n" } else { &self.piece[..n] };
-        while let Some(newline) = text.iter().position(|&b| b == b'\n') {
-            let line_at = self.pending_at.take().unwrap_or(read_at);
-            let line = if self.pending.is_empty() {
-                &text[..newline]
-            } else {
-                self.pending.extend_from_slice(&text[..newline]);
-                &self.pending[..]
-            };
-            match &self.columns {
-                None => self.columns = Some(Columns::of_header(line)?),
-                Some(columns) => {
-                    if let Some((id, usage)) = columns.parse(line) {
-                        row(id, usage, line_at);
-                    }
-                }
-            }
-            self.pending.clear();
-            text = &text[newline + 1..];
-        }
-        if !text.is_empty() {
-            self.pending_at.get_or_insert(read_at);
-            self.pending.extend_from_slice(text);
-        }
-        Ok(!at_end)
-    }
-}
-
-fn unexpected_header() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        "/proc/sysvipc/shm: unexpected header",
-    )
-}
-
-/// Where shmid, rss and swap are in the lines of `/proc/sysvipc/shm`. They are found by the
-/// header's names, so that a kernel that adds columns does not break it.
-struct Columns {
-    id: usize,
-    rss: usize,
-    swap: usize,
-}
-
-impl Columns {
-    fn of_header(header: &[u8]) -> io::Result<Columns> {
-        let column = |name: &[u8]| {
-            header
-                .split(u8::is_ascii_whitespace)
-                .filter(|f| !f.is_empty())
-                .position(|c| c == name)
-        };
-        match (column(b"shmid"), column(b"rss"), column(b"swap")) {
-            (Some(id), Some(rss), Some(swap)) => Ok(Columns { id, rss, swap }),
-            _ => Err(unexpected_header()),
-        }
-    }
-
-    /// The shmid and usage of one segment's line; None for a line that does not parse.
-    // Bytes, not strings: at thousands of segments this runs often enough that a String (and a
-    // UTF-8 check) per line showed in profiles.
-    fn parse(&self, line: &[u8]) -> Option<(i32, Usage)> {
-        let last = self.id.max(self.rss).max(self.swap);
-        let (mut id, mut rss, mut swap) = (None, None, None);
-        let fields = line
-            .split(u8::is_ascii_whitespace)
-            .filter(|f| !f.is_empty());
-        for (i, field) in fields.enumerate().take(last + 1) {
-            if i == self.id {
-                id = parse_decimal(field).and_then(|n| i32::try_from(n).ok());
-            } else if i == self.rss {
-                rss = parse_decimal(field);
-            } else if i == self.swap {
-                swap = parse_decimal(field);
-            }
-        }
-        Some((
-            id?,
-            Usage {
-                rss: rss?,
-                swap: swap?,
-            },
-        ))
-    }
-}
-
-/// A decimal number of ASCII digits, or None (empty, another byte, or too big).
-fn parse_decimal(digits: &[u8]) -> Option<u64> {
-    if digits.is_empty() {
-        return None;
-    }
-    digits.iter().try_fold(0u64, |n, &d| {
-        if d.is_ascii_digit() {
-            n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
-        } else {
-            None
-        }
+/// The limits of the calling thread's IPC namespace: `/proc/sys/kernel` shows the reader's.
+pub(in crate::kernel) fn limits() -> io::Result<Limits> {
+    let read = |name: &str| -> io::Result<u64> {
+        let path = format!("/proc/sys/kernel/{name}");
+        let text = std::fs::read_to_string(&path)?;
+        text.trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}")))
+    };
+    Ok(Limits {
+        shmmax: read("shmmax")?,
+        shmall: read("shmall")?,
+        shmmni: read("shmmni")?,
+        shm_rmid_forced: read("shm_rmid_forced")?,
     })
 }
 
@@ -473,9 +308,9 @@ unsafe impl Sync for Attachment {}
 pub struct Writer<'a>(&'a Attachment);
 
 impl Attachment {
-    /// `shmat`: the kernel checks the calling thread's credentials against the segment's
-    /// mode (read, or read and write).
-    pub fn attach(shmid: i32, writable: bool) -> io::Result<Attachment> {
+    /// `shmat` of the segment `shmid` of the calling thread's IPC namespace: the kernel checks
+    /// the thread's credentials against the segment's mode (read, or read and write).
+    pub(in crate::kernel) fn attach(shmid: i32, writable: bool) -> io::Result<Attachment> {
         let flags = if writable { 0 } else { libc::SHM_RDONLY };
         // SAFETY: the kernel picks the address; failure is reported as (void*)-1.
         let addr = unsafe { libc::shmat(shmid, std::ptr::null(), flags) };
@@ -758,82 +593,6 @@ pub fn write_hugetlb(file: &File, data: &[u8], offset: u64) -> io::Result<usize>
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A file that hands over the given pieces, one per read(2), as the kernel's seq_file does.
-    struct Pieces(std::collections::VecDeque<Vec<u8>>);
-
-    impl Read for Pieces {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            let Some(piece) = self.0.pop_front() else {
-                return Ok(0);
-            };
-            assert!(piece.len() <= buf.len());
-            buf[..piece.len()].copy_from_slice(&piece);
-            Ok(piece.len())
-        }
-    }
-
-    const HEADER: &str = "       key      shmid perms                  size  cpid  lpid nattch   uid   gid  cuid  cgid      atime      dtime      ctime                   rss                  swap\n";
-
-    fn line(shmid: i32, rss: u64, swap: u64) -> String {
-        format!(
-            "-559038737 {shmid:>10}  1600                  4096  4242  4250      2  70000  1000  1000  1000 1763900000 1763899990 1763899000 {rss:>21} {swap:>21}\n"
-        )
-    }
-
-    /// Reads `pieces` to the end, one piece per call at times 0, 1, 2… ms after `t0`; gives
-    /// each segment's (shmid, rss, swap, ms of its time).
-    fn read_all(pieces: &[&str]) -> io::Result<Vec<(i32, u64, u64, u64)>> {
-        let t0 = Instant::now();
-        let mut pass = ProcPass::new(Pieces(
-            pieces.iter().map(|p| p.as_bytes().to_vec()).collect(),
-        ));
-        let mut rows = Vec::new();
-        for ms in 0.. {
-            let read_at = t0 + std::time::Duration::from_millis(ms);
-            let more = pass.next_piece(read_at, &mut |id, u, at| {
-                rows.push((id, u.rss, u.swap, (at - t0).as_millis() as u64))
-            })?;
-            if !more {
-                return Ok(rows);
-            }
-        }
-        unreachable!()
-    }
-
-    #[test]
-    fn reads_proc_sysvipc_shm_a_piece_at_a_time() {
-        let (a, b, c) = (line(7, 8192, 0), line(9, 0, 4096), line(11, 4096, 4096));
-        let text = format!("{HEADER}{a}garbage line\n\n{b}");
-        assert_eq!(
-            read_all(&[&text, &c]).unwrap(),
-            vec![(7, 8192, 0, 0), (9, 0, 4096, 0), (11, 4096, 4096, 1)],
-            "lines that do not parse are skipped"
-        );
-    }
-
-    #[test]
-    fn a_line_split_between_reads_keeps_the_time_of_its_first_byte() {
-        let (a, b) = (line(7, 8192, 0), line(9, 0, 4096));
-        let (b1, b2) = b.split_at(30);
-        let (h1, h2) = HEADER.split_at(10);
-        assert_eq!(
-            read_all(&[h1, h2, &a, b1, b2]).unwrap(),
-            vec![(7, 8192, 0, 2), (9, 0, 4096, 3)],
-            "b was formatted when its first byte was read"
-        );
-    }
-
-    #[test]
-    fn a_last_line_without_newline_counts_and_a_file_without_header_is_an_error() {
-        let a = line(7, 8192, 0);
-        let text = format!("{HEADER}{}", a.trim_end());
-        assert_eq!(read_all(&[&text]).unwrap(), vec![(7, 8192, 0, 0)]);
-        for bad in [&[][..], &["x y z\n"][..], &["       key      shmid\n"][..]] {
-            let err = read_all(bad).unwrap_err();
-            assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{bad:?}");
-        }
-    }
 
     #[test]
     fn ipcperms_rules() {

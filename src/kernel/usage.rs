@@ -36,8 +36,10 @@
 //! Requests share one reading: the lock is held while the file is read, so workers that arrive
 //! meanwhile wait for that reading and use it instead of reading the file again each.
 //!
-//! The reading is per process, like the IPC namespace the daemon serves (`--ipc-ns` enters it
-//! before any worker starts; `/proc/sysvipc/shm` shows the namespace of the reader).
+//! A reading is of one IPC namespace (`/proc/sysvipc/shm` and `SHM_INFO` show the reader's):
+//! each `kernel::context::IpcContext` keeps its own [`Shared`] reading, and asks it only from
+//! threads in its namespace. The kernel's side of a reading is in `kernel::proc_sysvipc`; this
+//! module holds only the rules, over any [`Source`].
 
 use std::collections::HashMap;
 use std::io;
@@ -97,7 +99,7 @@ struct Reading<P> {
     rest: Option<P>,
 }
 
-/// The process's current reading, shared by all requests.
+/// The current reading of one namespace, shared by all its requests.
 pub struct Shared<S: Source> {
     source: S,
     current: Mutex<State<S::Pass>>,
@@ -121,6 +123,7 @@ struct Look {
 }
 
 impl<S: Source> Shared<S> {
+    /// No reading yet: the first request makes one.
     pub const fn new(source: S) -> Shared<S> {
         Shared {
             source,

@@ -355,7 +355,9 @@ fn hugetlb(env: Env, seg: &Segment) -> Option<bool> {
         .filter_map(|&p| u32::try_from(p).ok())
         .collect();
     let found = attach::sysv_hugetlb(seg.shmid, &candidates).or_else(|| {
-        let mut pids: Vec<u32> = attach::holders(&attach::Target::Sysv { shmid: seg.shmid })
+        let mut pids: Vec<u32> = env
+            .source
+            .holders(&attach::Target::Sysv { shmid: seg.shmid })
             .unwrap_or_default()
             .iter()
             .map(|h| h.pid)

@@ -1,0 +1,96 @@
+//! Which IPC namespace a thread or a process is in: the identity of its `ns/ipc` file in
+//! `/proc`, so that two namespaces can be told apart without comparing `readlink` strings.
+//!
+//! A thread's own namespace is read from `/proc/thread-self/ns/ipc`, never `/proc/self`:
+//! `/proc/self` names the thread group, whose `ns/ipc` is the main thread's, and a thread may
+//! have entered another namespace (`setns`). Another process's is read from `/proc/PID/ns/ipc`
+//! (its main thread's, which is what the process's segments and attachments belong to).
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
+
+/// `NS_GET_ID` of recent `linux/nsfs.h`: `_IOR(0xb7, 0xd, __u64)`, the namespace's
+/// 64-bit id, unique for the life of the system (inode numbers of nsfs may be reused).
+const NS_GET_ID: u64 = (2 << 30) | (8 << 16) | (0xb7 << 8) | 0xd;
+
+/// One IPC namespace, as the device and inode number of its file in nsfs: what `stat` of any
+/// process's or thread's `ns/ipc` gives, the same for every task in the namespace and
+/// different for every other live namespace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct IpcNs {
+    pub dev: u64,
+    pub ino: u64,
+}
+
+impl IpcNs {
+    /// The IPC namespace of the calling thread, and its 64-bit id if the kernel tells it
+    /// (`NS_GET_ID`; None on kernels without it, or where seccomp refuses the `ioctl`).
+    pub fn of_thread() -> io::Result<(IpcNs, Option<u64>)> {
+        let file = File::open("/proc/thread-self/ns/ipc")?;
+        let st = file.metadata()?;
+        let ns = IpcNs {
+            dev: st.dev(),
+            ino: st.ino(),
+        };
+        let mut id: u64 = 0;
+        // SAFETY: a valid descriptor of an nsfs file; NS_GET_ID writes one u64 into `id`,
+        // and a kernel that does not know the request writes nothing and fails.
+        let rc = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_ID as _, &mut id as *mut u64) };
+        Ok((ns, (rc == 0).then_some(id)))
+    }
+
+    /// The IPC namespace of process `pid` (as the `/proc` the daemon sees numbers it); an
+    /// error if it is gone or the daemon may not look (ptrace read access is needed).
+    pub fn of_process(pid: u32) -> io::Result<IpcNs> {
+        let st = std::fs::metadata(format!("/proc/{pid}/ns/ipc"))?;
+        Ok(IpcNs {
+            dev: st.dev(),
+            ino: st.ino(),
+        })
+    }
+}
+
+impl std::fmt::Display for IpcNs {
+    /// As `readlink` of an `ns/ipc` file shows it (`ipc:[INODE]`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ipc:[{}]", self.ino)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_and_its_process_agree_until_the_thread_leaves() {
+        let (mine, _) = IpcNs::of_thread().unwrap();
+        let pid = std::process::id();
+        assert_eq!(IpcNs::of_process(pid).unwrap(), mine);
+        let link = std::fs::read_link("/proc/thread-self/ns/ipc").unwrap();
+        assert_eq!(link.to_str(), Some(mine.to_string().as_str()));
+        // On a thread of its own: it leaves the process's IPC namespace.
+        std::thread::spawn(move || {
+            // SAFETY: plain system call, affecting this thread only.
+            if unsafe { libc::unshare(libc::CLONE_NEWIPC) } != 0 {
+                eprintln!("skipped: unshare: {}", io::Error::last_os_error());
+                return;
+            }
+            let (theirs, _) = IpcNs::of_thread().unwrap();
+            assert_ne!(theirs, mine, "the thread's own namespace");
+            assert_eq!(
+                IpcNs::of_process(pid).unwrap(),
+                mine,
+                "/proc/PID names the main thread's"
+            );
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn a_process_that_is_not_there_has_no_namespace() {
+        assert!(IpcNs::of_process(0).is_err());
+    }
+}
