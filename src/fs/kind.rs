@@ -20,6 +20,8 @@ use super::types::{How, SetTime};
 use crate::kernel::attach;
 use crate::kernel::creds::Caller;
 use crate::kernel::object::Meta;
+use crate::render::index::{self, Owners};
+use crate::render::metrics::{self, Detail};
 use crate::render::text;
 
 /// What a kind's operations may use of the filesystem: where objects come from, and the
@@ -53,6 +55,24 @@ pub trait Kind: Send + Sync {
     fn with_key(&self, _env: Env, _key: u32) -> Result<Option<Box<dyn Object>>> {
         Ok(None)
     }
+    /// Its rows of `index` and `index.json`, in the kernel's order.
+    fn index_rows(&self, env: Env, owners: &mut Owners) -> Result<Vec<index::Row>>;
+    /// Its part of `metrics.prom`: with [`Detail::All`] the series of each of its objects
+    /// into `series`, and its totals into `totals`.
+    fn metrics(
+        &self,
+        env: Env,
+        detail: Detail,
+        owners: &mut Owners,
+        series: &mut metrics::Out,
+        totals: &mut metrics::Out,
+    ) -> Result<()>;
+    /// Its part of `limits`, if it has limits.
+    fn limits(&self, _env: Env) -> Result<Option<String>> {
+        Ok(None)
+    }
+    /// Its part of what `df` shows.
+    fn space(&self, env: Env) -> Result<Space>;
     /// `mkdir`: a new empty object of exactly `mode`, made as the caller. EPERM for kinds
     /// that are not made by `mkdir`.
     fn create(
@@ -64,6 +84,18 @@ pub trait Kind: Send + Sync {
     ) -> Result<Box<dyn Object>> {
         Err(Error::refused(libc::EPERM))
     }
+}
+
+/// A kind's part of what `df` shows, in bytes: its objects' memory as capacity and use, and
+/// its objects as files. The kind whose objects are files of a filesystem (the shm dir) gives
+/// that filesystem's block size, which `df`'s numbers are counted in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Space {
+    pub bytes: u64,
+    pub used: u64,
+    pub files: u64,
+    pub files_free: u64,
+    pub block_size: Option<u64>,
 }
 
 /// What the attachment count of an object was at one moment, for an object that has a public

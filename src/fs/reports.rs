@@ -2,20 +2,20 @@
 //! `attached` show, and what `df` reports: gathered from the kernel, rendered by
 //! `crate::render::text`, `crate::render::index` and `crate::render::metrics`.
 
+use super::kind::Space;
 use super::*;
-use crate::kernel::memory;
+use crate::render::index::Owners;
 
 impl ShmFs {
+    /// `limits`: each kind's limits, in the registry's order.
     pub(super) fn limits_text(&self) -> Result<String> {
-        let limits = self.source.sysv_limits()?;
-        let limits = text::Limits {
-            shmmax: limits.shmmax,
-            shmall: limits.shmall,
-            shmmni: limits.shmmni,
-            shm_rmid_forced: limits.shm_rmid_forced,
-            totals: self.source.sysv_totals()?,
-        };
-        Ok(text::limits(&limits))
+        let mut text = String::new();
+        for kind in KINDS {
+            if let Some(part) = kind.limits(self.env())? {
+                text.push_str(&part);
+            }
+        }
+        Ok(text)
     }
 
     pub(super) fn report_text(&self, report: Report) -> Result<String> {
@@ -24,81 +24,29 @@ impl ShmFs {
             Report::Metrics => return self.metrics_text(),
             Report::Index | Report::IndexJson => {}
         }
-        let usage = self
-            .source
-            .segments_usage()
-            .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
-        let segments = self.source.segments()?;
-        let objects = self.source.objects()?;
-        let uids = segments
-            .iter()
-            .map(|s| s.uid)
-            .chain(objects.iter().map(|o| o.uid));
-        let names = index::owner_names(uids, crate::kernel::names::user_name);
-        let owner = |uid: u32| names.get(&uid).cloned().unwrap_or_else(|| uid.to_string());
-        let rows: Vec<index::Row> = segments
-            .iter()
-            .map(|s| {
-                let u = usage.get(&s.shmid).copied().unwrap_or_default();
-                index::Row::sysv(s, u, owner(s.uid))
-            })
-            .chain(objects.iter().map(|o| index::Row::posix(o, owner(o.uid))))
-            .collect();
+        let mut owners = Owners::new(crate::kernel::names::user_name);
+        let mut rows = Vec::new();
+        for kind in KINDS {
+            rows.extend(kind.index_rows(self.env(), &mut owners)?);
+        }
         Ok(match report {
             Report::IndexJson => index::render_json(&rows),
             _ => index::render_table(&rows),
         })
     }
 
-    /// `metrics.prom`: as `index`, one listing of segments (and one fresh reading of their
-    /// usage, which then serves `stat` too) and of objects, no attach; plus the system's limits
-    /// and totals. With `-o metrics=totals`, the usage and the owners' names are not read.
+    /// `metrics.prom`: as `index`, one listing of each kind, no attach; the series of every
+    /// object first (unless `-o metrics=totals`), then every kind's totals.
     fn metrics_text(&self) -> Result<String> {
         let detail = self.options.metrics;
-        let usage = match detail {
-            metrics::Detail::All => self
-                .source
-                .segments_usage()
-                .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?,
-            metrics::Detail::Totals => HashMap::new(),
-        };
-        let segments = self.source.segments()?;
-        let objects = self.source.objects()?;
-        let owners = match detail {
-            metrics::Detail::All => index::owner_names(
-                segments
-                    .iter()
-                    .map(|s| s.uid)
-                    .chain(objects.iter().map(|o| o.uid)),
-                crate::kernel::names::user_name,
-            ),
-            metrics::Detail::Totals => HashMap::new(),
-        };
-        let limits = self.source.sysv_limits()?;
-        let totals = self.source.sysv_totals()?;
-        let space = self.source.shm_space()?;
-        let system = metrics::System {
-            shmmax: limits.shmmax,
-            shmall: limits.shmall,
-            shmmni: limits.shmmni,
-            pages_allocated: totals.pages_allocated,
-            pages_resident: totals.pages_resident,
-            pages_swapped: totals.pages_swapped,
-            page_size: memory::page_size(),
-            shm_dir_size: space.blocks.saturating_mul(space.block_size),
-            shm_dir_used: space
-                .blocks
-                .saturating_sub(space.blocks_free)
-                .saturating_mul(space.block_size),
-        };
-        let input = metrics::Input {
-            segments: &segments,
-            usage: &usage,
-            objects: &objects,
-            owners: &owners,
-            system,
-        };
-        Ok(metrics::render(&input, detail))
+        let mut owners = Owners::new(crate::kernel::names::user_name);
+        let mut series = metrics::Out::with_capacity(4096);
+        let mut totals = metrics::Out::with_capacity(2048);
+        for kind in KINDS {
+            kind.metrics(self.env(), detail, &mut owners, &mut series, &mut totals)?;
+        }
+        series.append(totals);
+        Ok(series.into_text())
     }
 
     /// The `attached` file as `who` may see it: only the holders whose `/proc/PID/maps` the
@@ -224,25 +172,32 @@ impl ShmFs {
         lengths.insert(id.clone(), (key, len));
     }
 
-    /// What `df` shows: the shm dir's filesystem plus the SysV segments (their sizes count
-    /// as capacity, their resident pages as used).
+    /// What `df` shows: every kind's share (the shm dir's filesystem, and the SysV segments,
+    /// whose sizes count as capacity and resident pages as used), in blocks of the shm dir's
+    /// filesystem.
     pub(super) fn usage_totals(&self) -> Result<SpaceUsage> {
-        let space = self.source.shm_space()?;
-        let totals = self.source.sysv_totals()?;
-        let frsize = space.block_size;
-        let page = 4096u64;
-        let to_blocks = |pages: u64| pages.saturating_mul(page) / frsize;
-        let blocks = space
-            .blocks
-            .saturating_add(to_blocks(totals.pages_allocated));
-        let used = (space.blocks.saturating_sub(space.blocks_free))
-            .saturating_add(to_blocks(totals.pages_resident));
+        let mut shares = Vec::with_capacity(KINDS.len());
+        for kind in KINDS {
+            shares.push(kind.space(self.env())?);
+        }
+        let frsize = shares
+            .iter()
+            .find_map(|s| s.block_size)
+            .filter(|&b| b > 0)
+            .unwrap_or(4096);
+        let total = |part: &dyn Fn(&Space) -> u64| {
+            shares
+                .iter()
+                .fold(0u64, |sum, s| sum.saturating_add(part(s)))
+        };
+        let blocks = total(&|s| s.bytes / frsize);
+        let used = total(&|s| s.used / frsize);
         Ok(SpaceUsage {
             blocks,
             free: blocks.saturating_sub(used),
-            files: space.files.saturating_add(totals.segments),
-            files_free: space.files_free,
-            block_size: frsize as u32,
+            files: total(&|s| s.files),
+            files_free: total(&|s| s.files_free),
+            block_size: u32::try_from(frsize).unwrap_or(u32::MAX),
         })
     }
 }

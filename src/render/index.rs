@@ -59,18 +59,37 @@ impl Row {
     }
 }
 
-/// Names of uids, looked up once per render.
-pub fn owner_names(
-    uids: impl Iterator<Item = u32>,
-    lookup: impl Fn(u32) -> Option<String>,
-) -> HashMap<u32, String> {
-    let mut names = HashMap::new();
-    for uid in uids {
-        names
-            .entry(uid)
-            .or_insert_with(|| lookup(uid).unwrap_or_else(|| uid.to_string()));
+/// Owners' names for one render: each uid looked up once, and its number if it has no name.
+pub struct Owners {
+    names: HashMap<u32, String>,
+    lookup: fn(u32) -> Option<String>,
+}
+
+impl Owners {
+    /// No name known yet; `lookup` names a uid.
+    pub fn new(lookup: fn(u32) -> Option<String>) -> Owners {
+        Owners {
+            names: HashMap::new(),
+            lookup,
+        }
     }
-    names
+
+    /// The name of `uid`.
+    pub fn name(&mut self, uid: u32) -> String {
+        let lookup = self.lookup;
+        self.names
+            .entry(uid)
+            .or_insert_with(|| lookup(uid).unwrap_or_else(|| uid.to_string()))
+            .clone()
+    }
+
+    /// The names of `uids`, looked up as needed, with every name known so far.
+    pub fn names_of(&mut self, uids: impl Iterator<Item = u32>) -> &HashMap<u32, String> {
+        for uid in uids {
+            self.name(uid);
+        }
+        &self.names
+    }
 }
 
 /// The eight cells of a row of the `index` table.
@@ -226,6 +245,23 @@ pub fn render_json(rows: &[Row]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_are_looked_up_once_and_numbered_without_a_name() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static ASKED: AtomicUsize = AtomicUsize::new(0);
+        fn lookup(uid: u32) -> Option<String> {
+            ASKED.fetch_add(1, Ordering::Relaxed);
+            (uid == 0).then(|| "root".to_string())
+        }
+        let mut owners = Owners::new(lookup);
+        assert_eq!(owners.name(0), "root");
+        assert_eq!(owners.name(0), "root");
+        assert_eq!(owners.name(4242), "4242");
+        let names = owners.names_of([0, 4242, 7].into_iter());
+        assert_eq!(names.get(&7).map(String::as_str), Some("7"));
+        assert_eq!(ASKED.load(Ordering::Relaxed), 3);
+    }
 
     use serde_json::{Value, json};
 

@@ -143,12 +143,30 @@ pub fn name_labels(name: &[u8]) -> String {
     out
 }
 
-/// The text being written.
-struct Out {
+/// The text being written: a kind's part of `metrics.prom`, or all of it.
+#[derive(Debug, Default)]
+pub struct Out {
     text: String,
 }
 
 impl Out {
+    /// An empty text with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Out {
+        Out {
+            text: String::with_capacity(capacity),
+        }
+    }
+
+    /// Appends `other`'s text.
+    pub fn append(&mut self, other: Out) {
+        self.text.push_str(&other.text);
+    }
+
+    /// The text written.
+    pub fn into_text(self) -> String {
+        self.text
+    }
+
     /// `# HELP` and `# TYPE … gauge` of a family.
     fn family(&mut self, name: &str, help: &str) {
         let _ = write!(self.text, "# HELP {name} {help}\n# TYPE {name} gauge\n");
@@ -204,19 +222,22 @@ fn object_labels(obj: &Object, owner: &str) -> String {
     out
 }
 
-/// The whole `metrics.prom` text.
+/// About how many bytes the series of one object take (eight families of ~110 bytes for a
+/// segment; a quarter of that for an object), to size the text at once.
+pub const SEGMENT_SERIES_BYTES: usize = 8 * 110;
+/// As [`SEGMENT_SERIES_BYTES`], for a POSIX object.
+pub const OBJECT_SERIES_BYTES: usize = SEGMENT_SERIES_BYTES / 4;
+
+/// The whole `metrics.prom` text of one listing of each kind: the series of every object
+/// (with [`Detail::All`]), then the totals. (The filesystem writes the same parts kind by kind.)
 pub fn render(input: &Input, detail: Detail) -> String {
-    let per_line = if detail == Detail::All { 8 * 110 } else { 0 };
-    let mut out = Out {
-        text: String::with_capacity(
-            4096 + per_line * input.segments.len() + per_line / 4 * input.objects.len(),
-        ),
-    };
+    let mut out = Out::with_capacity(4096);
     if detail == Detail::All {
-        per_segment(&mut out, input);
-        per_object(&mut out, input);
+        segment_series(&mut out, input.segments, input.usage, input.owners);
+        object_series(&mut out, input.objects, input.owners);
     }
-    totals(&mut out, input);
+    sysv_totals(&mut out, input.segments, &input.system);
+    posix_totals(&mut out, input.objects, &input.system);
     out.text
 }
 
@@ -230,14 +251,20 @@ fn owner<'a>(owners: &'a HashMap<u32, String>, uid: u32, fallback: &'a mut Strin
     }
 }
 
-fn per_segment(out: &mut Out, input: &Input) {
+/// One series per segment of each per-segment family, labelled with its shmid, key, owner
+/// (named from `owners`) and mode.
+pub fn segment_series(
+    out: &mut Out,
+    segments: &[Segment],
+    usage: &HashMap<i32, Usage>,
+    owners: &HashMap<u32, String>,
+) {
     let mut fallback = String::new();
-    let rows: Vec<(String, (&Segment, Usage))> = input
-        .segments
+    let rows: Vec<(String, (&Segment, Usage))> = segments
         .iter()
         .map(|s| {
-            let usage = input.usage.get(&s.shmid).copied().unwrap_or_default();
-            let labels = segment_labels(s, owner(input.owners, s.uid, &mut fallback));
+            let usage = usage.get(&s.shmid).copied().unwrap_or_default();
+            let labels = segment_labels(s, owner(owners, s.uid, &mut fallback));
             (labels, (s, usage))
         })
         .collect();
@@ -291,13 +318,14 @@ fn per_segment(out: &mut Out, input: &Input) {
     );
 }
 
-fn per_object(out: &mut Out, input: &Input) {
+/// One series per POSIX object of each per-object family, labelled with its name, owner and
+/// mode.
+pub fn object_series(out: &mut Out, objects: &[Object], owners: &HashMap<u32, String>) {
     let mut fallback = String::new();
-    let rows: Vec<(String, &Object)> = input
-        .objects
+    let rows: Vec<(String, &Object)> = objects
         .iter()
         .map(|o| {
-            let labels = object_labels(o, owner(input.owners, o.uid, &mut fallback));
+            let labels = object_labels(o, owner(owners, o.uid, &mut fallback));
             (labels, o)
         })
         .collect();
@@ -315,14 +343,14 @@ fn per_object(out: &mut Out, input: &Input) {
     );
 }
 
-fn totals(out: &mut Out, input: &Input) {
-    let sys = &input.system;
+/// The System V totals: counts of `segments`, and the system's limits and usage of `sys`.
+pub fn sysv_totals(out: &mut Out, segments: &[Segment], sys: &System) {
     let pages = |n: u64| u128::from(n) * u128::from(sys.page_size);
-    let unattached = input.segments.iter().filter(|s| s.nattch == 0);
+    let unattached = segments.iter().filter(|s| s.nattch == 0);
     out.single(
         "shmfs_sysv_segments",
         "System V segments (ipcs -m).",
-        input.segments.len(),
+        segments.len(),
     );
     out.single(
         "shmfs_sysv_segments_limit",
@@ -364,25 +392,25 @@ fn totals(out: &mut Out, input: &Input) {
         "Bytes of all System V segments swapped out (ipcs -m -u pages swapped).",
         pages(sys.pages_swapped),
     );
+}
+
+/// The POSIX totals: counts and sizes of `objects`, and the shm dir's capacity and use of
+/// `sys`.
+pub fn posix_totals(out: &mut Out, objects: &[Object], sys: &System) {
     out.single(
         "shmfs_posix_objects",
         "POSIX shared memory objects (regular files of the shm dir).",
-        input.objects.len(),
+        objects.len(),
     );
     out.single(
         "shmfs_posix_objects_size_bytes",
         "Total size of the POSIX objects.",
-        input
-            .objects
-            .iter()
-            .map(|o| u128::from(o.size))
-            .sum::<u128>(),
+        objects.iter().map(|o| u128::from(o.size)).sum::<u128>(),
     );
     out.single(
         "shmfs_posix_objects_allocated_bytes",
         "Total bytes allocated to the POSIX objects.",
-        input
-            .objects
+        objects
             .iter()
             .map(|o| u128::from(o.allocated))
             .sum::<u128>(),

@@ -9,12 +9,14 @@ use std::os::unix::fs::FileExt;
 
 use crate::fs::error::{Error, Result};
 use crate::fs::inode::{Name, ObjectId, Part};
-use crate::fs::kind::{Env, Kind, Object, OpenData, read_full};
+use crate::fs::kind::{Env, Kind, Object, OpenData, Space, read_full};
 use crate::fs::types::{How, SetTime};
 use crate::kernel::attach;
 use crate::kernel::creds::{self, Caller};
 use crate::kernel::object::Meta;
 use crate::kernel::posix::{FileTime, Object as ShmObject};
+use crate::render::index::{self, Owners};
+use crate::render::metrics::{self, Detail};
 use crate::render::text;
 
 /// This kind's index in the registry (`fs::kinds`).
@@ -82,6 +84,57 @@ impl Kind for Objects {
             return Err(errno(libc::ENOENT));
         }
         Ok(boxed(obj))
+    }
+
+    fn index_rows(&self, env: Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+        Ok(env
+            .source
+            .objects()?
+            .iter()
+            .map(|o| index::Row::posix(o, owners.name(o.uid)))
+            .collect())
+    }
+
+    /// One listing of the shm dir and its capacity and use.
+    fn metrics(
+        &self,
+        env: Env,
+        detail: Detail,
+        owners: &mut Owners,
+        series: &mut metrics::Out,
+        totals: &mut metrics::Out,
+    ) -> Result<()> {
+        let objects = env.source.objects()?;
+        if detail == Detail::All {
+            let owners = owners.names_of(objects.iter().map(|o| o.uid));
+            metrics::object_series(series, &objects, owners);
+        }
+        let space = env.source.shm_space()?;
+        let system = metrics::System {
+            shm_dir_size: space.blocks.saturating_mul(space.block_size),
+            shm_dir_used: space
+                .blocks
+                .saturating_sub(space.blocks_free)
+                .saturating_mul(space.block_size),
+            ..metrics::System::default()
+        };
+        metrics::posix_totals(totals, &objects, &system);
+        Ok(())
+    }
+
+    /// The shm dir's filesystem, as `df` shows it.
+    fn space(&self, env: Env) -> Result<Space> {
+        let space = env.source.shm_space()?;
+        Ok(Space {
+            bytes: space.blocks.saturating_mul(space.block_size),
+            used: space
+                .blocks
+                .saturating_sub(space.blocks_free)
+                .saturating_mul(space.block_size),
+            files: space.files,
+            files_free: space.files_free,
+            block_size: Some(space.block_size),
+        })
     }
 
     fn create(&self, env: Env, who: &Caller, name: &OsStr, mode: u32) -> Result<Box<dyn Object>> {

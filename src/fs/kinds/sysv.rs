@@ -9,13 +9,18 @@ use std::os::unix::fs::FileExt;
 
 use crate::fs::error::{Error, Result};
 use crate::fs::inode::{Name, ObjectId, Part};
-use crate::fs::kind::{AttachRecord, Env, Kind, Object, OpenData, read_full, refused_input, shown};
+use crate::fs::kind::{
+    AttachRecord, Env, Kind, Object, OpenData, Space, read_full, refused_input, shown,
+};
 use crate::fs::source::SegmentMemory;
 use crate::fs::types::{How, SetTime};
 use crate::kernel::attach;
 use crate::kernel::creds::{self, Caller};
+use crate::kernel::memory;
 use crate::kernel::object::Meta;
 use crate::kernel::sysv::{self, Segment};
+use crate::render::index::{self, Owners};
+use crate::render::metrics::{self, Detail};
 use crate::render::text;
 
 /// This kind's index in the registry (`fs::kinds`).
@@ -99,12 +104,97 @@ impl Kind for Segments {
         true
     }
 
+    fn index_rows(&self, env: Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+        let usage = env
+            .source
+            .segments_usage()
+            .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
+        Ok(env
+            .source
+            .segments()?
+            .iter()
+            .map(|s| {
+                let u = usage.get(&s.shmid).copied().unwrap_or_default();
+                index::Row::sysv(s, u, owners.name(s.uid))
+            })
+            .collect())
+    }
+
+    /// One listing of segments (and with [`Detail::All`] one fresh reading of their usage,
+    /// which then serves `stat` too), no attach; plus the system's limits and totals. With
+    /// [`Detail::Totals`] the usage and the owners' names are not read.
+    fn metrics(
+        &self,
+        env: Env,
+        detail: Detail,
+        owners: &mut Owners,
+        series: &mut metrics::Out,
+        totals: &mut metrics::Out,
+    ) -> Result<()> {
+        if detail == Detail::All {
+            let usage = env
+                .source
+                .segments_usage()
+                .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
+            let segments = env.source.segments()?;
+            let owners = owners.names_of(segments.iter().map(|s| s.uid));
+            metrics::segment_series(series, &segments, &usage, owners);
+            return self.totals(env, &segments, totals);
+        }
+        self.totals(env, &env.source.segments()?, totals)
+    }
+
+    fn limits(&self, env: Env) -> Result<Option<String>> {
+        let limits = env.source.sysv_limits()?;
+        Ok(Some(text::limits(&text::Limits {
+            shmmax: limits.shmmax,
+            shmall: limits.shmall,
+            shmmni: limits.shmmni,
+            shm_rmid_forced: limits.shm_rmid_forced,
+            totals: env.source.sysv_totals()?,
+        })))
+    }
+
+    /// Segments' sizes count as capacity, their resident pages as used (pages of 4 KiB, as
+    /// SHM_INFO counts them on the systems shmfs runs on).
+    fn space(&self, env: Env) -> Result<Space> {
+        const PAGE: u64 = 4096;
+        let totals = env.source.sysv_totals()?;
+        Ok(Space {
+            bytes: totals.pages_allocated.saturating_mul(PAGE),
+            used: totals.pages_resident.saturating_mul(PAGE),
+            files: totals.segments,
+            files_free: 0,
+            block_size: None,
+        })
+    }
+
     fn with_key(&self, env: Env, key: u32) -> Result<Option<Box<dyn Object>>> {
         let seg = env.source.segment(env.source.segment_with_key(key)?)?;
         if seg.key != key {
             return Err(errno(libc::ENOENT));
         }
         Ok(Some(Box::new(Seg(seg))))
+    }
+}
+
+impl Segments {
+    /// The System V totals of `metrics.prom`.
+    fn totals(&self, env: Env, segments: &[Segment], out: &mut metrics::Out) -> Result<()> {
+        let limits = env.source.sysv_limits()?;
+        let totals = env.source.sysv_totals()?;
+        let system = metrics::System {
+            shmmax: limits.shmmax,
+            shmall: limits.shmall,
+            shmmni: limits.shmmni,
+            pages_allocated: totals.pages_allocated,
+            pages_resident: totals.pages_resident,
+            pages_swapped: totals.pages_swapped,
+            page_size: memory::page_size(),
+            ..metrics::System::default()
+        };
+        metrics::sysv_totals(out, segments, &system);
+        Ok(())
     }
 }
 
