@@ -17,6 +17,7 @@ pub mod memory;
 pub mod names;
 pub mod namespace;
 pub mod object;
+pub mod pidfd;
 pub mod posix;
 pub mod proc_read;
 pub mod proc_sysvipc;

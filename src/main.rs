@@ -16,6 +16,7 @@ use shmfs::fs::{Options, ShmFs};
 use shmfs::fuse::Fuse;
 use shmfs::kernel::context::IpcContext;
 use shmfs::kernel::creds;
+use shmfs::kernel::pidfd::Pidfd;
 use shmfs::kernel::posix::ShmDir;
 
 /// Shared memory as files: every System V segment and POSIX object as a directory
@@ -43,8 +44,8 @@ struct Args {
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     options: Vec<String>,
 
-    /// Directory whose regular files appear under posix/ (a tmpfs, e.g. a container's
-    /// /proc/PID/root/dev/shm) [default: /dev/shm].
+    /// Directory whose regular files appear under posix/ (a tmpfs), opened as given and kept
+    /// open [default: /dev/shm]. For a container's, prefer --pid.
     #[arg(long, value_name = "DIR")]
     shm_dir: Option<PathBuf>,
 
@@ -53,7 +54,8 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     ipc_ns: Option<PathBuf>,
 
-    /// Show what process PID sees: its IPC namespace and its /dev/shm (a container's view).
+    /// Show what process PID sees: its IPC namespace and its /dev/shm (a container's view),
+    /// the latter looked up inside the process's root for each operation, never kept open.
     /// --ipc-ns and --shm-dir override either half.
     #[arg(long, value_name = "PID")]
     pid: Option<u32>,
@@ -304,9 +306,8 @@ fn enter_ipc_namespace(path: &Path) -> Result<(), String> {
 fn run(args: Args) -> Result<(), String> {
     let mount_point = args.paths.last().cloned().unwrap_or_default();
     let mount_point = check_mount_point(&mount_point)?;
-    if let Some(pid) = args.pid {
-        check_process(pid)?;
-    }
+    // Held from now on: what is read through /proc/PID is checked to be this process's.
+    let process = args.pid.map(check_process).transpose()?;
     let plan = mount_options::plan(
         &args.options,
         usize::from(args.threads),
@@ -317,19 +318,34 @@ fn run(args: Args) -> Result<(), String> {
         args.pid
             .map(|pid| PathBuf::from(format!("/proc/{pid}/ns/ipc")))
     });
-    let shm_dir = args.shm_dir.clone().unwrap_or_else(|| match args.pid {
-        Some(pid) => PathBuf::from(format!("/proc/{pid}/root/dev/shm")),
-        None => PathBuf::from("/dev/shm"),
-    });
     match shmfs::kernel::descriptors::raise_limit() {
         Ok(limit) => log::debug!("descriptor limit: {limit}"),
         Err(e) => log::warn!("cannot raise the descriptor limit: {e}"),
     }
-    let shm = ShmDir::open(&shm_dir)
-        .map_err(|e| format!("cannot open shm dir {}: {e}", shm_dir.display()))?;
     if let Some(ns) = &ipc_ns {
         enter_ipc_namespace(ns)?;
     }
+    if let Some(process) = &process
+        && !process.is_running()
+    {
+        // It may have exited before its namespace was entered, and its pid been reused.
+        return Err(format!("--pid {}: the process has exited", process.pid()));
+    }
+    // A shm dir named on the command line is opened as given and kept; a process's is found
+    // inside its root for each operation (see ShmDir::in_root); the daemon's own is kept.
+    let shm = match (&args.shm_dir, process) {
+        (Some(dir), _) => {
+            ShmDir::open(dir).map_err(|e| format!("cannot open shm dir {}: {e}", dir.display()))?
+        }
+        (None, Some(process)) => {
+            let pid = process.pid();
+            ShmDir::in_root(process).map_err(|e| {
+                format!("--pid {pid}: cannot open /dev/shm inside the process's root: {e}")
+            })?
+        }
+        (None, None) => ShmDir::open(Path::new("/dev/shm"))
+            .map_err(|e| format!("cannot open shm dir /dev/shm: {e}"))?,
+    };
     // The context of every kernel call: the namespace just entered (or the daemon's own), and
     // the shm dir. Made before the sandbox, which refuses the ioctl that asks the namespace's id.
     let ctx = IpcContext::of_thread(shm)
@@ -338,7 +354,7 @@ fn run(args: Args) -> Result<(), String> {
         "IPC namespace {} (id {:?}), shm dir {}",
         ctx.ipc_ns(),
         ctx.ipc_ns_id(),
-        shm_dir.display()
+        ctx.shm_dir().path().display()
     );
 
     // Objects made by `mkdir posix/NAME` get exactly the mode the kernel passes, which
@@ -646,16 +662,17 @@ fn unmount(path: &Path, unmounter: Option<&Unmounter>) {
     }
 }
 
-/// `--pid PID`: the process must exist (its namespaces and /dev/shm are read through
-/// /proc/PID); say so plainly when it does not.
-fn check_process(pid: u32) -> Result<(), String> {
-    match std::fs::metadata(format!("/proc/{pid}")) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(format!("--pid {pid}: no such process"))
+/// `--pid PID`: the process, held by a pidfd (its namespaces and /dev/shm are read through
+/// /proc/PID, and the pidfd tells that the pid still names it); say so plainly when there is
+/// none.
+fn check_process(pid: u32) -> Result<Pidfd, String> {
+    Pidfd::open(pid).map_err(|e| match e.raw_os_error() {
+        Some(libc::ESRCH) => format!("--pid {pid}: no such process"),
+        Some(libc::EINVAL) => {
+            format!("--pid {pid}: not a process id (a thread's? give its process's)")
         }
-        Err(e) => Err(format!("--pid {pid}: /proc/{pid}: {e}")),
-    }
+        _ => format!("--pid {pid}: {e}"),
+    })
 }
 
 /// The hand-written man pages, shmfs(1) and shmfs(5), as installed.

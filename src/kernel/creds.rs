@@ -12,6 +12,7 @@
 //! A caller's groups and capabilities come from one read of `/proc/PID/status`, made only
 //! when a decision needs them and shared by the rest of the request.
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::{OnceLock, RwLock};
 
@@ -350,13 +351,63 @@ pub fn as_caller<T>(caller: &Caller, f: impl FnOnce() -> io::Result<T>) -> io::R
         return f();
     }
     let result = match become_caller(caller, daemon) {
-        Ok(()) => f(),
+        Ok(()) => {
+            let _acting = Acting::begin(caller);
+            f()
+        }
         Err(e) => {
             log::warn!("cannot act as uid {} (pid {}): {e}", caller.uid, caller.pid);
             Err(e)
         }
     };
     restore_daemon();
+    result
+}
+
+thread_local! {
+    /// The caller this thread acts as now, inside [`as_caller`]; `None` when it has the
+    /// daemon's own credentials.
+    static ACTING_AS: RefCell<Option<Caller>> = const { RefCell::new(None) };
+}
+
+/// The thread's note of whom it acts as, for as long as it is held.
+struct Acting;
+
+impl Acting {
+    fn begin(caller: &Caller) -> Acting {
+        ACTING_AS.set(Some(caller.clone()));
+        Acting
+    }
+}
+
+impl Drop for Acting {
+    fn drop(&mut self) {
+        ACTING_AS.set(None);
+    }
+}
+
+/// Runs `f` with the daemon's own credentials, also in the middle of [`as_caller`], after which
+/// the thread acts as the caller again. For what the daemon does on its own account so that a
+/// caller's operation can be made, never for the operation itself: today, reaching a process's
+/// root through `/proc/PID/root` (`--pid`), which the kernel lets only the process's owner or a
+/// tracer follow, before the caller acts, as itself, in the shm dir found there. Outside
+/// `as_caller` (or where it switched nothing) `f` just runs.
+pub fn as_daemon<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let Some(caller) = ACTING_AS.with_borrow(Clone::clone) else {
+        return f();
+    };
+    restore_daemon();
+    let result = f();
+    if let Err(e) = become_caller(&caller, daemon_ids()) {
+        // Going on would make the caller's operation with the daemon's rights; this cannot
+        // happen with the same ids and sets that worked a moment ago.
+        log::error!(
+            "cannot act as uid {} (pid {}) again: {e}; aborting",
+            caller.uid,
+            caller.pid
+        );
+        std::process::abort();
+    }
     result
 }
 
@@ -394,6 +445,40 @@ mod tests {
             Caller::for_access(0, 0, me).has_cap(cap::DAC_OVERRIDE),
             sets.permitted & (1 << cap::DAC_OVERRIDE) != 0,
             "root's access(2) counts its permitted set"
+        );
+    }
+
+    /// The thread's effective uid (the raw call: per thread).
+    fn thread_euid() -> u32 {
+        // SAFETY: plain system call.
+        unsafe { libc::syscall(libc::SYS_geteuid) as u32 }
+    }
+
+    #[test]
+    fn as_daemon_inside_as_caller_is_the_daemon_and_then_the_caller_again() {
+        // A caller with no thread: no capabilities, no groups.
+        let caller = Caller::new(54321, 54321, 0);
+        let me = thread_euid();
+        let seen = as_caller(&caller, || {
+            let before = thread_euid();
+            let daemon = as_daemon(|| Ok(thread_euid()))?;
+            Ok((before, daemon, thread_euid()))
+        })
+        .unwrap();
+        if daemon_is_root() {
+            assert_eq!(
+                seen,
+                (54321, 0, 54321),
+                "as the caller, the daemon, the caller"
+            );
+        } else {
+            assert_eq!(seen, (me, me, me), "a non-root daemon switches nothing");
+        }
+        assert_eq!(thread_euid(), me);
+        assert_eq!(
+            as_daemon(|| Ok(thread_euid())).unwrap(),
+            me,
+            "outside as_caller"
         );
     }
 

@@ -2,13 +2,21 @@
 //!
 //! Nothing here follows a symlink or opens a non-regular file: every open starts with an
 //! `O_PATH|O_NOFOLLOW` handle whose type and inode are checked before the file is reopened.
+//!
+//! The directory itself is either opened once and kept (the daemon's own `/dev/shm`, or one the
+//! administrator named), or, for a process's view (`--pid`), found again for each operation
+//! inside that process's root and closed after it: see [`ShmDir::in_root`].
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::kernel::creds;
+use crate::kernel::pidfd::Pidfd;
 
 /// What `fstat` tells of one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,11 +73,54 @@ impl Object {
     }
 }
 
-/// The directory that holds the objects, opened once at start.
+/// The directory that holds the objects. Every operation reaches it through [`ShmDir::dir`].
 #[derive(Debug)]
 pub struct ShmDir {
+    /// Its path, as the log names it.
     path: PathBuf,
-    dir: OwnedFd,
+    place: Where,
+}
+
+/// Where the shm dir is, and whether a descriptor of it is kept.
+#[derive(Debug)]
+enum Where {
+    /// Opened once at start and kept for the daemon's life: the daemon's own `/dev/shm`, or a
+    /// directory the administrator named (`--shm-dir`).
+    Kept(OwnedFd),
+    /// `dev/shm` inside the root of a process (`--pid`), resolved for each operation and
+    /// closed after it (see [`ShmDir::in_root`]).
+    InRoot {
+        process: Pidfd,
+        /// Whether the log has said that the process is gone.
+        gone_told: AtomicBool,
+    },
+}
+
+/// The shm dir for one operation: the kept descriptor, or one resolved for this operation
+/// alone, closed when it is dropped.
+enum Dir<'a> {
+    Kept(BorrowedFd<'a>),
+    Resolved(OwnedFd),
+}
+
+impl AsFd for Dir<'_> {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Dir::Kept(fd) => *fd,
+            Dir::Resolved(fd) => fd.as_fd(),
+        }
+    }
+}
+
+impl Dir<'_> {
+    fn raw(&self) -> i32 {
+        self.as_fd().as_raw_fd()
+    }
+
+    /// Its path through `/proc/self/fd`, for `read_dir`.
+    fn path(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/self/fd/{}", self.raw()))
+    }
 }
 
 fn errno(code: i32) -> io::Error {
@@ -100,30 +151,146 @@ fn valid_name(name: &OsStr) -> bool {
     !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/')
 }
 
+/// Opens `path` inside the directory `root` as if `root` were `/`: every symlink met on the
+/// way, absolute or `..`, resolves within `root` (`RESOLVE_IN_ROOT`), and none of `/proc`'s
+/// magic links is followed (`RESOLVE_NO_MAGICLINKS`). A directory is asked for; the handle is
+/// `O_PATH`.
+fn open_dir_in_root(root: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain old data; unset fields must be zero.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: valid dir fd, C string and open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned here; a file descriptor fits in i32.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// An `O_PATH` handle on the directory at `path`, following symlinks (and `/proc`'s magic
+/// links) as any open does.
+fn open_dir(path: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: valid C string.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned here.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The shm dir a process sees, `dev/shm` in its root, now: `ESRCH` once the process has
+/// exited (or was never the one `process` holds).
+fn resolve_in_root(process: &Pidfd) -> io::Result<OwnedFd> {
+    let gone = || io::Error::from_raw_os_error(libc::ESRCH);
+    if !process.is_running() {
+        return Err(gone());
+    }
+    // A formatted number never contains a NUL byte.
+    let root = CString::new(format!("/proc/{}/root", process.pid())).unwrap_or_default();
+    let root = open_dir(&root);
+    // Still running now, so still running when /proc/PID/root was opened: that root is the
+    // process's, not a later process's that reused its pid. (A process that has exited, even
+    // one not yet reaped, has no root to open.)
+    if !process.is_running() {
+        return Err(gone());
+    }
+    open_dir_in_root(root?.as_fd(), c"dev/shm")
+}
+
 impl ShmDir {
-    /// Opens the directory (following a symlink only here, at start, as a mount would).
+    /// Opens the directory (following a symlink only here, at start, as a mount would) and
+    /// keeps it open.
     pub fn open(path: &Path) -> io::Result<ShmDir> {
-        let c = cstring(path.as_os_str())?;
-        // SAFETY: valid C string.
-        let fd = unsafe {
-            libc::open(
-                c.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
         Ok(ShmDir {
             path: path.to_owned(),
-            // SAFETY: fd was just opened and is owned here.
-            dir: unsafe { OwnedFd::from_raw_fd(fd) },
+            place: Where::Kept(open_dir(&cstring(path.as_os_str())?)?),
         })
     }
 
-    /// The device of the directory's filesystem (what its objects' st_dev is).
+    /// The shm dir process `process` sees: `dev/shm` resolved inside its root
+    /// (`/proc/PID/root`) as the process itself would resolve `/dev/shm`, so that a symlink
+    /// there (`/dev/shm -> /run/shm`, or `-> /etc`) leads where it leads in the process's root,
+    /// never out of it to the machine's own files. It is resolved again for each operation, and
+    /// closed after it: nothing is kept between operations, since a kept descriptor would keep a
+    /// container's tmpfs, and its memory, after the container ended (and make its `umount`
+    /// busy). The process is held by a pidfd, which pins nothing, and checked to still run
+    /// after its root is opened, so a pid reused by another process never shows that one's
+    /// `/dev/shm`. Once the process has exited, the directory is as one that is not there:
+    /// listed empty, every name `ENOENT`, no space.
+    ///
+    /// Resolved once here, so that a shm dir that cannot be reached is reported at start.
+    pub fn in_root(process: Pidfd) -> io::Result<ShmDir> {
+        let path = PathBuf::from(format!("/proc/{}/root/dev/shm", process.pid()));
+        drop(resolve_in_root(&process)?);
+        Ok(ShmDir {
+            path,
+            place: Where::InRoot {
+                process,
+                gone_told: AtomicBool::new(false),
+            },
+        })
+    }
+
+    /// The directory, for one operation. For a process's view, resolved now with the daemon's
+    /// own credentials (following `/proc/PID/root` takes the right to trace the process, which
+    /// the caller may not have; the caller then acts in the directory as itself, as with a
+    /// kept one); `ENOENT` once the process has exited, or if it has no `/dev/shm`.
+    fn dir(&self) -> io::Result<Dir<'_>> {
+        let (process, gone_told) = match &self.place {
+            Where::Kept(fd) => return Ok(Dir::Kept(fd.as_fd())),
+            Where::InRoot { process, gone_told } => (process, gone_told),
+        };
+        match creds::as_daemon(|| resolve_in_root(process)) {
+            Ok(fd) => Ok(Dir::Resolved(fd)),
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
+                if !gone_told.swap(true, Ordering::Relaxed) {
+                    log::info!(
+                        "process {} has exited: its shm dir is shown empty from now on",
+                        process.pid()
+                    );
+                }
+                Err(errno(libc::ENOENT))
+            }
+            Err(e) => {
+                log::debug!("{}: {e}", self.path.display());
+                Err(e)
+            }
+        }
+    }
+
+    /// The directory for one operation, or `None` where [`Self::dir`] finds none (`ENOENT`):
+    /// what lists as empty.
+    fn dir_if_there(&self) -> io::Result<Option<Dir<'_>>> {
+        match self.dir() {
+            Ok(dir) => Ok(Some(dir)),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The device of the directory's filesystem (what its objects' st_dev is); 0 if it is not
+    /// there.
     pub fn dev(&self) -> u64 {
-        fstat(self.dir.as_raw_fd()).map(|st| st.st_dev).unwrap_or(0)
+        self.dir()
+            .and_then(|dir| fstat(dir.raw()))
+            .map(|st| st.st_dev)
+            .unwrap_or(0)
     }
 
     /// The directory's path as given.
@@ -131,16 +298,15 @@ impl ShmDir {
         &self.path
     }
 
-    fn dir_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.dir.as_raw_fd()))
-    }
-
     /// The name and inode number of each regular file, from the directory itself (no stat of
     /// each entry): cheap, for telling which objects are gone.
     pub fn regular_entries(&self) -> io::Result<Vec<(OsString, u64)>> {
         use std::os::unix::fs::DirEntryExt;
         let mut keys = Vec::new();
-        for entry in std::fs::read_dir(self.dir_path())? {
+        let Some(dir) = self.dir_if_there()? else {
+            return Ok(keys);
+        };
+        for entry in std::fs::read_dir(dir.path())? {
             let Ok(entry) = entry else { continue };
             if entry.file_type().is_ok_and(|t| t.is_file()) {
                 keys.push((entry.file_name(), entry.ino()));
@@ -152,11 +318,14 @@ impl ShmDir {
     /// Every regular file of the directory; anything else is left out.
     pub fn list(&self) -> io::Result<Vec<Object>> {
         let mut objects = Vec::new();
-        for entry in std::fs::read_dir(self.dir_path())? {
+        let Some(dir) = self.dir_if_there()? else {
+            return Ok(objects);
+        };
+        for entry in std::fs::read_dir(dir.path())? {
             let Ok(entry) = entry else { continue };
             let name = entry.file_name();
             // Gone since the listing, or not a regular file: not shown.
-            if let Ok(object) = self.lookup(&name) {
+            if let Ok(object) = self.lookup_in(&dir, &name) {
                 objects.push(object);
             }
         }
@@ -165,7 +334,11 @@ impl ShmDir {
 
     /// The regular file of that name, or `ENOENT` (also for symlinks, fifos, directories…).
     pub fn lookup(&self, name: &OsStr) -> io::Result<Object> {
-        let fd = self.open_path(name)?;
+        self.lookup_in(&self.dir()?, name)
+    }
+
+    fn lookup_in(&self, dir: &Dir<'_>, name: &OsStr) -> io::Result<Object> {
+        let fd = self.open_path(dir, name)?;
         let st = fstat(fd.as_raw_fd())?;
         if !is_regular(&st) {
             return Err(errno(libc::ENOENT));
@@ -179,7 +352,7 @@ impl ShmDir {
     /// `shmfs --shm-dir D D/view`) is never crossed: a stat of what is mounted there would be
     /// a request to that filesystem, and to this very daemon if it is its own mount. Opening
     /// with `O_PATH` sends no request; `RESOLVE_NO_XDEV` refuses the crossing (EXDEV).
-    fn open_path(&self, name: &OsStr) -> io::Result<OwnedFd> {
+    fn open_path(&self, dir: &Dir<'_>, name: &OsStr) -> io::Result<OwnedFd> {
         if !valid_name(name) {
             return Err(errno(libc::ENOENT));
         }
@@ -192,7 +365,7 @@ impl ShmDir {
         let fd = unsafe {
             libc::syscall(
                 libc::SYS_openat2,
-                self.dir.as_raw_fd(),
+                dir.raw(),
                 c.as_ptr(),
                 &how as *const libc::open_how,
                 std::mem::size_of::<libc::open_how>(),
@@ -221,8 +394,8 @@ impl ShmDir {
     }
 
     /// An `O_PATH` handle on the object, checked to be the regular file with inode `ino`.
-    fn pin(&self, name: &OsStr, ino: u64) -> io::Result<OwnedFd> {
-        let fd = self.open_path(name)?;
+    fn pin(&self, dir: &Dir<'_>, name: &OsStr, ino: u64) -> io::Result<OwnedFd> {
+        let fd = self.open_path(dir, name)?;
         let st = fstat(fd.as_raw_fd())?;
         if !is_regular(&st) || st.st_ino != ino {
             return Err(errno(libc::ENOENT));
@@ -238,7 +411,7 @@ impl ShmDir {
     /// Opens the object for I/O with the calling thread's credentials (the kernel checks
     /// the file's mode). `flags` are the caller's access mode and `O_APPEND`.
     pub fn open_object(&self, name: &OsStr, ino: u64, flags: i32) -> io::Result<File> {
-        let pinned = self.pin(name, ino)?;
+        let pinned = self.pin(&self.dir()?, name, ino)?;
         let path = Self::proc_path(&pinned);
         let flags = (flags & (libc::O_ACCMODE | libc::O_APPEND))
             | libc::O_CLOEXEC
@@ -256,7 +429,7 @@ impl ShmDir {
 
     /// `chmod` of the object (the kernel allows its owner or CAP_FOWNER).
     pub fn chmod(&self, name: &OsStr, ino: u64, mode: u32) -> io::Result<()> {
-        let pinned = self.pin(name, ino)?;
+        let pinned = self.pin(&self.dir()?, name, ino)?;
         let path = Self::proc_path(&pinned);
         // SAFETY: valid C string.
         if unsafe { libc::chmod(path.as_ptr(), mode & 0o7777) } != 0 {
@@ -273,7 +446,7 @@ impl ShmDir {
         uid: Option<u32>,
         gid: Option<u32>,
     ) -> io::Result<()> {
-        let pinned = self.pin(name, ino)?;
+        let pinned = self.pin(&self.dir()?, name, ino)?;
         let uid = uid.unwrap_or(u32::MAX);
         let gid = gid.unwrap_or(u32::MAX);
         let empty = c"";
@@ -300,10 +473,11 @@ impl ShmDir {
             return Err(errno(libc::EINVAL));
         }
         let c = cstring(name)?;
+        let dir = self.dir()?;
         // SAFETY: valid dir fd and C string.
         let fd = unsafe {
             libc::openat(
-                self.dir.as_raw_fd(),
+                dir.raw(),
                 c.as_ptr(),
                 libc::O_CREAT | libc::O_EXCL | libc::O_RDWR | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 (mode & 0o777) as libc::c_uint,
@@ -320,10 +494,11 @@ impl ShmDir {
     /// Unlinks the object (`shm_unlink`), if it is still the one with inode `ino`. The kernel
     /// applies the sticky rule of the shm dir to the calling thread.
     pub fn remove(&self, name: &OsStr, ino: u64) -> io::Result<()> {
-        self.pin(name, ino)?;
+        let dir = self.dir()?;
+        self.pin(&dir, name, ino)?;
         let c = cstring(name)?;
         // SAFETY: valid dir fd and C string.
-        if unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+        if unsafe { libc::unlinkat(dir.raw(), c.as_ptr(), 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
         Ok(())
@@ -338,7 +513,7 @@ impl ShmDir {
         atime: FileTime,
         mtime: FileTime,
     ) -> io::Result<()> {
-        let pinned = self.pin(name, ino)?;
+        let pinned = self.pin(&self.dir()?, name, ino)?;
         let path = Self::proc_path(&pinned);
         let times = [atime.timespec(), mtime.timespec()];
         // SAFETY: valid C string and a two-element timespec array.
@@ -407,12 +582,16 @@ impl FileTime {
     }
 }
 
-/// Size and usage of the filesystem holding the directory, for `statfs`.
-pub fn fstatvfs(dir: &ShmDir) -> io::Result<libc::statvfs> {
+/// Size and usage of the filesystem holding the directory, for `statfs`: all zero if it is
+/// not there.
+pub fn fstatvfs(shm: &ShmDir) -> io::Result<libc::statvfs> {
     // SAFETY: statvfs is plain old data.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    let Some(dir) = shm.dir_if_there()? else {
+        return Ok(st);
+    };
     // SAFETY: valid fd and out-pointer.
-    if unsafe { libc::fstatvfs(dir.dir.as_raw_fd(), &mut st) } != 0 {
+    if unsafe { libc::fstatvfs(dir.raw(), &mut st) } != 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(st)
@@ -421,6 +600,107 @@ pub fn fstatvfs(dir: &ShmDir) -> io::Result<libc::statvfs> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A directory tree for a root: `dev/shm` a symlink to `target`, `etc/marker`.
+    fn root_with_shm_symlink(target: &str) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("dev")).unwrap();
+        std::fs::create_dir_all(root.path().join("etc")).unwrap();
+        std::fs::write(root.path().join("etc/marker"), "in the root\n").unwrap();
+        std::os::unix::fs::symlink(target, root.path().join("dev/shm")).unwrap();
+        root
+    }
+
+    fn names_in(fd: &OwnedFd) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        for target in ["/etc", "../etc", "../../../../../etc"] {
+            let root = root_with_shm_symlink(target);
+            let c = cstring(root.path().as_os_str()).unwrap();
+            let fd = open_dir(&c).unwrap();
+            let shm = open_dir_in_root(fd.as_fd(), c"dev/shm").unwrap();
+            assert_eq!(names_in(&shm), ["marker"], "dev/shm -> {target}");
+        }
+    }
+
+    /// A child process that sleeps, killed and reaped when dropped.
+    struct Sleeper(std::process::Child);
+
+    impl Sleeper {
+        fn start() -> Sleeper {
+            Sleeper(
+                std::process::Command::new("sleep")
+                    .arg("60")
+                    .spawn()
+                    .unwrap(),
+            )
+        }
+
+        fn end(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            self.end();
+        }
+    }
+
+    #[test]
+    fn a_process_view_shows_its_dev_shm_until_it_exits_then_nothing() {
+        if !Path::new("/dev/shm").is_dir() {
+            eprintln!("skipped: no /dev/shm");
+            return;
+        }
+        let mut child = Sleeper::start();
+        let shm = ShmDir::in_root(Pidfd::open(child.0.id()).unwrap()).unwrap();
+        assert_eq!(
+            shm.path(),
+            Path::new(&format!("/proc/{}/root/dev/shm", child.0.id()))
+        );
+        shm.list().expect("list of the child's /dev/shm");
+        assert_ne!(shm.dev(), 0);
+        assert_ne!(fstatvfs(&shm).unwrap().f_blocks, 0);
+        child.end();
+        assert_eq!(shm.list().unwrap(), []);
+        assert_eq!(shm.regular_entries().unwrap(), []);
+        let enoent = Some(libc::ENOENT);
+        assert_eq!(
+            shm.lookup(OsStr::new("x")).unwrap_err().raw_os_error(),
+            enoent
+        );
+        let created = shm.create(OsStr::new("shmfs-unit-test-x"), 0o600);
+        assert_eq!(created.unwrap_err().raw_os_error(), enoent);
+        assert_eq!(shm.dev(), 0);
+        assert_eq!(fstatvfs(&shm).unwrap().f_blocks, 0);
+    }
+
+    #[test]
+    fn a_pid_reused_by_another_process_shows_nothing() {
+        let mut child = Sleeper::start();
+        let held = Pidfd::open(child.0.id()).unwrap();
+        child.end();
+        // The pid now names a process that runs (this one), with a /dev/shm of its own.
+        let shm = ShmDir {
+            path: PathBuf::from("reused"),
+            place: Where::InRoot {
+                process: held.renumbered(std::process::id()),
+                gone_told: AtomicBool::new(false),
+            },
+        };
+        assert_eq!(shm.list().unwrap(), []);
+        assert_eq!(shm.dev(), 0);
+    }
 
     #[test]
     fn names_are_single_components() {

@@ -70,7 +70,8 @@ pub const KEPT: &[Kept] = &[
         number: 19,
         name: "CAP_SYS_PTRACE",
         why: "reading other processes' /proc maps, fd, fdinfo, ns and map_files for `attached` \
-              and for a caller's groups, capabilities and namespaces",
+              and for a caller's groups, capabilities and namespaces; following /proc/PID/root \
+              of the --pid process to its /dev/shm",
     },
     Kept {
         number: 21,

@@ -85,11 +85,15 @@ const ANY: &[(libc::c_long, &str)] = calls![
     SYS_fcntl,
     SYS_dup,
     SYS_dup3,
+    // Also whether the --pid process still runs, asked of its pidfd (`pidfd_open` is made at
+    // start, before the filter, and stays refused, as `pidfd_send_signal` does).
     SYS_ppoll,
     SYS_fstat,
     SYS_fstatfs,
     // Files: the shm dir, /proc, fusectl, /etc (name lookups).
     SYS_openat,
+    // Every object of the shm dir, and --pid's dev/shm inside the process's root
+    // (RESOLVE_IN_ROOT), found again for each operation.
     SYS_openat2,
     SYS_name_to_handle_at,
     SYS_newfstatat,
