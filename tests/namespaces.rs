@@ -320,3 +320,180 @@ fn attached_names_only_processes_of_the_shown_namespace() {
     );
     assert_eq!(read_fields(&m.sysv(0, "stat")).num("nattch"), 1);
 }
+
+/// A container whose /dev/shm is an absolute symlink (`/dev/shm -> /etc`; old images have
+/// `/dev/shm -> /run/shm`), with an /etc of its own holding one file. `--pid` shows what the
+/// container's processes see: the symlink resolved inside the container's root, so posix/ lists
+/// the container's /etc, never the machine's. A plain open of `/proc/PID/root/dev/shm` follows
+/// the symlink from the daemon's root instead: shmfs did so before, and its posix/ listed the
+/// machine's /etc (passwd, group, ...), which root could then write and rmdir through the mount.
+#[test]
+fn pid_option_resolves_a_dev_shm_symlink_inside_the_containers_root() {
+    require_fuse!();
+    let dir = tempfile::Builder::new()
+        .prefix("shmfs-container-")
+        .tempdir()
+        .unwrap();
+    let etc = dir.path().join("etc");
+    fs::create_dir(&etc).unwrap();
+    fs::write(etc.join("shmfs-test-marker"), "the container's own /etc\n").unwrap();
+    // Only builtins run after the last mount: the container's /etc has no ld.so.cache.
+    let container = Container::start_in(
+        dir,
+        r#"mount -t tmpfs -o size=1m,mode=0755 shmfs-test-dev /dev
+ln -s /etc /dev/shm
+mount --bind "$DIR/etc" /etc"#,
+    );
+    assert!(
+        fs::metadata("/etc/passwd").is_ok(),
+        "the machine's /etc has a passwd, for the test to tell the two apart"
+    );
+    let m = Mount::with_args(&[], &["--pid".into(), container.pid().to_string()], false);
+    let listed = m.ls("posix");
+    assert!(
+        !listed.contains("passwd"),
+        "--pid of a container whose /dev/shm -> /etc: posix/ shows the machine's /etc: {listed:?}"
+    );
+    assert_eq!(
+        listed,
+        BTreeSet::from(["shmfs-test-marker".to_string()]),
+        "posix/ must show the container's /etc, where its /dev/shm leads inside its root"
+    );
+    assert_eq!(
+        fs::read_to_string(m.posix("shmfs-test-marker", "data")).unwrap(),
+        "the container's own /etc\n"
+    );
+    let r = sh(&format!("rmdir {}", q(m.posix_dir("passwd"))));
+    assert!(!r.ok(), "rmdir posix/passwd succeeded");
+    assert!(
+        fs::metadata("/etc/passwd").is_ok(),
+        "the machine's passwd is gone"
+    );
+}
+
+/// The device of the file system `p` is on (stat follows `p`).
+fn dev_of(p: &str) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("stat {p}: {e}"))
+        .dev()
+}
+
+/// The descriptors of process `pid` on the file system of device `dev`.
+fn fds_on(pid: u32, dev: u64) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .flatten()
+        .filter(|e| fs::metadata(e.path()).is_ok_and(|m| m.dev() == dev))
+        .map(|e| {
+            let target = fs::read_link(e.path()).unwrap_or_default();
+            format!(
+                "{} -> {}",
+                e.file_name().to_string_lossy(),
+                target.display()
+            )
+        })
+        .collect()
+}
+
+/// A container with a tmpfs of its own on /dev/shm holding a 64 MiB file. A `--pid` mount of it
+/// keeps nothing open on that tmpfs between requests, so when the container's processes exit,
+/// its memory is freed while shmfs stays mounted (Shmem of /proc/meminfo drops), and posix/ is
+/// then an empty directory. shmfs used to keep a descriptor on the container's /dev/shm for its
+/// whole life, which kept the tmpfs, and the 64 MiB, until it was unmounted.
+#[test]
+fn a_pid_mount_lets_the_containers_dev_shm_go_when_the_container_exits() {
+    require_fuse!();
+    const MIB: u64 = 64;
+    let mut container = Container::start(&format!(
+        "mount -t tmpfs -o size={}m,mode=1777 shmfs-test-ctr-shm /dev/shm
+head -c {MIB}M /dev/zero > /dev/shm/big",
+        2 * MIB
+    ));
+    let shm_dev = dev_of(&format!("/proc/{}/root/dev/shm", container.pid()));
+    let m = Mount::with_args(&[], &["--pid".into(), container.pid().to_string()], false);
+    assert_eq!(m.ls("posix"), BTreeSet::from(["big".to_string()]));
+    assert_eq!(
+        fs::metadata(m.posix("big", "data")).unwrap().len(),
+        MIB << 20
+    );
+    let held = fds_on(m.pid(), shm_dev);
+    assert!(
+        held.is_empty(),
+        "between requests, the daemon holds descriptors on the container's /dev/shm: {held:?}"
+    );
+
+    let before = meminfo_kb("Shmem").expect("Shmem in /proc/meminfo");
+    container.stop();
+    // Other tests may allocate shared memory meanwhile: half the file is enough, within a few
+    // seconds.
+    let want = before.saturating_sub(MIB * 1024 / 2);
+    let start = std::time::Instant::now();
+    let mut now = before;
+    while start.elapsed() < std::time::Duration::from_secs(5) {
+        now = meminfo_kb("Shmem").unwrap();
+        if now <= want {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        now <= want,
+        "Shmem was {before} kB before the container exited and is {now} kB 5 s after, with \
+         shmfs mounted: the container's /dev/shm ({MIB} MiB) was not freed"
+    );
+    assert_eq!(
+        m.ls("posix"),
+        BTreeSet::new(),
+        "posix/ of a container that has exited"
+    );
+    let r = sh(&format!("df {}", q(m.path())));
+    assert!(
+        r.ok(),
+        "df of the mount of a container that has exited: {r:?}"
+    );
+}
+
+/// Through a `--pid` mount with allow_other, a user other than root acts in the container's
+/// /dev/shm as itself. The daemon finds that directory with its own rights (following
+/// /proc/PID/root takes the right to trace the container's root-owned process, which the user
+/// lacks), and only then acts as the user: who may list, make and remove its own objects, and
+/// is refused root's 0600 one as the kernel would refuse it.
+#[test]
+fn a_user_acts_as_itself_in_the_shm_dir_of_a_pid_mount() {
+    require_fuse!();
+    use std::os::unix::fs::MetadataExt;
+    const USER: u32 = 12345;
+    let container = Container::start(
+        "mount -t tmpfs -o size=1m,mode=1777 shmfs-test-ctr-shm /dev/shm
+printf secret > /dev/shm/roots
+chmod 600 /dev/shm/roots",
+    );
+    let m = Mount::with_args(
+        &["allow_other"],
+        &["--pid".into(), container.pid().to_string()],
+        false,
+    );
+    let r = sh_as(USER, &format!("ls {}", q(m.p("posix"))));
+    assert!(r.ok(), "ls posix/ as uid {USER}: {r:?}");
+    assert_eq!(r.stdout_str(), "roots\n");
+    let r = sh_as(USER, &format!("mkdir {}", q(m.posix_dir("users"))));
+    assert!(r.ok(), "mkdir posix/users as uid {USER}: {r:?}");
+    let made = fs::metadata(format!("/proc/{}/root/dev/shm/users", container.pid()))
+        .expect("posix/users made in the container's /dev/shm");
+    assert_eq!(made.uid(), USER, "made as the user");
+    let r = sh_as(USER, &format!("cat {}", q(m.posix("roots", "data"))));
+    assert!(
+        !r.ok() && r.stderr.contains("Permission denied"),
+        "cat of root's 0600 object as uid {USER}: {r:?}"
+    );
+    let r = sh_as(USER, &format!("rmdir {}", q(m.posix_dir("roots"))));
+    assert!(
+        !r.ok(),
+        "rmdir of root's object in the sticky /dev/shm as uid {USER}: {r:?}"
+    );
+    let r = sh_as(USER, &format!("rmdir {}", q(m.posix_dir("users"))));
+    assert!(r.ok(), "rmdir posix/users as uid {USER}: {r:?}");
+    assert_eq!(m.ls("posix"), BTreeSet::from(["roots".to_string()]));
+}

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+mod container;
 mod errno;
 mod fields;
 mod files;
@@ -29,6 +30,6 @@ mod world;
 // Every binary uses only part of the harness: an unused re-export is no mistake.
 #[allow(unused_imports)]
 pub use self::{
-    errno::*, fields::*, files::*, hang::*, helper::*, hugepages::*, ipcs::*, mount::*, posix::*,
-    preconditions::*, probe::*, run::*, system::*, sysv::*, world::*,
+    container::*, errno::*, fields::*, files::*, hang::*, helper::*, hugepages::*, ipcs::*,
+    mount::*, posix::*, preconditions::*, probe::*, run::*, system::*, sysv::*, world::*,
 };

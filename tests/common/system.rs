@@ -98,10 +98,14 @@ pub fn user_name(uid: u32) -> Option<String> {
 
 /// `Hugetlb:` of /proc/meminfo in kB (0 when huge pages are neither reserved nor in use).
 pub fn meminfo_hugetlb_kb() -> u64 {
+    meminfo_kb("Hugetlb").unwrap_or(0)
+}
+
+/// A field of /proc/meminfo in kB (`Shmem`: the machine's tmpfs and shared memory pages).
+pub fn meminfo_kb(field: &str) -> Option<u64> {
     fs::read_to_string("/proc/meminfo")
-        .unwrap_or_default()
+        .ok()?
         .lines()
-        .find_map(|l| l.strip_prefix("Hugetlb:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
