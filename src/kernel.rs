@@ -9,10 +9,12 @@
 
 pub mod account;
 pub mod attach;
+pub mod container;
 pub mod context;
 pub mod creds;
 pub mod descriptors;
 pub mod fingerprint;
+pub mod ipc_namespaces;
 pub mod memory;
 pub mod names;
 pub mod namespace;
