@@ -333,7 +333,7 @@ mod tests {
             Some(POD),
             &path,
         );
-        // The pause container's sandbox is a container of the pod too; the pod's own slice is not.
+        // The pod's own slice, above its containers, is no container.
         let slice = format!(
             "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{pod_slice}.slice\n"
         );
