@@ -75,14 +75,6 @@ impl Part {
             _ => return None,
         })
     }
-
-    /// The files inside an object's directory, with their names.
-    pub const FILES: [(&'static str, Part); 4] = [
-        ("data", Part::Data),
-        ("stat", Part::Stat),
-        ("perm", Part::Perm),
-        ("attached", Part::Attached),
-    ];
 }
 
 /// What identifies one object for its whole life: its kind, its name in its kind's directory,

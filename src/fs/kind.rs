@@ -24,6 +24,15 @@ use crate::render::index::{self, Owners};
 use crate::render::metrics::{self, Detail};
 use crate::render::text;
 
+/// The files of the directory of an object that is memory (a segment, a POSIX object): its
+/// bytes, its description, its mode and owner, and who has it mapped or open.
+pub const MEMORY_FILES: [(&str, Part); 4] = [
+    ("data", Part::Data),
+    ("stat", Part::Stat),
+    ("perm", Part::Perm),
+    ("attached", Part::Attached),
+];
+
 /// What a kind's operations may use of the filesystem: where objects come from, and the
 /// inode table, which keeps per-object facts for as long as the kernel holds the object.
 #[derive(Clone, Copy)]

@@ -9,7 +9,7 @@ use std::os::unix::fs::FileExt;
 
 use crate::fs::error::{Error, Result};
 use crate::fs::inode::{Name, ObjectId, Part};
-use crate::fs::kind::{Env, Kind, Object, OpenData, Space, read_full};
+use crate::fs::kind::{Env, Kind, MEMORY_FILES, Object, OpenData, Space, read_full};
 use crate::fs::types::{How, SetTime};
 use crate::kernel::attach;
 use crate::kernel::creds::{self, Caller};
@@ -50,12 +50,7 @@ impl Kind for Objects {
     }
 
     fn files(&self) -> &'static [(&'static str, Part)] {
-        &[
-            ("data", Part::Data),
-            ("stat", Part::Stat),
-            ("perm", Part::Perm),
-            ("attached", Part::Attached),
-        ]
+        &MEMORY_FILES
     }
 
     fn list(&self, env: Env) -> Result<Vec<Box<dyn Object>>> {

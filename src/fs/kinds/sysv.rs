@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use crate::fs::error::{Error, Result};
 use crate::fs::inode::{Name, ObjectId, Part};
 use crate::fs::kind::{
-    AttachRecord, Env, Kind, Object, OpenData, Space, read_full, refused_input, shown,
+    AttachRecord, Env, Kind, MEMORY_FILES, Object, OpenData, Space, read_full, refused_input, shown,
 };
 use crate::fs::source::SegmentMemory;
 use crate::fs::types::{How, SetTime};
@@ -62,12 +62,7 @@ impl Kind for Segments {
     }
 
     fn files(&self) -> &'static [(&'static str, Part)] {
-        &[
-            ("data", Part::Data),
-            ("stat", Part::Stat),
-            ("perm", Part::Perm),
-            ("attached", Part::Attached),
-        ]
+        &MEMORY_FILES
     }
 
     fn list(&self, env: Env) -> Result<Vec<Box<dyn Object>>> {
