@@ -141,12 +141,18 @@ struct Block {
     id: ObjectId,
     /// The kernel's lookup count of each number of the block.
     lookups: [u64; SLOTS as usize],
+}
+
+/// What is known of an object's huge pages, kept beside its block (only segments have any, and
+/// the table may hold hundreds of thousands of blocks of gone objects the kernel still holds).
+#[derive(Clone, Copy, Debug, Default)]
+struct HugePages {
     /// Whether the object is backed by huge pages, once learned from an open of its memory.
-    hugetlb: Option<bool>,
+    known: Option<bool>,
     /// What a segment's attachers' maps told of huge pages (or that they told nothing), at
     /// attach record (`lpid`, `atime`): not asked again until the record changes, and never
     /// taken for good, since an attacher may hold a look-alike of another namespace.
-    hugetlb_looked: Option<((i32, i64), Option<bool>)>,
+    looked: Option<((i32, i64), Option<bool>)>,
 }
 
 impl Block {
@@ -168,6 +174,8 @@ pub struct Dropped {
 pub struct InodeTable {
     by_object: HashMap<ObjectId, u64>,
     blocks: HashMap<u64, Block>,
+    /// What is known of huge pages, by block.
+    huge_pages: HashMap<u64, HugePages>,
     next_base: u64,
 }
 
@@ -176,6 +184,7 @@ impl Default for InodeTable {
         InodeTable {
             by_object: HashMap::new(),
             blocks: HashMap::new(),
+            huge_pages: HashMap::new(),
             next_base: FIRST_OBJECT,
         }
     }
@@ -203,8 +212,6 @@ impl InodeTable {
                     Block {
                         id: id.clone(),
                         lookups: [0; SLOTS as usize],
-                        hugetlb: None,
-                        hugetlb_looked: None,
                     },
                 );
                 base
@@ -236,32 +243,32 @@ impl InodeTable {
     /// Whether the object uses huge pages, if that was learned while it had its block.
     pub fn hugetlb(&self, id: &ObjectId) -> Option<bool> {
         let base = self.by_object.get(id)?;
-        self.blocks.get(base)?.hugetlb
+        self.huge_pages.get(base)?.known
     }
 
     /// Remembers whether the object uses huge pages, in its block (nothing if it has none:
     /// what is kept per object lives exactly as long as its numbers).
     pub fn set_hugetlb(&mut self, id: &ObjectId, yes: bool) {
-        if let Some(base) = self.by_object.get(id)
-            && let Some(block) = self.blocks.get_mut(base)
+        if let Some(&base) = self.by_object.get(id)
+            && self.blocks.contains_key(&base)
         {
-            block.hugetlb = Some(yes);
+            self.huge_pages.entry(base).or_default().known = Some(yes);
         }
     }
 
     /// What the object's attachers' maps told of huge pages, and at which attach record.
     pub fn hugetlb_looked(&self, id: &ObjectId) -> Option<((i32, i64), Option<bool>)> {
         let base = self.by_object.get(id)?;
-        self.blocks.get(base)?.hugetlb_looked
+        self.huge_pages.get(base)?.looked
     }
 
     /// Remembers, in the object's block, what its attachers' maps told of huge pages
     /// (`answer`, None for nothing) at attach record `record` (`lpid`, `atime`).
     pub fn set_hugetlb_looked(&mut self, id: &ObjectId, record: (i32, i64), answer: Option<bool>) {
-        if let Some(base) = self.by_object.get(id)
-            && let Some(block) = self.blocks.get_mut(base)
+        if let Some(&base) = self.by_object.get(id)
+            && self.blocks.contains_key(&base)
         {
-            block.hugetlb_looked = Some((record, answer));
+            self.huge_pages.entry(base).or_default().looked = Some((record, answer));
         }
     }
 
@@ -321,6 +328,7 @@ impl InodeTable {
 
     fn drop_block(&mut self, base: u64) -> Option<Dropped> {
         let block = self.blocks.remove(&base)?;
+        self.huge_pages.remove(&base);
         if self.by_object.get(&block.id) == Some(&base) {
             self.by_object.remove(&block.id);
         }
