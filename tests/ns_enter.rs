@@ -107,16 +107,17 @@ fn sizes_seen() -> Vec<u64> {
 /// `SHM_INFO` of linux/shm.h (which the libc crate lacks).
 const SHM_INFO: libc::c_int = 14;
 
-/// `struct shm_info` of linux/shm.h, which `shmctl(SHM_INFO)` fills.
+/// `struct shm_info` of linux/shm.h, which `shmctl(SHM_INFO)` fills (its `unsigned long`s are
+/// 64 bits on the 64-bit targets this runs on).
 #[repr(C)]
 #[derive(Default)]
 struct ShmInfo {
     used_ids: libc::c_int,
-    shm_tot: libc::c_ulong,
-    shm_rss: libc::c_ulong,
-    shm_swp: libc::c_ulong,
-    swap_attempts: libc::c_ulong,
-    swap_successes: libc::c_ulong,
+    shm_tot: u64,
+    shm_rss: u64,
+    shm_swp: u64,
+    swap_attempts: u64,
+    swap_successes: u64,
 }
 
 /// `shmctl(SHM_INFO)` of the calling thread's namespace: how many segments, how many pages.
@@ -131,7 +132,7 @@ fn shm_info() -> (i32, u64) {
         )
     };
     assert!(rc >= 0, "shmctl(SHM_INFO): {}", io::Error::last_os_error());
-    (info.used_ids, info.shm_tot as u64)
+    (info.used_ids, info.shm_tot)
 }
 
 /// The namespaces the descriptors of this process name (`ipc:[INO]` links of /proc/self/fd).

@@ -358,7 +358,7 @@ mod tests {
         assert!(!is_entered());
         assert_eq!(here(), home);
         // And may enter again.
-        in_namespace(&target, id, || Ok(assert_eq!(here(), theirs))).unwrap();
+        assert_eq!(in_namespace(&target, id, || Ok(here())).unwrap(), theirs);
     }
 
     /// `Entered` is not `Send`: a guard dropped on another thread would move that thread.
