@@ -13,6 +13,7 @@ pub mod container;
 pub mod context;
 pub mod creds;
 pub mod descriptors;
+pub mod enter;
 pub mod fingerprint;
 pub mod ipc_namespaces;
 pub mod memory;

@@ -29,16 +29,17 @@ impl IpcNs {
     /// (`NS_GET_ID`; None on kernels without it, or where seccomp refuses the `ioctl`).
     pub fn of_thread() -> io::Result<(IpcNs, Option<u64>)> {
         let file = File::open("/proc/thread-self/ns/ipc")?;
+        Ok((IpcNs::of_file(&file)?, id_of(&file).ok()))
+    }
+
+    /// The namespace an open nsfs file (an `ns/ipc` file, or what `PIDFD_GET_IPC_NAMESPACE`
+    /// gives) names.
+    pub fn of_file(file: &File) -> io::Result<IpcNs> {
         let st = file.metadata()?;
-        let ns = IpcNs {
+        Ok(IpcNs {
             dev: st.dev(),
             ino: st.ino(),
-        };
-        let mut id: u64 = 0;
-        // SAFETY: a valid descriptor of an nsfs file; NS_GET_ID writes one u64 into `id`,
-        // and a kernel that does not know the request writes nothing and fails.
-        let rc = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_ID as _, &mut id as *mut u64) };
-        Ok((ns, (rc == 0).then_some(id)))
+        })
     }
 
     /// The IPC namespace of process `pid` (as the `/proc` the daemon sees numbers it); an
@@ -50,6 +51,20 @@ impl IpcNs {
             ino: st.ino(),
         })
     }
+}
+
+/// The kernel's 64-bit id (`NS_GET_ID`) of the namespace an open nsfs file names: unique for
+/// the life of the system, where inode numbers are reused. An error (`ENOTTY`) on kernels
+/// without it, or where seccomp refuses the `ioctl`.
+pub fn id_of(file: &File) -> io::Result<u64> {
+    let mut id: u64 = 0;
+    // SAFETY: a valid descriptor; NS_GET_ID writes one u64 into `id`, and a kernel (or file)
+    // that does not know the request writes nothing and fails.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_ID as _, &mut id as *mut u64) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(id)
 }
 
 impl std::fmt::Display for IpcNs {

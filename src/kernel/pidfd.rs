@@ -4,7 +4,7 @@
 //! the pidfd's process still runs is that process's, never a later one's.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 /// One process, as `pidfd_open` named it.
 #[derive(Debug)]
@@ -61,6 +61,13 @@ impl Pidfd {
                 _ => return false,
             }
         }
+    }
+}
+
+impl AsFd for Pidfd {
+    /// The pidfd itself, for the kernel's calls on it (its `ioctl`s).
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
