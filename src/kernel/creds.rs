@@ -350,7 +350,10 @@ pub fn as_caller<T>(caller: &Caller, f: impl FnOnce() -> io::Result<T>) -> io::R
     if !daemon.is_root || caller.is_all_powerful(daemon) {
         return f();
     }
-    let result = match become_caller(caller, daemon) {
+    // Restores the daemon's credentials when dropped: after `f`, and also when `f` panics and
+    // the panic is caught further up, so that no worker goes on with a caller's credentials.
+    let _restore = RestoreDaemon;
+    match become_caller(caller, daemon) {
         Ok(()) => {
             let _acting = Acting::begin(caller);
             f()
@@ -359,9 +362,16 @@ pub fn as_caller<T>(caller: &Caller, f: impl FnOnce() -> io::Result<T>) -> io::R
             log::warn!("cannot act as uid {} (pid {}): {e}", caller.uid, caller.pid);
             Err(e)
         }
-    };
-    restore_daemon();
-    result
+    }
+}
+
+/// Gives the thread back the daemon's credentials when dropped (see [`as_caller`]).
+struct RestoreDaemon;
+
+impl Drop for RestoreDaemon {
+    fn drop(&mut self) {
+        restore_daemon();
+    }
 }
 
 thread_local! {
@@ -452,6 +462,30 @@ mod tests {
     fn thread_euid() -> u32 {
         // SAFETY: plain system call.
         unsafe { libc::syscall(libc::SYS_geteuid) as u32 }
+    }
+
+    #[test]
+    fn a_panic_inside_as_caller_leaves_the_thread_with_the_daemons_credentials() {
+        // A caller with no thread: no capabilities, no groups.
+        let caller = Caller::new(54321, 54321, 0);
+        let me = thread_euid();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            as_caller(&caller, || -> io::Result<()> {
+                if daemon_ids().is_root {
+                    assert_eq!(thread_euid(), 54321, "acting as the caller inside");
+                }
+                panic!("a panic inside as_caller (expected by this test)")
+            })
+        }));
+        assert!(caught.is_err());
+        assert_eq!(thread_euid(), me, "the daemon's uid again after the panic");
+        assert!(ACTING_AS.with_borrow(Option::is_none));
+        // And the thread still works as anyone's.
+        let again = as_caller(&caller, || Ok(thread_euid())).unwrap();
+        if daemon_ids().is_root {
+            assert_eq!(again, 54321);
+        }
+        assert_eq!(thread_euid(), me);
     }
 
     #[test]
