@@ -14,6 +14,7 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::sync::Arc;
 
 /// The mount's root directory.
 pub const ROOT: u64 = 1;
@@ -138,7 +139,9 @@ pub enum Report {
 /// One object's block of numbers.
 #[derive(Debug)]
 struct Block {
-    id: ObjectId,
+    /// Shared with `by_object`'s key: one copy of the identity per block, since the table may
+    /// hold hundreds of thousands of blocks of gone objects the kernel still holds.
+    id: Arc<ObjectId>,
     /// The kernel's lookup count of each number of the block.
     lookups: [u64; SLOTS as usize],
 }
@@ -172,7 +175,7 @@ pub struct Dropped {
 /// The two-way map between objects and their inode blocks, with the kernel's lookup counts.
 #[derive(Debug)]
 pub struct InodeTable {
-    by_object: HashMap<ObjectId, u64>,
+    by_object: HashMap<Arc<ObjectId>, u64>,
     blocks: HashMap<u64, Block>,
     /// What is known of huge pages, by block.
     huge_pages: HashMap<u64, HugePages>,
@@ -206,11 +209,12 @@ impl InodeTable {
             None => {
                 let base = self.next_base;
                 self.next_base += SLOTS;
+                let id = Arc::new(id.clone());
                 self.by_object.insert(id.clone(), base);
                 self.blocks.insert(
                     base,
                     Block {
-                        id: id.clone(),
+                        id,
                         lookups: [0; SLOTS as usize],
                     },
                 );
@@ -303,7 +307,7 @@ impl InodeTable {
             _ => {
                 let (base, slot) = base_of(ino)?;
                 let part = Part::from_slot(slot as u64)?;
-                Node::Object(self.blocks.get(&base)?.id.clone(), part)
+                Node::Object(ObjectId::clone(&self.blocks.get(&base)?.id), part)
             }
         })
     }
@@ -333,7 +337,7 @@ impl InodeTable {
             self.by_object.remove(&block.id);
         }
         Some(Dropped {
-            id: block.id,
+            id: Arc::unwrap_or_clone(block.id),
             data_ino: base + Part::Data.slot(),
         })
     }
@@ -373,8 +377,8 @@ impl InodeTable {
         let vanished: Vec<ObjectId> = self
             .by_object
             .iter()
-            .filter(|(id, base)| is_of_kind(id) && **base < since && !live.contains(id))
-            .map(|(id, _)| id.clone())
+            .filter(|(id, base)| is_of_kind(id) && **base < since && !live.contains(&***id))
+            .map(|(id, _)| ObjectId::clone(id))
             .collect();
         self.forget_all(vanished)
     }
@@ -400,7 +404,7 @@ impl InodeTable {
         self.by_object
             .iter()
             .filter(|(id, base)| **base < since && !is_live(id))
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| ObjectId::clone(id))
             .collect()
     }
 
@@ -409,7 +413,10 @@ impl InodeTable {
     pub fn objects(&self) -> Vec<(ObjectId, bool)> {
         self.by_object
             .iter()
-            .map(|(id, base)| (id.clone(), self.blocks.get(base).is_some_and(Block::held)))
+            .map(|(id, base)| {
+                let held = self.blocks.get(base).is_some_and(Block::held);
+                (ObjectId::clone(id), held)
+            })
             .collect()
     }
 
