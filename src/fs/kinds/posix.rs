@@ -104,13 +104,10 @@ impl Kind for Objects {
             let owners = owners.names_of(objects.iter().map(|o| o.uid));
             metrics::object_series(series, &objects, owners);
         }
-        let space = env.source.shm_space()?;
+        let space = self.space(env)?;
         let system = metrics::System {
-            shm_dir_size: space.blocks.saturating_mul(space.block_size),
-            shm_dir_used: space
-                .blocks
-                .saturating_sub(space.blocks_free)
-                .saturating_mul(space.block_size),
+            shm_dir_size: space.bytes,
+            shm_dir_used: space.used,
             ..metrics::System::default()
         };
         metrics::posix_totals(totals, &objects, &system);
