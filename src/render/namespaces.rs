@@ -4,9 +4,9 @@
 //!
 //! A hostname, a command name and a container's name (nspawn, LXC) are chosen by whoever runs
 //! the container or the process: they may hold spaces, newlines, terminal escapes. The tables
-//! show each as one word (as the root `index` shows a POSIX name, see
-//! [`escape_name`](crate::render::index::escape_name)), and the `container` file each on one
-//! line, so that no such text can add a line or a column, or be taken for an absent value.
+//! show each as one word (as the root `index` shows a POSIX name, see [`escape_name`]), and the
+//! `container` file each on one line, so that no such text can add a line or a column, or be
+//! taken for an absent value.
 
 use std::fmt::Write;
 
