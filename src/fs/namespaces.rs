@@ -25,7 +25,7 @@ use crate::kernel::context::IpcContext;
 use crate::kernel::creds::{self, Caller};
 use crate::kernel::enter::{self, Entered};
 use crate::kernel::ipc_namespaces;
-use crate::kernel::namespace::IpcNs;
+use crate::kernel::namespace::{self, IpcNs};
 use crate::kernel::pidfd::Pidfd;
 use crate::kernel::posix::ShmDir;
 
@@ -254,7 +254,7 @@ impl Namespaces {
             Some(member) => ShmDir::in_root_lazily(member.try_clone()?),
             None => ShmDir::nowhere(),
         };
-        let ctx = IpcContext::of_thread(shm)?; // TEMPK
+        let ctx = IpcContext::of_entered_thread(shm)?;
         let source: Arc<dyn Source> = Arc::new(self.home.sibling(ctx));
         Ok(known.source.get_or_init(|| source).clone())
     }
@@ -338,7 +338,7 @@ pub(super) fn may_see(who: &Caller, known: &Known, members: &[u32]) -> bool {
         return true;
     }
     creds::as_caller(who, || {
-        Ok(members.iter().any(|&pid| may_look_at_tempk(pid, known.ns)))
+        Ok(members.iter().any(|&pid| namespace::may_look_at(pid, known.ns)))
     })
     .unwrap_or(false)
 }
@@ -359,8 +359,3 @@ pub(super) fn dir_id(known: &Known) -> ObjectId {
     }
 }
 
-// TEMPK
-fn may_look_at_tempk(pid: u32, ns: IpcNs) -> bool {
-    std::fs::read_link(format!("/proc/{pid}/ns/ipc"))
-        .is_ok_and(|l| l.to_string_lossy() == format!("ipc:[{}]", ns.ino))
-}
