@@ -71,10 +71,14 @@ impl Known {
         matches!(self.way, Way::Pinned { .. })
     }
 
-    /// Whether the way into it still leads there: its member still runs, or its holder does.
+    /// Whether the way into it still leads there: its member is still in it (a process may
+    /// leave with `unshare` or `setns`) and runs, or its holder runs.
     fn way_holds(&self) -> bool {
         match &self.way {
-            Way::Member(pidfd) => pidfd.is_running(),
+            Way::Member(pidfd) => {
+                creds::as_daemon(|| IpcNs::of_process(pidfd.pid())).is_ok_and(|ns| ns == self.ns)
+                    && pidfd.is_running()
+            }
             Way::Pinned { holder, .. } => holder.is_running(),
         }
     }
@@ -220,9 +224,19 @@ impl Namespaces {
         }
     }
 
-    /// The namespace whose directory is named `inum`, if there is one now.
-    pub(super) fn by_inum(&self, inum: u32) -> Option<Found> {
-        self.scan().ok()?.into_iter().find(|f| f.known.inum == inum)
+    /// The namespace whose directory is named `inum`, if there is one now: as last known
+    /// while its way in holds, else as a new scan finds it.
+    pub(super) fn by_inum(&self, inum: u32) -> Option<Arc<Known>> {
+        let known = self.known().values().find(|k| k.inum == inum).cloned();
+        match known {
+            Some(k) if k.way_holds() => Some(k),
+            _ => self
+                .scan()
+                .ok()?
+                .into_iter()
+                .find(|f| f.known.inum == inum)
+                .map(|f| f.known),
+        }
     }
 
     /// Whether `who` may see namespace `known` (see [`may_see`]); for a namespace known only
@@ -338,7 +352,9 @@ pub(super) fn may_see(who: &Caller, known: &Known, members: &[u32]) -> bool {
         return true;
     }
     creds::as_caller(who, || {
-        Ok(members.iter().any(|&pid| namespace::may_look_at(pid, known.ns)))
+        Ok(members
+            .iter()
+            .any(|&pid| namespace::may_look_at(pid, known.ns)))
     })
     .unwrap_or(false)
 }
@@ -358,4 +374,3 @@ pub(super) fn dir_id(known: &Known) -> ObjectId {
         stamp: [known.ns.dev, 0, 0],
     }
 }
-

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::inode::NAMESPACE;
-use super::namespaces::Found;
+use super::namespaces::{Found, Known};
 use super::*;
 use crate::kernel::attach::comm_of;
 use crate::kernel::container::{self, Container};
@@ -46,18 +46,18 @@ impl ShmFs {
     }
 
     /// The namespace whose directory in `ns/` is `name`, if `who` may see it; else ENOENT.
-    pub(super) fn namespace_named(&self, who: &Caller, name: &OsStr) -> Result<Found> {
+    pub(super) fn namespace_named(&self, who: &Caller, name: &OsStr) -> Result<Arc<Known>> {
         let inum = std::str::from_utf8(name.as_bytes())
             .ok()
             .filter(|n| !n.starts_with(['0', '+']))
             .and_then(|n| n.parse::<u32>().ok())
             .ok_or_else(enoent)?;
         let registry = self.namespaces.as_ref().ok_or_else(enoent)?;
-        let found = registry.by_inum(inum).ok_or_else(enoent)?;
-        if !namespaces::may_see(who, &found.known, &found.members) {
+        let known = registry.by_inum(inum).ok_or_else(enoent)?;
+        if !registry.may_see_known(who, &known) {
             return Err(enoent());
         }
-        Ok(found)
+        Ok(known)
     }
 
     /// `ns/index`: one row per namespace `who` may see.

@@ -229,8 +229,8 @@ impl ShmFs {
                 if name.as_bytes() == b"index" {
                     return Ok((inode::NS_INDEX, None));
                 }
-                let found = self.namespace_named(who, name)?;
-                Ok((number(&namespaces::dir_id(&found.known), Part::Dir), None))
+                let known = self.namespace_named(who, name)?;
+                Ok((number(&namespaces::dir_id(&known), Part::Dir), None))
             }
             Node::Namespace(_) => {
                 let part = scope_part(name).ok_or_else(enoent)?;
