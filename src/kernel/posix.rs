@@ -95,6 +95,8 @@ enum Where {
         /// Whether the log has said that the process is gone.
         gone_told: AtomicBool,
     },
+    /// No directory: an IPC namespace that no process is in has no `/dev/shm` to show.
+    Nowhere,
 }
 
 /// The shm dir for one operation: the kept descriptor, or one resolved for this operation
@@ -210,6 +212,26 @@ impl ShmDir {
         })
     }
 
+    /// [`ShmDir::in_root`] without resolving it first: for a view made inside a request,
+    /// where a process without a `/dev/shm` (or one that exits meanwhile) shows an empty one.
+    pub fn in_root_lazily(process: Pidfd) -> ShmDir {
+        ShmDir {
+            path: PathBuf::from(format!("/proc/{}/root/dev/shm", process.pid())),
+            place: Where::InRoot {
+                process,
+                gone_told: AtomicBool::new(true),
+            },
+        }
+    }
+
+    /// A shm dir that is not there: listed empty, every name `ENOENT`, no space.
+    pub fn nowhere() -> ShmDir {
+        ShmDir {
+            path: PathBuf::new(),
+            place: Where::Nowhere,
+        }
+    }
+
     /// The directory, for one operation. For a process's view, resolved now with the daemon's
     /// own credentials (following `/proc/PID/root` takes the right to trace the process, which
     /// the caller may not have; the caller then acts in the directory as itself, as with a
@@ -218,6 +240,7 @@ impl ShmDir {
         let (process, gone_told) = match &self.place {
             Where::Kept(fd) => return Ok(Dir::Kept(fd.as_fd())),
             Where::InRoot { process, gone_told } => (process, gone_told),
+            Where::Nowhere => return Err(errno(libc::ENOENT)),
         };
         match creds::as_daemon(|| resolve_in_root(process)) {
             Ok(fd) => Ok(Dir::Resolved(fd)),
