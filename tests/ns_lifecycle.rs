@@ -56,7 +56,13 @@ fn openat(dir: &File, name: &str) -> io::Result<File> {
     use std::os::fd::FromRawFd;
     let c = CString::new(name).unwrap();
     // SAFETY: a valid directory descriptor and a NUL-terminated name.
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -150,7 +156,10 @@ fn look_once(dir: &Path, keys: &BTreeSet<String>, alive: bool) -> Vec<String> {
                 .unwrap_or("")
                 .to_string();
             if alive && !keys.contains(&key) {
-                wrong.push(format!("{} has key {key:?}, not the container's", stat.display()));
+                wrong.push(format!(
+                    "{} has key {key:?}, not the container's",
+                    stat.display()
+                ));
             }
         });
         check(format!("cat {}", stat.display()), r);
@@ -160,7 +169,14 @@ fn look_once(dir: &Path, keys: &BTreeSet<String>, alive: bool) -> Vec<String> {
             File::open(&data).and_then(|f| pread(&f, 4096)).map(|_| ()),
         );
     }
-    for file in ["members", "container", "index", "index.json", "limits", "posix/obj/data"] {
+    for file in [
+        "members",
+        "container",
+        "index",
+        "index.json",
+        "limits",
+        "posix/obj/data",
+    ] {
         let p = dir.join(file);
         check(
             format!("cat {}", p.display()),
@@ -182,7 +198,12 @@ fn a_container_that_exits_while_listed_leaves_no_error_and_nothing_stale() {
     let mut c = NsCtr::start(&CtrSpec {
         hostname: hostname("exit"),
         shm_size: Some("1m".into()),
-        posix: vec![("obj".into(), b"the container's object\n".to_vec(), 0o644, None)],
+        posix: vec![(
+            "obj".into(),
+            b"the container's object\n".to_vec(),
+            0o644,
+            None,
+        )],
         segs: vec![
             SegSpec::new(4096, 0o600).owner(NOBODY).hold(),
             SegSpec::new(8192, 0o644),
@@ -203,7 +224,9 @@ fn a_container_that_exits_while_listed_leaves_no_error_and_nothing_stale() {
     let id0 = c.segs[0].id;
     let held_stat =
         File::open(dir.join(format!("sysv/{id0}/stat"))).expect("open ns/N/sysv/ID/stat");
-    assert!(!member_pids(&String::from_utf8(pread(&held_members, 65536).unwrap()).unwrap()).is_empty());
+    assert!(
+        !member_pids(&String::from_utf8(pread(&held_members, 65536).unwrap()).unwrap()).is_empty()
+    );
 
     const THREADS: usize = 4;
     let stop = Arc::new(AtomicBool::new(false));
@@ -257,7 +280,11 @@ fn a_container_that_exits_while_listed_leaves_no_error_and_nothing_stale() {
     // Paths to the gone namespace (unless a new namespace got its number meanwhile).
     let reused = m.ls("ns").contains(&n.to_string());
     if !reused {
-        for p in [dir.clone(), dir.join("members"), dir.join(format!("sysv/{id0}/stat"))] {
+        for p in [
+            dir.clone(),
+            dir.join("members"),
+            dir.join(format!("sysv/{id0}/stat")),
+        ] {
             match fs::metadata(&p) {
                 Err(e) if is_gone(&e) => {}
                 other => panic!("stat {} of a gone namespace: {other:?}", p.display()),
@@ -267,8 +294,14 @@ fn a_container_that_exits_while_listed_leaves_no_error_and_nothing_stale() {
     // Handles kept from before: ENOENT or ESTALE, never another namespace's data.
     let assert_stale = |when: &str| {
         for (what, r) in [
-            ("openat(ns/N, members)", openat(&held_dir, "members").map(|_| Vec::new())),
-            ("openat(ns/N, sysv)", openat(&held_dir, "sysv").map(|_| Vec::new())),
+            (
+                "openat(ns/N, members)",
+                openat(&held_dir, "members").map(|_| Vec::new()),
+            ),
+            (
+                "openat(ns/N, sysv)",
+                openat(&held_dir, "sysv").map(|_| Vec::new()),
+            ),
             ("pread of ns/N/members", pread(&held_members, 65536)),
             ("pread of ns/N/sysv/ID/stat", pread(&held_stat, 65536)),
         ] {
@@ -323,8 +356,13 @@ fn daemon_holds(pid: u32, dev: u64, ns: u64) -> Vec<String> {
         .filter_map(|e| {
             let target = fs::read_link(e.path()).unwrap_or_default();
             let on_dev = fs::metadata(e.path()).is_ok_and(|m| m.dev() == dev);
-            (on_dev || target.to_string_lossy() == want)
-                .then(|| format!("fd {} -> {}", e.file_name().to_string_lossy(), target.display()))
+            (on_dev || target.to_string_lossy() == want).then(|| {
+                format!(
+                    "fd {} -> {}",
+                    e.file_name().to_string_lossy(),
+                    target.display()
+                )
+            })
         })
         .collect()
 }
@@ -355,15 +393,24 @@ fn a_containers_memory_comes_back_when_it_exits_though_shmfs_read_it() {
         m.ls(&format!("ns/{n}/sysv")),
         BTreeSet::from([seg.id.to_string()])
     );
-    assert_eq!(m.ls(&format!("ns/{n}/posix")), BTreeSet::from(["big".to_string()]));
+    assert_eq!(
+        m.ls(&format!("ns/{n}/posix")),
+        BTreeSet::from(["big".to_string()])
+    );
     let stat = read_fields(&dir.join(format!("sysv/{}/stat", seg.id)));
     assert_eq!(stat.num("size"), (MIB << 20) as u64);
-    assert_eq!(stat.num("rss"), (MIB << 20) as u64, "nsipc filled every page");
+    assert_eq!(
+        stat.num("rss"),
+        (MIB << 20) as u64,
+        "nsipc filled every page"
+    );
     let sysv_data: PathBuf = dir.join(format!("sysv/{}/data", seg.id));
     let head = pread(&File::open(&sysv_data).unwrap(), 16).unwrap();
     assert_eq!(
         head,
-        (0..16u8).map(|i| i.wrapping_mul(7).wrapping_add(1)).collect::<Vec<_>>(),
+        (0..16u8)
+            .map(|i| i.wrapping_mul(7).wrapping_add(1))
+            .collect::<Vec<_>>(),
         "the first bytes nsipc wrote"
     );
     for p in [sysv_data.clone(), dir.join("posix/big/data")] {
@@ -375,13 +422,19 @@ fn a_containers_memory_comes_back_when_it_exits_though_shmfs_read_it() {
 
     // Between requests the daemon holds nothing of the container.
     let held = daemon_holds(m.pid(), shm_dev, n);
-    assert!(held.is_empty(), "the daemon holds {held:?} between requests");
+    assert!(
+        held.is_empty(),
+        "the daemon holds {held:?} between requests"
+    );
     let sysv_maps: Vec<String> = maps_of(m.pid() as i32)
         .into_iter()
         .filter(|l| l.path.starts_with(&format!("/SYSV{:08x}", seg.key as u32)))
         .map(|l| format!("{} {}", l.range, l.path))
         .collect();
-    assert!(sysv_maps.is_empty(), "the daemon has the segment attached: {sysv_maps:?}");
+    assert!(
+        sysv_maps.is_empty(),
+        "the daemon has the segment attached: {sysv_maps:?}"
+    );
 
     let before = meminfo_kb("Shmem").expect("Shmem in /proc/meminfo");
     c.stop();
@@ -430,7 +483,10 @@ fn a_namespace_kept_by_a_bind_mount_shows_to_root_until_it_goes() {
     );
 
     let listed = m.ls("ns");
-    assert!(listed.contains(&n), "`ls ns/` as root must show the bound {n}: {listed:?}");
+    assert!(
+        listed.contains(&n),
+        "`ls ns/` as root must show the bound {n}: {listed:?}"
+    );
     let dir = m.p("ns").join(&n);
     assert_eq!(
         ls(&dir.join("sysv")),
@@ -447,7 +503,11 @@ fn a_namespace_kept_by_a_bind_mount_shows_to_root_until_it_goes() {
     );
     let row = ns_index_row(m.path(), b.ns).unwrap_or_else(|| panic!("no row for {n} in ns/index"));
     assert_eq!(
-        (row["PROCS"].as_str(), row["SEGMENTS"].as_str(), row["ORPHANS"].as_str()),
+        (
+            row["PROCS"].as_str(),
+            row["SEGMENTS"].as_str(),
+            row["ORPHANS"].as_str()
+        ),
         ("0", "1", "1"),
         "{row:?}"
     );

@@ -107,7 +107,9 @@ fn an_ordinary_user_does_not_see_roots_container() {
     );
     let index = nobody_ok(&format!("cat {}", q(m.p("ns/index"))));
     assert!(
-        !index.lines().any(|l| l.split_whitespace().next() == Some(&n)),
+        !index
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&n)),
         "ns/index as nobody has a row for root's container {n}: {index}"
     );
     let dir = c.p(m.path(), "");
@@ -201,10 +203,15 @@ exec "$0" pause > "$1/paused"
         "`ls ns/` as nobody shows root's container {}: {seen:?}",
         outer.ns
     );
-    assert!(m.ls("ns").contains(&un), "root sees the rootless container too");
+    assert!(
+        m.ls("ns").contains(&un),
+        "root sees the rootless container too"
+    );
     let index = nobody_ok(&format!("cat {}", q(m.p("ns/index"))));
     assert!(
-        index.lines().any(|l| l.split_whitespace().next() == Some(&un)),
+        index
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&un)),
         "ns/index as nobody has no row for its container {un}: {index}"
     );
 
@@ -225,7 +232,11 @@ exec "$0" pause > "$1/paused"
         "the rootless container's root is nobody on the machine"
     );
     assert_eq!(
-        nobody_ok(&format!("wc -c < {}", q(ud.join(format!("sysv/{seg}/data"))))).trim(),
+        nobody_ok(&format!(
+            "wc -c < {}",
+            q(ud.join(format!("sysv/{seg}/data")))
+        ))
+        .trim(),
         "4096",
         "nobody reads its own segment"
     );
@@ -298,7 +309,11 @@ fn in_roots_container_a_user_with_a_process_there_is_refused_what_the_kernel_ref
         assert_eq!(stat.num("shmid"), id as u64);
     }
     assert_eq!(
-        nobody_ok(&format!("wc -c < {}", q(dir.join(format!("sysv/{public}/data"))))).trim(),
+        nobody_ok(&format!(
+            "wc -c < {}",
+            q(dir.join(format!("sysv/{public}/data")))
+        ))
+        .trim(),
         "8192"
     );
     nobody_refused(
@@ -343,7 +358,10 @@ fn in_roots_container_a_user_with_a_process_there_is_refused_what_the_kernel_ref
         nobody_ok(&format!("cat {}", q(dir.join("posix/public/data")))),
         "root's public"
     );
-    nobody_refused(&format!("cat {}", q(dir.join("posix/secret/data"))), &["EACCES"]);
+    nobody_refused(
+        &format!("cat {}", q(dir.join("posix/secret/data"))),
+        &["EACCES"],
+    );
     nobody_refused(
         &format!("rmdir {}", q(dir.join("posix/secret"))),
         &["EACCES", "EPERM"],
@@ -394,7 +412,11 @@ printf 'the container'"'"'s\n' > {host}/container-file"#,
     ));
 
     for (ctr, own, host_files) in [
-        (&to_etc, "shmfs-test-marker", vec!["passwd", "group", "hostname"]),
+        (
+            &to_etc,
+            "shmfs-test-marker",
+            vec!["passwd", "group", "hostname"],
+        ),
         (&to_host, "container-file", vec!["host-file"]),
     ] {
         let n = ipc_ns_of(ctr.pid());
@@ -420,7 +442,10 @@ printf 'the container'"'"'s\n' > {host}/container-file"#,
             assert!(!r.ok(), "rmdir ns/{n}/posix/{f} succeeded");
         }
     }
-    assert!(fs::metadata("/etc/passwd").is_ok(), "the host's passwd is there");
+    assert!(
+        fs::metadata("/etc/passwd").is_ok(),
+        "the host's passwd is there"
+    );
     assert_eq!(
         fs::read_to_string(host_dir.path().join("host-file")).unwrap(),
         "the host's file\n"

@@ -354,8 +354,14 @@ fn a_container_shows_as_ns_n_with_what_it_sees_inside() {
         .map(|l| l.split_whitespace().collect())
         .collect();
     assert_eq!(
-        index.lines().next().map(|h| h.split_whitespace().collect::<Vec<_>>()),
-        read_text(&m.p("index")).lines().next().map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        index
+            .lines()
+            .next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
+        read_text(&m.p("index"))
+            .lines()
+            .next()
+            .map(|h| h.split_whitespace().collect::<Vec<_>>()),
         "ns/{n}/index has the root index's header"
     );
     assert_eq!(rows.len(), 2, "ns/{n}/index: {index}");
@@ -381,7 +387,10 @@ fn a_container_shows_as_ns_n_with_what_it_sees_inside() {
         && e["shmid"] == seg.id
         && e["key"] == u64::from(seg.key as u32)
         && e["uid"] == NOBODY));
-    assert!(json.iter().any(|e| e["kind"] == "posix" && e["name"] == "obj"));
+    assert!(
+        json.iter()
+            .any(|e| e["kind"] == "posix" && e["name"] == "obj")
+    );
 }
 
 #[test]
@@ -458,7 +467,11 @@ fn ns_index_has_one_row_per_container() {
         assert_eq!(row["BYTES"], bytes, "{row:?}");
         assert_eq!(row["ORPHANS"], orphans, "{row:?}");
         assert_eq!(row["SHM_SIZE"], size.to_string(), "{row:?}");
-        assert_eq!(row["PROCS"], processes_in(c.ns).len().to_string(), "{row:?}");
+        assert_eq!(
+            row["PROCS"],
+            processes_in(c.ns).len().to_string(),
+            "{row:?}"
+        );
     }
     // The daemon's own namespace has its row too.
     let own = ipc_ns_of(m.pid());
@@ -516,7 +529,9 @@ fn metrics_count_each_containers_segments() {
     assert!(
         !text
             .lines()
-            .filter(|l| l.starts_with("shmfs_sysv_segment_size_bytes{") && !l.contains("namespace=\""))
+            .filter(
+                |l| l.starts_with("shmfs_sysv_segment_size_bytes{") && !l.contains("namespace=\"")
+            )
             .any(|l| l.contains(&key_hex(one.segs[0].key))),
         "a root series (no namespace label) names the container's segment"
     );

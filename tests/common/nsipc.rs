@@ -38,8 +38,7 @@ pub fn nsipc_bin() -> &'static Path {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         NSIPC_C.hash(&mut h);
         let euid = fs::metadata("/proc/self").map_or(0, |md| md.uid());
-        let dir =
-            std::env::temp_dir().join(format!("shmfs-test-nsipc-{euid}-{:016x}", h.finish()));
+        let dir = std::env::temp_dir().join(format!("shmfs-test-nsipc-{euid}-{:016x}", h.finish()));
         match fs::DirBuilder::new().mode(0o755).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -96,8 +95,7 @@ pub fn processes_in(ns: u64) -> BTreeSet<u32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            fs::read_link(format!("/proc/{pid}/ns/ipc"))
-                .is_ok_and(|l| l.to_string_lossy() == want)
+            fs::read_link(format!("/proc/{pid}/ns/ipc")).is_ok_and(|l| l.to_string_lossy() == want)
         })
         .collect()
 }
@@ -221,9 +219,8 @@ impl NsCtr {
             );
         }
         if let Some(size) = &spec.shm_size {
-            script += &format!(
-                "mount -t tmpfs -o size={size},mode=1777 shmfs-test-ns-shm /dev/shm\n"
-            );
+            script +=
+                &format!("mount -t tmpfs -o size={size},mode=1777 shmfs-test-ns-shm /dev/shm\n");
         }
         for (i, (name, content, mode, owner)) in spec.posix.iter().enumerate() {
             let src = dir.path().join(format!("posix.{i}"));
@@ -313,7 +310,9 @@ impl NsCtr {
             Command::new("nsenter")
                 .arg("-t")
                 .arg(self.pid().to_string())
-                .args(["--ipc", "--mount", "--uts", "--pid", "--", "sh", "-c", script]),
+                .args([
+                    "--ipc", "--mount", "--uts", "--pid", "--", "sh", "-c", script,
+                ]),
             COMMAND_TIMEOUT,
         )
     }
@@ -388,11 +387,7 @@ impl NsBind {
 
     /// Makes a segment there with `nsipc mk`; its shmid.
     pub fn mk(&self, key: i32, size: usize, mode: u32) -> i32 {
-        let script = format!(
-            "{} mk {:#x} {size} 0{mode:o}",
-            q(nsipc_bin()),
-            key as u32
-        );
+        let script = format!("{} mk {:#x} {size} 0{mode:o}", q(nsipc_bin()), key as u32);
         let r = self.sh(&script);
         assert!(r.ok(), "{script} in the bound namespace: {r:?}");
         r.stdout_str()
