@@ -130,11 +130,11 @@ fn look_once(dir: &Path, keys: &BTreeSet<String>, alive: bool) -> Vec<String> {
     };
     check(
         format!("ls {}", dir.parent().unwrap().display()),
-        fs::read_dir(dir.parent().unwrap()).and_then(|d| d.map(|e| e.map(|_| ())).collect()),
+        fs::read_dir(dir.parent().unwrap()).and_then(|mut d| d.try_for_each(|e| e.map(|_| ()))),
     );
     check(
         format!("ls {}", dir.display()),
-        fs::read_dir(dir).and_then(|d| d.map(|e| e.map(|_| ())).collect()),
+        fs::read_dir(dir).and_then(|mut d| d.try_for_each(|e| e.map(|_| ()))),
     );
     let sysv = dir.join("sysv");
     let mut ids = Vec::new();
