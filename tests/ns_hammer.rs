@@ -70,6 +70,9 @@ fn many_threads_in_several_namespaces_never_see_the_wrong_one() {
     );
     let root = Arc::new(root);
 
+    for c in &ctrs {
+        assert_ns_listed(&m, c.ns);
+    }
     let workers: Vec<_> = (0..THREADS)
         .map(|t| {
             let (m, theirs, root, container_keys) = (

@@ -215,7 +215,7 @@ fn a_container_that_exits_while_listed_leaves_no_error_and_nothing_stale() {
     let keys: BTreeSet<String> = c.segs.iter().map(|s| key_hex(s.key)).collect();
     let old = processes_in(n);
     assert!(old.contains(&c.pid()));
-    assert!(m.ls("ns").contains(&c.n()));
+    assert_ns_listed(&m, n);
     assert!(look_once(&dir, &keys, true).is_empty());
 
     // Handles kept across the exit.
@@ -406,6 +406,7 @@ fn a_containers_memory_comes_back_when_it_exits_though_shmfs_read_it() {
     let old = processes_in(n);
 
     // shmfs lists and reads all of both.
+    assert_ns_listed(&m, n);
     assert_eq!(
         m.ls(&format!("ns/{n}/sysv")),
         BTreeSet::from([seg.id.to_string()])
@@ -499,6 +500,7 @@ fn a_namespace_kept_by_a_bind_mount_shows_to_root_until_it_goes() {
         "no process is in the bound namespace"
     );
 
+    assert_ns_listed(&m, b.ns);
     let listed = m.ls("ns");
     assert!(
         listed.contains(&n),

@@ -99,7 +99,7 @@ fn an_ordinary_user_does_not_see_roots_container() {
     });
     let n = c.n();
     let (a, b) = (c.segs[0].id, c.segs[1].id);
-    assert!(m.ls("ns").contains(&n), "root sees {n}");
+    assert_ns_listed(&m, c.ns);
 
     assert!(
         !nobody_ls(&m.p("ns")).contains(&n),
@@ -193,6 +193,7 @@ exec "$0" pause > "$1/paused"
     let un = u.to_string();
     assert_ne!(u, outer.ns);
 
+    assert_ns_listed(&m, u);
     let seen = nobody_ls(&m.p("ns"));
     assert!(
         seen.contains(&un),
@@ -292,6 +293,7 @@ fn in_roots_container_a_user_with_a_process_there_is_refused_what_the_kernel_ref
     let n = c.n();
     let (secret, public) = (c.segs[0].id, c.segs[1].id);
     let dir = c.p(m.path(), "");
+    assert_ns_listed(&m, c.ns);
     assert!(
         nobody_ls(&m.p("ns")).contains(&n),
         "`ls ns/` as nobody, who has a process in {n}"
@@ -461,6 +463,7 @@ printf 'the container'"'"'s\n' > {host}/container-file"#,
         (&to_host, "container-file", vec!["host-file"]),
     ] {
         let n = ipc_ns_of(ctr.pid());
+        assert_ns_listed(&m, n);
         let posix = m.p("ns").join(n.to_string()).join("posix");
         let listed = ls(&posix);
         for f in &host_files {

@@ -103,6 +103,7 @@ fn a_container_shows_as_ns_n_with_what_it_sees_inside() {
     // ls ns/: the container's namespace, by the number readlink /proc/PID/ns/ipc gives.
     let link = fs::read_link(format!("/proc/{}/ns/ipc", c.pid())).unwrap();
     assert_eq!(link.to_str().unwrap(), format!("ipc:[{n}]"));
+    assert_ns_listed(&m, c.ns);
     let listed = m.ls("ns");
     assert!(
         listed.contains(&n) && listed.contains("index"),
@@ -410,6 +411,7 @@ fn rmdir_in_ns_n_removes_inside_the_container_and_nothing_else() {
         extra: String::new(),
     });
     let n = c.n();
+    assert_ns_listed(&m, c.ns);
     let (a, b) = (c.segs[0].id, c.segs[1].id);
     assert_eq!(
         c.ipcs().keys().copied().collect::<BTreeSet<_>>(),
@@ -456,6 +458,7 @@ fn ns_index_has_one_row_per_container() {
         ],
         ..Default::default()
     });
+    assert_ns_listed(&m, one.ns);
     for (c, segments, bytes, orphans, size) in [
         (&one, "1", "4096", "1", 1u64 << 20),
         (&three, "3", "24576", "2", 2 << 20),
@@ -500,6 +503,7 @@ fn metrics_count_each_containers_segments() {
         segs: vec![SegSpec::new(4096, 0o600), SegSpec::new(4096, 0o600)],
         ..Default::default()
     });
+    assert_ns_listed(&m, one.ns);
     let text = read_text(&m.p("metrics.prom"));
     for (c, want) in [(&one, "1"), (&two, "2")] {
         let label = format!("namespace=\"{}\"", c.ns);

@@ -485,3 +485,25 @@ pub fn ns_index_row(mnt: &Path, ns: u64) -> Option<BTreeMap<String, String>> {
     assert!(found.next().is_none(), "ns/index has two rows for {n}");
     row
 }
+
+/// The warnings and errors in a daemon's log (its last 10), to say why a namespace is missing
+/// from `ns/` (a system call its sandbox refused, say).
+pub fn log_warnings(log: &str) -> String {
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR") || l.contains("panicked"))
+        .collect();
+    lines[lines.len().saturating_sub(10)..].join("\n")
+}
+
+/// Asserts that `ls MNT/ns/` (as root) lists namespace `ns`, or fails with the daemon's
+/// warnings.
+#[track_caller]
+pub fn assert_ns_listed(m: &super::mount::Mount, ns: u64) {
+    let listed = super::files::ls(&m.p("ns"));
+    assert!(
+        listed.contains(&ns.to_string()),
+        "`ls ns/` as root shows {listed:?}, not {ns}; the daemon's warnings:\n{}",
+        log_warnings(&m.log())
+    );
+}
