@@ -19,6 +19,7 @@ mod helper;
 mod hugepages;
 mod ipcs;
 mod mount;
+mod nsipc;
 mod posix;
 mod preconditions;
 mod probe;
@@ -31,5 +32,5 @@ mod world;
 #[allow(unused_imports)]
 pub use self::{
     container::*, errno::*, fields::*, files::*, hang::*, helper::*, hugepages::*, ipcs::*,
-    mount::*, posix::*, preconditions::*, probe::*, run::*, system::*, sysv::*, world::*,
+    mount::*, nsipc::*, posix::*, preconditions::*, probe::*, run::*, system::*, sysv::*, world::*,
 };

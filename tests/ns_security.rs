@@ -1,0 +1,499 @@
+//! Who sees what under `ns/` (issue 23): the kernel decides. An ordinary user (`nobody`) sees
+//! neither root's container nor anything in it; it sees a rootless container of its own
+//! (`unshare --user --map-root-user --ipc --mount`) and does there what the kernel lets it
+//! do; in root's container where it has a process, it sees the namespace and is refused what
+//! the kernel refuses it there (another's 0600 bytes: EACCES; removing root's segment: EPERM).
+//! And a container whose /dev/shm is a symlink out of its root never shows the host's files
+//! under `ns/N/posix/`.
+//!
+//! The mounts are `-o allow_other`. Needs root, /dev/fuse, util-linux (`unshare`, `nsenter`,
+//! `ipcs`, `setpriv`) and `cc`; without them skipped, or failed when `CI` is set.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use common::*;
+
+macro_rules! require_ns_tools {
+    () => {
+        require_tools!(
+            "unshare" => "Debian package util-linux",
+            "nsenter" => "Debian package util-linux",
+            "ipcs" => "Debian package util-linux",
+            "setpriv" => "Debian package util-linux",
+            "cc" => "Debian package gcc",
+        );
+    };
+}
+
+fn hostname(what: &str) -> String {
+    format!("shmfs-{what}-{:04x}", random_key() as u32 & 0xffff)
+}
+
+/// The error a command printed, by its strerror text.
+fn error_of(r: &Run) -> &'static str {
+    for (text, name) in [
+        ("No such file or directory", "ENOENT"),
+        ("Permission denied", "EACCES"),
+        ("Operation not permitted", "EPERM"),
+        ("Stale file handle", "ESTALE"),
+    ] {
+        if r.stderr.contains(text) {
+            return name;
+        }
+    }
+    "other"
+}
+
+/// `nobody` runs `script`, which must fail with one of `errors`.
+#[track_caller]
+fn nobody_refused(script: &str, errors: &[&str]) {
+    let r = sh_as(NOBODY, script);
+    assert!(
+        !r.ok() && errors.contains(&error_of(&r)),
+        "`{script}` as nobody must fail with {errors:?}: {r:?}"
+    );
+}
+
+/// `nobody` runs `script`, which must succeed; its stdout.
+#[track_caller]
+fn nobody_ok(script: &str) -> String {
+    let r = sh_as(NOBODY, script);
+    assert!(r.ok(), "`{script}` as nobody: {r:?}");
+    r.stdout_str()
+}
+
+/// Lines of `ls DIR` as `nobody`.
+#[track_caller]
+fn nobody_ls(dir: &std::path::Path) -> BTreeSet<String> {
+    nobody_ok(&format!("ls {}", q(dir)))
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// A script waiting (for at most 10 s) until file `f` is not empty; if it never is, it prints
+/// `log` and fails.
+fn wait_for(f: &str, log: &str) -> String {
+    format!(
+        "i=0; while [ ! -s {f} ]; do i=$((i+1)); [ $i -lt 500 ] || {{ echo {f} never came >&2; cat {log} >&2; exit 1; }}; sleep 0.02; done\n"
+    )
+}
+
+/// Root's container (root's segments 0600 and 0644, root's 0600 object in its own /dev/shm,
+/// only root's processes): `nobody` sees none of it, and cannot reach it by path.
+#[test]
+fn an_ordinary_user_does_not_see_roots_container() {
+    require_fuse!();
+    require_ns_tools!();
+    let m = Mount::builder().option("allow_other").mount();
+    let c = NsCtr::start(&CtrSpec {
+        hostname: hostname("roots"),
+        shm_size: Some("1m".into()),
+        posix: vec![("secret".into(), b"root's secret".to_vec(), 0o600, None)],
+        segs: vec![SegSpec::new(4096, 0o600), SegSpec::new(4096, 0o644)],
+        extra: String::new(),
+    });
+    let n = c.n();
+    let (a, b) = (c.segs[0].id, c.segs[1].id);
+    assert_ns_listed(&m, c.ns);
+
+    assert!(
+        !nobody_ls(&m.p("ns")).contains(&n),
+        "`ls ns/` as nobody shows root's container {n}"
+    );
+    let index = nobody_ok(&format!("cat {}", q(m.p("ns/index"))));
+    assert!(
+        !index
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&n)),
+        "ns/index as nobody has a row for root's container {n}: {index}"
+    );
+    let dir = c.p(m.path(), "");
+    for script in [
+        format!("stat {}", q(&dir)),
+        format!("ls {}", q(dir.join("sysv"))),
+        format!("cat {}", q(dir.join("members"))),
+        format!("cat {}", q(dir.join("container"))),
+        format!("cat {}", q(dir.join(format!("sysv/{b}/stat")))),
+        format!("cat {}", q(dir.join(format!("sysv/{b}/data")))),
+        format!("cat {}", q(dir.join(format!("sysv/{a}/data")))),
+        format!("cat {}", q(dir.join("posix/secret/data"))),
+    ] {
+        nobody_refused(&script, &["ENOENT", "EACCES"]);
+    }
+    for script in [
+        format!("rmdir {}", q(dir.join(format!("sysv/{a}")))),
+        format!("rmdir {}", q(dir.join("posix/secret"))),
+    ] {
+        nobody_refused(&script, &["ENOENT", "EACCES", "EPERM"]);
+    }
+    assert_eq!(
+        c.ipcs().keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([a, b]),
+        "root's segments are still in the container"
+    );
+    assert_eq!(c.sh_ok("cat /dev/shm/secret"), "root's secret");
+    let metrics = nobody_ok(&format!("cat {}", q(m.p("metrics.prom"))));
+    assert!(
+        !metrics.contains(&format!("namespace=\"{n}\"")),
+        "metrics.prom as nobody has series of root's container {n}"
+    );
+}
+
+/// `nobody`'s own rootless container (a user namespace of its own, root mapped to nobody, IPC and
+/// mount namespaces of its own with a tmpfs on /dev/shm), started inside a root container only
+/// so that it goes when the test ends. `nobody` sees it and acts there as the kernel lets it:
+/// reads its own segment and object, removes its own segment. The root container around it
+/// stays invisible to `nobody`.
+#[test]
+fn a_users_rootless_container_is_visible_to_that_user() {
+    require_fuse!();
+    require_ns_tools!();
+    let m = Mount::builder().option("allow_other").mount();
+    let key = random_key();
+    let extra = format!(
+        r#"mkdir "$DIR/u"
+chown {NOBODY}:{NOBODY} "$DIR/u"
+setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups unshare --user --map-root-user --ipc --mount sh -c '
+set -e
+mount -t tmpfs -o size=1m shmfs-test-rootless /dev/shm
+printf mine > /dev/shm/mine
+chmod 600 /dev/shm/mine
+"$0" mk {key:#x} 4096 0600 > "$1/seg"
+exec "$0" pause > "$1/paused"
+' "$NSIPC" "$DIR/u" > "$DIR/u/log" 2>&1 &
+"#,
+        key = key as u32,
+    ) + &wait_for("\"$DIR/u/paused\"", "\"$DIR/u/log\"");
+    let outer = NsCtr::start(&CtrSpec {
+        hostname: hostname("outer"),
+        shm_size: Some("1m".into()),
+        segs: vec![SegSpec::new(4096, 0o600)],
+        extra,
+        ..Default::default()
+    });
+    let dir = outer.container.dir().join("u");
+    let paused: u32 = fs::read_to_string(dir.join("paused"))
+        .unwrap()
+        .trim()
+        .strip_prefix("paused ")
+        .and_then(|p| p.parse().ok())
+        .expect("nsipc pause printed its pid");
+    let seg: i32 = fs::read_to_string(dir.join("seg"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("nsipc mk printed the shmid");
+    let u = ipc_ns_of(paused);
+    let un = u.to_string();
+    assert_ne!(u, outer.ns);
+
+    assert_ns_listed(&m, u);
+    let seen = nobody_ls(&m.p("ns"));
+    assert!(
+        seen.contains(&un),
+        "`ls ns/` as nobody must show its rootless container {un}: {seen:?}"
+    );
+    assert!(
+        !seen.contains(&outer.n()),
+        "`ls ns/` as nobody shows root's container {}: {seen:?}",
+        outer.ns
+    );
+    assert!(
+        m.ls("ns").contains(&un),
+        "root sees the rootless container too"
+    );
+    let index = nobody_ok(&format!("cat {}", q(m.p("ns/index"))));
+    assert!(
+        index
+            .lines()
+            .any(|l| l.split_whitespace().next() == Some(&un)),
+        "ns/index as nobody has no row for its container {un}: {index}"
+    );
+
+    let ud = m.p("ns").join(&un);
+    assert_eq!(
+        nobody_ls(&ud.join("sysv")),
+        BTreeSet::from([seg.to_string()]),
+        "ns/{un}/sysv as nobody"
+    );
+    let stat = Fields::parse(&nobody_ok(&format!(
+        "cat {}",
+        q(ud.join(format!("sysv/{seg}/stat")))
+    )));
+    assert_eq!(stat.get("key"), key_hex(key));
+    assert_eq!(
+        stat.num("uid"),
+        u64::from(NOBODY),
+        "the rootless container's root is nobody on the machine"
+    );
+    assert_eq!(
+        nobody_ok(&format!(
+            "wc -c < {}",
+            q(ud.join(format!("sysv/{seg}/data")))
+        ))
+        .trim(),
+        "4096",
+        "nobody reads its own segment"
+    );
+    assert_eq!(
+        nobody_ls(&ud.join("posix")),
+        BTreeSet::from(["mine".to_string()]),
+        "ns/{un}/posix as nobody: the rootless container's own /dev/shm"
+    );
+    assert_eq!(
+        nobody_ok(&format!("cat {}", q(ud.join("posix/mine/data")))),
+        "mine"
+    );
+    let members = nobody_ok(&format!("cat {}", q(ud.join("members"))));
+    assert!(
+        members
+            .lines()
+            .skip(1)
+            .any(|l| l.split_whitespace().next() == Some(&paused.to_string())),
+        "ns/{un}/members as nobody lists its process {paused}: {members}"
+    );
+
+    nobody_ok(&format!("rmdir {}", q(ud.join(format!("sysv/{seg}")))));
+    let left = parse_ipcs_m(&sh_ok(&format!("nsenter -t {paused} --ipc ipcs -m")));
+    assert!(
+        left.is_empty(),
+        "`ipcs -m` in the rootless container after nobody's rmdir: {left:?}"
+    );
+}
+
+/// Root's container in which `nobody` runs a process: `nobody` may open that process's
+/// /proc/PID/ns/ipc, so it sees the namespace; there it may read what the kernel lets it read
+/// (any `stat`, the bytes of a 0644 segment) and is refused the rest as the kernel refuses it:
+/// the bytes of root's 0600 segment (EACCES), removing or changing root's segments (EPERM).
+#[test]
+fn in_roots_container_a_user_with_a_process_there_is_refused_what_the_kernel_refuses() {
+    require_fuse!();
+    require_ns_tools!();
+    let m = Mount::builder().option("allow_other").mount();
+    let extra = format!(
+        "setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups \"$NSIPC\" pause > \"$DIR/paused\" 2> \"$DIR/paused.log\" &\n{}",
+        wait_for("\"$DIR/paused\"", "\"$DIR/paused.log\"")
+    );
+    let c = NsCtr::start(&CtrSpec {
+        hostname: hostname("shared"),
+        shm_size: Some("1m".into()),
+        posix: vec![
+            ("secret".into(), b"root's secret".to_vec(), 0o600, None),
+            ("public".into(), b"root's public".to_vec(), 0o644, None),
+        ],
+        segs: vec![SegSpec::new(4096, 0o600), SegSpec::new(8192, 0o644)],
+        extra,
+    });
+    let n = c.n();
+    let (secret, public) = (c.segs[0].id, c.segs[1].id);
+    let dir = c.p(m.path(), "");
+    assert_ns_listed(&m, c.ns);
+    assert!(
+        nobody_ls(&m.p("ns")).contains(&n),
+        "`ls ns/` as nobody, who has a process in {n}"
+    );
+    assert_eq!(
+        nobody_ls(&dir.join("sysv")),
+        BTreeSet::from([secret.to_string(), public.to_string()]),
+        "ns/{n}/sysv as nobody lists every segment, as ipcs does"
+    );
+    for id in [secret, public] {
+        let stat = Fields::parse(&nobody_ok(&format!(
+            "cat {}",
+            q(dir.join(format!("sysv/{id}/stat")))
+        )));
+        assert_eq!(stat.num("shmid"), id as u64);
+    }
+    assert_eq!(
+        nobody_ok(&format!(
+            "wc -c < {}",
+            q(dir.join(format!("sysv/{public}/data")))
+        ))
+        .trim(),
+        "8192"
+    );
+    // Each refusal is the one the same operation gets on a twin at the root of the mount (the
+    // daemon's namespace, and its shm dir made 01777 like a /dev/shm): root's segments and
+    // objects of the same modes.
+    let twin_secret = SysvSeg::keyed(4096, 0o600);
+    let twin_public = SysvSeg::keyed(8192, 0o644);
+    fs::set_permissions(m.shm_dir(), fs::Permissions::from_mode(0o1777)).unwrap();
+    create_posix(m.shm_dir(), "secret", 0o600, b"root's secret");
+    create_posix(m.shm_dir(), "public", 0o644, b"root's public");
+    for (script, ns_path, twin_path, want) in [
+        (
+            "cat",
+            format!("sysv/{secret}/data"),
+            format!("sysv/{}/data", twin_secret.id),
+            "EACCES",
+        ),
+        (
+            "rmdir",
+            format!("sysv/{secret}"),
+            format!("sysv/{}", twin_secret.id),
+            "EPERM",
+        ),
+        (
+            "rmdir",
+            format!("sysv/{public}"),
+            format!("sysv/{}", twin_public.id),
+            "EPERM",
+        ),
+        (
+            "echo 0666 >",
+            format!("sysv/{public}/perm"),
+            format!("sysv/{}/perm", twin_public.id),
+            "EPERM",
+        ),
+        (
+            "chmod 666",
+            format!("sysv/{public}/data"),
+            format!("sysv/{}/data", twin_public.id),
+            "EPERM",
+        ),
+        (
+            "cat",
+            "posix/secret/data".to_string(),
+            "posix/secret/data".to_string(),
+            "EACCES",
+        ),
+        (
+            "rmdir",
+            "posix/secret".to_string(),
+            "posix/secret".to_string(),
+            "EPERM",
+        ),
+    ] {
+        let at_root = sh_as(NOBODY, &format!("{script} {}", q(m.p(&twin_path))));
+        let in_ns = sh_as(NOBODY, &format!("{script} {}", q(dir.join(&ns_path))));
+        assert!(
+            !at_root.ok() && !in_ns.ok() && error_of(&in_ns) == error_of(&at_root),
+            "`{script} ns/{n}/{ns_path}` as nobody must fail as `{script} {twin_path}` does at \
+             the root: in ns/{n} {in_ns:?}, at the root {at_root:?}"
+        );
+        assert_eq!(
+            error_of(&in_ns),
+            want,
+            "`{script} ns/{n}/{ns_path}` as nobody: {in_ns:?}"
+        );
+    }
+    assert_eq!(
+        c.ipcs().keys().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([secret, public]),
+        "root's segments are still in the container"
+    );
+    let perms: BTreeSet<(String, String)> = c
+        .sh_ok("ipcs -m")
+        .lines()
+        .filter(|l| l.starts_with("0x"))
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].to_string(), f[3].to_string())
+        })
+        .collect();
+    assert_eq!(
+        perms,
+        BTreeSet::from([
+            (secret.to_string(), "600".to_string()),
+            (public.to_string(), "644".to_string())
+        ]),
+        "the segments' modes are unchanged (ipcs -m inside)"
+    );
+    assert_eq!(
+        nobody_ok(&format!("cat {}", q(dir.join("posix/public/data")))),
+        "root's public"
+    );
+    assert_eq!(c.sh_ok("cat /dev/shm/secret"), "root's secret");
+}
+
+/// Containers whose /dev/shm is a symlink to a path outside: ns/N/posix/ shows what the symlink
+/// leads to inside the container's root, never the host's files there.
+///
+/// One has `/dev/shm -> /etc` and an /etc of its own (bind mount) holding one file; the other
+/// `/dev/shm -> HOSTDIR`, a directory of the test's with a file in it, over which the container
+/// mounted an empty tmpfs of its own, holding another file.
+#[test]
+fn a_dev_shm_symlink_out_of_the_container_never_shows_host_files() {
+    require_fuse!();
+    require_ns_tools!();
+    let m = Mount::new();
+
+    let etc_dir = tempfile::Builder::new()
+        .prefix("shmfs-container-")
+        .tempdir()
+        .unwrap();
+    fs::set_permissions(etc_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let etc = etc_dir.path().join("etc");
+    fs::create_dir(&etc).unwrap();
+    fs::write(etc.join("shmfs-test-marker"), "the container's own /etc\n").unwrap();
+    // After the last mount only builtins run: the container's /etc has no ld.so.cache.
+    let to_etc = Container::start_in(
+        etc_dir,
+        r#"mount -t tmpfs -o size=1m,mode=0755 shmfs-test-dev /dev
+ln -s /etc /dev/shm
+mount --bind "$DIR/etc" /etc"#,
+    );
+    assert!(fs::metadata("/etc/passwd").is_ok());
+
+    let host_dir = tempfile::Builder::new()
+        .prefix("shmfs-host-dir-")
+        .tempdir()
+        .unwrap();
+    fs::write(host_dir.path().join("host-file"), "the host's file\n").unwrap();
+    let to_host = Container::start(&format!(
+        r#"mount -t tmpfs -o size=1m,mode=0755 shmfs-test-dev /dev
+ln -s {host} /dev/shm
+mount -t tmpfs -o size=1m,mode=1777 shmfs-test-ctr-shm {host}
+printf 'the container'"'"'s\n' > {host}/container-file"#,
+        host = q(host_dir.path())
+    ));
+
+    for (ctr, own, host_files) in [
+        (
+            &to_etc,
+            "shmfs-test-marker",
+            vec!["passwd", "group", "hostname"],
+        ),
+        (&to_host, "container-file", vec!["host-file"]),
+    ] {
+        let n = ipc_ns_of(ctr.pid());
+        assert_ns_listed(&m, n);
+        let posix = m.p("ns").join(n.to_string()).join("posix");
+        let listed = ls(&posix);
+        for f in &host_files {
+            assert!(
+                !listed.contains(*f),
+                "ns/{n}/posix/ of a container whose /dev/shm leads out shows the host's {f}: {listed:?}"
+            );
+        }
+        assert_eq!(
+            listed,
+            BTreeSet::from([own.to_string()]),
+            "ns/{n}/posix/ must show where /dev/shm leads inside the container's root"
+        );
+        assert!(
+            read_text(&posix.join(own).join("data")).starts_with("the container"),
+            "ns/{n}/posix/{own}/data"
+        );
+        for f in &host_files {
+            let r = sh(&format!("rmdir {}", q(posix.join(f))));
+            assert!(!r.ok(), "rmdir ns/{n}/posix/{f} succeeded");
+        }
+    }
+    assert!(
+        fs::metadata("/etc/passwd").is_ok(),
+        "the host's passwd is there"
+    );
+    assert_eq!(
+        fs::read_to_string(host_dir.path().join("host-file")).unwrap(),
+        "the host's file\n"
+    );
+    // The root's posix/ is the daemon's own (its private --shm-dir).
+    assert!(m.ls("posix").is_empty());
+}
