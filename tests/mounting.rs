@@ -534,14 +534,24 @@ fn find_size_finds_the_big_segment_only() {
     require_fuse!();
     require_commands!("find" => "findutils");
     let t = Tools::new();
-    let out = t.sh_ok(&format!("find {} -name data -size +1M", q(&t.mnt)));
+    // `ns/` holds every IPC namespace's tree, the mount's own among them: pruned here.
+    let ns = t.mnt.join("ns");
+    let out = t.sh_ok(&format!(
+        "find {} -path {} -prune -o -name data -size +1M -print",
+        q(&t.mnt),
+        q(&ns)
+    ));
     let want = t.seg(t.big).join("data");
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
         [want.to_str().unwrap()],
         "find output"
     );
-    let out = t.sh_ok(&format!("find {} -name data -size -5k", q(&t.mnt)));
+    let out = t.sh_ok(&format!(
+        "find {} -path {} -prune -o -name data -size -5k -print",
+        q(&t.mnt),
+        q(&ns)
+    ));
     assert!(
         out.contains(&format!("/sysv/{}/data", t.small)) && !out.contains(&format!("/{}/", t.big)),
         "find -size -5k: {out:?}"
