@@ -514,14 +514,6 @@ impl ShmFs {
                     // Writable only by who may change the object, as opening it for writing.
                     Part::Perm => want_x || (want_w && !live.may_change_perm(who)),
                     Part::KeyLink => false,
-                    // Not an object's file (the table never gives an object these).
-                    Part::Members
-                    | Part::Container
-                    | Part::Limits
-                    | Part::Index
-                    | Part::IndexJson
-                    | Part::ByKey
-                    | Part::KindDir(_) => true,
                     Part::Data => {
                         if want_x {
                             true
@@ -531,6 +523,8 @@ impl ShmFs {
                             return live.check_data_access(&self.env(id.ns)?, who, want);
                         }
                     }
+                    // A namespace's files, which the table never gives an object.
+                    _ => true,
                 };
                 if denied {
                     Err(errno(libc::EACCES))

@@ -209,33 +209,29 @@ impl Namespaces {
         Ok(found)
     }
 
-    /// The namespace with id `ns`, if it is still there: as last known while its way in
-    /// holds, else as a new scan finds it.
+    /// The namespace with id `ns`, if it is still there (see [`Namespaces::find`]).
     pub(super) fn get(&self, ns: Scope) -> Option<Arc<Known>> {
-        let known = self.known().get(&ns).cloned();
-        match known {
-            Some(k) if k.way_holds() => Some(k),
-            _ => self
-                .scan()
-                .ok()?
-                .into_iter()
-                .find(|f| f.known.id == ns)
-                .map(|f| f.known),
-        }
+        self.find(|k| k.id == ns)
     }
 
-    /// The namespace whose directory is named `inum`, if there is one now: as last known
-    /// while its way in holds, else as a new scan finds it.
+    /// The namespace whose directory is named `inum`, if there is one now (see
+    /// [`Namespaces::find`]).
     pub(super) fn by_inum(&self, inum: u32) -> Option<Arc<Known>> {
-        let known = self.known().values().find(|k| k.inum == inum).cloned();
+        self.find(|k| k.inum == inum)
+    }
+
+    /// The namespace that `is_it` picks: as last known while its way in holds, else as a new
+    /// scan finds it.
+    fn find(&self, is_it: impl Fn(&Known) -> bool) -> Option<Arc<Known>> {
+        let known = self.known().values().find(|k| is_it(k)).cloned();
         match known {
             Some(k) if k.way_holds() => Some(k),
             _ => self
                 .scan()
                 .ok()?
                 .into_iter()
-                .find(|f| f.known.inum == inum)
-                .map(|f| f.known),
+                .map(|f| f.known)
+                .find(|k| is_it(k)),
         }
     }
 

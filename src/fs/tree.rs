@@ -151,14 +151,8 @@ impl ShmFs {
                 Self::key_link_target(id).len() as u64,
                 1,
             ),
-            // Not an object's file (the table never gives an object these).
-            Part::Members
-            | Part::Container
-            | Part::Limits
-            | Part::Index
-            | Part::IndexJson
-            | Part::ByKey
-            | Part::KindDir(_) => return Err(errno(libc::ESTALE)),
+            // A namespace's files, which the table never gives an object.
+            _ => return Err(errno(libc::ESTALE)),
         };
         Ok(Attr {
             ino,
