@@ -297,6 +297,31 @@ fn shmid_zero_is_a_segment_like_any_other() {
 }
 
 #[test]
+fn over_a_source_without_namespaces_ns_holds_only_its_index() {
+    let (fake, fs) = world();
+    segment(&fake);
+    let ns = walk(&fs, "ns").expect("ns/");
+    assert_eq!(
+        (ns.ino, ns.kind, ns.perm),
+        (inode::NS_DIR, Kind::Dir, 0o555)
+    );
+    let entries = list(&fs, inode::NS_DIR);
+    assert_eq!(names(&entries), [".", "..", "index"]);
+    assert_eq!(entries[1].ino, inode::ROOT);
+    assert_eq!(
+        text(&fs, "ns/index"),
+        "NS  CONTAINER  HOSTNAME  PROCS  SEGMENTS  BYTES  RSS  ORPHANS  SHM_USED  SHM_SIZE\n"
+    );
+    for name in ["4026531839", "0", "+1", "04026531839", "x"] {
+        assert_eq!(
+            errno_of(fs.lookup(&owner(), inode::NS_DIR, os(name))),
+            libc::ENOENT,
+            "ns/{name}"
+        );
+    }
+}
+
+#[test]
 fn by_key_links_lead_to_the_segments_directory() {
     let (fake, fs) = world();
     fake.add_segment(0, 4096, 0o600, UID, GID);
