@@ -269,8 +269,8 @@ impl Filesystem for Fuse {
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.fs.readlink(ino.0) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(&caller(req), ino.0) {
             Ok(target) => reply.data(target.as_bytes()),
             Err(e) => reply.error(failure("readlink", &ino, &e)),
         }

@@ -164,6 +164,17 @@ const TOTALS: [&str; 14] = [
     "shmfs_shm_dir_used_bytes",
 ];
 
+/// The per-namespace totals, one series per IPC namespace the reader may see (`ns/`).
+const NAMESPACE_TOTALS: [&str; 7] = [
+    "shmfs_namespace_segments",
+    "shmfs_namespace_segment_bytes",
+    "shmfs_namespace_segment_rss_bytes",
+    "shmfs_namespace_orphan_segments",
+    "shmfs_namespace_shm_dir_used_bytes",
+    "shmfs_namespace_shm_dir_size_bytes",
+    "shmfs_namespace_processes",
+];
+
 /// Names of POSIX objects that the format must carry: quotes, backslashes, newlines, bytes
 /// that are not UTF-8. With the `name` label (unescaped) and `name_bytes` each must have.
 fn odd_names() -> Vec<(&'static [u8], &'static str, Option<&'static str>)> {
@@ -397,14 +408,25 @@ fn metrics_totals_keeps_the_totals_alone() {
     let _seg = SysvSeg::private(4096, 0o600);
     create_posix(m.shm_dir(), "tot", 0o600, b"abc");
     let text = read_text(&m.p("metrics.prom"));
-    assert_eq!(
-        families(&text),
-        TOTALS.iter().map(|s| s.to_string()).collect(),
+    // The totals of the mount's own namespace, and the per-namespace totals of `ns/`.
+    let mut expected: BTreeSet<String> = TOTALS.iter().map(|s| s.to_string()).collect();
+    expected.extend(NAMESPACE_TOTALS.iter().map(|s| s.to_string()));
+    assert_eq!(families(&text), expected, "{text}");
+    let samples = parse(&text);
+    let own: Vec<_> = samples
+        .iter()
+        .filter(|s| !s.name.starts_with("shmfs_namespace_"))
+        .collect();
+    assert_eq!(own.len(), TOTALS.len(), "one series each:\n{text}");
+    assert!(own.iter().all(|s| s.labels.is_empty()), "{text}");
+    // One series of each per-namespace family per namespace: no per-object series.
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s.name.starts_with("shmfs_namespace_"))
+            .all(|s| s.labels.contains_key("namespace")),
         "{text}"
     );
-    let samples = parse(&text);
-    assert_eq!(samples.len(), TOTALS.len(), "one series each:\n{text}");
-    assert!(samples.iter().all(|s| s.labels.is_empty()), "{text}");
     assert_eq!(value(&samples, "shmfs_posix_objects", &[]), "1");
     assert_eq!(value(&samples, "shmfs_posix_objects_size_bytes", &[]), "3");
     let segments: u64 = value(&samples, "shmfs_sysv_segments", &[]).parse().unwrap();

@@ -8,6 +8,11 @@
 //! No mount. It needs root (`unshare` to make the containers, CAP_SYS_ADMIN for `setns`) and
 //! `unshare` and `ipcmk`; without them it is skipped, or fails when `CI` is set.
 //!
+//! Also the namespaces kept alive only by an nsfs bind mount (`unshare --ipc=FILE`), found by
+//! `ipc_namespaces::pinned()` through the mount table of the mount namespace that has the
+//! mount and entered with `enter::enter_pinned`; and the hostname of a container's UTS
+//! namespace (`hostname::hostname_of`), read from a thread entered elsewhere.
+//!
 //! Each container makes one segment of a size of its own with `ipcmk`, inside; the host
 //! segment this test makes has a third: what a thread sees is told by the sizes in the
 //! `/proc/sysvipc/shm` it opens (bound to the namespace of the thread that opens it).
@@ -20,8 +25,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use shmfs::kernel::enter::{self, in_namespace, is_entered, namespace_of};
-use shmfs::kernel::ipc_namespaces;
+use std::path::{Path, PathBuf};
+
+use shmfs::kernel::enter::{self, in_namespace, in_pinned_namespace, is_entered, namespace_of};
+use shmfs::kernel::hostname::hostname_of;
+use shmfs::kernel::ipc_namespaces::{self, Pinned};
 use shmfs::kernel::namespace::IpcNs;
 use shmfs::kernel::pidfd::Pidfd;
 
@@ -403,4 +411,236 @@ fn nothing_is_kept_of_a_container_that_exits() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The size of the segment made in a namespace kept alive by a bind mount only.
+const PINNED_SIZE: u64 = 40969;
+
+/// An IPC namespace that no process is in, kept alive by a bind mount of it on a file of a
+/// fresh directory of this test's mount namespace (`unshare --ipc=FILE`), with one segment
+/// made inside by a process that has exited. Dropping it unmounts the file (ending the
+/// namespace) and removes the directory.
+struct HostPin {
+    /// Removed on drop, after the unmount.
+    _dir: tempfile::TempDir,
+    file: PathBuf,
+}
+
+impl HostPin {
+    fn make(size: u64) -> HostPin {
+        let dir = tempfile::Builder::new()
+            .prefix("shmfs-pin-")
+            .tempdir()
+            .expect("make a directory for the bind mount");
+        let file = dir.path().join("ipc ns");
+        std::fs::write(&file, "").expect("create the mount point");
+        let pin = HostPin { _dir: dir, file };
+        let r = sh(&format!(
+            "unshare --ipc={} ipcmk -M {size} >/dev/null",
+            q(&pin.file)
+        ));
+        assert!(r.ok(), "unshare --ipc=FILE ipcmk: {r:?}");
+        pin
+    }
+
+    /// Unmounts the file: the namespace ends. Idempotent.
+    fn unmount(&self) {
+        let path = std::ffi::CString::new(self.file.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid C string; fails harmlessly (EINVAL) once nothing is mounted there.
+        unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+impl Drop for HostPin {
+    fn drop(&mut self) {
+        // Before the directory goes (with TempDir's drop): a mount point cannot be removed.
+        self.unmount();
+    }
+}
+
+/// The mount namespace of process `pid`, as `readlink` names it.
+fn mount_ns(pid: u32) -> Option<PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok()
+}
+
+/// The pinned namespace `pinned()` finds mounted at `at`, if any.
+fn pinned_at(at: &Path) -> Option<Pinned> {
+    ipc_namespaces::pinned()
+        .expect("find the pinned namespaces")
+        .into_iter()
+        .find(|p| p.mount_point == at)
+}
+
+#[test]
+fn a_namespace_kept_only_by_a_bind_mount_is_found_and_entered_until_unmounted() {
+    if !can_run() {
+        return;
+    }
+    let _host = HostSeg::make();
+    let pin = HostPin::make(PINNED_SIZE);
+    let found = pinned_at(&pin.file).unwrap_or_else(|| {
+        panic!(
+            "the bind mount at {:?} is not found: {:?}",
+            pin.file,
+            ipc_namespaces::pinned()
+        )
+    });
+    let by_stat = std::fs::metadata(&pin.file).unwrap();
+    assert_eq!(
+        (found.ns.dev, found.ns.ino),
+        (
+            std::os::unix::fs::MetadataExt::dev(&by_stat),
+            std::os::unix::fs::MetadataExt::ino(&by_stat)
+        ),
+        "the namespace stat of the mounted file names"
+    );
+    assert!(
+        ipc_namespaces::list()
+            .unwrap()
+            .iter()
+            .all(|n| n.ns != found.ns),
+        "no process is in it"
+    );
+    assert!(
+        ipc_namespaces::pinned()
+            .unwrap()
+            .iter()
+            .all(|p| ipc_namespaces::members_of(p.ns).unwrap().is_empty()),
+        "no namespace with members is listed as pinned"
+    );
+    let holder = Pidfd::open(found.holder).expect("pidfd of the holder");
+    let (ns, id) = enter::pinned_namespace(&holder, &found.mount_point).unwrap();
+    assert_eq!(ns, found.ns);
+    let home = here();
+    std::thread::spawn(move || {
+        let (seen, ns) = in_pinned_namespace(&holder, &found.mount_point, id, || {
+            Ok((sizes_seen(), here()))
+        })
+        .unwrap();
+        assert_eq!(ns, found.ns);
+        assert_eq!(seen, vec![PINNED_SIZE], "the segment made inside, only it");
+        assert_eq!(here(), home);
+        assert!(sizes_seen().contains(&HOST_SIZE));
+        // A wrong id, and a path that is no nsfs mount, leave the thread at home.
+        let e = enter::enter_pinned(&holder, &found.mount_point, id ^ 1).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
+        let parent = found.mount_point.parent().unwrap();
+        let e = enter::enter_pinned(&holder, parent, id).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "a directory: {e}");
+        assert_eq!(here(), home);
+        // Nested in an entered thread: refused.
+        let nested = enter::in_pinned_namespace(&holder, &found.mount_point, id, || {
+            Ok(enter::enter_pinned(&holder, &found.mount_point, id).map(drop))
+        })
+        .unwrap();
+        assert_eq!(nested.unwrap_err().raw_os_error(), Some(libc::EBUSY));
+        let fds = fds_on_ipc_namespaces();
+        assert!(
+            !fds.contains(&found.ns.to_string()),
+            "a descriptor of this process holds {}: {fds:?}",
+            found.ns
+        );
+
+        pin.unmount();
+        let e = enter::enter_pinned(&holder, &found.mount_point, id).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "unmounted: {e}");
+        // A container another test starts meanwhile copies this mount namespace, the bind
+        // mount with it, and keeps its copy: gone from this mount namespace is what counts.
+        let ours = mount_ns(std::process::id());
+        let left = pinned_at(&found.mount_point);
+        assert!(
+            left.as_ref().is_none_or(|p| mount_ns(p.holder) != ours),
+            "still pinned here once unmounted: {left:?}"
+        );
+    })
+    .join()
+    .unwrap();
+}
+
+/// The bind mount in a container's own mount namespace, which a process of the container
+/// keeps: found through that mount namespace's table, opened inside the container's root.
+#[test]
+fn a_bind_mount_in_another_mount_namespace_is_found_through_its_holder() {
+    if !can_run() {
+        return;
+    }
+    // Not `unshare --ipc=FILE`: in the container's pid namespace it would look for its child
+    // under a pid number of that namespace in the machine's /proc.
+    let mut container = Container::start(&format!(
+        "hostname shmfs-pinning\n: > \"$DIR/pin\"\n\
+         unshare --ipc sh -c 'mount --bind /proc/self/ns/ipc \"$1\" && \
+         ipcmk -M {PINNED_SIZE} >/dev/null' sh \"$DIR/pin\""
+    ));
+    let at = container.dir().join("pin");
+    let found = pinned_at(&at).unwrap_or_else(|| {
+        panic!(
+            "the container's bind mount at {at:?} is not found: {:?}",
+            ipc_namespaces::pinned()
+        )
+    });
+    let holder = Pidfd::open(found.holder).expect("pidfd of the holder");
+    assert_eq!(
+        hostname_of(&holder).unwrap(),
+        "shmfs-pinning",
+        "the holder is in the container: {found:?}"
+    );
+    // Not seen from this mount namespace: the file here is the empty one.
+    assert!(std::fs::metadata(&at).unwrap().len() == 0);
+    assert_ne!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&at).unwrap()),
+        found.ns.ino
+    );
+    let (_, id) = enter::pinned_namespace(&holder, &found.mount_point).unwrap();
+    let seen = std::thread::spawn(move || {
+        in_pinned_namespace(&holder, &found.mount_point, id, || Ok(sizes_seen()))
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(seen, vec![PINNED_SIZE]);
+    container.stop();
+    assert!(
+        pinned_at(&at).is_none_or(|p| p.holder != found.holder),
+        "the container's mount namespace ended, and the namespace with it"
+    );
+}
+
+#[test]
+fn the_hostname_of_a_container_is_read_from_inside_another_namespace() {
+    if !can_run() {
+        return;
+    }
+    let a = Container::start("hostname shmfs-ctr-a\nipcmk -M 40961 >/dev/null");
+    let b = Container::start("hostname shmfs-ctr-b");
+    let (a, b) = (
+        Pidfd::open(a.pid()).map(|p| (a, p)).unwrap(),
+        Pidfd::open(b.pid()).map(|p| (b, p)).unwrap(),
+    );
+    let own = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(hostname_of(&a.1).unwrap(), "shmfs-ctr-a");
+    assert_eq!(hostname_of(&b.1).unwrap(), "shmfs-ctr-b");
+    let me = Pidfd::open(std::process::id()).unwrap();
+    assert_eq!(hostname_of(&me).unwrap(), own.trim_end());
+    let (_, id) = namespace_of(&a.1).unwrap();
+    std::thread::spawn(move || {
+        let (names, seen) = in_namespace(&a.1, id, || {
+            let names = (hostname_of(&a.1)?, hostname_of(&b.1)?);
+            Ok((names, sizes_seen()))
+        })
+        .unwrap();
+        assert_eq!(names, ("shmfs-ctr-a".into(), "shmfs-ctr-b".into()));
+        assert_eq!(
+            seen,
+            vec![A_SIZE],
+            "still in A's IPC namespace after the visits"
+        );
+        assert_eq!(
+            std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+            own,
+            "back in the test's own UTS namespace"
+        );
+        drop((a, b));
+    })
+    .join()
+    .unwrap();
 }

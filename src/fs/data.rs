@@ -21,7 +21,7 @@ impl ShmFs {
             .fd_shares
             .take(self.accounts.of(who.uid))
             .map_err(|e| errno(e.raw_os_error().unwrap_or(libc::EMFILE)))?;
-        let open = self.live(id)?.open_data(self.env(), who, flags)?;
+        let open = self.live(id)?.open_data(&self.env(id.ns)?, who, flags)?;
         Ok(Handle::Data {
             open,
             _share: share,
@@ -44,7 +44,8 @@ impl ShmFs {
         {
             return open.truncate(who, size);
         }
-        self.live(id)?.truncate(self.env(), who, size, fh.is_some())
+        self.live(id)?
+            .truncate(&self.env(id.ns)?, who, size, fh.is_some())
     }
 
     /// Reads from an open file and hands the bytes to `send`, through a buffer reused by

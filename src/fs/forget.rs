@@ -18,7 +18,7 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use super::inode::{self, InodeTable, ObjectId};
+use super::inode::{HOME, InodeTable, ObjectId};
 use super::kind::Env;
 use super::kinds::kind;
 use super::source::Source;
@@ -42,13 +42,18 @@ pub(super) struct Notice {
 }
 
 impl Notice {
-    /// The notice that the entry of `id`'s directory (inode `dir`) is gone.
-    pub(super) fn gone(id: &ObjectId, dir: u64) -> Notice {
-        Notice {
-            parent: inode::kind_dir(id.kind),
-            child: dir,
-            name: id.name.to_os_string(),
-        }
+    /// The notices that the entries of these directories (each an identity and the inode
+    /// of its directory) are gone, each in its parent as `table` numbers it now.
+    pub(super) fn gone(table: &InodeTable, dirs: &[(ObjectId, u64)]) -> Vec<Notice> {
+        dirs.iter()
+            .filter_map(|(id, dir)| {
+                Some(Notice {
+                    parent: table.parent_of(id)?,
+                    child: *dir,
+                    name: id.name.to_os_string(),
+                })
+            })
+            .collect()
     }
 }
 
@@ -164,16 +169,19 @@ impl Sweeper {
         // listing taken after it shows is gone.
         let (since, kinds, checked) = {
             let table = self.inodes();
-            (table.mark(), table.kinds(), table.len())
+            (table.mark(), table.kinds(HOME), table.len())
         };
+        // Only the root's objects: those of other namespaces are checked by their listings
+        // and their uses, inside their namespace.
         let env = Env {
-            source: self.source.as_ref(),
+            source: self.source.clone(),
             inodes: &self.inodes,
+            ns: HOME,
         };
         // None for a kind whose listing failed: nothing of it is then taken for gone.
         let live: HashMap<usize, Option<HashSet<ObjectId>>> = kinds
             .into_iter()
-            .map(|k| match kind(k).ids(env) {
+            .map(|k| match kind(k).ids(&env) {
                 Ok(ids) => (k, Some(ids.into_iter().collect())),
                 Err(e) => {
                     log::warn!("sweep: listing {}/: {e}", kind(k).dir_name());
@@ -182,18 +190,20 @@ impl Sweeper {
             })
             .collect();
         let mut gone = self.inodes().gone_since(since, |id| {
-            live.get(&id.kind)
-                .and_then(Option::as_ref)
-                .is_none_or(|ids| ids.contains(id))
+            id.ns != HOME
+                || live
+                    .get(&id.kind)
+                    .and_then(Option::as_ref)
+                    .is_none_or(|ids| ids.contains(id))
         });
         gone.truncate(self.notices.room());
         let found = gone.len();
-        let (held, _) = self.inodes().forget_all(gone);
-        self.notices.send(
-            held.iter()
-                .map(|(id, dir)| Notice::gone(id, *dir))
-                .collect(),
-        );
+        let notices = {
+            let mut table = self.inodes();
+            let (held, _) = table.forget_all(gone);
+            Notice::gone(&table, &held)
+        };
+        self.notices.send(notices);
         log::debug!(
             "sweep: {found} of {checked} objects gone, in {:?}",
             start.elapsed()

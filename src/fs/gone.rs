@@ -20,24 +20,20 @@ impl ShmFs {
     /// The object is known to be gone: the next lookup of its identity gets new numbers, its
     /// block goes once the kernel holds none of it, and the kernel is told to drop its entry.
     pub(super) fn object_gone(&self, id: &ObjectId, tell_kernel: bool) {
-        let (held, _) = self.inodes().gone(id);
-        if let (Some(dir), true) = (held, tell_kernel) {
-            self.tell_gone(id, dir);
-        }
+        let notices = {
+            let mut table = self.inodes();
+            match table.gone(id) {
+                (Some(dir), _) if tell_kernel => Notice::gone(&table, &[(id.clone(), dir)]),
+                _ => Vec::new(),
+            }
+        };
+        self.notify(notices);
     }
 
     /// After a listing: objects of the table missing from it are gone.
     pub(super) fn listed_gone(&self, held: Vec<(ObjectId, u64)>) {
-        let notices = held
-            .iter()
-            .map(|(id, dir)| Notice::gone(id, *dir))
-            .collect();
+        let notices = Notice::gone(&self.inodes(), &held);
         self.notify(notices);
-    }
-
-    /// Queues a notice that the entry of `id`'s directory (inode `dir`) is gone.
-    pub(super) fn tell_gone(&self, id: &ObjectId, dir: u64) {
-        self.notify(vec![Notice::gone(id, dir)]);
     }
 
     /// Queues a notice that `parent`'s entry `name`, if it still leads to `child`, is gone.

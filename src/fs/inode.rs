@@ -31,6 +31,23 @@ pub const INDEX: u64 = 6;
 pub const INDEX_JSON: u64 = 7;
 /// `metrics.prom`.
 pub const METRICS: u64 = 8;
+/// `ns/`, the directory of every IPC namespace on the host.
+pub const NS_DIR: u64 = 13;
+/// `ns/index`.
+pub const NS_INDEX: u64 = 14;
+
+/// The scope of the mount's root: its `sysv/`, `posix/`, `by-key/` and reports, of the
+/// daemon's own IPC namespace. Every other scope is a directory `ns/N/`, named in the table by
+/// its namespace's 64-bit id (`NS_GET_ID`, never 0 and never reused).
+pub const HOME: Scope = 0;
+
+/// Which tree a node belongs to: [`HOME`] (the root's) or the id (`NS_GET_ID`) of the IPC
+/// namespace of a directory `ns/N/`.
+pub type Scope = u64;
+
+/// The `kind` of the identity of a namespace's own directory `ns/N/` (not an object of any
+/// kind of the registry): its block numbers the directory and what it holds.
+pub const NAMESPACE: usize = usize::MAX;
 
 /// The inode number of the directory of the kind at `index` in the registry.
 pub const fn kind_dir(index: usize) -> u64 {
@@ -38,7 +55,7 @@ pub const fn kind_dir(index: usize) -> u64 {
 }
 
 const FIRST_OBJECT: u64 = 16;
-const SLOTS: u64 = 8;
+const SLOTS: u64 = 16;
 
 /// Which file of an object's directory an inode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,6 +68,20 @@ pub enum Part {
     Attached,
     /// The `by-key/0x…` symlink of a segment.
     KeyLink,
+    /// In a namespace's block: `members`.
+    Members,
+    /// In a namespace's block: `container`.
+    Container,
+    /// In a namespace's block: `limits`.
+    Limits,
+    /// In a namespace's block: `index`.
+    Index,
+    /// In a namespace's block: `index.json`.
+    IndexJson,
+    /// In a namespace's block: `by-key/`.
+    ByKey,
+    /// In a namespace's block: the directory of the kind at this index of the registry.
+    KindDir(u8),
 }
 
 impl Part {
@@ -62,6 +93,13 @@ impl Part {
             Part::Perm => 3,
             Part::Attached => 4,
             Part::KeyLink => 7,
+            Part::Members => 1,
+            Part::Container => 2,
+            Part::Limits => 3,
+            Part::Index => 4,
+            Part::IndexJson => 5,
+            Part::ByKey => 6,
+            Part::KindDir(k) => 8 + u64::from(k).min(KIND_DIRS.len() as u64 - 1),
         }
     }
 
@@ -78,12 +116,14 @@ impl Part {
     }
 }
 
-/// What identifies one object for its whole life: its kind, its name in its kind's directory,
+/// What identifies one object for its whole life: its scope, its kind, its name in its kind's directory,
 /// and facts that never change while it lives (its `stamp`: a segment's creator and size, a
 /// POSIX object's inode number), so that an object that reuses a name is another object.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ObjectId {
-    /// The index of its kind in the registry (`fs::kinds`).
+    /// The tree it is shown in: [`HOME`] or the id of the namespace of `ns/N/`.
+    pub ns: Scope,
+    /// The index of its kind in the registry (`fs::kinds`), or [`NAMESPACE`].
     pub kind: usize,
     /// Its name in its kind's directory.
     pub name: Name,
@@ -113,13 +153,32 @@ impl Name {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
     Root,
-    /// The directory of one kind of object (`sysv/`, `posix/`): the kind's index in the
-    /// registry (`fs::kinds`).
-    KindDir(usize),
-    ByKeyDir,
-    /// A read-only file of the root that reports on everything.
-    Report(Report),
+    /// `ns/`: a directory per IPC namespace on the host.
+    Namespaces,
+    /// `ns/N/`: the namespace with this id (`NS_GET_ID`).
+    Namespace(Scope),
+    /// The directory of one kind of object (`sysv/`, `posix/`) in a scope: the kind's index
+    /// in the registry (`fs::kinds`).
+    KindDir(Scope, usize),
+    /// `by-key/` of a scope.
+    ByKeyDir(Scope),
+    /// A read-only file that reports on a scope's objects (or, for `ns/index`, on every
+    /// namespace).
+    Report(Scope, Report),
     Object(ObjectId, Part),
+}
+
+impl Node {
+    /// The scope the node belongs to: where its objects are, and which namespace a request
+    /// on it enters. The root, `ns/` and `ns/index` are [`HOME`]'s.
+    pub fn scope(&self) -> Scope {
+        match self {
+            Node::Root | Node::Namespaces => HOME,
+            Node::Namespace(ns) | Node::KindDir(ns, _) | Node::ByKeyDir(ns) => *ns,
+            Node::Report(ns, _) => *ns,
+            Node::Object(id, _) => id.ns,
+        }
+    }
 }
 
 /// The read-only files at the root.
@@ -134,6 +193,12 @@ pub enum Report {
     /// `metrics.prom`: the same and the totals, for Prometheus (node_exporter's textfile
     /// collector).
     Metrics,
+    /// `ns/index`: one row per IPC namespace.
+    Namespaces,
+    /// `ns/N/members`: the processes of the namespace.
+    Members,
+    /// `ns/N/container`: what the namespace belongs to.
+    Container,
 }
 
 /// One object's block of numbers.
@@ -142,8 +207,9 @@ struct Block {
     /// Shared with `by_object`'s key: one copy of the identity per block, since the table may
     /// hold hundreds of thousands of blocks of gone objects the kernel still holds.
     id: Arc<ObjectId>,
-    /// The kernel's lookup count of each number of the block.
-    lookups: [u64; SLOTS as usize],
+    /// The kernel's lookup count of each number of the block (saturating: a count that
+    /// large is never reached).
+    lookups: [u32; SLOTS as usize],
 }
 
 /// What is known of an object's huge pages, kept beside its block (only segments have any, and
@@ -179,6 +245,9 @@ pub struct InodeTable {
     blocks: HashMap<u64, Block>,
     /// What is known of huge pages, by block.
     huge_pages: HashMap<u64, HugePages>,
+    /// The block of each namespace's directory `ns/N/` that its identity leads to, by scope:
+    /// `by_object`'s entries of kind [`NAMESPACE`], found without the directory's name.
+    scopes: HashMap<Scope, u64>,
     next_base: u64,
 }
 
@@ -188,9 +257,25 @@ impl Default for InodeTable {
             by_object: HashMap::new(),
             blocks: HashMap::new(),
             huge_pages: HashMap::new(),
+            scopes: HashMap::new(),
             next_base: FIRST_OBJECT,
         }
     }
+}
+
+/// What number `slot` of the block of namespace `ns`'s directory stands for.
+fn namespace_node(ns: Scope, slot: u64) -> Option<Node> {
+    Some(match slot {
+        0 => Node::Namespace(ns),
+        1 => Node::Report(ns, Report::Members),
+        2 => Node::Report(ns, Report::Container),
+        3 => Node::Report(ns, Report::Limits),
+        4 => Node::Report(ns, Report::Index),
+        5 => Node::Report(ns, Report::IndexJson),
+        6 => Node::ByKeyDir(ns),
+        8.. if slot - 8 < KIND_DIRS.len() as u64 => Node::KindDir(ns, (slot - 8) as usize),
+        _ => return None,
+    })
 }
 
 fn base_of(ino: u64) -> Option<(u64, usize)> {
@@ -210,6 +295,9 @@ impl InodeTable {
                 let base = self.next_base;
                 self.next_base += SLOTS;
                 let id = Arc::new(id.clone());
+                if id.kind == NAMESPACE {
+                    self.scopes.insert(id.ns, base);
+                }
                 self.by_object.insert(id.clone(), base);
                 self.blocks.insert(
                     base,
@@ -239,7 +327,8 @@ impl InodeTable {
         let (base, _) = base_of(dir)?;
         let block = self.blocks.get_mut(&base)?;
         if count {
-            block.lookups[part.slot() as usize] += 1;
+            block.lookups[part.slot() as usize] =
+                block.lookups[part.slot() as usize].saturating_add(1);
         }
         Some(base + part.slot())
     }
@@ -287,7 +376,7 @@ impl InodeTable {
         if let Some((base, slot)) = base_of(ino)
             && let Some(block) = self.blocks.get_mut(&base)
         {
-            block.lookups[slot] += 1;
+            block.lookups[slot] = block.lookups[slot].saturating_add(1);
         }
     }
 
@@ -297,19 +386,42 @@ impl InodeTable {
         Some(match ino {
             ROOT => Node::Root,
             _ if KIND_DIRS.contains(&ino) => {
-                Node::KindDir(KIND_DIRS.iter().position(|&d| d == ino)?)
+                Node::KindDir(HOME, KIND_DIRS.iter().position(|&d| d == ino)?)
             }
-            BY_KEY_DIR => Node::ByKeyDir,
-            LIMITS => Node::Report(Report::Limits),
-            INDEX => Node::Report(Report::Index),
-            INDEX_JSON => Node::Report(Report::IndexJson),
-            METRICS => Node::Report(Report::Metrics),
+            BY_KEY_DIR => Node::ByKeyDir(HOME),
+            LIMITS => Node::Report(HOME, Report::Limits),
+            INDEX => Node::Report(HOME, Report::Index),
+            INDEX_JSON => Node::Report(HOME, Report::IndexJson),
+            METRICS => Node::Report(HOME, Report::Metrics),
+            NS_DIR => Node::Namespaces,
+            NS_INDEX => Node::Report(HOME, Report::Namespaces),
             _ => {
                 let (base, slot) = base_of(ino)?;
+                let id = &self.blocks.get(&base)?.id;
+                if id.kind == NAMESPACE {
+                    return namespace_node(id.ns, slot as u64);
+                }
                 let part = Part::from_slot(slot as u64)?;
-                Node::Object(ObjectId::clone(&self.blocks.get(&base)?.id), part)
+                Node::Object(ObjectId::clone(id), part)
             }
         })
+    }
+
+    /// The number of `part` of scope `ns`'s tree: the fixed numbers of the root's for
+    /// [`HOME`]; for a namespace, in the block its directory has now (None if it has none).
+    pub fn scope_inode(&self, ns: Scope, part: Part) -> Option<u64> {
+        if ns == HOME {
+            return match part {
+                Part::Dir => Some(ROOT),
+                Part::ByKey => Some(BY_KEY_DIR),
+                Part::Limits => Some(LIMITS),
+                Part::Index => Some(INDEX),
+                Part::IndexJson => Some(INDEX_JSON),
+                Part::KindDir(k) => KIND_DIRS.get(usize::from(k)).copied(),
+                _ => None,
+            };
+        }
+        Some(self.scopes.get(&ns)? + part.slot())
     }
 
     /// The kernel forgot `n` lookups of `ino`. Gives the block back if that was the last
@@ -317,6 +429,7 @@ impl InodeTable {
     pub fn forget(&mut self, ino: u64, n: u64) -> Option<Dropped> {
         let (base, slot) = base_of(ino)?;
         let block = self.blocks.get_mut(&base)?;
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
         if block.lookups[slot] < n {
             log::warn!(
                 "kernel forgets {n} lookups of inode {ino}, which had {}",
@@ -336,6 +449,9 @@ impl InodeTable {
         if self.by_object.get(&block.id) == Some(&base) {
             self.by_object.remove(&block.id);
         }
+        if self.scopes.get(&block.id.ns) == Some(&base) {
+            self.scopes.remove(&block.id.ns);
+        }
         Some(Dropped {
             id: Arc::unwrap_or_clone(block.id),
             data_ino: base + Part::Data.slot(),
@@ -350,6 +466,9 @@ impl InodeTable {
         let Some(base) = self.by_object.remove(id) else {
             return (None, None);
         };
+        if id.kind == NAMESPACE && self.scopes.get(&id.ns) == Some(&base) {
+            self.scopes.remove(&id.ns);
+        }
         match self.blocks.get(&base) {
             Some(block) if block.held() => (Some(base + Part::Dir.slot()), None),
             Some(_) => (None, self.drop_block(base)),
@@ -420,9 +539,23 @@ impl InodeTable {
             .collect()
     }
 
-    /// The kinds (registry indexes) of which the table numbers at least one object.
-    pub fn kinds(&self) -> std::collections::BTreeSet<usize> {
-        self.by_object.keys().map(|id| id.kind).collect()
+    /// The kinds (registry indexes) of which the table numbers at least one object of scope
+    /// `ns`.
+    pub fn kinds(&self, ns: Scope) -> std::collections::BTreeSet<usize> {
+        self.by_object
+            .keys()
+            .filter(|id| id.ns == ns && id.kind != NAMESPACE)
+            .map(|id| id.kind)
+            .collect()
+    }
+
+    /// The directory that holds `id`'s directory: its kind's directory in its scope (or
+    /// `ns/` for a namespace), if its scope still has numbers.
+    pub fn parent_of(&self, id: &ObjectId) -> Option<u64> {
+        if id.kind == NAMESPACE {
+            return Some(NS_DIR);
+        }
+        self.scope_inode(id.ns, Part::KindDir(u8::try_from(id.kind).ok()?))
     }
 
     /// How many blocks the table holds.
@@ -442,6 +575,7 @@ mod tests {
 
     fn seg(shmid: i32, cpid: i32) -> ObjectId {
         ObjectId {
+            ns: HOME,
             kind: 0,
             name: Name::Number(shmid as u32),
             stamp: [0, cpid as u64, 4096],
@@ -531,11 +665,56 @@ mod tests {
     fn fixed_nodes() {
         let t = InodeTable::default();
         assert_eq!(t.node(ROOT), Some(Node::Root));
-        assert_eq!(t.node(LIMITS), Some(Node::Report(Report::Limits)));
-        assert_eq!(t.node(kind_dir(0)), Some(Node::KindDir(0)));
-        assert_eq!(t.node(kind_dir(5)), Some(Node::KindDir(5)));
-        assert_eq!(t.node(13), None);
+        assert_eq!(t.node(LIMITS), Some(Node::Report(HOME, Report::Limits)));
+        assert_eq!(t.node(kind_dir(0)), Some(Node::KindDir(HOME, 0)));
+        assert_eq!(t.node(kind_dir(5)), Some(Node::KindDir(HOME, 5)));
+        assert_eq!(t.node(NS_DIR), Some(Node::Namespaces));
+        assert_eq!(
+            t.node(NS_INDEX),
+            Some(Node::Report(HOME, Report::Namespaces))
+        );
+        assert_eq!(t.node(15), None);
         assert_eq!(t.node(FIRST_OBJECT), None);
+    }
+
+    fn namespace(ns: Scope, inum: u32) -> ObjectId {
+        ObjectId {
+            ns,
+            kind: NAMESPACE,
+            name: Name::Number(inum),
+            stamp: [0; 3],
+        }
+    }
+
+    #[test]
+    fn a_namespace_block_numbers_its_tree() {
+        let mut t = InodeTable::default();
+        let dir = t.lookup(&namespace(77, 4026532456), Part::Dir);
+        assert_eq!(t.node(dir), Some(Node::Namespace(77)));
+        assert_eq!(t.scope_inode(77, Part::Dir), Some(dir));
+        let sysv = t.scope_inode(77, Part::KindDir(0)).unwrap();
+        assert_eq!(t.node(sysv), Some(Node::KindDir(77, 0)));
+        let by_key = t.scope_inode(77, Part::ByKey).unwrap();
+        assert_eq!(t.node(by_key), Some(Node::ByKeyDir(77)));
+        let members = t.in_block(dir, Part::Members, true).unwrap();
+        assert_eq!(t.node(members), Some(Node::Report(77, Report::Members)));
+        // An object of that namespace is not the root's object of the same name.
+        let mut inside = seg(1, 1);
+        inside.ns = 77;
+        assert_ne!(t.inode(&inside, Part::Dir), t.inode(&seg(1, 1), Part::Dir));
+        assert_eq!(t.parent_of(&inside), Some(sysv));
+        assert_eq!(t.parent_of(&seg(1, 1)), Some(kind_dir(0)));
+        assert_eq!(t.kinds(77).into_iter().collect::<Vec<_>>(), [0]);
+        // The namespace is gone: its scope has no numbers for new lookups, while the kernel's
+        // still mean the old namespace.
+        t.gone(&namespace(77, 4026532456));
+        assert_eq!(t.scope_inode(77, Part::Dir), None);
+        assert_eq!(t.node(dir), Some(Node::Namespace(77)));
+        // A new namespace that got the same inode number is another scope, with new numbers.
+        let again = t.lookup(&namespace(78, 4026532456), Part::Dir);
+        assert_ne!(again, dir);
+        assert_eq!(t.node(again), Some(Node::Namespace(78)));
+        assert_eq!(t.scope_inode(HOME, Part::Dir), Some(ROOT));
     }
 
     #[test]

@@ -10,10 +10,10 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::error::{Error, Result};
-use super::inode::{InodeTable, ObjectId, Part};
+use super::inode::{InodeTable, ObjectId, Part, Scope};
 use super::refusals;
 use super::source::Source;
 use super::types::{How, SetTime};
@@ -35,10 +35,12 @@ pub const MEMORY_FILES: [(&str, Part); 4] = [
 
 /// What a kind's operations may use of the filesystem: where objects come from, and the
 /// inode table, which keeps per-object facts for as long as the kernel holds the object.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct Env<'a> {
-    pub source: &'a dyn Source,
+    pub source: Arc<dyn Source>,
     pub inodes: &'a Mutex<InodeTable>,
+    /// The scope whose objects `source` holds: part of every identity the kind makes.
+    pub ns: Scope,
 }
 
 /// One kind of object: its directory at the root and how its objects are found.
@@ -48,45 +50,47 @@ pub trait Kind: Send + Sync {
     /// The files of each object's directory, with their names, in listing order.
     fn files(&self) -> &'static [(&'static str, Part)];
     /// Every object now, in the kernel's order.
-    fn list(&self, env: Env) -> Result<Vec<Box<dyn Object>>>;
+    fn list(&self, env: &Env) -> Result<Vec<Box<dyn Object>>>;
     /// The identity of every object now: a cheaper listing, for finding which are gone.
-    fn ids(&self, env: Env) -> io::Result<Vec<ObjectId>>;
+    fn ids(&self, env: &Env) -> io::Result<Vec<ObjectId>>;
     /// The object named `name` in its directory, or ENOENT.
-    fn find(&self, env: Env, name: &OsStr) -> Result<Box<dyn Object>>;
+    fn find(&self, env: &Env, name: &OsStr) -> Result<Box<dyn Object>>;
     /// The object `id` names, if it is still that very object; ENOENT if it is gone.
-    fn get(&self, env: Env, id: &ObjectId) -> Result<Box<dyn Object>>;
+    fn get(&self, env: &Env, id: &ObjectId) -> Result<Box<dyn Object>>;
     /// Whether its objects have System V keys, which `by-key/` shows.
     fn has_keys(&self) -> bool {
         false
     }
     /// The object with System V key `key` (for `by-key/`), or ENOENT; kinds without keys
     /// have none.
-    fn with_key(&self, _env: Env, _key: u32) -> Result<Option<Box<dyn Object>>> {
+    fn with_key(&self, _env: &Env, _key: u32) -> Result<Option<Box<dyn Object>>> {
         Ok(None)
     }
     /// Its rows of `index` and `index.json`, in the kernel's order.
-    fn index_rows(&self, env: Env, owners: &mut Owners) -> Result<Vec<index::Row>>;
+    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>>;
     /// Its part of `metrics.prom`: with [`Detail::All`] the series of each of its objects
-    /// into `series`, and its totals into `totals`.
+    /// into `series` (labelled with `namespace`, for the objects of a namespace of `ns/`
+    /// other than the daemon's own), and, if given, its totals into `totals`.
     fn metrics(
         &self,
-        env: Env,
+        env: &Env,
         detail: Detail,
         owners: &mut Owners,
+        namespace: Option<u64>,
         series: &mut metrics::Out,
-        totals: &mut metrics::Out,
+        totals: Option<&mut metrics::Out>,
     ) -> Result<()>;
     /// Its part of `limits`, if it has limits.
-    fn limits(&self, _env: Env) -> Result<Option<String>> {
+    fn limits(&self, _env: &Env) -> Result<Option<String>> {
         Ok(None)
     }
     /// Its part of what `df` shows.
-    fn space(&self, env: Env) -> Result<Space>;
+    fn space(&self, env: &Env) -> Result<Space>;
     /// `mkdir`: a new empty object of exactly `mode`, made as the caller. EPERM for kinds
     /// that are not made by `mkdir`.
     fn create(
         &self,
-        _env: Env,
+        _env: &Env,
         _who: &Caller,
         _name: &OsStr,
         _mode: u32,
@@ -135,9 +139,9 @@ pub trait Object: Send + Sync {
         None
     }
     /// 512-byte blocks it holds in memory (what `du` shows of its `data`).
-    fn blocks(&self, env: Env) -> Result<u64>;
+    fn blocks(&self, env: &Env) -> Result<u64>;
     /// The text of its `stat`.
-    fn stat_text(&self, env: Env) -> Result<String>;
+    fn stat_text(&self, env: &Env) -> Result<String>;
     /// The text of its `perm`.
     fn perm_text(&self) -> String {
         let meta = self.meta();
@@ -151,7 +155,7 @@ pub trait Object: Send + Sync {
     /// `None` keeps a value. The core holds the lock that serialises such changes.
     fn change_perm(
         &self,
-        env: Env,
+        env: &Env,
         op: &str,
         who: &Caller,
         mode: Option<u32>,
@@ -162,31 +166,31 @@ pub trait Object: Send + Sync {
     /// keeps them itself.
     fn set_times(
         &self,
-        env: Env,
+        env: &Env,
         who: &Caller,
         atime: Option<SetTime>,
         mtime: Option<SetTime>,
     ) -> Result<()>;
     /// Whether `who` may read (4) and/or write (2) its `data`: EACCES if not.
-    fn check_data_access(&self, env: Env, who: &Caller, want: u32) -> Result<()>;
+    fn check_data_access(&self, env: &Env, who: &Caller, want: u32) -> Result<()>;
     /// Removes it, with the calling thread's rights.
-    fn remove(&self, env: Env) -> io::Result<()>;
+    fn remove(&self, env: &Env) -> io::Result<()>;
     /// Whether it may outlive its removal (a segment still attached lives until its last
     /// detach).
     fn may_outlive_removal(&self) -> bool {
         false
     }
     /// What `attached` looks for in `/proc`.
-    fn holders(&self, env: Env) -> attach::Target;
+    fn holders(&self, env: &Env) -> attach::Target;
     /// Its public attachment count and record, if it has one.
     fn attach_record(&self) -> Option<AttachRecord> {
         None
     }
     /// Opens its `data` for `who` with open(2) `flags`.
-    fn open_data(&self, env: Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>>;
+    fn open_data(&self, env: &Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>>;
     /// Truncates its `data` by path as `who` (`checked`: an open for writing already passed
     /// the kernel's check).
-    fn truncate(&self, env: Env, who: &Caller, size: u64, checked: bool) -> Result<()>;
+    fn truncate(&self, env: &Env, who: &Caller, size: u64, checked: bool) -> Result<()>;
 }
 
 /// An open `data`.

@@ -20,7 +20,7 @@ use crate::kernel::object::Meta;
 use crate::render::index;
 use crate::render::metrics;
 use crate::render::text::{self, PermChange};
-use inode::{InodeTable, Node, ObjectId, Part, Report};
+use inode::{HOME, InodeTable, Node, ObjectId, Part, Report, Scope};
 use kind::{Env, Object, OpenData};
 use kinds::{KINDS, kind};
 
@@ -41,6 +41,8 @@ mod held;
 pub mod inode;
 pub mod kind;
 mod kinds;
+mod namespaces;
+mod ns_view;
 mod ops;
 #[cfg(test)]
 mod ops_tests;
@@ -113,6 +115,9 @@ pub struct ShmFs {
     /// The length of each SysV segment's `attached` as last rendered, and for whom and which
     /// attachment record (see [`ShmFs::attached_len`]).
     attached_lengths: Mutex<HashMap<ObjectId, (AttachedKey, usize)>>,
+    /// The IPC namespaces of `ns/`; None over a source other than the kernel (the unit tests'
+    /// fake), where `ns/` is empty.
+    namespaces: Option<namespaces::Namespaces>,
 }
 
 /// What an `attached` text depends on, as far as it can be known without scanning `/proc`:
@@ -145,7 +150,10 @@ impl ShmFs {
     /// A filesystem showing the SysV segments of the IPC namespace of `ctx` and the regular
     /// files of its shm dir.
     pub fn new(ctx: IpcContext, options: Options) -> ShmFs {
-        ShmFs::with_source(Arc::new(Kernel::new(ctx)), options)
+        let home = Arc::new(Kernel::new(ctx));
+        let mut fs = ShmFs::with_source(home.clone(), options);
+        fs.namespaces = Some(namespaces::Namespaces::new(home));
+        fs
     }
 
     /// A filesystem showing what `source` holds (the kernel's shared memory, or a fake).
@@ -164,6 +172,7 @@ impl ShmFs {
             kernel_cache: Arc::new(OnceLock::new()),
             forgetting: forget::Forgetting::default(),
             attached_lengths: Mutex::new(HashMap::new()),
+            namespaces: None,
         }
     }
 
@@ -201,18 +210,56 @@ impl ShmFs {
     fn node(&self, ino: u64) -> Result<Node> {
         match self.inodes().node(ino) {
             // The room for kinds not registered: no such directory.
-            Some(Node::KindDir(k)) if k >= KINDS.len() => Err(errno(libc::ESTALE)),
+            Some(Node::KindDir(_, k)) if k >= KINDS.len() => Err(errno(libc::ESTALE)),
             Some(node) => Ok(node),
             None => Err(errno(libc::ESTALE)),
         }
     }
 
-    /// What the kinds' operations may use.
-    fn env(&self) -> Env<'_> {
-        Env {
-            source: self.source.as_ref(),
+    /// What the kinds' operations may use, in scope `ns`: the root's, or, inside
+    /// [`ShmFs::in_scope`] for `ns`, that namespace's. Asked for another namespace than the
+    /// worker is in, it refuses (EIO, logged): the root's objects are never shown for a
+    /// namespace's, nor the other way round.
+    fn env(&self, ns: Scope) -> Result<Env<'_>> {
+        let source = if ns == HOME && namespaces::current_scope() == HOME {
+            self.source.clone()
+        } else {
+            namespaces::current_source(ns).ok_or_else(|| {
+                log::error!(
+                    "a request asked for the objects of scope {ns} from scope {}",
+                    namespaces::current_scope()
+                );
+                errno(libc::EIO)
+            })?
+        };
+        Ok(Env {
+            source,
             inodes: &self.inodes,
+            ns,
+        })
+    }
+
+    /// Runs `f`, a request on a node of scope `ns`, in that scope: for a namespace of `ns/`,
+    /// after checking that `who` (if given; requests on an open handle were checked at open)
+    /// may see it, inside that namespace, coming back on every path. A namespace that is gone
+    /// is ESTALE, one the caller may not see ENOENT.
+    fn in_scope<T>(
+        &self,
+        who: Option<&Caller>,
+        ns: Scope,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        if ns == HOME {
+            return f();
         }
+        let registry = self.namespaces.as_ref().ok_or_else(Error::stale)?;
+        let known = registry.get(ns).ok_or_else(Error::stale)?;
+        if let Some(who) = who
+            && !registry.may_see_known(who, &known)
+        {
+            return Err(enoent());
+        }
+        registry.run_in(&known, f)
     }
 
     /// How an object is named in the log: `sysv/SHMID` or `posix/NAME` (escaped as `index`
@@ -251,22 +298,22 @@ impl ShmFs {
     }
 
     fn live_now(&self, id: &ObjectId) -> Result<Live> {
-        kind(id.kind).get(self.env(), id)
+        kind(id.kind).get(&self.env(id.ns)?, id)
     }
 
     fn open_node(&self, who: &Caller, ino: u64, node: &Node, flags: i32) -> Result<Handle> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         match node {
-            Node::Report(_) | Node::Object(_, Part::Stat | Part::Attached) if writable => {
+            Node::Report(..) | Node::Object(_, Part::Stat | Part::Attached) if writable => {
                 Err(errno(libc::EACCES))
             }
-            Node::Report(report) => Ok(Handle::Text {
+            Node::Report(ns, report) => Ok(Handle::Text {
                 ino,
-                text: self.hold_text(who, ino, self.report_text(*report)?)?,
+                text: self.hold_text(who, ino, self.report_text(who, *ns, *report)?)?,
             }),
             Node::Object(id, Part::Stat) => Ok(Handle::Text {
                 ino,
-                text: self.hold_text(who, ino, self.live(id)?.stat_text(self.env())?)?,
+                text: self.hold_text(who, ino, self.live(id)?.stat_text(&self.env(id.ns)?)?)?,
             }),
             Node::Object(id, Part::Attached) => Ok(Handle::Text {
                 ino,
@@ -333,7 +380,7 @@ impl ShmFs {
         // not be overtaken by another change before the IPC_SET lands.
         let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
         self.live(id)?
-            .change_perm(self.env(), op, who, mode, uid, gid)
+            .change_perm(&self.env(id.ns)?, op, who, mode, uid, gid)
     }
 
     /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
@@ -367,7 +414,7 @@ impl ShmFs {
         let Node::Object(id, part) = node else {
             return match node {
                 // A read-only file answers a truncate as it answers an open for writing.
-                Node::Report(_) if !owner_change && size.is_some() => Err(errno(libc::EACCES)),
+                Node::Report(..) if !owner_change && size.is_some() => Err(errno(libc::EACCES)),
                 _ if owner_change || size.is_some() => Err(errno(libc::EPERM)),
                 _ => Ok(()),
             };
@@ -416,7 +463,7 @@ impl ShmFs {
     ) -> Result<()> {
         let id = match node {
             Node::Object(id, Part::Dir | Part::Data) => id,
-            Node::Report(_) | Node::Object(_, Part::Stat | Part::Attached | Part::KeyLink) => {
+            Node::Report(..) | Node::Object(_, Part::Stat | Part::Attached | Part::KeyLink) => {
                 return Err(errno(libc::EACCES));
             }
             Node::Object(id, Part::Perm) => {
@@ -427,12 +474,18 @@ impl ShmFs {
                 };
             }
             // shmfs's own directories: nothing to set, as before.
-            Node::Root | Node::KindDir(_) | Node::ByKeyDir => return Ok(()),
+            Node::Root
+            | Node::KindDir(..)
+            | Node::ByKeyDir(_)
+            | Node::Namespaces
+            | Node::Namespace(_) => return Ok(()),
+            Node::Object(..) => return Err(errno(libc::EPERM)),
         };
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
-        self.live(id)?.set_times(self.env(), who, atime, mtime)
+        self.live(id)?
+            .set_times(&self.env(id.ns)?, who, atime, mtime)
     }
 
     /// access(2) of a node for `mask` (`R_OK`, `W_OK`, `X_OK` bits).
@@ -440,13 +493,14 @@ impl ShmFs {
         let want_w = mask & libc::W_OK != 0;
         let want_x = mask & libc::X_OK != 0;
         match node {
-            Node::Root | Node::ByKeyDir | Node::KindDir(_) => {
-                if want_w && matches!(node, Node::Root | Node::ByKeyDir) {
+            Node::KindDir(..) => Ok(()),
+            Node::Root | Node::ByKeyDir(_) | Node::Namespaces | Node::Namespace(_) => {
+                if want_w {
                     return Err(errno(libc::EACCES));
                 }
                 Ok(())
             }
-            Node::Report(_) => {
+            Node::Report(..) => {
                 if want_w || want_x {
                     return Err(errno(libc::EACCES));
                 }
@@ -460,13 +514,21 @@ impl ShmFs {
                     // Writable only by who may change the object, as opening it for writing.
                     Part::Perm => want_x || (want_w && !live.may_change_perm(who)),
                     Part::KeyLink => false,
+                    // Not an object's file (the table never gives an object these).
+                    Part::Members
+                    | Part::Container
+                    | Part::Limits
+                    | Part::Index
+                    | Part::IndexJson
+                    | Part::ByKey
+                    | Part::KindDir(_) => true,
                     Part::Data => {
                         if want_x {
                             true
                         } else {
                             let want = (if mask & libc::R_OK != 0 { 4 } else { 0 })
                                 | (if want_w { 2 } else { 0 });
-                            return live.check_data_access(self.env(), who, want);
+                            return live.check_data_access(&self.env(id.ns)?, who, want);
                         }
                     }
                 };

@@ -10,10 +10,12 @@ impl ShmFs {
     pub fn lookup(&self, who: &Caller, parent: u64, name: &OsStr) -> Result<Attr> {
         let mut counted = None;
         let result = self.node(parent).and_then(|p| {
-            let (ino, live) = self.find(parent, &p, name, true)?;
-            counted = Some(ino);
-            let node = self.node(ino)?;
-            self.attr_with(who, ino, &node, live)
+            self.in_scope(Some(who), p.scope(), || {
+                let (ino, live) = self.find(who, parent, &p, name, true)?;
+                counted = Some(ino);
+                let node = self.node(ino)?;
+                self.attr_with(who, ino, &node, live)
+            })
         });
         if result.is_err()
             && let Some(ino) = counted
@@ -33,7 +35,9 @@ impl ShmFs {
     /// works on a removed object).
     pub fn getattr(&self, who: &Caller, ino: u64, fh: Option<u64>) -> Result<Attr> {
         let node = self.node(ino)?;
-        self.attr_of_open(who, ino, &node, fh)
+        self.in_scope(Some(who), node.scope(), || {
+            self.attr_of_open(who, ino, &node, fh)
+        })
     }
 
     /// `chmod`, `chown`, `truncate` and `touch`, as `who`.
@@ -50,27 +54,31 @@ impl ShmFs {
             uid: change.uid,
             gid: change.gid,
         };
-        self.setattr_node(who, &node, perm, change.size, fh)?;
-        if change.atime.is_some() || change.mtime.is_some() {
-            self.set_times(who, &node, change.atime, change.mtime)?;
-        }
-        self.attr_of_open(who, ino, &node, fh)
+        self.in_scope(Some(who), node.scope(), || {
+            self.setattr_node(who, &node, perm, change.size, fh)?;
+            if change.atime.is_some() || change.mtime.is_some() {
+                self.set_times(who, &node, change.atime, change.mtime)?;
+            }
+            self.attr_of_open(who, ino, &node, fh)
+        })
     }
 
-    /// Where a `by-key/` link points.
-    pub fn readlink(&self, ino: u64) -> Result<String> {
+    /// Where a `by-key/` link points, for `who`.
+    pub fn readlink(&self, who: &Caller, ino: u64) -> Result<String> {
         match self.node(ino)? {
-            Node::Object(id, Part::KeyLink) => {
+            Node::Object(id, Part::KeyLink) => self.in_scope(Some(who), id.ns, || {
                 self.live_key_link(&id)?;
                 Ok(Self::key_link_target(&id))
-            }
+            }),
             _ => Err(errno(libc::EINVAL)),
         }
     }
 
     /// `mkdir posix/NAME`: a new empty object of `mode`, owned by `who`.
     pub fn mkdir(&self, who: &Caller, parent: u64, name: &OsStr, mode: u32) -> Result<Attr> {
-        let result = self.make_object(who, parent, name, mode);
+        let result = self.scope_of(parent).and_then(|ns| {
+            self.in_scope(Some(who), ns, || self.make_object(who, parent, name, mode))
+        });
         self.sweep_if_due();
         result
     }
@@ -78,7 +86,8 @@ impl ShmFs {
     /// `rmdir sysv/ID` or `rmdir posix/NAME`, as `who`. Call [`ShmFs::removed`] with the
     /// result once the caller has its answer.
     pub fn rmdir(&self, who: &Caller, parent: u64, name: &OsStr) -> Result<Removed> {
-        self.remove_object(who, parent, name)
+        let ns = self.scope_of(parent)?;
+        self.in_scope(Some(who), ns, || self.remove_object(who, parent, name))
     }
 
     /// Refuses a change of the tree that shmfs does not offer (mknod, unlink, symlink,
@@ -94,7 +103,9 @@ impl ShmFs {
     /// Opens `ino` with open(2) `flags`, as `who`.
     pub fn open(&self, who: &Caller, ino: u64, flags: i32) -> Result<Opened> {
         let node = self.node(ino)?;
-        let handle = self.open_node(who, ino, &node, flags)?;
+        let handle = self.in_scope(Some(who), node.scope(), || {
+            self.open_node(who, ino, &node, flags)
+        })?;
         // Reads of read-only opens of `data` may go straight to the memory; opens that shmfs
         // must serve itself (SysV writes, clamped at the segment's end) still get their reads
         // and writes here. Kept attachments and text files are always served here.
@@ -135,7 +146,12 @@ impl ShmFs {
     /// Writes `data` at `offset` of open handle `fh` (of inode `ino`); returns the count.
     pub fn write(&self, ino: u64, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
         let handle = self.handle(fh)?;
-        let written = self.write_handle(&handle, offset, data)?;
+        // A `perm` write changes the object in its namespace (checked at open: no caller).
+        let ns = match &*handle {
+            Handle::Perm { id, .. } => id.ns,
+            _ => HOME,
+        };
+        let written = self.in_scope(None, ns, || self.write_handle(&handle, offset, data))?;
         if matches!(&*handle, Handle::Data { .. }) {
             self.invalidate_cache(ino, offset, u64::from(written));
         }
@@ -151,7 +167,7 @@ impl ShmFs {
     /// `who`'s account: ENOMEM past its share).
     pub fn opendir(&self, who: &Caller, ino: u64) -> Result<u64> {
         let node = self.node(ino)?;
-        let entries = self.list(ino, &node)?;
+        let entries = self.in_scope(Some(who), node.scope(), || self.list(who, ino, &node))?;
         let listing = self.hold_listing(who, ino, entries)?;
         Ok(self.add_handle(Handle::Dir(listing)))
     }
@@ -185,6 +201,13 @@ impl ShmFs {
     /// access(2) of `ino` for `mask` (`libc::R_OK`, `W_OK`, `X_OK`), as `who`.
     pub fn access(&self, who: &Caller, ino: u64, mask: i32) -> Result<()> {
         let node = self.node(ino)?;
-        self.access_node(who, &node, mask)
+        self.in_scope(Some(who), node.scope(), || {
+            self.access_node(who, &node, mask)
+        })
+    }
+
+    /// The scope of directory `ino`.
+    fn scope_of(&self, ino: u64) -> Result<Scope> {
+        Ok(self.node(ino)?.scope())
     }
 }

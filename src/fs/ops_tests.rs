@@ -152,7 +152,7 @@ fn segment(fake: &Fake) -> i32 {
 // The root and its fixed entries.
 
 #[test]
-fn the_root_lists_the_three_directories_and_the_four_reports() {
+fn the_root_lists_the_four_directories_and_the_four_reports() {
     let (_, fs) = world();
     let entries = list(&fs, inode::ROOT);
     assert_eq!(
@@ -163,6 +163,7 @@ fn the_root_lists_the_three_directories_and_the_four_reports() {
             "sysv",
             "posix",
             "by-key",
+            "ns",
             "limits",
             "index",
             "index.json",
@@ -178,6 +179,7 @@ fn the_root_lists_the_three_directories_and_the_four_reports() {
             (SYSV_DIR, Kind::Dir),
             (POSIX_DIR, Kind::Dir),
             (inode::BY_KEY_DIR, Kind::Dir),
+            (inode::NS_DIR, Kind::Dir),
             (inode::LIMITS, Kind::File),
             (inode::INDEX, Kind::File),
             (inode::INDEX_JSON, Kind::File),
@@ -288,7 +290,8 @@ fn shmid_zero_is_a_segment_like_any_other() {
     let data = read_all(&fs, &owner(), ino(&fs, "sysv/0/data")).unwrap();
     assert_eq!(&data[..4], b"zero");
     assert_eq!(
-        fs.readlink(ino(&fs, "by-key/0x0000162e")).unwrap(),
+        fs.readlink(&owner(), ino(&fs, "by-key/0x0000162e"))
+            .unwrap(),
         "../sysv/0"
     );
 }
@@ -300,7 +303,7 @@ fn by_key_links_lead_to_the_segments_directory() {
     let shmid = segment(&fake);
     let link = walk(&fs, "by-key/0x0000162e").expect("by-key link");
     assert_eq!((link.kind, link.perm), (Kind::Symlink, 0o777));
-    let target = fs.readlink(link.ino).expect("readlink");
+    let target = fs.readlink(&owner(), link.ino).expect("readlink");
     assert_eq!(target, format!("../sysv/{shmid}"));
     assert_eq!(link.size, target.len() as u64);
     // The key's segment, under sysv/.
@@ -309,7 +312,7 @@ fn by_key_links_lead_to_the_segments_directory() {
     let entries = list(&fs, inode::BY_KEY_DIR);
     assert_eq!(names(&entries)[2..], ["0x0000162e"]);
     assert_eq!(entries[2].kind, Kind::Symlink);
-    assert_eq!(errno_of(fs.readlink(inode::ROOT)), libc::EINVAL);
+    assert_eq!(errno_of(fs.readlink(&owner(), inode::ROOT)), libc::EINVAL);
 }
 
 #[test]

@@ -8,26 +8,32 @@ use crate::render::index::Owners;
 
 impl ShmFs {
     /// `limits`: each kind's limits, in the registry's order.
-    pub(super) fn limits_text(&self) -> Result<String> {
+    pub(super) fn limits_text(&self, ns: Scope) -> Result<String> {
+        let env = self.env(ns)?;
         let mut text = String::new();
         for kind in KINDS {
-            if let Some(part) = kind.limits(self.env())? {
+            if let Some(part) = kind.limits(&env)? {
                 text.push_str(&part);
             }
         }
         Ok(text)
     }
 
-    pub(super) fn report_text(&self, report: Report) -> Result<String> {
+    /// The text of report `report` of scope `ns`, for `who`.
+    pub(super) fn report_text(&self, who: &Caller, ns: Scope, report: Report) -> Result<String> {
         match report {
-            Report::Limits => return self.limits_text(),
-            Report::Metrics => return self.metrics_text(),
+            Report::Limits => return self.limits_text(ns),
+            Report::Metrics => return self.metrics_text(who),
+            Report::Namespaces => return self.namespaces_text(who),
+            Report::Members => return self.members_text(ns),
+            Report::Container => return self.container_text(ns),
             Report::Index | Report::IndexJson => {}
         }
+        let env = self.env(ns)?;
         let mut owners = Owners::new(crate::kernel::names::user_name);
         let mut rows = Vec::new();
         for kind in KINDS {
-            rows.extend(kind.index_rows(self.env(), &mut owners)?);
+            rows.extend(kind.index_rows(&env, &mut owners)?);
         }
         Ok(match report {
             Report::IndexJson => index::render_json(&rows),
@@ -37,14 +43,23 @@ impl ShmFs {
 
     /// `metrics.prom`: as `index`, one listing of each kind, no attach; the series of every
     /// object first (unless `-o metrics=totals`), then every kind's totals.
-    fn metrics_text(&self) -> Result<String> {
+    fn metrics_text(&self, who: &Caller) -> Result<String> {
         let detail = self.options.metrics;
+        let env = self.env(HOME)?;
         let mut owners = Owners::new(crate::kernel::names::user_name);
         let mut series = metrics::Out::with_capacity(4096);
         let mut totals = metrics::Out::with_capacity(2048);
         for kind in KINDS {
-            kind.metrics(self.env(), detail, &mut owners, &mut series, &mut totals)?;
+            kind.metrics(
+                &env,
+                detail,
+                &mut owners,
+                None,
+                &mut series,
+                Some(&mut totals),
+            )?;
         }
+        self.namespaces_metrics(who, detail, &mut owners, &mut series, &mut totals)?;
         series.append(totals);
         Ok(series.into_text())
     }
@@ -63,8 +78,8 @@ impl ShmFs {
         if live.attach_record().is_some_and(|r| r.count == 0) {
             return Ok(String::new());
         }
-        let target = live.holders(self.env());
-        let holders = self.source.holders(&target)?;
+        let target = live.holders(&self.env(id.ns)?);
+        let holders = self.env(id.ns)?.source.holders(&target)?;
         let own = attach::own_pid();
         let mut pids: Vec<u32> = holders
             .iter()
@@ -176,9 +191,10 @@ impl ShmFs {
     /// whose sizes count as capacity and resident pages as used), in blocks of the shm dir's
     /// filesystem.
     pub(super) fn usage_totals(&self) -> Result<SpaceUsage> {
+        let env = self.env(HOME)?;
         let mut shares = Vec::with_capacity(KINDS.len());
         for kind in KINDS {
-            shares.push(kind.space(self.env())?);
+            shares.push(kind.space(&env)?);
         }
         let frsize = shares
             .iter()

@@ -129,6 +129,11 @@ pub trait Source: Send + Sync {
     /// Every process that maps `target` (or, for a POSIX object, holds it open), sorted by
     /// pid: for a segment, only processes of the source's IPC namespace.
     fn holders(&self, target: &Target) -> io::Result<Vec<Holder>>;
+
+    /// The id (`NS_GET_ID`) of the IPC namespace the source shows, if known.
+    fn ipc_ns_id(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The kernel's segments and the shm dir's regular files, of one [`IpcContext`] (the daemon's
@@ -160,6 +165,18 @@ impl Kernel {
             ctx,
             map_files,
             segment_dev,
+            prints: Default::default(),
+        }
+    }
+
+    /// The kernel's shared memory of another context (another IPC namespace), with the same
+    /// rights as this one (the internal tmpfs of segments is one for every namespace) and no
+    /// fingerprint yet.
+    pub fn sibling(&self, ctx: IpcContext) -> Kernel {
+        Kernel {
+            ctx,
+            map_files: self.map_files,
+            segment_dev: self.segment_dev,
             prints: Default::default(),
         }
     }
@@ -317,5 +334,8 @@ impl Source for Kernel {
     }
     fn holders(&self, target: &Target) -> io::Result<Vec<Holder>> {
         self.ctx.holders(target)
+    }
+    fn ipc_ns_id(&self) -> Option<u64> {
+        self.ctx.ipc_ns_id()
     }
 }

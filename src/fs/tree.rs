@@ -84,9 +84,11 @@ impl ShmFs {
         known: Option<Live>,
     ) -> Result<Attr> {
         let (id, part) = match node {
-            Node::Root | Node::ByKeyDir => return Ok(self.dir_attr(ino, 0o555)),
-            Node::KindDir(_) => return Ok(self.dir_attr(ino, 0o1777)),
-            Node::Report(report) => {
+            Node::Root | Node::ByKeyDir(_) | Node::Namespaces | Node::Namespace(_) => {
+                return Ok(self.dir_attr(ino, 0o555));
+            }
+            Node::KindDir(..) => return Ok(self.dir_attr(ino, 0o1777)),
+            Node::Report(ns, report) => {
                 let mut attr = self.dir_attr(ino, 0o444);
                 attr.kind = Kind::File;
                 attr.nlink = 1;
@@ -94,7 +96,7 @@ impl ShmFs {
                 // them; each costs one listing, as reading it does.
                 attr.size = match self.open_text_len(ino) {
                     Some(len) => len,
-                    None => self.report_text(*report)?.len(),
+                    None => self.report_text(who, *ns, *report)?.len(),
                 } as u64;
                 return Ok(attr);
             }
@@ -109,7 +111,7 @@ impl ShmFs {
         // Blocks in use, so that `du` shows what the object holds in memory: for a segment
         // its resident bytes, for an object its allocated ones.
         let blocks = match part {
-            Part::Data => live.blocks(self.env())?,
+            Part::Data => live.blocks(&self.env(id.ns)?)?,
             _ => 0,
         };
         let Meta {
@@ -129,7 +131,7 @@ impl ShmFs {
                 0o444,
                 match self.open_text_len(ino) {
                     Some(len) => len,
-                    None => live.stat_text(self.env())?.len(),
+                    None => live.stat_text(&self.env(id.ns)?)?.len(),
                 } as u64,
                 1,
             ),
@@ -149,6 +151,14 @@ impl ShmFs {
                 Self::key_link_target(id).len() as u64,
                 1,
             ),
+            // Not an object's file (the table never gives an object these).
+            Part::Members
+            | Part::Container
+            | Part::Limits
+            | Part::Index
+            | Part::IndexJson
+            | Part::ByKey
+            | Part::KindDir(_) => return Err(errno(libc::ESTALE)),
         };
         Ok(Attr {
             ino,
@@ -174,10 +184,11 @@ impl ShmFs {
         )
     }
 
-    /// Finds `name` in directory `parent` (inode `parent_ino`) and returns its inode. With
-    /// `count`, one lookup of it is counted (an entry for the kernel will follow).
+    /// Finds `name` in directory `parent` (inode `parent_ino`) for `who` and returns its
+    /// inode. With `count`, one lookup of it is counted (an entry for the kernel will follow).
     pub(super) fn find(
         &self,
+        who: &Caller,
         parent_ino: u64,
         parent: &Node,
         name: &OsStr,
@@ -191,6 +202,12 @@ impl ShmFs {
                 table.inode(id, part)
             }
         };
+        // A file or directory of the scope's tree, numbered with the directory the kernel holds.
+        let in_block = |part: Part| {
+            self.inodes()
+                .in_block(parent_ino, part, count)
+                .ok_or_else(|| errno(libc::ESTALE))
+        };
         match parent {
             Node::Root => {
                 let ino = match name.as_bytes() {
@@ -199,6 +216,7 @@ impl ShmFs {
                     b"index" => inode::INDEX,
                     b"index.json" => inode::INDEX_JSON,
                     b"metrics.prom" => inode::METRICS,
+                    b"ns" => inode::NS_DIR,
                     name => KINDS
                         .iter()
                         .position(|k| k.dir_name().as_bytes() == name)
@@ -207,15 +225,27 @@ impl ShmFs {
                 };
                 Ok((ino, None))
             }
-            Node::KindDir(k) => {
-                let live = kind(*k).find(self.env(), name)?;
+            Node::Namespaces => {
+                if name.as_bytes() == b"index" {
+                    return Ok((inode::NS_INDEX, None));
+                }
+                let known = self.namespace_named(who, name)?;
+                Ok((number(&namespaces::dir_id(&known), Part::Dir), None))
+            }
+            Node::Namespace(_) => {
+                let part = scope_part(name).ok_or_else(enoent)?;
+                Ok((in_block(part)?, None))
+            }
+            Node::KindDir(ns, k) => {
+                let live = kind(*k).find(&self.env(*ns)?, name)?;
                 let ino = number(&live.id(), Part::Dir);
                 Ok((ino, Some(live)))
             }
-            Node::ByKeyDir => {
+            Node::ByKeyDir(ns) => {
                 let key = parse_key(name).ok_or_else(enoent)?;
+                let env = self.env(*ns)?;
                 for k in KINDS {
-                    match k.with_key(self.env(), key) {
+                    match k.with_key(&env, key) {
                         Ok(Some(live)) => {
                             let ino = number(&live.id(), Part::KeyLink);
                             return Ok((ino, Some(live)));
@@ -236,22 +266,26 @@ impl ShmFs {
                 let live = self.live(id)?;
                 // Numbered with the directory the kernel holds, even if the object's identity
                 // has since been given new numbers.
-                let ino = self
-                    .inodes()
-                    .in_block(parent_ino, part, count)
-                    .ok_or_else(|| errno(libc::ESTALE))?;
-                Ok((ino, Some(live)))
+                Ok((in_block(part)?, Some(live)))
             }
-            Node::Report(_) | Node::Object(..) => Err(errno(libc::ENOTDIR)),
+            Node::Report(..) | Node::Object(..) => Err(errno(libc::ENOTDIR)),
         }
     }
 
-    /// The entries of a directory, listed in one pass.
-    pub(super) fn list(&self, ino: u64, node: &Node) -> Result<Vec<DirEntry>> {
+    /// The entries of a directory, listed in one pass for `who`.
+    pub(super) fn list(&self, who: &Caller, ino: u64, node: &Node) -> Result<Vec<DirEntry>> {
         let dir = Kind::Dir;
+        // `..`: the directory that holds this one.
+        let up = match node {
+            Node::Root | Node::Namespaces => inode::ROOT,
+            Node::Namespace(_) => inode::NS_DIR,
+            Node::KindDir(ns, _) | Node::ByKeyDir(ns) => self.scope_inode(*ns, Part::Dir)?,
+            Node::Object(id, Part::Dir) => self.scope_inode(id.ns, kind_dir_part(id.kind))?,
+            Node::Report(..) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
+        };
         let mut entries = vec![
             (ino, dir, OsString::from(".")),
-            (inode::ROOT, dir, OsString::from("..")),
+            (up, dir, OsString::from("..")),
         ];
         match node {
             Node::Root => {
@@ -259,6 +293,7 @@ impl ShmFs {
                     entries.push((inode::kind_dir(k), dir, kind.dir_name().into()));
                 }
                 entries.push((inode::BY_KEY_DIR, dir, "by-key".into()));
+                entries.push((inode::NS_DIR, dir, "ns".into()));
                 for (ino, name) in [
                     (inode::LIMITS, "limits"),
                     (inode::INDEX, "index"),
@@ -268,10 +303,33 @@ impl ShmFs {
                     entries.push((ino, Kind::File, name.into()));
                 }
             }
-            Node::KindDir(k) => {
+            Node::Namespaces => {
+                entries.push((inode::NS_INDEX, Kind::File, "index".into()));
+                for found in self.visible_namespaces(who)? {
+                    let ino = self
+                        .inodes()
+                        .inode(&namespaces::dir_id(&found.known), Part::Dir);
+                    entries.push((ino, dir, found.known.inum.to_string().into()));
+                }
+            }
+            Node::Namespace(_) => {
+                let mut table = self.inodes();
+                for (name, part) in scope_entries() {
+                    let ino = table
+                        .in_block(ino, part, false)
+                        .ok_or_else(|| errno(libc::ESTALE))?;
+                    let file = if matches!(part, Part::KindDir(_) | Part::ByKey) {
+                        dir
+                    } else {
+                        Kind::File
+                    };
+                    entries.push((ino, file, name.into()));
+                }
+            }
+            Node::KindDir(ns, k) => {
                 let since = self.inodes().mark();
                 let ids: Vec<ObjectId> = kind(*k)
-                    .list(self.env())?
+                    .list(&self.env(*ns)?)?
                     .iter()
                     .map(|live| live.id())
                     .collect();
@@ -279,16 +337,17 @@ impl ShmFs {
                 for id in &ids {
                     entries.push((table.inode(id, Part::Dir), dir, id.name.to_os_string()));
                 }
-                let (held, _) = table.retain(|id| id.kind == *k, &ids, since);
+                let (held, _) = table.retain(|id| id.ns == *ns && id.kind == *k, &ids, since);
                 drop(table);
                 self.listed_gone(held);
             }
-            Node::ByKeyDir => {
+            Node::ByKeyDir(ns) => {
                 let since = self.inodes().mark();
                 let keyed: Vec<usize> = (0..KINDS.len()).filter(|&k| KINDS[k].has_keys()).collect();
+                let env = self.env(*ns)?;
                 let mut listed = Vec::new();
                 for &k in &keyed {
-                    listed.extend(kind(k).list(self.env())?);
+                    listed.extend(kind(k).list(&env)?);
                 }
                 let ids: Vec<ObjectId> = listed.iter().map(|live| live.id()).collect();
                 let mut table = self.inodes();
@@ -298,13 +357,13 @@ impl ShmFs {
                         entries.push((ino, Kind::Symlink, format!("0x{key:08x}").into()));
                     }
                 }
-                let (held, _) = table.retain(|id| keyed.contains(&id.kind), &ids, since);
+                let (held, _) =
+                    table.retain(|id| id.ns == *ns && keyed.contains(&id.kind), &ids, since);
                 drop(table);
                 self.listed_gone(held);
             }
-            Node::Object(id, Part::Dir) => {
+            Node::Object(id, _) => {
                 self.live(id)?;
-                entries[1].0 = inode::kind_dir(id.kind);
                 let mut table = self.inodes();
                 for &(name, part) in kind(id.kind).files() {
                     let ino = table
@@ -313,15 +372,19 @@ impl ShmFs {
                     entries.push((ino, Kind::File, name.into()));
                 }
             }
-            Node::Report(_) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
-        }
-        if matches!(node, Node::KindDir(_) | Node::ByKeyDir) {
-            entries[1].0 = inode::ROOT;
+            Node::Report(..) => return Err(errno(libc::ENOTDIR)),
         }
         Ok(entries
             .into_iter()
             .map(|(ino, kind, name)| DirEntry { ino, kind, name })
             .collect())
+    }
+
+    /// The number of `part` of scope `ns`'s tree; ESTALE if the scope has no numbers now.
+    pub(super) fn scope_inode(&self, ns: Scope, part: Part) -> Result<u64> {
+        self.inodes()
+            .scope_inode(ns, part)
+            .ok_or_else(|| errno(libc::ESTALE))
     }
 
     /// `mkdir posix/NAME`: a new empty object, owned by the caller.
@@ -335,10 +398,10 @@ impl ShmFs {
         if self.options.read_only {
             return Err(errno(libc::EROFS));
         }
-        let Ok(Node::KindDir(k)) = self.node(parent) else {
+        let Ok(Node::KindDir(ns, k)) = self.node(parent) else {
             return Err(errno(libc::EPERM));
         };
-        let live = kind(k).create(self.env(), who, name, mode)?;
+        let live = kind(k).create(&self.env(ns)?, who, name, mode)?;
         let id = live.id();
         // Counted: the reply is an entry the kernel keeps.
         let ino = self.inodes().lookup(&id, Part::Dir);
@@ -357,15 +420,16 @@ impl ShmFs {
         }
         let parent_ino = parent;
         let parent = self.node(parent)?;
-        if !matches!(parent, Node::KindDir(_)) {
+        let Node::KindDir(ns, _) = parent else {
             return Err(match parent {
-                Node::Object(..) | Node::Report(_) => errno(libc::ENOTDIR),
+                Node::Object(..) | Node::Report(..) => errno(libc::ENOTDIR),
                 _ => errno(libc::EPERM),
             });
-        }
-        let (_, live) = self.find(parent_ino, &parent, name, false)?;
+        };
+        let (_, live) = self.find(who, parent_ino, &parent, name, false)?;
         let live = live.ok_or_else(enoent)?;
-        creds::as_caller(who, || live.remove(self.env()))?;
+        let env = self.env(ns)?;
+        creds::as_caller(who, || live.remove(&env))?;
         Ok(Removed {
             id: live.id(),
             live,
@@ -376,16 +440,56 @@ impl ShmFs {
     /// is gone is forgotten, and a segment's `by-key/` link (its key is now 0) is dropped.
     pub fn removed(&self, Removed { id, live }: Removed) {
         if let Some(key) = live.key() {
-            let link = self.inodes().held_inode(&id, Part::KeyLink);
-            if let Some(link) = link {
-                self.notify_entry(inode::BY_KEY_DIR, link, format!("0x{key:08x}").into());
+            let (link, by_key) = {
+                let table = self.inodes();
+                (
+                    table.held_inode(&id, Part::KeyLink),
+                    table.scope_inode(id.ns, Part::ByKey),
+                )
+            };
+            if let (Some(link), Some(by_key)) = (link, by_key) {
+                self.notify_entry(by_key, link, format!("0x{key:08x}").into());
             }
         }
         // Attached segments live on (`dest: yes`) until their last detach.
-        if !live.may_outlive_removal()
-            || matches!(self.live_now(&id), Err(e) if e.errno() == libc::ENOENT)
-        {
+        let gone = !live.may_outlive_removal()
+            || matches!(
+                self.in_scope(None, id.ns, || self.live_now(&id)),
+                Err(e) if e.errno() == libc::ENOENT
+            );
+        if gone {
             self.object_gone(&id, false);
         }
     }
+}
+
+/// The directory of kind `k` among the files of a scope's tree.
+fn kind_dir_part(k: usize) -> Part {
+    Part::KindDir(u8::try_from(k).unwrap_or(u8::MAX))
+}
+
+/// The entries of a namespace's directory `ns/N/`, in listing order.
+fn scope_entries() -> Vec<(&'static str, Part)> {
+    let mut entries = vec![("members", Part::Members), ("container", Part::Container)];
+    entries.extend(
+        KINDS
+            .iter()
+            .enumerate()
+            .map(|(k, kind)| (kind.dir_name(), kind_dir_part(k))),
+    );
+    entries.extend([
+        ("by-key", Part::ByKey),
+        ("limits", Part::Limits),
+        ("index", Part::Index),
+        ("index.json", Part::IndexJson),
+    ]);
+    entries
+}
+
+/// Which entry of a namespace's directory `name` is.
+fn scope_part(name: &OsStr) -> Option<Part> {
+    scope_entries()
+        .into_iter()
+        .find(|(n, _)| n.as_bytes() == name.as_bytes())
+        .map(|(_, part)| part)
 }

@@ -82,7 +82,8 @@ fn matches(target: &Target, line: &MapLine<'_>) -> bool {
     }
 }
 
-fn comm_of(pid: u32) -> String {
+/// The command name of process `pid` (`/proc/PID/comm`), empty if it cannot be read.
+pub fn comm_of(pid: u32) -> String {
     fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|c| c.trim_end_matches('\n').to_string())
         .unwrap_or_default()

@@ -58,6 +58,23 @@ impl IpcContext {
         })
     }
 
+    /// The context of the IPC namespace the calling thread has entered (`kernel::enter`),
+    /// for the time it stays there, with `shm` as its shm dir. As [`Self::of_thread`], but
+    /// nothing of the namespace is left open when any of its calls returns: its reading of
+    /// `/proc/sysvipc/shm` is read to its end by the call that begins it and closed then
+    /// (see [`crate::kernel::usage::Shared::closing`]), since an open one would keep the
+    /// namespace, and a container's memory, alive after its last process. Its lines still
+    /// serve later calls by the usual rules, from threads entered into the same namespace.
+    pub fn of_entered_thread(shm: ShmDir) -> io::Result<IpcContext> {
+        let (ipc_ns, ipc_ns_id) = IpcNs::of_thread()?;
+        Ok(IpcContext {
+            ipc_ns,
+            ipc_ns_id,
+            shm,
+            usage: proc_sysvipc::closing_readings(),
+        })
+    }
+
     /// The IPC namespace.
     pub fn ipc_ns(&self) -> IpcNs {
         self.ipc_ns
@@ -190,6 +207,40 @@ mod tests {
         let found = other.holders(&target).unwrap();
         assert!(found.iter().all(|h| h.pid != me), "{found:?}");
         drop(attached);
+    }
+
+    /// The descriptors of this process open on `/proc/sysvipc/shm`.
+    fn open_readings() -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                std::fs::read_link(e.path()).is_ok_and(|l| l == Path::new("/proc/sysvipc/shm"))
+            })
+            .count()
+    }
+
+    #[test]
+    fn a_context_of_an_entered_thread_keeps_no_reading_open() {
+        std::thread::spawn(|| {
+            // SAFETY: plain system call, affecting this thread only.
+            if unsafe { libc::unshare(libc::CLONE_NEWIPC) } != 0 {
+                eprintln!("skipped: unshare: {}", io::Error::last_os_error());
+                return;
+            }
+            let ctx = IpcContext::of_entered_thread(ShmDir::open(Path::new("/dev/shm")).unwrap())
+                .unwrap();
+            assert!(ctx.is_entered());
+            let ids: Vec<i32> = (0..3).map(|_| shmget(4096)).collect();
+            for &id in &ids {
+                assert_eq!(ctx.segment_usage(id).unwrap().rss, 0);
+                assert_eq!(open_readings(), 0, "after segment_usage");
+            }
+            assert_eq!(ctx.segments_usage().unwrap().len(), 3);
+            assert_eq!(open_readings(), 0, "after segments_usage");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

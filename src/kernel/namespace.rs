@@ -67,6 +67,30 @@ pub fn id_of(file: &File) -> io::Result<u64> {
     Ok(id)
 }
 
+/// Whether the calling thread may look at process `pid` as a member of `ns`: `readlink` of
+/// `/proc/PID/ns/ipc` succeeds and names `ns`'s inode (`ipc:[INODE]`). The kernel lets the
+/// link be read only with ptrace read access to the process, checked with the calling
+/// thread's filesystem credentials and effective capabilities: inside
+/// [`crate::kernel::creds::as_caller`], the caller's (issue 23: a caller sees a namespace if
+/// it may look at one of its members). False if the process is gone, hidden (`hidepid=`), or
+/// in another namespace. Only the inode is compared (the link names no device: nsfs is one
+/// filesystem).
+pub fn may_look_at(pid: u32, ns: IpcNs) -> bool {
+    std::fs::read_link(format!("/proc/{pid}/ns/ipc"))
+        .ok()
+        .and_then(|link| inode_of_link(link.as_os_str().as_encoded_bytes()))
+        == Some(ns.ino)
+}
+
+/// The inode an `ipc:[INODE]` link names, or None.
+fn inode_of_link(link: &[u8]) -> Option<u64> {
+    let digits = link.strip_prefix(b"ipc:[")?.strip_suffix(b"]")?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 impl std::fmt::Display for IpcNs {
     /// As `readlink` of an `ns/ipc` file shows it (`ipc:[INODE]`).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,5 +131,93 @@ mod tests {
     #[test]
     fn a_process_that_is_not_there_has_no_namespace() {
         assert!(IpcNs::of_process(0).is_err());
+        let (mine, _) = IpcNs::of_thread().unwrap();
+        assert!(!may_look_at(0, mine));
+        assert!(!may_look_at(99_999_999, mine));
+    }
+
+    #[test]
+    fn only_ipc_links_name_an_inode() {
+        assert_eq!(inode_of_link(b"ipc:[4026531839]"), Some(4026531839));
+        for bad in [
+            &b"net:[4026531839]"[..],
+            b"ipc:[]",
+            b"ipc:[12",
+            b"ipc:[-1]",
+            b"ipc:[1 ]",
+            b"ipc:[99999999999999999999999]",
+            b"",
+        ] {
+            assert_eq!(inode_of_link(bad), None, "{bad:?}");
+        }
+    }
+
+    /// A child process, killed and reaped on drop.
+    struct Sleeper(std::process::Child);
+
+    impl Drop for Sleeper {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    #[test]
+    fn the_caller_may_look_at_its_own_processes_and_root_at_everyones() {
+        use crate::kernel::creds::{self, Caller};
+        // SAFETY: plain system call without arguments.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: switching to another caller needs root");
+            return;
+        }
+        let Ok(child) = std::process::Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "sleep",
+                "30",
+            ])
+            .spawn()
+        else {
+            eprintln!("skipped: no setpriv");
+            return;
+        };
+        let nobody = Sleeper(child);
+        let theirs = nobody.0.id();
+        // Until setpriv has exec'd sleep as 65534 (a process that changed its uid is not
+        // dumpable until it execs, and the kernel refuses then).
+        let status = || std::fs::read_to_string(format!("/proc/{theirs}/status"));
+        for _ in 0..500 {
+            if status().is_ok_and(|s| s.contains("Uid:\t65534") && s.contains("Name:\tsleep")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // Another process of root's (a thread may always look at its own process).
+        let roots = Sleeper(
+            std::process::Command::new("sleep")
+                .arg("30")
+                .spawn()
+                .unwrap(),
+        );
+        let (mine, _) = IpcNs::of_thread().unwrap();
+        let me = roots.0.id();
+        assert!(may_look_at(me, mine), "root at its own");
+        assert!(may_look_at(theirs, mine), "root at another user's");
+        let other = IpcNs {
+            ino: mine.ino ^ 1,
+            ..mine
+        };
+        assert!(!may_look_at(theirs, other), "a namespace it is not in");
+        // A caller with no thread to read capabilities from: none, and no groups.
+        let caller = Caller::new(65534, 65534, 0);
+        let (at_root, at_own) = creds::as_caller(&caller, || {
+            Ok((may_look_at(me, mine), may_look_at(theirs, mine)))
+        })
+        .unwrap();
+        assert!(!at_root, "an ordinary user may not look at root's process");
+        assert!(at_own, "an ordinary user may look at its own process");
+        assert!(may_look_at(me, mine), "the daemon's credentials again");
     }
 }

@@ -31,6 +31,14 @@ impl Pidfd {
         })
     }
 
+    /// Another descriptor of the same process.
+    pub fn try_clone(&self) -> io::Result<Pidfd> {
+        Ok(Pidfd {
+            pid: self.pid,
+            fd: self.fd.try_clone()?,
+        })
+    }
+
     /// Its pid, as the daemon's pid namespace numbers it (what `/proc` shows it as).
     pub fn pid(&self) -> u32 {
         self.pid

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::kernel::creds;
 use crate::kernel::pidfd::Pidfd;
+use crate::kernel::proc_root;
 
 /// What `fstat` tells of one object.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +95,8 @@ enum Where {
         /// Whether the log has said that the process is gone.
         gone_told: AtomicBool,
     },
+    /// No directory: an IPC namespace that no process is in has no `/dev/shm` to show.
+    Nowhere,
 }
 
 /// The shm dir for one operation: the kept descriptor, or one resolved for this operation
@@ -151,32 +154,6 @@ fn valid_name(name: &OsStr) -> bool {
     !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/')
 }
 
-/// Opens `path` inside the directory `root` as if `root` were `/`: every symlink met on the
-/// way, absolute or `..`, resolves within `root` (`RESOLVE_IN_ROOT`), and none of `/proc`'s
-/// magic links is followed (`RESOLVE_NO_MAGICLINKS`). A directory is asked for; the handle is
-/// `O_PATH`.
-fn open_dir_in_root(root: BorrowedFd<'_>, path: &CStr) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain old data; unset fields must be zero.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: valid dir fd, C string and open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just opened and is owned here; a file descriptor fits in i32.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
 /// An `O_PATH` handle on the directory at `path`, following symlinks (and `/proc`'s magic
 /// links) as any open does.
 fn open_dir(path: &CStr) -> io::Result<OwnedFd> {
@@ -195,22 +172,10 @@ fn open_dir(path: &CStr) -> io::Result<OwnedFd> {
 }
 
 /// The shm dir a process sees, `dev/shm` in its root, now: `ESRCH` once the process has
-/// exited (or was never the one `process` holds).
+/// exited (or was never the one `process` holds). See [`proc_root`].
 fn resolve_in_root(process: &Pidfd) -> io::Result<OwnedFd> {
-    let gone = || io::Error::from_raw_os_error(libc::ESRCH);
-    if !process.is_running() {
-        return Err(gone());
-    }
-    // A formatted number never contains a NUL byte.
-    let root = CString::new(format!("/proc/{}/root", process.pid())).unwrap_or_default();
-    let root = open_dir(&root);
-    // Still running now, so still running when /proc/PID/root was opened: that root is the
-    // process's, not a later process's that reused its pid. (A process that has exited, even
-    // one not yet reaped, has no root to open.)
-    if !process.is_running() {
-        return Err(gone());
-    }
-    open_dir_in_root(root?.as_fd(), c"dev/shm")
+    let root = proc_root::open_root(process)?;
+    proc_root::open_in_root(root.as_fd(), c"dev/shm", libc::O_PATH | libc::O_DIRECTORY)
 }
 
 impl ShmDir {
@@ -247,6 +212,26 @@ impl ShmDir {
         })
     }
 
+    /// [`ShmDir::in_root`] without resolving it first: for a view made inside a request,
+    /// where a process without a `/dev/shm` (or one that exits meanwhile) shows an empty one.
+    pub fn in_root_lazily(process: Pidfd) -> ShmDir {
+        ShmDir {
+            path: PathBuf::from(format!("/proc/{}/root/dev/shm", process.pid())),
+            place: Where::InRoot {
+                process,
+                gone_told: AtomicBool::new(true),
+            },
+        }
+    }
+
+    /// A shm dir that is not there: listed empty, every name `ENOENT`, no space.
+    pub fn nowhere() -> ShmDir {
+        ShmDir {
+            path: PathBuf::new(),
+            place: Where::Nowhere,
+        }
+    }
+
     /// The directory, for one operation. For a process's view, resolved now with the daemon's
     /// own credentials (following `/proc/PID/root` takes the right to trace the process, which
     /// the caller may not have; the caller then acts in the directory as itself, as with a
@@ -255,6 +240,7 @@ impl ShmDir {
         let (process, gone_told) = match &self.place {
             Where::Kept(fd) => return Ok(Dir::Kept(fd.as_fd())),
             Where::InRoot { process, gone_told } => (process, gone_told),
+            Where::Nowhere => return Err(errno(libc::ENOENT)),
         };
         match creds::as_daemon(|| resolve_in_root(process)) {
             Ok(fd) => Ok(Dir::Resolved(fd)),
@@ -626,7 +612,9 @@ mod tests {
             let root = root_with_shm_symlink(target);
             let c = cstring(root.path().as_os_str()).unwrap();
             let fd = open_dir(&c).unwrap();
-            let shm = open_dir_in_root(fd.as_fd(), c"dev/shm").unwrap();
+            let shm =
+                proc_root::open_in_root(fd.as_fd(), c"dev/shm", libc::O_PATH | libc::O_DIRECTORY)
+                    .unwrap();
             assert_eq!(names_in(&shm), ["marker"], "dev/shm -> {target}");
         }
     }

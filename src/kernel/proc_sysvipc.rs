@@ -49,6 +49,12 @@ pub fn readings() -> Readings {
     Shared::new(KernelReadings)
 }
 
+/// A new shared reading that leaves `/proc/sysvipc/shm` open between no two calls (see
+/// [`Shared::closing`]): for a namespace the daemon visits, which an open reading would pin.
+pub fn closing_readings() -> Readings {
+    Shared::closing(KernelReadings)
+}
+
 /// One reading of `/proc/sysvipc/shm` in progress, read a piece at a time.
 pub struct ProcPass<R> {
     file: R,

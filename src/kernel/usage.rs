@@ -38,7 +38,15 @@
 //!
 //! A reading is of one IPC namespace (`/proc/sysvipc/shm` and `SHM_INFO` show the reader's):
 //! each `kernel::context::IpcContext` keeps its own [`Shared`] reading, and asks it only from
-//! threads in its namespace. The kernel's side of a reading is in `kernel::proc_sysvipc`; this
+//! threads in its namespace.
+//!
+//! An open `/proc/sysvipc/shm` pins its namespace: kept between requests, it would keep a
+//! container's segments, and their memory, after the container ended (issue 23, "Nothing
+//! pinned"). So the reading of a namespace the daemon visits ([`Shared::closing`]) is read to
+//! its end by the call that begins it, and no part of it is left open when any call returns,
+//! on every path (an error, a panic): its lines serve as the others do, by the same rules. A
+//! walk of more than [`MAX_AGE`] then reads the file once per [`MAX_AGE`] instead of once; the
+//! daemon's own namespace ([`Shared::new`]) keeps the piecewise reading. The kernel's side of a reading is in `kernel::proc_sysvipc`; this
 //! module holds only the rules, over any [`Source`].
 
 use std::collections::HashMap;
@@ -102,7 +110,39 @@ struct Reading<P> {
 /// The current reading of one namespace, shared by all its requests.
 pub struct Shared<S: Source> {
     source: S,
+    /// Whether no pass may outlive a call (see [`Shared::closing`]).
+    closing: bool,
     current: Mutex<State<S::Pass>>,
+}
+
+/// The lock on a [`Shared`]'s state. Released, it drops the pass of a closing reading if one
+/// is left, on every path out of a call, a panic's unwinding included.
+struct Locked<'a, P> {
+    guard: MutexGuard<'a, State<P>>,
+    closing: bool,
+}
+
+impl<P> std::ops::Deref for Locked<'_, P> {
+    type Target = State<P>;
+    fn deref(&self) -> &State<P> {
+        &self.guard
+    }
+}
+
+impl<P> std::ops::DerefMut for Locked<'_, P> {
+    fn deref_mut(&mut self) -> &mut State<P> {
+        &mut self.guard
+    }
+}
+
+impl<P> Drop for Locked<'_, P> {
+    fn drop(&mut self) {
+        if self.closing
+            && let Some(reading) = self.guard.reading.as_mut()
+        {
+            reading.rest = None;
+        }
+    }
 }
 
 /// What the lock guards: the reading, and the last look at the totals.
@@ -123,10 +163,12 @@ struct Look {
 }
 
 impl<S: Source> Shared<S> {
-    /// No reading yet: the first request makes one.
+    /// No reading yet: the first request makes one, and reads only as far as it needs; the
+    /// rest is read by later requests (for the daemon's own namespace).
     pub const fn new(source: S) -> Shared<S> {
         Shared {
             source,
+            closing: false,
             current: Mutex::new(State {
                 reading: None,
                 looked: None,
@@ -134,10 +176,32 @@ impl<S: Source> Shared<S> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<S::Pass>> {
+    /// No reading yet, and none ever left open between calls: each reading is read to its end
+    /// by the call that begins it (for a namespace the daemon visits, which an open reading
+    /// would pin; see the module's comment).
+    pub const fn closing(source: S) -> Shared<S> {
+        Shared {
+            source,
+            closing: true,
+            current: Mutex::new(State {
+                reading: None,
+                looked: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> Locked<'_, S::Pass> {
         // A panic elsewhere cannot leave a half-made reading that serves stale lines: every
         // line carries its own time.
-        self.current.lock().unwrap_or_else(|p| p.into_inner())
+        Locked {
+            guard: self.current.lock().unwrap_or_else(|p| p.into_inner()),
+            closing: self.closing,
+        }
+    }
+
+    /// How far a request for `shmid` reads a new reading: to its line, or (closing) to the end.
+    fn read_to(&self, shmid: i32) -> Option<i32> {
+        (!self.closing).then_some(shmid)
     }
 
     /// The totals at `now`: the last look if it is recent enough, otherwise a new look.
@@ -221,7 +285,7 @@ impl<S: Source> Shared<S> {
         }
         let result = self
             .begin(state)
-            .and_then(|reading| self.read_on(reading, Some(shmid)).map(|()| reading));
+            .and_then(|reading| self.read_on(reading, self.read_to(shmid)).map(|()| reading));
         match result {
             Ok(reading) => Ok(reading
                 .lines
@@ -281,6 +345,8 @@ mod tests {
         look_cost_us: AtomicU64,
         piece_cost_us: AtomicU64,
         fail_reads: Mutex<bool>,
+        /// Passes begun and not yet dropped.
+        open: AtomicUsize,
     }
 
     impl Script {
@@ -301,6 +367,7 @@ mod tests {
                 look_cost_us: AtomicU64::new(0),
                 piece_cost_us: AtomicU64::new(0),
                 fail_reads: Mutex::new(false),
+                open: AtomicUsize::new(0),
             };
             s.set_table(table);
             s
@@ -346,11 +413,20 @@ mod tests {
         }
     }
 
-    /// How far a reading of the script has got.
-    struct ScriptPass(usize);
+    /// How far a reading of the script has got; counted open until dropped.
+    struct ScriptPass<'a> {
+        at: usize,
+        open: &'a AtomicUsize,
+    }
 
-    impl Source for &Script {
-        type Pass = ScriptPass;
+    impl Drop for ScriptPass<'_> {
+        fn drop(&mut self) {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl<'a> Source for &'a Script {
+        type Pass = ScriptPass<'a>;
 
         fn totals(&self) -> io::Result<Totals> {
             self.looks.fetch_add(1, Ordering::SeqCst);
@@ -358,14 +434,18 @@ mod tests {
             Ok(*self.totals.lock().unwrap())
         }
 
-        fn start(&self) -> io::Result<ScriptPass> {
+        fn start(&self) -> io::Result<ScriptPass<'a>> {
             self.starts.fetch_add(1, Ordering::SeqCst);
-            Ok(ScriptPass(0))
+            self.open.fetch_add(1, Ordering::SeqCst);
+            Ok(ScriptPass {
+                at: 0,
+                open: &self.open,
+            })
         }
 
         fn next_piece(
             &self,
-            pass: &mut ScriptPass,
+            pass: &mut ScriptPass<'a>,
             read_at: Instant,
             row: &mut dyn FnMut(i32, Usage, Instant),
         ) -> io::Result<bool> {
@@ -374,14 +454,14 @@ mod tests {
             }
             self.advance_us(self.piece_cost_us.load(Ordering::SeqCst));
             let table = self.table.lock().unwrap();
-            if pass.0 >= table.len() {
+            if pass.at >= table.len() {
                 return Ok(false);
             }
             self.pieces.fetch_add(1, Ordering::SeqCst);
-            for &(id, usage) in table.iter().skip(pass.0).take(self.rows_per_piece) {
+            for &(id, usage) in table.iter().skip(pass.at).take(self.rows_per_piece) {
                 row(id, usage, read_at);
             }
-            pass.0 += self.rows_per_piece;
+            pass.at += self.rows_per_piece;
             Ok(true)
         }
 
@@ -618,17 +698,17 @@ mod tests {
     fn concurrent_requests_share_one_reading() {
         /// A source whose pieces take a while, so that workers pile up behind them.
         struct Slow<'a>(&'a Script);
-        impl Source for Slow<'_> {
-            type Pass = ScriptPass;
+        impl<'a> Source for Slow<'a> {
+            type Pass = ScriptPass<'a>;
             fn totals(&self) -> io::Result<Totals> {
                 (&self.0).totals()
             }
-            fn start(&self) -> io::Result<ScriptPass> {
+            fn start(&self) -> io::Result<ScriptPass<'a>> {
                 (&self.0).start()
             }
             fn next_piece(
                 &self,
-                pass: &mut ScriptPass,
+                pass: &mut ScriptPass<'a>,
                 read_at: Instant,
                 row: &mut dyn FnMut(i32, Usage, Instant),
             ) -> io::Result<bool> {
@@ -650,5 +730,84 @@ mod tests {
             }
         });
         assert_eq!(k.starts(), 1, "8 workers at one moment, one reading");
+    }
+
+    fn open_passes(k: &Script) -> usize {
+        k.open.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_closing_reading_leaves_no_pass_open_when_a_call_returns() {
+        let k = Script::in_pieces_of(&segments(100), 10);
+        let shared = Shared::closing(&k);
+        assert_eq!(rss(&shared, 5), 5 * 4096);
+        assert_eq!(open_passes(&k), 0, "after a call that began a reading");
+        assert_eq!(k.pieces(), 10, "read to its end by that call");
+        assert_eq!(rss(&shared, 95), 95 * 4096);
+        assert_eq!(k.starts(), 1, "and it serves the others by the usual rules");
+        k.advance(51);
+        assert_eq!(rss(&shared, 1), 4096);
+        assert_eq!(
+            (k.starts(), open_passes(&k)),
+            (2, 0),
+            "an old line: read again"
+        );
+        // A segment created since, with the same totals: read again, and closed again.
+        k.set_table(&[(1, 4096), (200, 8192)]);
+        assert_eq!(rss(&shared, 200), 8192);
+        assert_eq!((k.starts(), open_passes(&k)), (3, 0));
+        assert_eq!(shared.fresh_table().unwrap().len(), 2);
+        assert_eq!(open_passes(&k), 0, "after a report");
+        // A piece that fails: an error, and nothing open.
+        *k.fail_reads.lock().unwrap() = true;
+        k.advance(51);
+        assert!(shared.usage_of(1).is_err());
+        assert!(shared.fresh_table().is_err());
+        assert_eq!(open_passes(&k), 0, "after errors");
+        *k.fail_reads.lock().unwrap() = false;
+
+        // The daemon's own namespace keeps its reading open between calls, to read on later.
+        let own = Shared::new(&k);
+        k.set_table(&segments(100));
+        assert_eq!(rss(&own, 5), 5 * 4096);
+        assert_eq!(
+            open_passes(&k),
+            1,
+            "the piecewise reading waits for the next call"
+        );
+        drop(own);
+        assert_eq!(open_passes(&k), 0);
+    }
+
+    #[test]
+    fn a_panic_while_reading_leaves_no_pass_open() {
+        /// A source whose second piece panics.
+        struct Panicky<'a>(&'a Script);
+        impl<'a> Source for Panicky<'a> {
+            type Pass = ScriptPass<'a>;
+            fn totals(&self) -> io::Result<Totals> {
+                (&self.0).totals()
+            }
+            fn start(&self) -> io::Result<ScriptPass<'a>> {
+                (&self.0).start()
+            }
+            fn next_piece(
+                &self,
+                pass: &mut ScriptPass<'a>,
+                read_at: Instant,
+                row: &mut dyn FnMut(i32, Usage, Instant),
+            ) -> io::Result<bool> {
+                assert!(pass.at == 0, "a bug in the reading (expected by this test)");
+                (&self.0).next_piece(pass, read_at, row)
+            }
+            fn now(&self) -> Instant {
+                (&self.0).now()
+            }
+        }
+        let k = Script::in_pieces_of(&segments(30), 10);
+        let shared = Shared::closing(Panicky(&k));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| shared.usage_of(1)));
+        assert!(caught.is_err());
+        assert_eq!(open_passes(&k), 0);
     }
 }

@@ -1,10 +1,14 @@
 //! The root `metrics.prom`: the host's shared memory in the Prometheus text exposition format,
 //! for node_exporter's textfile collector (`--collector.textfile.directory=MOUNTPOINT`).
 //!
-//! Every family has `HELP` and `TYPE` lines and is a gauge named `shmfs_…` in base units
-//! (`_bytes`, `_seconds`, plain counts). Per segment (labels `shmid`, `key`, `owner`, `mode`)
-//! and per POSIX object (labels `name`, `owner`, `mode`) series come first, then totals; with
-//! [`Detail::Totals`] (`-o metrics=totals`) only the totals.
+//! Every family has `HELP` and `TYPE` lines (once, with all its samples together, however many
+//! calls write it: see [`Out`]) and is a gauge named `shmfs_…` in base units (`_bytes`,
+//! `_seconds`, plain counts). Per segment (labels `shmid`, `key`, `owner`, `mode`) and per
+//! POSIX object (labels `name`, `owner`, `mode`) series come first, then totals; with
+//! [`Detail::Totals`] (`-o metrics=totals`) only the totals. The objects of other IPC
+//! namespaces than the mount's own (`ns/N/`) carry a `namespace` label too
+//! ([`segment_series_in`], [`object_series_in`]); the per-namespace series
+//! ([`namespace_series`]) are totals, labelled with the namespace and its container.
 //!
 //! Label values are escaped as the format requires (backslash, double quote, newline). A POSIX
 //! name is any bytes but `/` and NUL, while label values are UTF-8: a name that is valid UTF-8
@@ -16,8 +20,10 @@ use std::collections::HashMap;
 use std::fmt::{Display, Write};
 use std::os::unix::ffi::OsStrExt;
 
+use crate::kernel::container::Container;
 use crate::kernel::posix::Object;
 use crate::kernel::sysv::{Segment, Usage};
+use crate::render::namespaces::NsRow;
 
 /// How much `metrics.prom` holds (`-o metrics=…`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -143,50 +149,94 @@ pub fn name_labels(name: &[u8]) -> String {
     out
 }
 
-/// The text being written: a kind's part of `metrics.prom`, or all of it.
+/// One family of the text: its `# HELP` and `# TYPE` lines, then its samples.
+#[derive(Debug)]
+struct Family {
+    name: &'static str,
+    text: String,
+}
+
+/// The text being written: a kind's part of `metrics.prom`, or all of it. It is kept family by
+/// family, in the order in which each family first gets a sample, so that a family written by
+/// several calls (one per namespace, say) still has its `# HELP` and `# TYPE` once and all its
+/// samples together, as the format requires; a family with no sample is not written at all.
 #[derive(Debug, Default)]
 pub struct Out {
-    text: String,
+    families: Vec<Family>,
+    /// Bytes to reserve for the first family (the rest are sized by their samples).
+    capacity: usize,
 }
 
 impl Out {
     /// An empty text with room for `capacity` bytes.
     pub fn with_capacity(capacity: usize) -> Out {
         Out {
-            text: String::with_capacity(capacity),
+            families: Vec::new(),
+            capacity,
         }
     }
 
-    /// Appends `other`'s text.
+    /// Appends `other`'s text: its samples of a family this text already has go after this
+    /// text's samples of it, its other families after this text's families.
     pub fn append(&mut self, other: Out) {
-        self.text.push_str(&other.text);
+        for family in other.families {
+            match self.families.iter_mut().find(|f| f.name == family.name) {
+                Some(mine) => {
+                    // Past the other's own `# HELP` and `# TYPE` lines.
+                    let header = header_len(&family.text);
+                    mine.text.push_str(&family.text[header..]);
+                }
+                None => self.families.push(family),
+            }
+        }
     }
 
-    /// The text written.
+    /// The text written. The first family's text grows into the whole (no second copy of the
+    /// biggest part), and each other family's text is freed once copied.
     pub fn into_text(self) -> String {
-        self.text
+        let total: usize = self.families.iter().map(|f| f.text.len()).sum();
+        let mut families = self.families.into_iter();
+        let Some(first) = families.next() else {
+            return String::new();
+        };
+        let mut text = first.text;
+        text.reserve(total - text.len());
+        for family in families {
+            text.push_str(&family.text);
+        }
+        text
     }
 
-    /// `# HELP` and `# TYPE … gauge` of a family.
-    fn family(&mut self, name: &str, help: &str) {
-        let _ = write!(self.text, "# HELP {name} {help}\n# TYPE {name} gauge\n");
-    }
-
-    /// One sample; `labels` is `{…}` or empty.
-    fn sample(&mut self, name: &str, labels: &str, value: impl Display) {
-        let _ = writeln!(self.text, "{name}{labels} {value}");
+    /// The text of family `name`, made with its `# HELP` and `# TYPE … gauge` lines (and
+    /// `room` more bytes) if it has none yet.
+    fn family(&mut self, name: &'static str, help: &str, room: usize) -> &mut String {
+        let at = match self.families.iter().position(|f| f.name == name) {
+            Some(at) => at,
+            None => {
+                let first = std::mem::take(&mut self.capacity);
+                let mut text =
+                    String::with_capacity(2 * name.len() + help.len() + 24 + room.max(first));
+                let _ = write!(text, "# HELP {name} {help}\n# TYPE {name} gauge\n");
+                self.families.push(Family { name, text });
+                self.families.len() - 1
+            }
+        };
+        let text = &mut self.families[at].text;
+        text.reserve(room);
+        text
     }
 
     /// A family with one sample and no labels.
-    fn single(&mut self, name: &str, help: &str, value: impl Display) {
-        self.family(name, help);
-        self.sample(name, "", value);
+    fn single(&mut self, name: &'static str, help: &str, value: impl Display) {
+        let text = self.family(name, help, name.len() + 24);
+        let _ = writeln!(text, "{name} {value}");
     }
 
-    /// A family with one sample per item of `items`.
+    /// A family with one sample per item of `items`, labelled with its `{…}` (none if
+    /// `items` is empty).
     fn each<T, V: Display>(
         &mut self,
-        name: &str,
+        name: &'static str,
         help: &str,
         items: &[(String, T)],
         value: impl Fn(&T) -> V,
@@ -194,17 +244,40 @@ impl Out {
         if items.is_empty() {
             return;
         }
-        self.family(name, help);
+        let room = items
+            .iter()
+            .map(|(labels, _)| name.len() + labels.len() + 12)
+            .sum();
+        let text = self.family(name, help, room);
         for (labels, item) in items {
-            self.sample(name, labels, value(item));
+            let _ = writeln!(text, "{name}{labels} {}", value(item));
         }
     }
 }
 
-/// A segment's labels, escaped: `{shmid="…",key="0x…",owner="…",mode="0…"}`.
-fn segment_labels(seg: &Segment, owner: &str) -> String {
-    let mut out = format!(
-        "{{shmid=\"{}\",key=\"0x{:08x}\",owner=\"",
+/// The length of the `# HELP` and `# TYPE` lines at the start of a family's text.
+fn header_len(text: &str) -> usize {
+    let mut end = 0;
+    for _ in 0..2 {
+        end += text[end..].find('\n').map_or(text.len() - end, |i| i + 1);
+    }
+    end
+}
+
+/// `{`, and `namespace="N",` if the object is of namespace N.
+fn open_labels(namespace: Option<u64>) -> String {
+    match namespace {
+        Some(ns) => format!("{{namespace=\"{ns}\","),
+        None => String::from("{"),
+    }
+}
+
+/// A segment's labels, escaped: `{[namespace="N",]shmid="…",key="0x…",owner="…",mode="0…"}`.
+fn segment_labels(namespace: Option<u64>, seg: &Segment, owner: &str) -> String {
+    let mut out = open_labels(namespace);
+    let _ = write!(
+        out,
+        "shmid=\"{}\",key=\"0x{:08x}\",owner=\"",
         seg.shmid, seg.key
     );
     escape_label_into(&mut out, owner);
@@ -212,9 +285,10 @@ fn segment_labels(seg: &Segment, owner: &str) -> String {
     out
 }
 
-/// An object's labels, escaped: `{name="…"[,name_bytes="…"],owner="…",mode="0…"}`.
-fn object_labels(obj: &Object, owner: &str) -> String {
-    let mut out = String::from("{");
+/// An object's labels, escaped:
+/// `{[namespace="N",]name="…"[,name_bytes="…"],owner="…",mode="0…"}`.
+fn object_labels(namespace: Option<u64>, obj: &Object, owner: &str) -> String {
+    let mut out = open_labels(namespace);
     out.push_str(&name_labels(obj.name.as_bytes()));
     out.push_str(",owner=\"");
     escape_label_into(&mut out, owner);
@@ -238,7 +312,7 @@ pub fn render(input: &Input, detail: Detail) -> String {
     }
     sysv_totals(&mut out, input.segments, &input.system);
     posix_totals(&mut out, input.objects, &input.system);
-    out.text
+    out.into_text()
 }
 
 fn owner<'a>(owners: &'a HashMap<u32, String>, uid: u32, fallback: &'a mut String) -> &'a str {
@@ -252,9 +326,27 @@ fn owner<'a>(owners: &'a HashMap<u32, String>, uid: u32, fallback: &'a mut Strin
 }
 
 /// One series per segment of each per-segment family, labelled with its shmid, key, owner
-/// (named from `owners`) and mode.
+/// (named from `owners`) and mode: the segments of the mount's own namespace (the root's
+/// `sysv/`). [`segment_series_in`] labels those of another namespace.
 pub fn segment_series(
     out: &mut Out,
+    segments: &[Segment],
+    usage: &HashMap<i32, Usage>,
+    owners: &HashMap<u32, String>,
+) {
+    segment_series_in(out, None, segments, usage, owners);
+}
+
+/// As [`segment_series`], for the segments of IPC namespace `namespace` (its nsfs inode
+/// number, the name of its `ns/` directory): each series gets a first label
+/// `namespace="N"`. With `None` it is [`segment_series`], for the mount's own namespace,
+/// whose series have no `namespace` label; that namespace's segments are written once, by
+/// that call, and not again under its number (or every sum over segments counts them twice).
+/// Calls for several namespaces may write into one [`Out`]: each family keeps its samples
+/// together.
+pub fn segment_series_in(
+    out: &mut Out,
+    namespace: Option<u64>,
     segments: &[Segment],
     usage: &HashMap<i32, Usage>,
     owners: &HashMap<u32, String>,
@@ -264,7 +356,7 @@ pub fn segment_series(
         .iter()
         .map(|s| {
             let usage = usage.get(&s.shmid).copied().unwrap_or_default();
-            let labels = segment_labels(s, owner(owners, s.uid, &mut fallback));
+            let labels = segment_labels(namespace, s, owner(owners, s.uid, &mut fallback));
             (labels, (s, usage))
         })
         .collect();
@@ -319,13 +411,27 @@ pub fn segment_series(
 }
 
 /// One series per POSIX object of each per-object family, labelled with its name, owner and
-/// mode.
+/// mode: the objects of the mount's own shm dir (the root's `posix/`). [`object_series_in`]
+/// labels those of another namespace.
 pub fn object_series(out: &mut Out, objects: &[Object], owners: &HashMap<u32, String>) {
+    object_series_in(out, None, objects, owners);
+}
+
+/// As [`object_series`], for the objects of the `/dev/shm` of IPC namespace `namespace`
+/// (`ns/N/posix/`): each series gets a first label `namespace="N"`; `None` is
+/// [`object_series`]. As for [`segment_series_in`], the mount's own objects are written once,
+/// without the label, and calls for several namespaces may share one [`Out`].
+pub fn object_series_in(
+    out: &mut Out,
+    namespace: Option<u64>,
+    objects: &[Object],
+    owners: &HashMap<u32, String>,
+) {
     let mut fallback = String::new();
     let rows: Vec<(String, &Object)> = objects
         .iter()
         .map(|o| {
-            let labels = object_labels(o, owner(owners, o.uid, &mut fallback));
+            let labels = object_labels(namespace, o, owner(owners, o.uid, &mut fallback));
             (labels, o)
         })
         .collect();
@@ -340,6 +446,110 @@ pub fn object_series(out: &mut Out, objects: &[Object], owners: &HashMap<u32, St
         "Bytes allocated to the POSIX object (st_blocks * 512).",
         &rows,
         |o| o.allocated,
+    );
+}
+
+/// Appends `value` as a label value of a text that a container's owner chooses (a hostname,
+/// a container's name or cgroup): escaped as the format requires, and if it is not plain (see
+/// [`name_labels`]) made readable first, as [`readable_name`] does, so that no terminal
+/// escape reaches `curl | grep`.
+fn text_label_into(out: &mut String, value: &str) {
+    if is_plain(value.as_bytes()) {
+        escape_label_into(out, value);
+    } else {
+        escape_label_into(out, &readable_name(value.as_bytes()));
+    }
+}
+
+/// A namespace's labels, escaped, the same names for every namespace:
+/// `{namespace="N",runtime="…",container_id="…",pod_uid="…",id="…",hostname="…"}`. The
+/// container's four are [`Container::label_pairs`], all empty for a namespace in no container
+/// (the host's own); `hostname` is empty when unknown. Prometheus takes an empty value as no
+/// label.
+fn namespace_labels(row: &NsRow) -> String {
+    let mut out = format!("{{namespace=\"{}\"", row.ns);
+    let pairs = row.container.as_ref().map(Container::label_pairs);
+    let pairs = pairs.unwrap_or([
+        ("runtime", ""),
+        ("container_id", ""),
+        ("pod_uid", ""),
+        ("id", ""),
+    ]);
+    for (name, value) in pairs {
+        let _ = write!(out, ",{name}=\"");
+        text_label_into(&mut out, value);
+        out.push('"');
+    }
+    out.push_str(",hostname=\"");
+    text_label_into(&mut out, row.hostname.as_deref().unwrap_or(""));
+    out.push_str("\"}");
+    out
+}
+
+/// The per-namespace series (`ns/`, issue 23): for each IPC namespace of `rows`, its
+/// processes, segments, their bytes, resident bytes and how many are unattached, and its
+/// `/dev/shm`'s use and capacity (no sample of these two for a namespace with no `/dev/shm`
+/// reachable). Each series has the same labels: `namespace` (the nsfs
+/// inode number, the name of `ns/N`), the container's `runtime`, `container_id`, `pod_uid` and
+/// `id` (its cgroup, as cAdvisor's `id` label shows it, to join cAdvisor's series), and
+/// `hostname` (the four container labels empty for a namespace in no container, the
+/// host's own; `hostname` empty when unknown; a value a container's owner chose that is not
+/// plain text made readable as [`readable_name`] does).
+///
+/// These are totals, one series per namespace whatever it holds: they are written with
+/// [`Detail::Totals`] (`-o metrics=totals`) as with [`Detail::All`]. Nothing is written for
+/// no rows.
+pub fn namespace_series(out: &mut Out, rows: &[NsRow]) {
+    let rows: Vec<(String, &NsRow)> = rows.iter().map(|r| (namespace_labels(r), r)).collect();
+    out.each(
+        "shmfs_namespace_processes",
+        "Processes in the IPC namespace.",
+        &rows,
+        |r| r.procs,
+    );
+    out.each(
+        "shmfs_namespace_segments",
+        "System V segments of the IPC namespace.",
+        &rows,
+        |r| r.segments,
+    );
+    out.each(
+        "shmfs_namespace_segment_bytes",
+        "Total size of the System V segments of the IPC namespace.",
+        &rows,
+        |r| r.bytes,
+    );
+    out.each(
+        "shmfs_namespace_segment_rss_bytes",
+        "Bytes of the IPC namespace's System V segments resident in memory.",
+        &rows,
+        |r| r.rss,
+    );
+    out.each(
+        "shmfs_namespace_orphan_segments",
+        "System V segments of the IPC namespace that no process has attached (nattch 0).",
+        &rows,
+        |r| r.orphans,
+    );
+    let used: Vec<(String, u64)> = rows
+        .iter()
+        .filter_map(|(labels, r)| Some((labels.clone(), r.shm_used?)))
+        .collect();
+    out.each(
+        "shmfs_namespace_shm_dir_used_bytes",
+        "Bytes used on the /dev/shm that the IPC namespace's processes see (df used).",
+        &used,
+        |n| *n,
+    );
+    let size: Vec<(String, u64)> = rows
+        .iter()
+        .filter_map(|(labels, r)| Some((labels.clone(), r.shm_size?)))
+        .collect();
+    out.each(
+        "shmfs_namespace_shm_dir_size_bytes",
+        "Capacity of the /dev/shm that the IPC namespace's processes see (df size).",
+        &size,
+        |n| *n,
     );
 }
 
@@ -605,5 +815,312 @@ mod tests {
         assert_eq!(Detail::parse("totals"), Ok(Detail::Totals));
         let err = Detail::parse("Totals").unwrap_err();
         assert!(err.contains("metrics=all or metrics=totals"), "{err}");
+    }
+
+    use crate::kernel::container::{Container, Runtime};
+    use crate::render::namespaces::NsRow;
+
+    const CID: &str = "3f2a9c0b1d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8";
+
+    fn ns_row(ns: u64, container: Option<Container>, hostname: Option<&str>) -> NsRow {
+        NsRow {
+            ns,
+            container,
+            hostname: hostname.map(str::to_string),
+            procs: 3,
+            segments: 2,
+            bytes: 8192,
+            rss: 4096,
+            orphans: 1,
+            shm_used: Some(60 << 20),
+            shm_size: Some(64 << 20),
+        }
+    }
+
+    fn pod() -> Container {
+        Container {
+            runtime: Runtime::Containerd,
+            id: CID.into(),
+            pod_uid: Some("0b5e3ad2-5b5f-4e4c-9d1a-0123456789ab".into()),
+            cgroup: format!(
+                "/kubepods.slice/kubepods-pod0b5e3ad2_5b5f_4e4c_9d1a_0123456789ab.slice/cri-containerd-{CID}.scope"
+            ),
+        }
+    }
+
+    fn namespaces_of(rows: &[NsRow]) -> String {
+        let mut out = Out::default();
+        namespace_series(&mut out, rows);
+        out.into_text()
+    }
+
+    #[test]
+    fn namespace_series_carry_the_namespace_and_its_container() {
+        let text = namespaces_of(&[
+            ns_row(4026531839, None, Some("host1")),
+            ns_row(4026532456, Some(pod()), Some("web-0")),
+        ]);
+        let host = r#"{namespace="4026531839",runtime="",container_id="",pod_uid="",id="",hostname="host1"}"#;
+        let pod = format!(
+            "{{namespace=\"4026532456\",runtime=\"containerd\",container_id=\"{CID}\",\
+             pod_uid=\"0b5e3ad2-5b5f-4e4c-9d1a-0123456789ab\",id=\"{}\",hostname=\"web-0\"}}",
+            pod().cgroup
+        );
+        for labels in [host.to_string(), pod] {
+            for (family, value) in [
+                ("shmfs_namespace_processes", 3),
+                ("shmfs_namespace_segments", 2),
+                ("shmfs_namespace_segment_bytes", 8192),
+                ("shmfs_namespace_segment_rss_bytes", 4096),
+                ("shmfs_namespace_orphan_segments", 1),
+                ("shmfs_namespace_shm_dir_used_bytes", 60 << 20),
+                ("shmfs_namespace_shm_dir_size_bytes", 64 << 20),
+            ] {
+                let line = format!("{family}{labels} {value}");
+                assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+            }
+        }
+        assert_eq!(text.matches("# HELP ").count(), 7, "{text}");
+        assert_eq!(text.lines().count(), 7 * 4, "{text}");
+        assert_eq!(namespaces_of(&[]), "");
+    }
+
+    #[test]
+    fn a_namespace_without_a_shm_dir_has_no_shm_dir_samples() {
+        let mut row = ns_row(7, None, None);
+        row.shm_used = None;
+        row.shm_size = None;
+        let text = namespaces_of(&[row.clone()]);
+        assert!(!text.contains("shm_dir"), "{text}");
+        assert!(text.contains("hostname=\"\"} 3\n"), "{text}");
+        let text = namespaces_of(&[row, ns_row(8, None, None)]);
+        assert_eq!(
+            text.matches("shmfs_namespace_shm_dir_size_bytes{").count(),
+            1
+        );
+    }
+
+    /// The label names of every sample of `text`, by family.
+    fn label_names(text: &str) -> HashMap<String, std::collections::BTreeSet<Vec<String>>> {
+        let mut out: HashMap<String, std::collections::BTreeSet<Vec<String>>> = HashMap::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, rest) = line.split_once('{').unwrap_or((line, ""));
+            let mut names = Vec::new();
+            let mut in_value = false;
+            let mut escaped = false;
+            let mut current = String::new();
+            for c in rest.chars() {
+                if in_value {
+                    match (escaped, c) {
+                        (true, _) => escaped = false,
+                        (false, '\\') => escaped = true,
+                        (false, '"') => in_value = false,
+                        _ => {}
+                    }
+                } else if c == '=' {
+                    names.push(std::mem::take(&mut current));
+                } else if c == '"' {
+                    in_value = true;
+                } else if c == '}' {
+                    break;
+                } else if c != ',' {
+                    current.push(c);
+                }
+            }
+            out.entry(name.split(' ').next().unwrap().to_string())
+                .or_default()
+                .insert(names);
+        }
+        out
+    }
+
+    const HOSTILE: [&str; 6] = [
+        "two words",
+        "new\nline",
+        "\r\x1b[2Jclear",
+        "back\\slash \"q\"",
+        "\u{85}next}",
+        "x=\"y\",z=\"",
+    ];
+
+    #[test]
+    fn hostile_hostnames_and_names_stay_in_their_label() {
+        let rows: Vec<NsRow> = HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                let c = Container {
+                    runtime: Runtime::Lxc,
+                    id: text.to_string(),
+                    pod_uid: None,
+                    cgroup: format!("/lxc.payload.{text}"),
+                };
+                ns_row(i as u64, Some(c), Some(text))
+            })
+            .collect();
+        let text = namespaces_of(&rows);
+        assert!(
+            !text.contains(|c: char| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+        assert_eq!(text.lines().count(), 7 * (2 + HOSTILE.len()), "{text}");
+        // The same label names for every sample of a family.
+        for (family, sets) in label_names(&text) {
+            assert_eq!(sets.len(), 1, "{family}: {sets:?}");
+        }
+        assert!(text.contains(r#"hostname="two words"}"#), "{text}");
+        assert!(text.contains(r#"hostname="back\\slash \"q\""}"#), "{text}");
+        assert!(text.contains(r#"hostname="new\\x0aline"}"#), "{text}");
+        assert!(text.contains(r#"hostname="\\x0d\\x1b[2Jclear"}"#), "{text}");
+        assert!(text.contains(r#"container_id="\\xc2\\x85next}""#), "{text}");
+    }
+
+    fn segments_of_two_namespaces(out: &mut Out) {
+        let usage = HashMap::from([(1, Usage { rss: 4096, swap: 0 })]);
+        let owners = HashMap::from([(1000, "alice".to_string()), (0, "root".to_string())]);
+        segment_series(out, &[seg(1, 1)], &usage, &owners);
+        object_series(out, &[obj(b"a")], &owners);
+        segment_series_in(
+            out,
+            Some(4026532456),
+            &[seg(1, 0), seg(2, 0)],
+            &usage,
+            &owners,
+        );
+        object_series_in(out, Some(4026532456), &[obj(b"a")], &owners);
+    }
+
+    #[test]
+    fn other_namespaces_objects_carry_their_namespace_in_the_same_families() {
+        let mut out = Out::with_capacity(64);
+        segments_of_two_namespaces(&mut out);
+        let text = out.into_text();
+        let root = r#"{shmid="1",key="0x0000162e",owner="alice",mode="0600"}"#;
+        let other =
+            r#"{namespace="4026532456",shmid="1",key="0x0000162e",owner="alice",mode="0600"}"#;
+        let lines: Vec<&str> = text.lines().collect();
+        let at = |line: String| {
+            lines
+                .iter()
+                .position(|l| *l == line)
+                .unwrap_or_else(|| panic!("no {line:?} in\n{text}"))
+        };
+        // Each family whole: its HELP, then the root's sample, then the other namespace's.
+        let help = at("# HELP shmfs_sysv_segment_attachments Current attachments of the segment (nattch): 0 means no process has it attached.".into());
+        assert_eq!(
+            at(format!("shmfs_sysv_segment_attachments{root} 1")),
+            help + 2
+        );
+        assert_eq!(
+            at(format!("shmfs_sysv_segment_attachments{other} 0")),
+            help + 3
+        );
+        assert!(
+            lines.contains(
+                &r#"shmfs_posix_object_size_bytes{name="a",owner="root",mode="0640"} 8192"#
+            )
+        );
+        assert!(lines.contains(&r#"shmfs_posix_object_size_bytes{namespace="4026532456",name="a",owner="root",mode="0640"} 8192"#));
+        assert_eq!(text.matches("# HELP ").count(), 10, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 10, "{text}");
+    }
+
+    #[test]
+    fn appended_parts_join_the_families_they_share() {
+        let mut one = Out::default();
+        segments_of_two_namespaces(&mut one);
+        let whole = one.into_text();
+        // The same samples written into two parts and appended: the same text.
+        let usage = HashMap::from([(1, Usage { rss: 4096, swap: 0 })]);
+        let owners = HashMap::from([(1000, "alice".to_string()), (0, "root".to_string())]);
+        let mut first = Out::default();
+        segment_series(&mut first, &[seg(1, 1)], &usage, &owners);
+        object_series(&mut first, &[obj(b"a")], &owners);
+        let mut second = Out::default();
+        segment_series_in(
+            &mut second,
+            Some(4026532456),
+            &[seg(1, 0), seg(2, 0)],
+            &usage,
+            &owners,
+        );
+        object_series_in(&mut second, Some(4026532456), &[obj(b"a")], &owners);
+        first.append(second);
+        assert_eq!(first.into_text(), whole);
+        assert_eq!(Out::default().into_text(), "");
+    }
+
+    #[test]
+    fn the_roots_text_is_as_it_was() {
+        let text = render_of(&[seg(32769, 2)], &[obj(b"a")], Detail::All);
+        let want = "# HELP shmfs_sysv_segment_size_bytes Size of the System V segment (ipcs -m bytes).\n\
+            # TYPE shmfs_sysv_segment_size_bytes gauge\n\
+            shmfs_sysv_segment_size_bytes{shmid=\"32769\",key=\"0x0000162e\",owner=\"alice\",mode=\"0600\"} 4096\n\
+            # HELP shmfs_sysv_segment_resident_bytes ";
+        assert!(text.starts_with(want), "{text}");
+        assert!(text.ends_with("# HELP shmfs_shm_dir_used_bytes Bytes used on the shm dir's filesystem (df /dev/shm used).\n\
+            # TYPE shmfs_shm_dir_used_bytes gauge\nshmfs_shm_dir_used_bytes 8192\n"), "{text}");
+        assert!(!text.contains("namespace"), "{text}");
+    }
+
+    /// `promtool check metrics` (Debian package `prometheus`) has nothing to say of a text with
+    /// every kind of series, namespaces with hostile names among them. Not run where promtool
+    /// is not installed (CI installs it).
+    #[test]
+    fn promtool_check_metrics_has_nothing_to_say() {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
+        let mut out = Out::default();
+        segments_of_two_namespaces(&mut out);
+        let mut totals = Out::default();
+        sysv_totals(&mut totals, &[seg(1, 0)], &System::default());
+        posix_totals(&mut totals, &[obj(b"a")], &System::default());
+        let mut rows = vec![
+            ns_row(4026531839, None, Some("host1")),
+            ns_row(4026532456, Some(pod()), None),
+        ];
+        for (i, text) in HOSTILE.iter().enumerate() {
+            let c = Container {
+                runtime: Runtime::Nspawn,
+                id: text.to_string(),
+                pod_uid: None,
+                cgroup: format!("/machine.slice/systemd-nspawn@{text}.service"),
+            };
+            rows.push(ns_row(100 + i as u64, Some(c), Some(text)));
+        }
+        rows[2].shm_size = None;
+        namespace_series(&mut totals, &rows);
+        out.append(totals);
+        let text = out.into_text();
+        let child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!("promtool is not installed: the check of the text is not run");
+                return;
+            }
+            Err(e) => panic!("running promtool: {e}"),
+        };
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let done = child.wait_with_output().unwrap();
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&done.stdout),
+            String::from_utf8_lossy(&done.stderr)
+        );
+        assert!(
+            done.status.success() && said.trim().is_empty(),
+            "promtool: {said}\n{text}"
+        );
     }
 }

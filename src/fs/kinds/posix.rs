@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::fs::error::{Error, Result};
-use crate::fs::inode::{Name, ObjectId, Part};
+use crate::fs::inode::{Name, ObjectId, Part, Scope};
 use crate::fs::kind::{Env, Kind, MEMORY_FILES, Object, OpenData, Space, read_full};
 use crate::fs::types::{How, SetTime};
 use crate::kernel::attach;
@@ -26,22 +26,23 @@ pub(super) const INDEX: usize = 1;
 pub(super) struct Objects;
 
 /// An object as looked up now.
-struct Obj(ShmObject);
+struct Obj(ShmObject, Scope);
 
 fn errno(code: i32) -> Error {
     Error::refused(code)
 }
 
-fn id_of(name: &OsStr, ino: u64) -> ObjectId {
+fn id_of(name: &OsStr, ino: u64, ns: Scope) -> ObjectId {
     ObjectId {
+        ns,
         kind: INDEX,
         name: Name::Text(name.to_owned()),
         stamp: [ino, 0, 0],
     }
 }
 
-fn boxed(obj: ShmObject) -> Box<dyn Object> {
-    Box::new(Obj(obj))
+fn boxed(obj: ShmObject, ns: Scope) -> Box<dyn Object> {
+    Box::new(Obj(obj, ns))
 }
 
 impl Kind for Objects {
@@ -53,35 +54,40 @@ impl Kind for Objects {
         &MEMORY_FILES
     }
 
-    fn list(&self, env: Env) -> Result<Vec<Box<dyn Object>>> {
-        Ok(env.source.objects()?.into_iter().map(boxed).collect())
+    fn list(&self, env: &Env) -> Result<Vec<Box<dyn Object>>> {
+        Ok(env
+            .source
+            .objects()?
+            .into_iter()
+            .map(|o| boxed(o, env.ns))
+            .collect())
     }
 
-    fn ids(&self, env: Env) -> io::Result<Vec<ObjectId>> {
+    fn ids(&self, env: &Env) -> io::Result<Vec<ObjectId>> {
         Ok(env
             .source
             .object_keys()?
             .iter()
-            .map(|(name, ino)| id_of(name, *ino))
+            .map(|(name, ino)| id_of(name, *ino, env.ns))
             .collect())
     }
 
-    fn find(&self, env: Env, name: &OsStr) -> Result<Box<dyn Object>> {
-        Ok(boxed(env.source.object(name)?))
+    fn find(&self, env: &Env, name: &OsStr) -> Result<Box<dyn Object>> {
+        Ok(boxed(env.source.object(name)?, env.ns))
     }
 
-    fn get(&self, env: Env, id: &ObjectId) -> Result<Box<dyn Object>> {
+    fn get(&self, env: &Env, id: &ObjectId) -> Result<Box<dyn Object>> {
         let Name::Text(name) = &id.name else {
             return Err(errno(libc::ENOENT));
         };
         let obj = env.source.object(name)?;
-        if id_of(&obj.name, obj.ino) != *id {
+        if id_of(&obj.name, obj.ino, env.ns) != *id {
             return Err(errno(libc::ENOENT));
         }
-        Ok(boxed(obj))
+        Ok(boxed(obj, env.ns))
     }
 
-    fn index_rows(&self, env: Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
         Ok(env
             .source
             .objects()?
@@ -93,17 +99,21 @@ impl Kind for Objects {
     /// One listing of the shm dir and its capacity and use.
     fn metrics(
         &self,
-        env: Env,
+        env: &Env,
         detail: Detail,
         owners: &mut Owners,
+        namespace: Option<u64>,
         series: &mut metrics::Out,
-        totals: &mut metrics::Out,
+        totals: Option<&mut metrics::Out>,
     ) -> Result<()> {
         let objects = env.source.objects()?;
         if detail == Detail::All {
             let owners = owners.names_of(objects.iter().map(|o| o.uid));
-            metrics::object_series(series, &objects, owners);
+            metrics::object_series_in(series, namespace, &objects, owners);
         }
+        let Some(totals) = totals else {
+            return Ok(());
+        };
         let space = self.space(env)?;
         let system = metrics::System {
             shm_dir_size: space.bytes,
@@ -115,7 +125,7 @@ impl Kind for Objects {
     }
 
     /// The shm dir's filesystem, as `df` shows it.
-    fn space(&self, env: Env) -> Result<Space> {
+    fn space(&self, env: &Env) -> Result<Space> {
         let space = env.source.shm_space()?;
         Ok(Space {
             bytes: space.blocks.saturating_mul(space.block_size),
@@ -129,10 +139,11 @@ impl Kind for Objects {
         })
     }
 
-    fn create(&self, env: Env, who: &Caller, name: &OsStr, mode: u32) -> Result<Box<dyn Object>> {
-        Ok(boxed(creds::as_caller(who, || {
-            env.source.create_object(name, mode)
-        })?))
+    fn create(&self, env: &Env, who: &Caller, name: &OsStr, mode: u32) -> Result<Box<dyn Object>> {
+        Ok(boxed(
+            creds::as_caller(who, || env.source.create_object(name, mode))?,
+            env.ns,
+        ))
     }
 }
 
@@ -145,7 +156,7 @@ impl Obj {
     /// owner writes to or truncates the file: the kernel asks the filesystem for this mode
     /// change on the writer's behalf (FUSE without `handle_killpriv`), and it is allowed to
     /// anyone who may write the object, as a forced change, not a chmod by the writer.
-    fn kill_setid_bits(&self, env: Env, who: &Caller, mode: u32) -> Result<()> {
+    fn kill_setid_bits(&self, env: &Env, who: &Caller, mode: u32) -> Result<()> {
         let obj = &self.0;
         // Anyone else is refused as a chmod by a non-owner is.
         creds::as_caller(who, || {
@@ -171,18 +182,18 @@ impl Obj {
 
 impl Object for Obj {
     fn id(&self) -> ObjectId {
-        id_of(&self.0.name, self.0.ino)
+        id_of(&self.0.name, self.0.ino, self.1)
     }
 
     fn meta(&self) -> Meta {
         self.0.meta()
     }
 
-    fn blocks(&self, _env: Env) -> Result<u64> {
+    fn blocks(&self, _env: &Env) -> Result<u64> {
         Ok(self.0.allocated / 512)
     }
 
-    fn stat_text(&self, _env: Env) -> Result<String> {
+    fn stat_text(&self, _env: &Env) -> Result<String> {
         Ok(text::posix_stat(&self.0))
     }
 
@@ -198,7 +209,7 @@ impl Object for Obj {
     /// kernel's chmod and chown rules apply, as for any file.
     fn change_perm(
         &self,
-        env: Env,
+        env: &Env,
         _op: &str,
         who: &Caller,
         mode: Option<u32>,
@@ -230,7 +241,7 @@ impl Object for Obj {
 
     fn set_times(
         &self,
-        env: Env,
+        env: &Env,
         who: &Caller,
         atime: Option<SetTime>,
         mtime: Option<SetTime>,
@@ -242,7 +253,7 @@ impl Object for Obj {
         })?)
     }
 
-    fn check_data_access(&self, env: Env, who: &Caller, want: u32) -> Result<()> {
+    fn check_data_access(&self, env: &Env, who: &Caller, want: u32) -> Result<()> {
         Ok(creds::as_caller(who, || {
             env.source
                 .open_object(self.name(), self.0.ino, access_mode(want))
@@ -250,18 +261,18 @@ impl Object for Obj {
         })?)
     }
 
-    fn remove(&self, env: Env) -> io::Result<()> {
+    fn remove(&self, env: &Env) -> io::Result<()> {
         env.source.remove_object(self.name(), self.0.ino)
     }
 
-    fn holders(&self, env: Env) -> attach::Target {
+    fn holders(&self, env: &Env) -> attach::Target {
         attach::Target::Posix {
             dev: env.source.shm_dev(),
             ino: self.0.ino,
         }
     }
 
-    fn open_data(&self, env: Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>> {
+    fn open_data(&self, env: &Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>> {
         let file = creds::as_caller(who, || {
             env.source.open_object(self.name(), self.0.ino, flags)
         })?;
@@ -271,7 +282,7 @@ impl Object for Obj {
         }))
     }
 
-    fn truncate(&self, env: Env, who: &Caller, size: u64, _checked: bool) -> Result<()> {
+    fn truncate(&self, env: &Env, who: &Caller, size: u64, _checked: bool) -> Result<()> {
         Ok(creds::as_caller(who, || {
             env.source.truncate_object(self.name(), self.0.ino, size)
         })?)
@@ -322,7 +333,7 @@ impl OpenData for OpenObject {
 
     fn object(&self) -> Result<Box<dyn Object>> {
         let name = self.id.name.to_os_string();
-        Ok(boxed(ShmObject::of_file(&name, &self.file)?))
+        Ok(boxed(ShmObject::of_file(&name, &self.file)?, self.id.ns))
     }
 
     fn how(&self, _flags: i32) -> How {

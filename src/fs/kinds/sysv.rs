@@ -8,7 +8,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 
 use crate::fs::error::{Error, Result};
-use crate::fs::inode::{Name, ObjectId, Part};
+use crate::fs::inode::{Name, ObjectId, Part, Scope};
 use crate::fs::kind::{
     AttachRecord, Env, Kind, MEMORY_FILES, Object, OpenData, Space, read_full, refused_input, shown,
 };
@@ -30,15 +30,16 @@ pub(super) const INDEX: usize = 0;
 pub(super) struct Segments;
 
 /// A segment as looked up now.
-struct Seg(Segment);
+struct Seg(Segment, Scope);
 
 fn errno(code: i32) -> Error {
     Error::refused(code)
 }
 
-fn id_of(seg: &Segment) -> ObjectId {
+fn id_of(seg: &Segment, ns: Scope) -> ObjectId {
     let (cuid, cgid, cpid, size) = seg.incarnation();
     ObjectId {
+        ns,
         kind: INDEX,
         name: Name::Number(seg.shmid as u32),
         stamp: [
@@ -65,41 +66,46 @@ impl Kind for Segments {
         &MEMORY_FILES
     }
 
-    fn list(&self, env: Env) -> Result<Vec<Box<dyn Object>>> {
+    fn list(&self, env: &Env) -> Result<Vec<Box<dyn Object>>> {
         Ok(env
             .source
             .segments()?
             .into_iter()
-            .map(|seg| Box::new(Seg(seg)) as Box<dyn Object>)
+            .map(|seg| Box::new(Seg(seg, env.ns)) as Box<dyn Object>)
             .collect())
     }
 
-    fn ids(&self, env: Env) -> io::Result<Vec<ObjectId>> {
-        Ok(env.source.segments()?.iter().map(id_of).collect())
+    fn ids(&self, env: &Env) -> io::Result<Vec<ObjectId>> {
+        Ok(env
+            .source
+            .segments()?
+            .iter()
+            .map(|seg| id_of(seg, env.ns))
+            .collect())
     }
 
-    fn find(&self, env: Env, name: &OsStr) -> Result<Box<dyn Object>> {
+    fn find(&self, env: &Env, name: &OsStr) -> Result<Box<dyn Object>> {
         let shmid = parse_shmid(name).ok_or_else(|| errno(libc::ENOENT))?;
-        Ok(Box::new(Seg(env.source.segment(shmid)?)))
+        Ok(Box::new(Seg(env.source.segment(shmid)?, env.ns)))
     }
 
-    fn get(&self, env: Env, id: &ObjectId) -> Result<Box<dyn Object>> {
+    fn get(&self, env: &Env, id: &ObjectId) -> Result<Box<dyn Object>> {
         let Name::Number(shmid) = id.name else {
             return Err(errno(libc::ENOENT));
         };
         let shmid = i32::try_from(shmid).map_err(|_| errno(libc::ENOENT))?;
         let seg = env.source.segment(shmid)?;
-        if id_of(&seg) != *id {
+        if id_of(&seg, env.ns) != *id {
             return Err(errno(libc::ENOENT));
         }
-        Ok(Box::new(Seg(seg)))
+        Ok(Box::new(Seg(seg, env.ns)))
     }
 
     fn has_keys(&self) -> bool {
         true
     }
 
-    fn index_rows(&self, env: Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
         let usage = env
             .source
             .segments_usage()
@@ -120,26 +126,29 @@ impl Kind for Segments {
     /// [`Detail::Totals`] the usage and the owners' names are not read.
     fn metrics(
         &self,
-        env: Env,
+        env: &Env,
         detail: Detail,
         owners: &mut Owners,
+        namespace: Option<u64>,
         series: &mut metrics::Out,
-        totals: &mut metrics::Out,
+        totals: Option<&mut metrics::Out>,
     ) -> Result<()> {
+        let segments = env.source.segments()?;
         if detail == Detail::All {
             let usage = env
                 .source
                 .segments_usage()
                 .inspect_err(|e| log::warn!("reading /proc/sysvipc/shm: {e}"))?;
-            let segments = env.source.segments()?;
             let owners = owners.names_of(segments.iter().map(|s| s.uid));
-            metrics::segment_series(series, &segments, &usage, owners);
-            return self.totals(env, &segments, totals);
+            metrics::segment_series_in(series, namespace, &segments, &usage, owners);
         }
-        self.totals(env, &env.source.segments()?, totals)
+        match totals {
+            Some(totals) => self.totals(env, &segments, totals),
+            None => Ok(()),
+        }
     }
 
-    fn limits(&self, env: Env) -> Result<Option<String>> {
+    fn limits(&self, env: &Env) -> Result<Option<String>> {
         let limits = env.source.sysv_limits()?;
         Ok(Some(text::limits(&text::Limits {
             shmmax: limits.shmmax,
@@ -152,7 +161,7 @@ impl Kind for Segments {
 
     /// Segments' sizes count as capacity, their resident pages as used (pages of 4 KiB, as
     /// SHM_INFO counts them on the systems shmfs runs on).
-    fn space(&self, env: Env) -> Result<Space> {
+    fn space(&self, env: &Env) -> Result<Space> {
         const PAGE: u64 = 4096;
         let totals = env.source.sysv_totals()?;
         Ok(Space {
@@ -164,18 +173,18 @@ impl Kind for Segments {
         })
     }
 
-    fn with_key(&self, env: Env, key: u32) -> Result<Option<Box<dyn Object>>> {
+    fn with_key(&self, env: &Env, key: u32) -> Result<Option<Box<dyn Object>>> {
         let seg = env.source.segment(env.source.segment_with_key(key)?)?;
         if seg.key != key {
             return Err(errno(libc::ENOENT));
         }
-        Ok(Some(Box::new(Seg(seg))))
+        Ok(Some(Box::new(Seg(seg, env.ns))))
     }
 }
 
 impl Segments {
     /// The System V totals of `metrics.prom`.
-    fn totals(&self, env: Env, segments: &[Segment], out: &mut metrics::Out) -> Result<()> {
+    fn totals(&self, env: &Env, segments: &[Segment], out: &mut metrics::Out) -> Result<()> {
         let limits = env.source.sysv_limits()?;
         let totals = env.source.sysv_totals()?;
         let system = metrics::System {
@@ -202,7 +211,7 @@ fn permits(who: &Caller, seg: &Segment, want: u32) -> bool {
 
 impl Object for Seg {
     fn id(&self) -> ObjectId {
-        id_of(&self.0)
+        id_of(&self.0, self.1)
     }
 
     fn meta(&self) -> Meta {
@@ -213,11 +222,11 @@ impl Object for Seg {
         (self.0.key != 0).then_some(self.0.key)
     }
 
-    fn blocks(&self, env: Env) -> Result<u64> {
+    fn blocks(&self, env: &Env) -> Result<u64> {
         Ok(env.source.segment_usage(self.0.shmid)?.rss / 512)
     }
 
-    fn stat_text(&self, env: Env) -> Result<String> {
+    fn stat_text(&self, env: &Env) -> Result<String> {
         let seg = &self.0;
         let usage = env.source.segment_usage(seg.shmid).inspect_err(|e| {
             log::warn!("reading /proc/sysvipc/shm for shmid {}: {e}", seg.shmid)
@@ -238,7 +247,7 @@ impl Object for Seg {
     /// 0777): a mode with any of them is refused with EINVAL rather than cut silently.
     fn change_perm(
         &self,
-        env: Env,
+        env: &Env,
         op: &str,
         who: &Caller,
         mode: Option<u32>,
@@ -275,7 +284,7 @@ impl Object for Seg {
     /// file, it succeeds without effect for its owner (or CAP_FOWNER) or a writer.
     fn set_times(
         &self,
-        _env: Env,
+        _env: &Env,
         who: &Caller,
         _atime: Option<SetTime>,
         _mtime: Option<SetTime>,
@@ -289,7 +298,7 @@ impl Object for Seg {
         }
     }
 
-    fn check_data_access(&self, _env: Env, who: &Caller, want: u32) -> Result<()> {
+    fn check_data_access(&self, _env: &Env, who: &Caller, want: u32) -> Result<()> {
         if permits(who, &self.0, want) {
             Ok(())
         } else {
@@ -297,7 +306,7 @@ impl Object for Seg {
         }
     }
 
-    fn remove(&self, env: Env) -> io::Result<()> {
+    fn remove(&self, env: &Env) -> io::Result<()> {
         env.source.remove_segment(self.0.shmid)
     }
 
@@ -305,7 +314,7 @@ impl Object for Seg {
         true
     }
 
-    fn holders(&self, _env: Env) -> attach::Target {
+    fn holders(&self, _env: &Env) -> attach::Target {
         attach::Target::Sysv {
             shmid: self.0.shmid,
         }
@@ -319,7 +328,7 @@ impl Object for Seg {
         })
     }
 
-    fn open_data(&self, env: Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>> {
+    fn open_data(&self, env: &Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>> {
         let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let seg = self.0.clone();
         let id = self.id();
@@ -349,7 +358,7 @@ impl Object for Seg {
         Ok(Box::new(OpenSegment { id, seg, access }))
     }
 
-    fn truncate(&self, _env: Env, who: &Caller, size: u64, checked: bool) -> Result<()> {
+    fn truncate(&self, _env: &Env, who: &Caller, size: u64, checked: bool) -> Result<()> {
         let seg = &self.0;
         // truncate(2) needs write permission, as for any file; an open handle (O_TRUNC,
         // ftruncate) was checked when it was opened for writing.
@@ -381,7 +390,7 @@ fn fixed_size(who: &Caller, id: &ObjectId, size: u64, seg_size: u64) -> Result<(
 /// would check it (read, or read and write: EACCES). None if no mapping is proved to be
 /// this segment (none at all, no fingerprint yet, huge pages: see `Source::attached_memory`)
 /// or the segment changed meanwhile: then it is attached briefly.
-fn attached_memory(env: Env, who: &Caller, seg: &Segment, writable: bool) -> Result<Option<File>> {
+fn attached_memory(env: &Env, who: &Caller, seg: &Segment, writable: bool) -> Result<Option<File>> {
     let file = match env.source.attached_memory(seg, writable) {
         Ok(Some(file)) => file,
         Ok(None) => return Ok(None),
@@ -403,7 +412,7 @@ fn attached_memory(env: Env, who: &Caller, seg: &Segment, writable: bool) -> Res
 }
 
 /// Remembers in the object's block (while the kernel holds it) whether it uses huge pages.
-fn remember_hugetlb(env: Env, id: &ObjectId, yes: bool) {
+fn remember_hugetlb(env: &Env, id: &ObjectId, yes: bool) {
     env.inodes
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -416,9 +425,9 @@ fn remember_hugetlb(env: Env, id: &ObjectId, yes: bool) {
 /// (or that they told nothing) is remembered until the segment's attach record (`lpid`,
 /// `atime`) changes, so that a stalled attacher is not asked again at every `stat`, and not
 /// for longer, so that an attacher holding a look-alike cannot fix the answer.
-fn hugetlb(env: Env, seg: &Segment) -> Option<bool> {
+fn hugetlb(env: &Env, seg: &Segment) -> Option<bool> {
     let inodes = || env.inodes.lock().unwrap_or_else(|p| p.into_inner());
-    let id = id_of(seg);
+    let id = id_of(seg, env.ns);
     let known = inodes().hugetlb(&id);
     if known.is_some() {
         return known;
@@ -469,7 +478,7 @@ impl OpenData for OpenSegment {
     }
 
     fn object(&self) -> Result<Box<dyn Object>> {
-        Ok(Box::new(Seg(self.seg.clone())))
+        Ok(Box::new(Seg(self.seg.clone(), self.id.ns)))
     }
 
     /// Reads of read-only opens of a segment's memory file may go straight to the memory;
