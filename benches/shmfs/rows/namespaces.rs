@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::config::Config;
 use crate::error::{Context, Result, fail, finding};
-use crate::fleet::Fleet;
+use crate::fleet::{Fleet, Namespace};
 use crate::kernel::vm_hwm;
 use crate::measure::{compare, per_op, run_cmd, time_cmd};
 use crate::report::{Report, Row, Stats, Target, Unit, num, yes_no};
@@ -96,6 +96,14 @@ fn check_ns_listing(ns_dir: &Path, index: &Path, fleet: &Fleet) -> Result<usize>
         .lines()
         .filter_map(|l| l.split_whitespace().next())
         .collect();
+    let shown = |ns: &Namespace| names.contains(&ns.inode.to_string());
+    if !fleet.members.is_empty() && !fleet.members.iter().any(shown) {
+        return fail(format!(
+            "{} lists none of the {} IPC namespaces the bench made (it lists {names:?}); the daemon's log may say why",
+            ns_dir.display(),
+            fleet.members.len()
+        ));
+    }
     for ns in &fleet.members {
         let name = ns.inode.to_string();
         if !names.contains(&name) {
