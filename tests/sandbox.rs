@@ -1,7 +1,9 @@
 //! Least privilege: a mounted daemon keeps only the capabilities docs/sandbox.md
 //! names, has no_new_privs and a seccomp filter on every thread; `--no-sandbox` keeps the old
 //! state and says so; the filter the daemon installs really refuses execve, ptrace and
-//! AF_INET sockets; a non-root daemon is filtered too and still unmounts on SIGTERM.
+//! AF_INET sockets, and `setns` into anything but an IPC or UTS namespace, while it lets
+//! through what `ns/` needs (`setns` of those two types, `pidfd_open`, the pidfd's and nsfs's
+//! namespace ioctls); a non-root daemon is filtered too and still unmounts on SIGTERM.
 
 mod common;
 
@@ -125,6 +127,15 @@ struct Refusals {
     inet_socket: i32,
     unix_socket: i32,
     thread: i32,
+    /// `setns` into the child's own namespaces: IPC, UTS (allowed), net and any type (0).
+    setns_ipc: i32,
+    setns_uts: i32,
+    setns_net: i32,
+    setns_any: i32,
+    /// `NS_GET_ID` of an nsfs file, `pidfd_open`, `PIDFD_GET_IPC_NAMESPACE` of the pidfd.
+    ns_get_id: i32,
+    pidfd_open: i32,
+    pidfd_get_ipc: i32,
 }
 
 /// Forks a child that installs the daemon's filter (the very function) and tries the calls;
@@ -167,13 +178,47 @@ fn try_calls_under_the_filter() -> (Refusals, String, String) {
                 Ok(Ok(7)) => 0,
                 _ => -1,
             };
+            let call = |rc: libc::c_long| if rc < 0 { errno() } else { 0 };
+            let ns =
+                |name: &std::ffi::CStr| libc::open(name.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+            let (ipc, uts, net) = (
+                ns(c"/proc/thread-self/ns/ipc"),
+                ns(c"/proc/thread-self/ns/uts"),
+                ns(c"/proc/thread-self/ns/net"),
+            );
+            let setns_ipc = call(libc::setns(ipc, libc::CLONE_NEWIPC).into());
+            let setns_uts = call(libc::setns(uts, libc::CLONE_NEWUTS).into());
+            let setns_net = call(libc::setns(net, libc::CLONE_NEWNET).into());
+            let setns_any = call(libc::setns(ipc, 0).into());
+            let mut id = 0u64;
+            let ns_get_id = call(
+                libc::ioctl(
+                    ipc,
+                    shmfs::kernel::namespace::NS_GET_ID as _,
+                    &mut id as *mut u64,
+                )
+                .into(),
+            );
+            let pidfd = libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0);
+            let pidfd_open = call(pidfd);
+            let pidfd_get_ipc = call(
+                libc::ioctl(
+                    pidfd as i32,
+                    shmfs::kernel::enter::PIDFD_GET_IPC_NAMESPACE as _,
+                    0 as libc::c_ulong,
+                )
+                .into(),
+            );
             let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
             let lines: String = status
                 .lines()
                 .filter(|l| l.starts_with("NoNewPrivs") || l.starts_with("Seccomp:"))
                 .collect::<Vec<_>>()
                 .join("\n");
-            let out = format!("{execve} {ptrace} {inet_socket} {unix_socket} {thread}\n{lines}");
+            let out = format!(
+                "{execve} {ptrace} {inet_socket} {unix_socket} {thread} {setns_ipc} {setns_uts} \
+                 {setns_net} {setns_any} {ns_get_id} {pidfd_open} {pidfd_get_ipc}\n{lines}"
+            );
             libc::write(results[1], out.as_ptr().cast(), out.len());
             libc::_exit(code);
         }
@@ -205,6 +250,13 @@ fn try_calls_under_the_filter() -> (Refusals, String, String) {
             inet_socket: n[2],
             unix_socket: n[3],
             thread: n[4],
+            setns_ipc: n[5],
+            setns_uts: n[6],
+            setns_net: n[7],
+            setns_any: n[8],
+            ns_get_id: n[9],
+            pidfd_open: n[10],
+            pidfd_get_ipc: n[11],
         },
         lines.to_string(),
         stderr,
@@ -222,12 +274,19 @@ fn the_daemons_filter_refuses_execve_ptrace_and_inet_sockets() {
             inet_socket: libc::EPERM,
             unix_socket: 0,
             thread: 0,
+            setns_ipc: 0,
+            setns_uts: 0,
+            setns_net: libc::EPERM,
+            setns_any: libc::EPERM,
+            ns_get_id: 0,
+            pidfd_open: 0,
+            pidfd_get_ipc: 0,
         },
         "under the filter (child's stderr: {stderr})"
     );
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "{status}");
-    for name in ["execve", "ptrace", "socket"] {
+    for name in ["execve", "ptrace", "socket", "setns"] {
         assert!(
             stderr
                 .lines()
@@ -236,10 +295,23 @@ fn the_daemons_filter_refuses_execve_ptrace_and_inet_sockets() {
             "a warning names the refused {name}: {stderr:?}"
         );
     }
+    assert_eq!(
+        stderr.matches("seccomp refused").count(),
+        5,
+        "nothing else was refused: {stderr:?}"
+    );
     // As root and unfiltered, the same calls are allowed: the filter is what refused them.
     let inet = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
     assert!(inet >= 0, "an AF_INET socket outside the filter");
     unsafe { libc::close(inet) };
+    let net = fs::File::open("/proc/thread-self/ns/net").unwrap();
+    std::thread::spawn(move || {
+        use std::os::fd::AsRawFd;
+        let rc = unsafe { libc::setns(net.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(rc, 0, "setns(CLONE_NEWNET) outside the filter");
+    })
+    .join()
+    .unwrap();
 }
 
 /// uid and gid of the non-root user; the world gives it a passwd entry of its own.

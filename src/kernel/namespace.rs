@@ -13,7 +13,7 @@ use std::os::unix::fs::MetadataExt;
 
 /// `NS_GET_ID` of recent `linux/nsfs.h`: `_IOR(0xb7, 0xd, __u64)`, the namespace's
 /// 64-bit id, unique for the life of the system (inode numbers of nsfs may be reused).
-const NS_GET_ID: u64 = (2 << 30) | (8 << 16) | (0xb7 << 8) | 0xd;
+pub const NS_GET_ID: u64 = (2 << 30) | (8 << 16) | (0xb7 << 8) | 0xd;
 
 /// One IPC namespace, as the device and inode number of its file in nsfs: what `stat` of any
 /// process's or thread's `ns/ipc` gives, the same for every task in the namespace and

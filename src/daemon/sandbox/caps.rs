@@ -71,13 +71,17 @@ pub const KEPT: &[Kept] = &[
         name: "CAP_SYS_PTRACE",
         why: "reading other processes' /proc maps, fd, fdinfo, ns and map_files for `attached` \
               and for a caller's groups, capabilities and namespaces; following /proc/PID/root \
-              of the --pid process to its /dev/shm",
+              of the --pid process to its /dev/shm, and of a container's process to its \
+              /dev/shm or to an nsfs bind mount (ns/); a namespace's descriptor from a pidfd \
+              (PIDFD_GET_IPC_NAMESPACE, PIDFD_GET_UTS_NAMESPACE)",
     },
     Kept {
         number: 21,
         name: "CAP_SYS_ADMIN",
         why: "IPC_SET and IPC_RMID of another user's segment for a caller holding it; opening \
-              /proc/PID/map_files; registering FUSE passthrough backings; umount at exit",
+              /proc/PID/map_files; registering FUSE passthrough backings; umount at exit; \
+              setns into a container's IPC namespace for one request of ns/, or its UTS \
+              namespace for its hostname, and back",
     },
 ];
 

@@ -17,11 +17,16 @@
 //! FUSE device's own requests (and TCGETS), `prctl` naming a thread or a mapping (or reading
 //! the bounding set, as libcap does when a name lookup loads it), `prlimit64`
 //! reading a limit, `tgkill` of the daemon's own threads, `process_vm_writev` of the daemon's
-//! own memory (copies that a vanished page fails instead of killing), `umount2` plain or lazy.
+//! own memory (copies that a vanished page fails instead of killing), `umount2` plain or lazy,
+//! `setns` into an IPC or UTS namespace only (`ns/`, issue 23: a worker visits a container's
+//! namespace for one request), and of `ioctl` besides FUSE's, the pidfd's and nsfs's few
+//! requests that name a namespace (`PIDFD_GET_IPC_NAMESPACE`, `PIDFD_GET_UTS_NAMESPACE`,
+//! `NS_GET_ID`, `NS_GET_NSTYPE`).
 //! Everything else is refused: `execve`, `ptrace`, `mount`, `bpf`, `kexec_load`,
-//! `init_module`, `setns`, `unshare`, `open_by_handle_at`, `process_vm_readv` (and
-//! `process_vm_writev` of another process), `kill`,
-//! `fork`, sockets of any other family, and every call not named here.
+//! `init_module`, `setns` of any other type (a mount, user or pid namespace would give a
+//! worker another root, other ids or another pid numbering), `unshare`, `open_by_handle_at`,
+//! `process_vm_readv` (and `process_vm_writev` of another process), `kill`, `pidfd_send_signal`,
+//! `pidfd_getfd`, `fork`, sockets of any other family, and every call not named here.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -85,10 +90,14 @@ const ANY: &[(libc::c_long, &str)] = calls![
     SYS_fcntl,
     SYS_dup,
     SYS_dup3,
-    // Also whether the --pid process still runs, asked of its pidfd (`pidfd_open` is made at
-    // start, before the filter, and stays refused, as `pidfd_send_signal` does).
+    // Also whether a process held by a pidfd still runs (--pid's, ns/'s members).
     SYS_ppoll,
+    // A pidfd of each process whose namespace a request enters (ns/, issue 23): it pins
+    // nothing, needs no permission, and serves only what its ioctls and poll allow here
+    // (`pidfd_send_signal` and `pidfd_getfd` stay refused).
+    SYS_pidfd_open,
     SYS_fstat,
+    // Also that an nsfs bind mount is one (NSFS_MAGIC) before it is opened to be entered.
     SYS_fstatfs,
     // Files: the shm dir, /proc, fusectl, /etc (name lookups).
     SYS_openat,
@@ -218,6 +227,14 @@ const FUSE_DEV_IOC_CLONE: u64 = ioc(IOC_READ, 229, 0, 4);
 const FUSE_DEV_IOC_BACKING_OPEN: u64 = ioc(IOC_WRITE, 229, 1, 16);
 /// FUSE_DEV_IOC_BACKING_CLOSE: `_IOW(229, 2, uint32_t)`.
 const FUSE_DEV_IOC_BACKING_CLOSE: u64 = ioc(IOC_WRITE, 229, 2, 4);
+/// The namespace requests of pidfds and nsfs that `ns/` makes (issue 23): a namespace's
+/// descriptor from a pidfd, its never-reused id, its type.
+const NAMESPACE_IOCTLS: [u64; 4] = [
+    crate::kernel::enter::PIDFD_GET_IPC_NAMESPACE,
+    crate::kernel::enter::PIDFD_GET_UTS_NAMESPACE,
+    crate::kernel::namespace::NS_GET_ID,
+    crate::kernel::enter::NS_GET_NSTYPE,
+];
 
 /// The architecture the filters are for, if seccompiler knows it.
 fn target_arch() -> Option<TargetArch> {
@@ -266,17 +283,32 @@ fn conditional() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, String> {
         (libc::SYS_clone, vec![thread]),
         // Sockets for the C library's name lookups only.
         (libc::SYS_socket, one_of(0, &[libc::AF_UNIX as u64])?),
+        // FUSE's own requests; the namespace requests of ns/: PIDFD_GET_*_NAMESPACE (the
+        // kernel checks ptrace read access to the process), NS_GET_ID and NS_GET_NSTYPE
+        // (reading an nsfs file's identity and type).
         (
             libc::SYS_ioctl,
             one_of(
                 1,
                 &[
-                    FUSE_DEV_IOC_CLONE,
-                    FUSE_DEV_IOC_BACKING_OPEN,
-                    FUSE_DEV_IOC_BACKING_CLOSE,
-                    libc::TCGETS as u64,
-                ],
+                    [
+                        FUSE_DEV_IOC_CLONE,
+                        FUSE_DEV_IOC_BACKING_OPEN,
+                        FUSE_DEV_IOC_BACKING_CLOSE,
+                        libc::TCGETS as u64,
+                    ]
+                    .as_slice(),
+                    &NAMESPACE_IOCTLS,
+                ]
+                .concat(),
             )?,
+        ),
+        // A worker visits an IPC namespace (ns/) or a UTS namespace (a container's hostname)
+        // for one request and comes back: only with those types named, so that the kernel
+        // refuses a descriptor of any other namespace (0 would join whatever it names).
+        (
+            libc::SYS_setns,
+            one_of(1, &[libc::CLONE_NEWIPC as u64, libc::CLONE_NEWUTS as u64])?,
         ),
         (
             libc::SYS_prctl,
@@ -524,5 +556,12 @@ mod tests {
         assert_eq!(FUSE_DEV_IOC_CLONE, 0x8004_e500);
         assert_eq!(FUSE_DEV_IOC_BACKING_OPEN, 0x4010_e501);
         assert_eq!(FUSE_DEV_IOC_BACKING_CLOSE, 0x4004_e502);
+    }
+
+    #[test]
+    fn namespace_ioctl_numbers_match_the_kernel_headers() {
+        // PIDFD_GET_IPC_NAMESPACE, PIDFD_GET_UTS_NAMESPACE (linux/pidfd.h), NS_GET_ID,
+        // NS_GET_NSTYPE (linux/nsfs.h).
+        assert_eq!(NAMESPACE_IOCTLS, [0xff02, 0xff0a, 0x8008_b70d, 0xb703]);
     }
 }
