@@ -226,6 +226,9 @@ fn walk_ns(bench: &Bench, report: &mut Report) {
             "rows 12, 13: one `ls -lR ns/` took {}",
             Unit::Secs.one(secs)
         )),
-        Err(e) => report.note(format!("rows 12, 13: `ls -lR ns/` failed: {e}")),
+        Err(e) => report.note(format!(
+            "rows 12, 13: `ls -lR ns/` failed (a namespace of the host changed under it?): {}",
+            e.0.lines().next().unwrap_or_default()
+        )),
     }
 }
