@@ -21,6 +21,10 @@ pub struct Config {
     pub runs: usize,
     /// `cat stat` processes per run.
     pub cats: usize,
+    /// IPC namespaces made for the `ns/` rows.
+    pub namespaces: usize,
+    /// Processes in each of them.
+    pub ns_procs: usize,
     /// Time after which a run of many small operations stops early.
     pub op_budget: Duration,
     /// Time after which the memory row stops before its tenth round (after two at least).
@@ -39,6 +43,8 @@ impl Config {
                 objects: 500,
                 runs: 2,
                 cats: 20,
+                namespaces: 10,
+                ns_procs: 5,
                 op_budget: Duration::from_millis(500),
                 rss_budget: Duration::from_secs(20),
             }
@@ -50,6 +56,8 @@ impl Config {
                 objects: 10_000,
                 runs: 5,
                 cats: 200,
+                namespaces: 50,
+                ns_procs: 10,
                 op_budget: Duration::from_secs(3),
                 rss_budget: Duration::from_secs(420),
             }
@@ -77,12 +85,14 @@ impl Config {
     /// The table's title: what was measured.
     pub fn title(&self) -> String {
         format!(
-            "shmfs benchmark ({} mode): {} runs per row after one warm-up; {} data, {} SysV segments, {} POSIX objects",
+            "shmfs benchmark ({} mode): {} runs per row after one warm-up; {} data, {} SysV segments, {} POSIX objects, {} IPC namespaces of {} processes",
             self.mode(),
             self.runs,
             self.data_size(),
             self.segments,
-            self.objects
+            self.objects,
+            self.namespaces,
+            self.ns_procs
         )
     }
 

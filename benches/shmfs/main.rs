@@ -10,11 +10,15 @@
 //! - measures each row several times, reference and shmfs alternating after one warm-up of each,
 //!   and prints one table: median (min–max) of each side and the ratio of the medians (for the
 //!   walks of rows 9, the reference is the same walk over a quarter of the segments);
-//! - unmounts and removes every segment, object and directory it made, also when a step fails.
+//! - for rows 12 and 13, makes many IPC namespaces of a few processes each (one SysV segment in
+//!   each), which `ns/` shows beside every other namespace of the host, and ends them after;
+//! - unmounts and removes every segment, object, namespace and directory it made, also when a
+//!   step fails.
 //!
-//! `SHMFS_BENCH_QUICK=1` runs a small version (64 MiB, 200 segments, 500 objects, 2 runs, 20 cats)
-//! in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number of runs; `SHMFS_BENCH_MOUNT_ARGS`
-//! adds arguments to the daemon's command line (`--no-sandbox` compares with the sandbox off).
+//! `SHMFS_BENCH_QUICK=1` runs a small version (64 MiB, 200 segments, 500 objects, 10 namespaces
+//! of 5 processes, 2 runs, 20 cats) in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number
+//! of runs; `SHMFS_BENCH_MOUNT_ARGS` adds arguments to the daemon's command line (`--no-sandbox`
+//! compares with the sandbox off).
 //! A missed target never fails the bench; a failed step (mount, command, system call) does, with
 //! exit status 1, and so do SIGINT/SIGTERM (after cleaning up) and a command that hangs for 10
 //! minutes (a watchdog kills the daemon, which aborts the FUSE connection).
@@ -27,10 +31,12 @@
 //! This file holds only the run order; each module below does one job: `config` (sizes and
 //! environment variables), `error` (failed steps and findings), `report` (statistics and the
 //! table), `measure` (timed commands, interrupts, the watchdog), `setup` (namespace, mount,
-//! segments and objects), `kernel` (what /proc says) and `rows` (one function a row).
+//! segments and objects), `fleet` (the IPC namespaces of the `ns/` rows), `kernel` (what /proc
+//! says) and `rows` (one function a row).
 
 mod config;
 mod error;
+mod fleet;
 mod kernel;
 mod measure;
 mod report;
@@ -49,8 +55,8 @@ use kernel::{CpuTimes, vm_hwm};
 use measure::{catch_interrupts, start_watchdog};
 use report::{Report, Unit};
 use rows::{
-    row_daemon_memory, row_ls_posix, row_ls_sysv, row_metrics, row_read_posix, row_read_sysv,
-    row_stat, row_untouched_segment, row_walks, row_write,
+    row_daemon_memory, row_ls_posix, row_ls_sysv, row_metrics, row_namespaces, row_read_posix,
+    row_read_sysv, row_stat, row_untouched_segment, row_walks, row_write,
 };
 use setup::{
     Bench, BigObjects, ensure_sysctl_at_least, enter_private_ipc_namespace, page_size, shmfs_binary,
@@ -113,6 +119,7 @@ fn run(cfg: &Config, report: &mut Report) -> Result<()> {
     row_read_sysv(cfg, &bench, &big, report)?;
     row_write(cfg, &bench, &big, report)?;
     big.remove(&mut bench)?;
+    row_namespaces(cfg, &mut bench, report)?; // wants the bench's namespace without segments
     row_untouched_segment(cfg, &mut bench, report)?;
 
     row_walks(cfg, &mut bench, report)?;

@@ -5,10 +5,12 @@ mod data;
 mod listing;
 mod memory;
 mod metrics;
+mod namespaces;
 mod walks;
 
 pub use data::{row_read_posix, row_read_sysv, row_write};
 pub use listing::{row_ls_posix, row_ls_sysv, row_stat};
 pub use memory::{row_daemon_memory, row_untouched_segment};
 pub use metrics::row_metrics;
+pub use namespaces::row_namespaces;
 pub use walks::row_walks;
