@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
 
 use super::error::{Error, Result};
 use super::inode::{HOME, NAMESPACE, Name, ObjectId, Scope};
@@ -101,9 +102,20 @@ pub(super) struct Found {
     pub(super) members: Vec<u32>,
 }
 
+/// How long a caller's right to see a namespace is remembered.
+const SEEN_FOR: Duration = Duration::from_secs(1);
+/// How many such rights are remembered at most.
+const SEEN_MOST: usize = 4096;
+
+/// A caller's right to see a namespace: the namespace, and the caller's uid, gid and
+/// capabilities.
+type SeenKey = (Scope, u32, u32, u64);
+
 /// The namespaces `ns/` knows, by id.
 pub(super) struct Namespaces {
     known: Mutex<HashMap<Scope, Arc<Known>>>,
+    /// When each caller was last found to see each namespace.
+    seen: Mutex<HashMap<SeenKey, Instant>>,
     /// The daemon's own source, whose settings the sources of other namespaces copy.
     home: Arc<Kernel>,
 }
@@ -142,6 +154,7 @@ impl Namespaces {
     pub(super) fn new(home: Arc<Kernel>) -> Namespaces {
         Namespaces {
             known: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
             home,
         }
     }
@@ -209,9 +222,20 @@ impl Namespaces {
         Ok(found)
     }
 
-    /// The namespace with id `ns`, if it is still there (see [`Namespaces::find`]).
+    /// The namespace with id `ns`, as last known (a request's entering checks that it is
+    /// still there, see [`Namespaces::run_in`]), or as a scan finds it.
     pub(super) fn get(&self, ns: Scope) -> Option<Arc<Known>> {
-        self.find(|k| k.id == ns)
+        let known = self.known().get(&ns).cloned();
+        known.or_else(|| self.rescan(ns))
+    }
+
+    /// The namespace with id `ns` as a new scan finds it.
+    fn rescan(&self, ns: Scope) -> Option<Arc<Known>> {
+        self.scan()
+            .ok()?
+            .into_iter()
+            .map(|f| f.known)
+            .find(|k| k.id == ns)
     }
 
     /// The namespace whose directory is named `inum`, if there is one now (see
@@ -236,8 +260,40 @@ impl Namespaces {
     }
 
     /// Whether `who` may see namespace `known` (see [`may_see`]); for a namespace known only
-    /// by its way in, its members are found by a scan first, if the way in's is refused.
+    /// by its way in, its members are found by a scan first, if the way in's is refused. A
+    /// yes is remembered for [`SEEN_FOR`], for the same credentials (what the kernel's check
+    /// looks at: uid, gid and capabilities), so that each request of a walk does not ask
+    /// `/proc` again; a no is never remembered.
     pub(super) fn may_see_known(&self, who: &Caller, known: &Known) -> bool {
+        let key = (known.id, who.uid, who.gid, who.caps());
+        let now = Instant::now();
+        if self
+            .seen()
+            .get(&key)
+            .is_some_and(|&at| now.duration_since(at) < SEEN_FOR)
+        {
+            return true;
+        }
+        let yes = self.may_see_now(who, known);
+        if yes {
+            let mut seen = self.seen();
+            if seen.len() >= SEEN_MOST {
+                seen.retain(|_, at| now.duration_since(*at) < SEEN_FOR);
+                if seen.len() >= SEEN_MOST {
+                    seen.clear();
+                }
+            }
+            seen.insert(key, now);
+        }
+        yes
+    }
+
+    fn seen(&self) -> MutexGuard<'_, HashMap<SeenKey, Instant>> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// [`Namespaces::may_see_known`], asked of the kernel now.
+    fn may_see_now(&self, who: &Caller, known: &Known) -> bool {
         if let Some(member) = known.member()
             && may_see(who, known, &[member.pid()])
         {
@@ -271,7 +327,7 @@ impl Namespaces {
 
     /// Runs `f` inside namespace `known`, with its source as the worker's current one; the
     /// worker comes back on every path. Entered with the daemon's credentials.
-    pub(super) fn run_in<T>(&self, known: &Known, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    pub(super) fn run_in<T>(&self, known: &Arc<Known>, f: impl FnOnce() -> Result<T>) -> Result<T> {
         // The daemon's own namespace, where every worker is: nothing to enter (which needs
         // CAP_SYS_ADMIN, that a daemon run by an ordinary user lacks), and its source is the
         // root's.
@@ -279,15 +335,29 @@ impl Namespaces {
             let _current = Current::set(known.id, self.home.clone());
             return f();
         }
-        let _entered = creds::as_daemon(|| known.enter()).map_err(|e| match e.raw_os_error() {
-            // It ended, or its way in did (the next request finds another).
+        let failed = |e: io::Error| match e.raw_os_error() {
             Some(libc::ESRCH | libc::ESTALE | libc::ENOENT) => Error::stale(),
             _ => {
                 log::warn!("cannot enter IPC namespace {}: {e}", known.inum);
                 Error::from(e)
             }
-        })?;
-        let source = self.source_of(known)?;
+        };
+        let (_entered, known) = match creds::as_daemon(|| known.enter()) {
+            Ok(entered) => (entered, known.clone()),
+            // Its way in has gone (the member exited, or left for another namespace), or the
+            // namespace has: a scan finds another way in, if there is one.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ESRCH | libc::ESTALE | libc::ENOENT)
+                ) =>
+            {
+                let again = self.rescan(known.id).ok_or_else(Error::stale)?;
+                (creds::as_daemon(|| again.enter()).map_err(failed)?, again)
+            }
+            Err(e) => return Err(failed(e)),
+        };
+        let source = self.source_of(&known)?;
         let _current = Current::set(known.id, source);
         f()
     }
