@@ -120,10 +120,7 @@ fn assert_shows_the_namespace(m: &Mount, child: &NsChild, host: &SysvSeg, how: &
         "{how}: nattch of segment 0"
     );
     let attached = read_text(&m.sysv(0, "attached"));
-    let pids: Vec<&str> = attached
-        .lines()
-        .map(|l| l.split(' ').next().unwrap())
-        .collect();
+    let pids = attached_pids(&attached);
     assert_eq!(
         pids,
         [child.pid().to_string()],
@@ -306,10 +303,7 @@ fn attached_names_only_processes_of_the_shown_namespace() {
     let other = NsChild::start(&[]);
     let m = Mount::with_args(&[], &["--ipc-ns".into(), shown.ns()], true);
     let attached = read_text(&m.sysv(0, "attached"));
-    let pids: Vec<&str> = attached
-        .lines()
-        .map(|l| l.split(' ').next().unwrap())
-        .collect();
+    let pids = attached_pids(&attached);
     assert_eq!(
         pids,
         [shown.pid().to_string()],
@@ -330,24 +324,7 @@ fn attached_names_only_processes_of_the_shown_namespace() {
 #[test]
 fn pid_option_resolves_a_dev_shm_symlink_inside_the_containers_root() {
     require_fuse!();
-    let dir = tempfile::Builder::new()
-        .prefix("shmfs-container-")
-        .tempdir()
-        .unwrap();
-    let etc = dir.path().join("etc");
-    fs::create_dir(&etc).unwrap();
-    fs::write(etc.join("shmfs-test-marker"), "the container's own /etc\n").unwrap();
-    // Only builtins run after the last mount: the container's /etc has no ld.so.cache.
-    let container = Container::start_in(
-        dir,
-        r#"mount -t tmpfs -o size=1m,mode=0755 shmfs-test-dev /dev
-ln -s /etc /dev/shm
-mount --bind "$DIR/etc" /etc"#,
-    );
-    assert!(
-        fs::metadata("/etc/passwd").is_ok(),
-        "the machine's /etc has a passwd, for the test to tell the two apart"
-    );
+    let container = Container::with_dev_shm_to_own_etc();
     let m = Mount::with_args(&[], &["--pid".into(), container.pid().to_string()], false);
     let listed = m.ls("posix");
     assert!(
@@ -356,12 +333,12 @@ mount --bind "$DIR/etc" /etc"#,
     );
     assert_eq!(
         listed,
-        BTreeSet::from(["shmfs-test-marker".to_string()]),
+        BTreeSet::from([OWN_ETC_FILE.to_string()]),
         "posix/ must show the container's /etc, where its /dev/shm leads inside its root"
     );
     assert_eq!(
-        fs::read_to_string(m.posix("shmfs-test-marker", "data")).unwrap(),
-        "the container's own /etc\n"
+        fs::read_to_string(m.posix(OWN_ETC_FILE, "data")).unwrap(),
+        OWN_ETC_TEXT
     );
     let r = sh(&format!("rmdir {}", q(m.posix_dir("passwd"))));
     assert!(!r.ok(), "rmdir posix/passwd succeeded");

@@ -26,25 +26,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-macro_rules! require_ns_tools {
-    () => {
-        require_tools!(
-            "unshare" => "Debian package util-linux",
-            "nsenter" => "Debian package util-linux",
-            "ipcs" => "Debian package util-linux",
-            "setpriv" => "Debian package util-linux",
-            "cc" => "Debian package gcc",
-        );
-    };
-}
-
 /// How long the tests wait for something the kernel does after a process exits (a deadline for
 /// a hang, not a measure of speed).
 const SETTLE: Duration = Duration::from_secs(10);
-
-fn hostname(what: &str) -> String {
-    format!("shmfs-{what}-{:04x}", random_key() as u32 & 0xffff)
-}
 
 /// ENOENT or ESTALE: what a gone namespace may answer.
 fn is_gone(e: &io::Error) -> bool {
@@ -196,7 +180,7 @@ fn a_container_that_exits_while_listed_leaves_no_error_and_nothing_stale() {
     require_ns_tools!();
     let m = Mount::new();
     let mut c = NsCtr::start(&CtrSpec {
-        hostname: hostname("exit"),
+        hostname: test_hostname("exit"),
         shm_size: Some("1m".into()),
         posix: vec![(
             "obj".into(),
@@ -338,7 +322,7 @@ fn a_container_that_exits_while_listed_leaves_no_error_and_nothing_stale() {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(5) {
         let f = NsCtr::start(&CtrSpec {
-            hostname: hostname("reuse"),
+            hostname: test_hostname("reuse"),
             segs: vec![SegSpec::new(4096, 0o600)],
             ..Default::default()
         });
@@ -391,7 +375,7 @@ fn a_containers_memory_comes_back_when_it_exits_though_shmfs_read_it() {
     const MIB: usize = 64;
     let m = Mount::new();
     let mut c = NsCtr::start(&CtrSpec {
-        hostname: hostname("memory"),
+        hostname: test_hostname("memory"),
         shm_size: Some(format!("{}m", MIB + 16)),
         segs: vec![SegSpec::new(MIB << 20, 0o600).owner(NOBODY).fill()],
         extra: format!("head -c {MIB}M /dev/zero > /dev/shm/big\n"),

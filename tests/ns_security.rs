@@ -17,22 +17,6 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
-macro_rules! require_ns_tools {
-    () => {
-        require_tools!(
-            "unshare" => "Debian package util-linux",
-            "nsenter" => "Debian package util-linux",
-            "ipcs" => "Debian package util-linux",
-            "setpriv" => "Debian package util-linux",
-            "cc" => "Debian package gcc",
-        );
-    };
-}
-
-fn hostname(what: &str) -> String {
-    format!("shmfs-{what}-{:04x}", random_key() as u32 & 0xffff)
-}
-
 /// The error a command printed, by its strerror text.
 fn error_of(r: &Run) -> &'static str {
     for (text, name) in [
@@ -91,7 +75,7 @@ fn an_ordinary_user_does_not_see_roots_container() {
     require_ns_tools!();
     let m = Mount::builder().option("allow_other").mount();
     let c = NsCtr::start(&CtrSpec {
-        hostname: hostname("roots"),
+        hostname: test_hostname("roots"),
         shm_size: Some("1m".into()),
         posix: vec![("secret".into(), b"root's secret".to_vec(), 0o600, None)],
         segs: vec![SegSpec::new(4096, 0o600), SegSpec::new(4096, 0o644)],
@@ -170,7 +154,7 @@ exec "$0" pause > "$1/paused"
         key = key as u32,
     ) + &wait_for("\"$DIR/u/paused\"", "\"$DIR/u/log\"");
     let outer = NsCtr::start(&CtrSpec {
-        hostname: hostname("outer"),
+        hostname: test_hostname("outer"),
         shm_size: Some("1m".into()),
         segs: vec![SegSpec::new(4096, 0o600)],
         extra,
@@ -281,7 +265,7 @@ fn in_roots_container_a_user_with_a_process_there_is_refused_what_the_kernel_ref
         wait_for("\"$DIR/paused\"", "\"$DIR/paused.log\"")
     );
     let c = NsCtr::start(&CtrSpec {
-        hostname: hostname("shared"),
+        hostname: test_hostname("shared"),
         shm_size: Some("1m".into()),
         posix: vec![
             ("secret".into(), b"root's secret".to_vec(), 0o600, None),
@@ -424,22 +408,7 @@ fn a_dev_shm_symlink_out_of_the_container_never_shows_host_files() {
     require_ns_tools!();
     let m = Mount::new();
 
-    let etc_dir = tempfile::Builder::new()
-        .prefix("shmfs-container-")
-        .tempdir()
-        .unwrap();
-    fs::set_permissions(etc_dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let etc = etc_dir.path().join("etc");
-    fs::create_dir(&etc).unwrap();
-    fs::write(etc.join("shmfs-test-marker"), "the container's own /etc\n").unwrap();
-    // After the last mount only builtins run: the container's /etc has no ld.so.cache.
-    let to_etc = Container::start_in(
-        etc_dir,
-        r#"mount -t tmpfs -o size=1m,mode=0755 shmfs-test-dev /dev
-ln -s /etc /dev/shm
-mount --bind "$DIR/etc" /etc"#,
-    );
-    assert!(fs::metadata("/etc/passwd").is_ok());
+    let to_etc = Container::with_dev_shm_to_own_etc();
 
     let host_dir = tempfile::Builder::new()
         .prefix("shmfs-host-dir-")
@@ -455,11 +424,7 @@ printf 'the container'"'"'s\n' > {host}/container-file"#,
     ));
 
     for (ctr, own, host_files) in [
-        (
-            &to_etc,
-            "shmfs-test-marker",
-            vec!["passwd", "group", "hostname"],
-        ),
+        (&to_etc, OWN_ETC_FILE, vec!["passwd", "group", "hostname"]),
         (&to_host, "container-file", vec!["host-file"]),
     ] {
         let n = ipc_ns_of(ctr.pid());

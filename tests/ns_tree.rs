@@ -21,24 +21,6 @@ use serde_json::Value;
 
 use common::*;
 
-macro_rules! require_ns_tools {
-    () => {
-        require_tools!(
-            "unshare" => "Debian package util-linux",
-            "nsenter" => "Debian package util-linux",
-            "ipcs" => "Debian package util-linux",
-            "setpriv" => "Debian package util-linux",
-            "hexdump" => "Debian package bsdextrautils",
-            "cc" => "Debian package gcc",
-        );
-    };
-}
-
-/// A hostname of the test's own (what `ns/N/container` and `ns/index` must show).
-fn hostname(what: &str) -> String {
-    format!("shmfs-{what}-{:04x}", random_key() as u32 & 0xffff)
-}
-
 /// The value of the `name:` line of a `key: value` file (values may be empty).
 fn field<'a>(text: &'a str, name: &str) -> Option<&'a str> {
     text.lines()
@@ -74,7 +56,7 @@ fn hexdump_of(bytes: &[u8]) -> String {
 /// attached by a process of the container, and a POSIX object of `nobody`'s in its own /dev/shm.
 fn tree_container(name: &str) -> NsCtr {
     NsCtr::start(&CtrSpec {
-        hostname: hostname(name),
+        hostname: test_hostname(name),
         shm_size: Some("4m".into()),
         posix: vec![(
             "obj".into(),
@@ -90,7 +72,7 @@ fn tree_container(name: &str) -> NsCtr {
 #[test]
 fn a_container_shows_as_ns_n_with_what_it_sees_inside() {
     require_fuse!();
-    require_ns_tools!();
+    require_ns_tools!("hexdump" => "Debian package bsdextrautils");
     // A segment of the daemon's own namespace, to compare the formats with.
     let host = SysvSeg::keyed(4096, 0o600);
     let m = Mount::new();
@@ -204,10 +186,7 @@ fn a_container_shows_as_ns_n_with_what_it_sees_inside() {
 
     // attached: the holder, by its pid on the machine.
     let attached = read_text(&c.p(m.path(), &format!("sysv/{}/attached", seg.id)));
-    let pids: Vec<&str> = attached
-        .lines()
-        .map(|l| l.split(' ').next().unwrap())
-        .collect();
+    let pids = attached_pids(&attached);
     assert_eq!(
         pids,
         [holder.to_string()],
@@ -397,11 +376,11 @@ fn a_container_shows_as_ns_n_with_what_it_sees_inside() {
 #[test]
 fn rmdir_in_ns_n_removes_inside_the_container_and_nothing_else() {
     require_fuse!();
-    require_ns_tools!();
+    require_ns_tools!("hexdump" => "Debian package bsdextrautils");
     let host = SysvSeg::keyed(4096, 0o600);
     let m = Mount::new();
     let c = NsCtr::start(&CtrSpec {
-        hostname: hostname("rmdir"),
+        hostname: test_hostname("rmdir"),
         shm_size: Some("1m".into()),
         posix: vec![("gone".into(), b"x".to_vec(), 0o600, Some(NOBODY))],
         segs: vec![
@@ -440,16 +419,16 @@ fn rmdir_in_ns_n_removes_inside_the_container_and_nothing_else() {
 #[test]
 fn ns_index_has_one_row_per_container() {
     require_fuse!();
-    require_ns_tools!();
+    require_ns_tools!("hexdump" => "Debian package bsdextrautils");
     let m = Mount::new();
     let one = NsCtr::start(&CtrSpec {
-        hostname: hostname("one"),
+        hostname: test_hostname("one"),
         shm_size: Some("1m".into()),
         segs: vec![SegSpec::new(4096, 0o600)],
         ..Default::default()
     });
     let three = NsCtr::start(&CtrSpec {
-        hostname: hostname("three"),
+        hostname: test_hostname("three"),
         shm_size: Some("2m".into()),
         segs: vec![
             SegSpec::new(4096, 0o600),
@@ -489,16 +468,16 @@ fn ns_index_has_one_row_per_container() {
 #[test]
 fn metrics_count_each_containers_segments() {
     require_fuse!();
-    require_ns_tools!();
+    require_ns_tools!("hexdump" => "Debian package bsdextrautils");
     let m = Mount::new();
     let one = NsCtr::start(&CtrSpec {
-        hostname: hostname("metrics-one"),
+        hostname: test_hostname("metrics-one"),
         shm_size: Some("1m".into()),
         segs: vec![SegSpec::new(65536, 0o600).owner(NOBODY)],
         ..Default::default()
     });
     let two = NsCtr::start(&CtrSpec {
-        hostname: hostname("metrics-two"),
+        hostname: test_hostname("metrics-two"),
         shm_size: Some("1m".into()),
         segs: vec![SegSpec::new(4096, 0o600), SegSpec::new(4096, 0o600)],
         ..Default::default()

@@ -5,6 +5,7 @@
 //! every process in it, as a runtime's container ends.
 
 use std::fs::{self, File};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -13,6 +14,21 @@ use tempfile::TempDir;
 
 use super::mount::MOUNT_TIMEOUT;
 use super::run::{q, wait_timeout};
+
+/// The one file of the /etc of a [`Container::with_dev_shm_to_own_etc`], and what it reads.
+pub const OWN_ETC_FILE: &str = "shmfs-test-marker";
+pub const OWN_ETC_TEXT: &str = "the container's own /etc\n";
+
+/// A directory for a container (`$DIR` of its setup), 0755 where tempfile makes it 0700:
+/// other users (the tests' ordinary user, a rootless container inside) must reach it.
+pub fn open_container_dir() -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("shmfs-container-")
+        .tempdir()
+        .expect("create the container's directory");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
 
 /// A running container (see the module's comment). Dropping it ends it (closes its input, then
 /// kills it if it lingers) and removes its directory.
@@ -40,6 +56,30 @@ impl Container {
                 .expect("create the container's directory"),
             setup,
         )
+    }
+
+    /// A container whose /dev/shm is a symlink to `/etc` (as images have `/dev/shm ->
+    /// /run/shm`), with an /etc of its own (a bind mount of a directory of the test's) holding
+    /// one file, [`OWN_ETC_FILE`], which reads [`OWN_ETC_TEXT`]. What shmfs shows of its
+    /// /dev/shm must be that file, never the machine's /etc, whose `passwd` tells the two apart
+    /// (asserted here).
+    pub fn with_dev_shm_to_own_etc() -> Container {
+        let dir = open_container_dir();
+        let etc = dir.path().join("etc");
+        fs::create_dir(&etc).unwrap();
+        fs::write(etc.join(OWN_ETC_FILE), OWN_ETC_TEXT).unwrap();
+        // Only builtins run after the last mount: the container's /etc has no ld.so.cache.
+        let container = Container::start_in(
+            dir,
+            r#"mount -t tmpfs -o size=1m,mode=0755 shmfs-test-dev /dev
+ln -s /etc /dev/shm
+mount --bind "$DIR/etc" /etc"#,
+        );
+        assert!(
+            fs::metadata("/etc/passwd").is_ok(),
+            "the machine's /etc has a passwd, for the test to tell the two apart"
+        );
+        container
     }
 
     /// Like [`Container::start`], in a directory the test prepared.

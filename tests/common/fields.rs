@@ -1,5 +1,5 @@
-//! The `name: value` text of `stat`, `perm` and `limits`, parsed (`Fields`), and modes
-//! formatted as those files show them.
+//! The `name: value` text of `stat`, `perm` and `limits`, parsed (`Fields`), modes formatted
+//! as those files show them, and the pids an `attached` text names.
 
 use std::path::Path;
 
@@ -56,4 +56,10 @@ pub fn read_fields(p: &Path) -> Fields {
 /// Formats a mode as in stat/perm: `0%03o` of the permission bits.
 pub fn fmt_mode(mode: u32) -> String {
     format!("0{:03o}", mode & 0o777)
+}
+
+/// The first word of every line of an `attached` text: the pids of the processes it names, in
+/// its order. A `+N hidden` line gives `+N`, so a test comparing with pids alone sees it.
+pub fn attached_pids(text: &str) -> Vec<&str> {
+    text.lines().map(|l| l.split(' ').next().unwrap()).collect()
 }

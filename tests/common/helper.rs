@@ -2,15 +2,14 @@
 //! `shmholder` C program (`c/shmholder.c`), compiled once per test binary, and `Helper`, a
 //! running one.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use super::cc::compile_c;
 use super::mount::MOUNT_TIMEOUT;
 use super::run::{COMMAND_TIMEOUT, Run, run_with_timeout, wait_timeout};
-use super::sysv::random_key;
 
 /// The helper's source (`c/shmholder.c`, whose opening comment lists its modes). Every mode
 /// prints one `ready ...` line once it holds what it was asked to hold, then keeps holding it
@@ -20,64 +19,11 @@ pub const HELPER_C: &str = include_str!("c/shmholder.c");
 /// The helper's command name, as `/proc/PID/comm` and `attached` show it.
 pub const HELPER_COMM: &str = "shmholder";
 
-/// Path of the compiled helper (compiled with `cc` on first use, once per test binary, into a
-/// directory of `/tmp` named after a hash of the source). Not under the target dir: tests run
-/// it as other users, who may not reach a clone made in a private directory (`mktemp -d` makes
-/// it 0700). The directory is root's and 0755; one that is not (planted by someone else) is
-/// refused, not used.
+/// Path of the compiled helper, compiled on first use, once per test binary (see
+/// [`compile_c`]: a directory of `/tmp` other users reach, checked before it is used).
 pub fn helper_bin() -> &'static Path {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        HELPER_C.hash(&mut h);
-        let dir = std::env::temp_dir().join(format!(
-            "shmfs-test-shmholder-{}-{:016x}",
-            own_euid(),
-            h.finish()
-        ));
-        match fs::DirBuilder::new().mode(0o755).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => panic!("create helper directory {dir:?}: {e}"),
-        }
-        let md = fs::symlink_metadata(&dir).expect("stat helper directory");
-        assert!(
-            md.is_dir() && md.uid() == own_euid() && md.mode() & 0o7777 == 0o755,
-            "{dir:?} is not a 0755 directory of ours (planted?): remove it and run again"
-        );
-        let bin = dir.join(HELPER_COMM);
-        if bin.exists() {
-            return bin;
-        }
-        let tag = format!("{}-{}", std::process::id(), random_key() as u32);
-        let src = dir.join(format!("shmholder-{tag}.c"));
-        let tmp = dir.join(format!("shmholder-{tag}.out"));
-        fs::write(&src, HELPER_C).expect("write helper source");
-        let r = run_with_timeout(
-            Command::new("cc")
-                .arg("-O1")
-                .arg("-Wall")
-                .arg("-o")
-                .arg(&tmp)
-                .arg(&src),
-            COMMAND_TIMEOUT,
-        );
-        let _ = fs::remove_file(&src);
-        assert!(
-            r.ok(),
-            "cc of the test helper failed (is gcc installed?): {r:?}"
-        );
-        fs::rename(&tmp, &bin).expect("install helper");
-        bin
-    })
-}
-
-/// This process's effective uid, as /proc says it (no unsafe call needed).
-fn own_euid() -> u32 {
-    use std::os::unix::fs::MetadataExt;
-    fs::metadata("/proc/self").map_or(0, |md| md.uid())
+    BIN_PATH.get_or_init(|| compile_c(HELPER_COMM, HELPER_C))
 }
 
 /// A running helper process (see `HELPER_C`). Dropping it closes its stdin, kills it and

@@ -10,6 +10,7 @@
 
 #![allow(dead_code)]
 
+mod cc;
 mod container;
 mod errno;
 mod fields;
@@ -31,6 +32,6 @@ mod world;
 // Every binary uses only part of the harness: an unused re-export is no mistake.
 #[allow(unused_imports)]
 pub use self::{
-    container::*, errno::*, fields::*, files::*, hang::*, helper::*, hugepages::*, ipcs::*,
+    cc::*, container::*, errno::*, fields::*, files::*, hang::*, helper::*, hugepages::*, ipcs::*,
     mount::*, nsipc::*, posix::*, preconditions::*, probe::*, run::*, system::*, sysv::*, world::*,
 };

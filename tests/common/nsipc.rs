@@ -7,13 +7,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
 
-use super::container::Container;
+use super::cc::compile_c;
+use super::container::{Container, open_container_dir};
 use super::run::{COMMAND_TIMEOUT, Run, q, run_with_timeout, sh, sh_ok};
 use super::sysv::random_key;
 
@@ -26,51 +27,40 @@ pub const NSIPC_COMM: &str = "nsipc";
 /// The user the tests make other users' segments and objects as (`nobody` on Debian).
 pub const NOBODY: u32 = 65534;
 
-/// Path of the compiled `nsipc`, compiled with `cc` once per test binary into a root-owned 0755
-/// directory of `/tmp` named after a hash of the source: other users and the tests' containers
-/// (which keep the machine's /tmp) run it from there. A directory there that is not root's and
-/// 0755 is refused, not used.
+/// Returns from the test unless the tools of the `ns/` tests are installed (see
+/// [`tools_available`](super::preconditions::tools_available)): util-linux's `unshare`,
+/// `nsenter`, `ipcs` and `setpriv`, and `cc` for `nsipc`. A test names what else it needs:
+/// `require_ns_tools!("hexdump" => "Debian package bsdextrautils");`
+#[allow(unused_macros)] // the benchmark shares the harness and has no tests
+macro_rules! require_ns_tools {
+    ($($cmd:expr => $from:expr),* $(,)?) => {
+        if !crate::common::tools_available(&[
+            ("unshare", "Debian package util-linux"),
+            ("nsenter", "Debian package util-linux"),
+            ("ipcs", "Debian package util-linux"),
+            ("setpriv", "Debian package util-linux"),
+            $(($cmd, $from),)*
+            ("cc", "Debian package gcc"),
+        ]) {
+            return;
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use require_ns_tools;
+
+/// A hostname of the test's own, `shmfs-WHAT-XXXX` (what `ns/N/container` and `ns/index` must
+/// show of a container given it).
+pub fn test_hostname(what: &str) -> String {
+    format!("shmfs-{what}-{:04x}", random_key() as u32 & 0xffff)
+}
+
+/// Path of the compiled `nsipc`, compiled on first use, once per test binary (see
+/// [`compile_c`]: a directory of `/tmp` that other users and the tests' containers, which keep
+/// the machine's /tmp, run it from, checked before it is used).
 pub fn nsipc_bin() -> &'static Path {
-    use std::hash::{Hash, Hasher};
-    use std::os::unix::fs::DirBuilderExt;
     static BIN_PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BIN_PATH.get_or_init(|| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        NSIPC_C.hash(&mut h);
-        let euid = fs::metadata("/proc/self").map_or(0, |md| md.uid());
-        let dir = std::env::temp_dir().join(format!("shmfs-test-nsipc-{euid}-{:016x}", h.finish()));
-        match fs::DirBuilder::new().mode(0o755).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => panic!("create nsipc's directory {dir:?}: {e}"),
-        }
-        let md = fs::symlink_metadata(&dir).expect("stat nsipc's directory");
-        assert!(
-            md.is_dir() && md.uid() == euid && md.mode() & 0o7777 == 0o755,
-            "{dir:?} is not a 0755 directory of ours (planted?): remove it and run again"
-        );
-        let bin = dir.join(NSIPC_COMM);
-        if bin.exists() {
-            return bin;
-        }
-        let tag = format!("{}-{}", std::process::id(), random_key() as u32);
-        let src = dir.join(format!("nsipc-{tag}.c"));
-        let tmp = dir.join(format!("nsipc-{tag}.out"));
-        fs::write(&src, NSIPC_C).expect("write nsipc's source");
-        let r = run_with_timeout(
-            Command::new("cc")
-                .arg("-O1")
-                .arg("-Wall")
-                .arg("-o")
-                .arg(&tmp)
-                .arg(&src),
-            COMMAND_TIMEOUT,
-        );
-        let _ = fs::remove_file(&src);
-        assert!(r.ok(), "cc of nsipc failed (is gcc installed?): {r:?}");
-        fs::rename(&tmp, &bin).expect("install nsipc");
-        bin
-    })
+    BIN_PATH.get_or_init(|| compile_c(NSIPC_COMM, NSIPC_C))
 }
 
 /// The inode number of the IPC namespace `/proc/PID/ns/ipc` (or any nsfs file) names: `N` of
@@ -205,12 +195,7 @@ pub struct NsCtr {
 
 impl NsCtr {
     pub fn start(spec: &CtrSpec) -> NsCtr {
-        let dir = tempfile::Builder::new()
-            .prefix("shmfs-container-")
-            .tempdir()
-            .expect("create the container's directory");
-        // Other users (the tests' ordinary user, a rootless container inside) must reach it.
-        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = open_container_dir();
         let mut script = format!("NSIPC={}\n", q(nsipc_bin()));
         if !spec.hostname.is_empty() {
             script += &format!(
