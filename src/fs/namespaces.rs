@@ -107,9 +107,8 @@ const SEEN_FOR: Duration = Duration::from_secs(1);
 /// How many such rights are remembered at most.
 const SEEN_MOST: usize = 4096;
 
-/// A caller's right to see a namespace: the namespace, and the caller's uid, gid and
-/// capabilities.
-type SeenKey = (Scope, u32, u32, u64);
+/// A caller's right to see a namespace: the namespace, and the calling thread, its uid and gid.
+type SeenKey = (Scope, u32, u32, u32);
 
 /// The namespaces `ns/` knows, by id.
 pub(super) struct Namespaces {
@@ -261,11 +260,11 @@ impl Namespaces {
 
     /// Whether `who` may see namespace `known` (see [`may_see`]); for a namespace known only
     /// by its way in, its members are found by a scan first, if the way in's is refused. A
-    /// yes is remembered for [`SEEN_FOR`], for the same credentials (what the kernel's check
-    /// looks at: uid, gid and capabilities), so that each request of a walk does not ask
-    /// `/proc` again; a no is never remembered.
+    /// yes is remembered for [`SEEN_FOR`], for the same calling thread with the same uid and
+    /// gid, so that each request of a walk does not ask `/proc` again (nor learn the caller's
+    /// capabilities, which costs as much); a no is never remembered.
     pub(super) fn may_see_known(&self, who: &Caller, known: &Known) -> bool {
-        let key = (known.id, who.uid, who.gid, who.caps());
+        let key = (known.id, who.pid, who.uid, who.gid);
         let now = Instant::now();
         if self
             .seen()
