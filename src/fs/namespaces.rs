@@ -72,6 +72,12 @@ impl Known {
         matches!(self.way, Way::Pinned { .. })
     }
 
+    /// Whether its way in is the bind mount `pinned`.
+    fn is_pinned_at(&self, pinned: &ipc_namespaces::Pinned) -> bool {
+        matches!(&self.way, Way::Pinned { holder, mount_point }
+            if holder.pid() == pinned.holder && *mount_point == pinned.mount_point)
+    }
+
     /// Whether the way into it still leads there: its member is still in it (a process may
     /// leave with `unshare` or `setns`) and runs, or its holder runs.
     fn way_holds(&self) -> bool {
@@ -96,6 +102,7 @@ impl Known {
 }
 
 /// One namespace as a scan found it, with its members.
+#[derive(Clone)]
 pub(super) struct Found {
     pub(super) known: Arc<Known>,
     /// Its processes, as the daemon's `/proc` numbers them, ascending; empty for a pinned one.
@@ -110,9 +117,14 @@ const SEEN_MOST: usize = 4096;
 /// A caller's right to see a namespace: the namespace, and the calling thread, its uid and gid.
 type SeenKey = (Scope, u32, u32, u32);
 
+/// How long a scan serves the lookups that need one (see [`Namespaces::recent_scan`]).
+const RECENT: Duration = Duration::from_millis(250);
+
 /// The namespaces `ns/` knows, by id.
 pub(super) struct Namespaces {
     known: Mutex<HashMap<Scope, Arc<Known>>>,
+    /// The last scan, and when it was made.
+    last_scan: Mutex<Option<(Instant, Arc<Vec<Found>>)>>,
     /// When each caller was last found to see each namespace.
     seen: Mutex<HashMap<SeenKey, Instant>>,
     /// The daemon's own source, whose settings the sources of other namespaces copy.
@@ -143,6 +155,8 @@ impl Current {
 }
 
 impl Drop for Current {
+    /// Back at home: [`Namespaces::run_in`] refuses to nest, so there is no outer scope to
+    /// give back.
     fn drop(&mut self) {
         CURRENT.set(None);
     }
@@ -153,6 +167,7 @@ impl Namespaces {
     pub(super) fn new(home: Arc<Kernel>) -> Namespaces {
         Namespaces {
             known: Mutex::new(HashMap::new()),
+            last_scan: Mutex::new(None),
             seen: Mutex::new(HashMap::new()),
             home,
         }
@@ -162,10 +177,27 @@ impl Namespaces {
         self.known.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// As [`Namespaces::scan`], or the last scan if it is younger than [`RECENT`]: for what
+    /// may be asked at every request (a name that is not known, a caller's right to see, the
+    /// members of one namespace), so that no caller can make each of its requests walk
+    /// `/proc`. Listings (`ls ns/`, `ns/index`) scan anew.
+    pub(super) fn recent_scan(&self) -> io::Result<Arc<Vec<Found>>> {
+        if let Some((at, found)) = &*self.last_scan()
+            && at.elapsed() < RECENT
+        {
+            return Ok(found.clone());
+        }
+        self.scan()
+    }
+
+    fn last_scan(&self) -> MutexGuard<'_, Option<(Instant, Arc<Vec<Found>>)>> {
+        self.last_scan.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Every IPC namespace on the host now (those with a process the daemon may look at, and
     /// those kept by a bind mount), in ascending order of inode number; what it knew of the
     /// ones still there is kept, the rest forgotten.
-    pub(super) fn scan(&self) -> io::Result<Vec<Found>> {
+    pub(super) fn scan(&self) -> io::Result<Arc<Vec<Found>>> {
         let listed = creds::as_daemon(ipc_namespaces::list)?;
         let old: HashMap<u64, Arc<Known>> = self
             .known()
@@ -198,9 +230,11 @@ impl Namespaces {
             if found.iter().any(|f| f.known.ns == pinned.ns) {
                 continue;
             }
+            // Kept only for the very bind mount this scan found: another one may have taken
+            // the path since.
             let kept = old
                 .get(&pinned.ns.ino)
-                .filter(|k| k.ns == pinned.ns && k.is_pinned() && k.way_holds());
+                .filter(|k| k.ns == pinned.ns && k.is_pinned_at(&pinned) && k.way_holds());
             let known = match kept {
                 Some(k) => k.clone(),
                 None => match learn_pinned(&pinned) {
@@ -218,6 +252,8 @@ impl Namespaces {
             .iter()
             .map(|f| (f.known.id, f.known.clone()))
             .collect();
+        let found = Arc::new(found);
+        *self.last_scan() = Some((Instant::now(), found.clone()));
         Ok(found)
     }
 
@@ -232,8 +268,8 @@ impl Namespaces {
     fn rescan(&self, ns: Scope) -> Option<Arc<Known>> {
         self.scan()
             .ok()?
-            .into_iter()
-            .map(|f| f.known)
+            .iter()
+            .map(|f| f.known.clone())
             .find(|k| k.id == ns)
     }
 
@@ -250,10 +286,10 @@ impl Namespaces {
         match known {
             Some(k) if k.way_holds() => Some(k),
             _ => self
-                .scan()
+                .recent_scan()
                 .ok()?
-                .into_iter()
-                .map(|f| f.known)
+                .iter()
+                .map(|f| f.known.clone())
                 .find(|k| is_it(k)),
         }
     }
@@ -298,11 +334,11 @@ impl Namespaces {
         {
             return true;
         }
-        let members = match self.scan() {
+        let members = match self.recent_scan() {
             Ok(found) => found
-                .into_iter()
+                .iter()
                 .find(|f| f.known.id == known.id)
-                .map(|f| f.members)
+                .map(|f| f.members.clone())
                 .unwrap_or_default(),
             Err(_) => Vec::new(),
         };
@@ -330,6 +366,15 @@ impl Namespaces {
         // The daemon's own namespace, where every worker is: nothing to enter (which needs
         // CAP_SYS_ADMIN, that a daemon run by an ordinary user lacks), and its source is the
         // root's.
+        // One namespace at a time: inside another, the thread-local source and the way home
+        // would be the inner one's.
+        if current_scope() != HOME || enter::is_entered() {
+            log::error!(
+                "a request asked for IPC namespace {} from inside another",
+                known.inum
+            );
+            return Err(Error::refused(libc::EBUSY));
+        }
         if self.home.ipc_ns_id() == Some(known.id) {
             let _current = Current::set(known.id, self.home.clone());
             return f();

@@ -10,6 +10,7 @@ use crate::kernel::attach::comm_of;
 use crate::kernel::container::{self, Container};
 use crate::kernel::hostname;
 use crate::kernel::memory;
+use crate::kernel::namespace;
 use crate::render::index::Owners;
 use crate::render::namespaces::{self as render_ns, Member, NsRow};
 
@@ -40,8 +41,9 @@ impl ShmFs {
         };
         self.listed_gone(held);
         Ok(found
-            .into_iter()
+            .iter()
             .filter(|f| namespaces::may_see(who, &f.known, &f.members))
+            .cloned()
             .collect())
     }
 
@@ -73,18 +75,19 @@ impl ShmFs {
         };
         let mut rows = Vec::new();
         for found in self.visible_namespaces(who)? {
-            match registry.run_in(&found.known, || self.namespace_row(&found)) {
+            match registry.run_in(&found.known, || self.namespace_row(who, &found)) {
                 Ok(row) => rows.push(row),
-                // Gone since the scan: not a row.
-                Err(e) if e.is_stale() => {}
-                Err(e) => return Err(e),
+                // Gone since the scan, or that one namespace cannot be read: not a row, and
+                // the others are still shown (one user's namespace cannot take the table away
+                // from everyone).
+                Err(e) => skipped(&found, &e),
             }
         }
         Ok(rows)
     }
 
-    /// The row of `ns/index` of namespace `found`, made inside it.
-    fn namespace_row(&self, found: &Found) -> Result<NsRow> {
+    /// The row of `ns/index` of namespace `found` for `who`, made inside it.
+    fn namespace_row(&self, who: &Caller, found: &Found) -> Result<NsRow> {
         let env = self.env(found.known.id)?;
         let segments = env.source.segments()?;
         let totals = env.source.sysv_totals()?;
@@ -94,7 +97,7 @@ impl ShmFs {
             ns: u64::from(found.known.inum),
             container,
             hostname,
-            procs: found.members.len(),
+            procs: self.visible_members(who, found).len(),
             segments: segments.len() as u64,
             bytes: segments.iter().map(|s| s.size).sum(),
             rss: totals.pages_resident.saturating_mul(memory::page_size()),
@@ -127,21 +130,40 @@ impl ShmFs {
         (container, hostname)
     }
 
-    /// The namespace of scope `ns` as now found, with its members.
+    /// The namespace of scope `ns` as recently found, with its members.
     fn found(&self, ns: Scope) -> Result<Found> {
         let registry = self.namespaces.as_ref().ok_or_else(Error::stale)?;
         registry
-            .scan()?
-            .into_iter()
+            .recent_scan()?
+            .iter()
             .find(|f| f.known.id == ns)
+            .cloned()
             .ok_or_else(Error::stale)
     }
 
-    /// `ns/N/members`: the processes in the namespace.
-    pub(super) fn members_text(&self, ns: Scope) -> Result<String> {
+    /// The members of `found` that `who` may look at (as `attached` lists holders): all of
+    /// them for a caller with CAP_SYS_PTRACE, else those whose `/proc/PID/ns/ipc` the kernel
+    /// lets the caller read, so that `hidepid=` of `/proc` counts too.
+    fn visible_members(&self, who: &Caller, found: &Found) -> Vec<u32> {
+        if who.has_cap(creds::cap::SYS_PTRACE) {
+            return found.members.clone();
+        }
+        creds::as_caller(who, || {
+            Ok(found
+                .members
+                .iter()
+                .copied()
+                .filter(|&pid| namespace::may_look_at(pid, found.known.ns))
+                .collect())
+        })
+        .unwrap_or_default()
+    }
+
+    /// `ns/N/members`: the processes in the namespace that `who` may look at.
+    pub(super) fn members_text(&self, who: &Caller, ns: Scope) -> Result<String> {
         let found = self.found(ns)?;
-        let members: Vec<Member> = found
-            .members
+        let members: Vec<Member> = self
+            .visible_members(who, &found)
             .iter()
             .map(|&pid| Member {
                 pid,
@@ -180,7 +202,7 @@ impl ShmFs {
         let mut rows = Vec::new();
         for found in self.visible_namespaces(who)? {
             let result = registry.run_in(&found.known, || {
-                let row = self.namespace_row(&found)?;
+                let row = self.namespace_row(who, &found)?;
                 if detail == metrics::Detail::All && Some(found.known.id) != home {
                     let env = self.env(found.known.id)?;
                     let inum = Some(u64::from(found.known.inum));
@@ -192,11 +214,20 @@ impl ShmFs {
             });
             match result {
                 Ok(row) => rows.push(row),
-                Err(e) if e.is_stale() => {}
-                Err(e) => return Err(e),
+                Err(e) => skipped(&found, &e),
             }
         }
         metrics::namespace_series(totals, &rows);
         Ok(())
+    }
+}
+
+/// A namespace left out of `ns/index` or `metrics.prom`: gone since the scan (quietly), or
+/// that could not be read (logged).
+fn skipped(found: &Found, e: &Error) {
+    if e.is_stale() {
+        log::debug!("IPC namespace {} went while it was read", found.known.inum);
+    } else {
+        log::info!("IPC namespace {} left out: {e}", found.known.inum);
     }
 }

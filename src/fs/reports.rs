@@ -25,7 +25,7 @@ impl ShmFs {
             Report::Limits => return self.limits_text(ns),
             Report::Metrics => return self.metrics_text(who),
             Report::Namespaces => return self.namespaces_text(who),
-            Report::Members => return self.members_text(ns),
+            Report::Members => return self.members_text(who, ns),
             Report::Container => return self.container_text(ns),
             Report::Index | Report::IndexJson => {}
         }
