@@ -388,12 +388,13 @@ impl Namespaces {
         };
         let (_entered, known) = match creds::as_daemon(|| known.enter()) {
             Ok(entered) => (entered, known.clone()),
-            // Its way in has gone (the member exited, or left for another namespace), or the
-            // namespace has: a scan finds another way in, if there is one.
+            // Its way in has gone (the member exited, or left for another namespace; the bind
+            // mount went, or its path now leads elsewhere), or the namespace has: a scan finds
+            // another way in, if there is one. Not for what a scan cannot change.
             Err(e)
-                if matches!(
+                if !matches!(
                     e.raw_os_error(),
-                    Some(libc::ESRCH | libc::ESTALE | libc::ENOENT)
+                    Some(libc::EPERM | libc::EBUSY | libc::EMFILE | libc::ENFILE | libc::ENOMEM)
                 ) =>
             {
                 let again = self.rescan(known.id).ok_or_else(Error::stale)?;
@@ -468,10 +469,12 @@ pub(super) fn may_see(who: &Caller, known: &Known, members: &[u32]) -> bool {
     {
         return true;
     }
+    // The daemon's check of its own process always succeeds: it proves nothing for a caller.
+    let daemon = std::process::id();
     creds::as_caller(who, || {
         Ok(members
             .iter()
-            .any(|&pid| namespace::may_look_at(pid, known.ns)))
+            .any(|&pid| pid != daemon && namespace::may_look_at(pid, known.ns)))
     })
     .unwrap_or(false)
 }

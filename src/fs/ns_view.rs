@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::inode::NAMESPACE;
 use super::namespaces::{Found, Known};
 use super::*;
-use crate::kernel::attach::comm_of;
+use crate::kernel::attach::{self, comm_of};
 use crate::kernel::container::{self, Container};
 use crate::kernel::hostname;
 use crate::kernel::memory;
@@ -143,16 +143,20 @@ impl ShmFs {
 
     /// The members of `found` that `who` may look at (as `attached` lists holders): all of
     /// them for a caller with CAP_SYS_PTRACE, else those whose `/proc/PID/ns/ipc` the kernel
-    /// lets the caller read, so that `hidepid=` of `/proc` counts too.
+    /// lets the caller read, so that `hidepid=` of `/proc` counts too (the daemon itself as
+    /// for `attached`: its own check of itself proves nothing).
     fn visible_members(&self, who: &Caller, found: &Found) -> Vec<u32> {
         if who.has_cap(creds::cap::SYS_PTRACE) {
             return found.members.clone();
         }
+        let daemon = std::process::id();
+        let daemon_shown = attach::may_look_at_daemon(who);
         creds::as_caller(who, || {
             Ok(found
                 .members
                 .iter()
                 .copied()
+                .filter(|&pid| if pid == daemon { daemon_shown } else { true })
                 .filter(|&pid| namespace::may_look_at(pid, found.known.ns))
                 .collect())
         })

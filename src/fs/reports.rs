@@ -101,7 +101,7 @@ impl ShmFs {
             .collect();
         if let Some(own) = own
             && holders.iter().any(|h| h.pid == own)
-            && may_read_daemon(who)
+            && attach::may_look_at_daemon(who)
         {
             visible.push(own);
         }
@@ -216,11 +216,4 @@ impl ShmFs {
             block_size: u32::try_from(frsize).unwrap_or(u32::MAX),
         })
     }
-}
-
-/// Whether `who` could read the daemon's own maps: root with CAP_SYS_PTRACE in the daemon's
-/// user namespace. The in-daemon open of /proc/SELF/maps always succeeds (same thread group),
-/// so it proves nothing and is not used.
-fn may_read_daemon(who: &Caller) -> bool {
-    who.uid == 0 && who.has_cap(creds::cap::SYS_PTRACE) && attach::in_daemon_user_ns(who.pid)
 }

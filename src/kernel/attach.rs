@@ -410,6 +410,14 @@ pub fn own_pid() -> Option<u32> {
     }
 }
 
+/// Whether `who` could look at the daemon's own process (its maps, its `ns/ipc`): root with
+/// CAP_SYS_PTRACE in the daemon's user namespace. The daemon's own check of its own `/proc`
+/// files always succeeds (same thread group), so it proves nothing for a caller and is not
+/// used.
+pub fn may_look_at_daemon(who: &crate::kernel::creds::Caller) -> bool {
+    who.uid == 0 && who.has_cap(crate::kernel::creds::cap::SYS_PTRACE) && in_daemon_user_ns(who.pid)
+}
+
 /// Whether process (thread) `pid` lives in the daemon's user namespace, where capabilities
 /// mean what they mean to the daemon. Anything unreadable means no.
 pub fn in_daemon_user_ns(pid: u32) -> bool {
