@@ -5,7 +5,8 @@
 //! its memory (a 64 MiB segment and a 64 MiB object in its /dev/shm, both listed and read
 //! through shmfs) is freed as if shmfs were not mounted (`Shmem` of /proc/meminfo); and a
 //! namespace kept alive by nothing but a bind mount shows to root (not to an ordinary user)
-//! until the bind mount goes.
+//! until the bind mount goes. One kept by two bind mounts, the first of which becomes a file,
+//! is read through the other, and never takes `ns/index` or `metrics.prom` away.
 //!
 //! Needs root, /dev/fuse, util-linux (`unshare`, `nsenter`, `ipcs`, `setpriv`) and `cc`;
 //! without them skipped, or failed when `CI` is set.
@@ -542,4 +543,244 @@ fn a_namespace_kept_by_a_bind_mount_shows_to_root_until_it_goes() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// A namespace no process is in, kept alive by two bind mounts of its nsfs file, at `T/a/ns`
+/// and `T/z/ns` of a tmpfs `T` that only the mount namespace of a container (`ctr`) has, with
+/// one segment of its own. The container's own namespace has a segment too.
+struct PinnedTwice {
+    ctr: NsCtr,
+    /// `T`, as the container's mount namespace (and root, the machine's) sees it.
+    t: PathBuf,
+    /// `N` of `ns/N` of the pinned namespace.
+    ns: u64,
+    /// Its segment: shmid and key.
+    id: i32,
+    key: i32,
+}
+
+impl PinnedTwice {
+    fn start() -> PinnedTwice {
+        let key = random_key();
+        // The nsfs file is bound from /proc/self of `mount` itself, a child of the shell in
+        // the new namespace: the container's pid namespace numbers it otherwise than the
+        // machine's /proc it kept (`unshare --ipc=FILE` would bind the wrong process's).
+        let extra = format!(
+            r#"mkdir "$DIR/T"
+mount -t tmpfs -o size=1m,mode=0755 shmfs-test-pins "$DIR/T"
+mkdir "$DIR/T/a" "$DIR/T/z"
+: > "$DIR/T/a/ns"
+: > "$DIR/T/z/ns"
+unshare --ipc sh -c 'set -e
+mount --bind /proc/self/ns/ipc "$1/a/ns"
+mount --bind /proc/self/ns/ipc "$1/z/ns"
+"$2" mk {key:#x} 4096 0600 > "$3"' sh "$DIR/T" "$NSIPC" "$DIR/pinned-seg"
+"#,
+            key = key as u32
+        );
+        let ctr = NsCtr::start(&CtrSpec {
+            hostname: test_hostname("pins"),
+            segs: vec![SegSpec::new(4096, 0o600)],
+            extra,
+            ..Default::default()
+        });
+        let t = ctr.container.dir().join("T");
+        let line = fs::read_to_string(ctr.container.dir().join("pinned-seg")).unwrap();
+        let id = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("nsipc mk printed {line:?}"));
+        let ns: u64 = ctr
+            .sh_ok(&format!("stat -L -c %i {}", q(t.join("z/ns"))))
+            .trim()
+            .parse()
+            .expect("stat -L -c %i of the bind mount");
+        assert_ne!(ns, ctr.ns);
+        assert!(
+            processes_in(ns).is_empty(),
+            "no process is in the pinned namespace {ns}"
+        );
+        PinnedTwice {
+            ctr,
+            t,
+            ns,
+            id,
+            key,
+        }
+    }
+
+    /// The nsfs mounts of the container's mount namespace: (mount point, `ipc:[N]`).
+    fn nsfs_mounts(&self) -> Vec<(String, String)> {
+        fs::read_to_string(format!("/proc/{}/mountinfo", self.ctr.pid()))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(" - nsfs "))
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f[4].to_string(), f[3].to_string())
+            })
+            .collect()
+    }
+
+    /// Root lists `ns/` and reads the pinned namespace's segment: the daemon has found it,
+    /// through its first bind mount (`T/a/ns`, first in the mount table).
+    fn look(&self, m: &Mount) {
+        let mounts = self.nsfs_mounts();
+        let want = format!("ipc:[{}]", self.ns);
+        let a = self.t.join("a/ns").display().to_string();
+        let z = self.t.join("z/ns").display().to_string();
+        assert_eq!(
+            mounts,
+            vec![(a, want.clone()), (z, want)],
+            "the container's nsfs mounts, T/a/ns first"
+        );
+        assert_ns_listed(m, self.ns);
+        self.assert_segment_shown(m, "before T/a changed");
+    }
+
+    /// `umount T/a/ns; rm -r T/a; touch T/a` in the container's mount namespace: the first
+    /// mount point is now a file's path component, `T/z/ns` the namespace's only way in.
+    fn replace_first_mount_point(&self) {
+        let a = self.t.join("a");
+        self.ctr.sh_ok(&format!(
+            "umount {ns} && rm -r {a} && : > {a}",
+            ns = q(a.join("ns")),
+            a = q(&a)
+        ));
+        let z = self.t.join("z/ns").display().to_string();
+        assert_eq!(
+            self.nsfs_mounts(),
+            vec![(z, format!("ipc:[{}]", self.ns))],
+            "the container's nsfs mounts once T/a is a file"
+        );
+    }
+
+    /// `ls ns/N/sysv` and its segment's `stat`, as root, show the pinned segment.
+    #[track_caller]
+    fn assert_segment_shown(&self, m: &Mount, when: &str) {
+        let n = self.ns;
+        let sysv = m.p("ns").join(n.to_string()).join("sysv");
+        let listed = fs::read_dir(&sysv)
+            .and_then(|d| {
+                d.map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .map(|v: Vec<String>| v.into_iter().collect::<BTreeSet<_>>());
+        assert_eq!(
+            listed.as_ref().map_err(|e| e.to_string()),
+            Ok(&BTreeSet::from([self.id.to_string()])),
+            "ls ns/{n}/sysv as root, {when}; the daemon's warnings:\n{}",
+            log_warnings(&m.log())
+        );
+        let stat = fs::read_to_string(sysv.join(self.id.to_string()).join("stat"));
+        assert!(
+            stat.as_ref()
+                .is_ok_and(|s| s.contains(&format!("key: {}", key_hex(self.key)))),
+            "cat ns/{n}/sysv/{}/stat as root, {when}: {stat:?}",
+            self.id
+        );
+    }
+}
+
+/// One namespace whose way in broke must not take `ns/index` and `metrics.prom` away from
+/// everyone (the review's reproduction): a namespace kept by two bind mounts, found by a scan
+/// through the first; that mount point then becomes a file (`T/a`). `ns/index` and
+/// `metrics.prom` still read, with their rows and series of the other namespaces (a container's,
+/// the daemon's own) and of the pinned one, found through the bind mount that is left; and
+/// `ns/N/sysv` still shows its segment.
+#[test]
+fn a_pinned_namespace_whose_mount_point_became_a_file_leaves_ns_index_and_metrics_to_all() {
+    require_fuse!();
+    require_ns_tools!();
+    let m = Mount::new();
+    let p = PinnedTwice::start();
+    p.look(&m);
+    p.replace_first_mount_point();
+
+    let index = fs::read_to_string(m.p("ns/index"));
+    let index = index.unwrap_or_else(|e| {
+        panic!(
+            "cat ns/index once the first mount point of pinned {} is a file: {e}; the daemon's \
+             warnings:\n{}",
+            p.ns,
+            log_warnings(&m.log())
+        )
+    });
+    let (header, rows) = parse_table(&index, "ns/index");
+    assert_eq!(header, NS_INDEX_HEADER, "the header of ns/index");
+    let row = |ns: u64| {
+        let n = ns.to_string();
+        rows.iter()
+            .find(|r| r["NS"] == n)
+            .unwrap_or_else(|| panic!("ns/index has no row for {n}:\n{index}"))
+    };
+    let home = ipc_ns_of(m.pid());
+    assert!(
+        row(home)["PROCS"].parse::<u64>().unwrap() >= 1,
+        "the daemon's namespace's row: {:?}",
+        row(home)
+    );
+    let c = row(p.ctr.ns);
+    assert_eq!(
+        (c["HOSTNAME"].as_str(), c["SEGMENTS"].as_str()),
+        (p.ctr.hostname.as_str(), "1"),
+        "the container's row: {c:?}"
+    );
+    let pinned = row(p.ns);
+    assert_eq!(
+        (
+            pinned["PROCS"].as_str(),
+            pinned["SEGMENTS"].as_str(),
+            pinned["BYTES"].as_str(),
+            pinned["ORPHANS"].as_str()
+        ),
+        ("0", "1", "4096", "1"),
+        "the pinned namespace's row, read through T/z/ns: {pinned:?}"
+    );
+
+    let metrics = fs::read_to_string(m.p("metrics.prom")).unwrap_or_else(|e| {
+        panic!(
+            "cat metrics.prom once the first mount point of pinned {} is a file: {e}",
+            p.ns
+        )
+    });
+    for (ns, want) in [(p.ctr.ns, "1"), (p.ns, "1")] {
+        let label = format!("namespace=\"{ns}\"");
+        let series: Vec<&str> = metrics
+            .lines()
+            .filter(|l| l.starts_with("shmfs_namespace_segments{") && l.contains(&label))
+            .collect();
+        assert_eq!(
+            series
+                .iter()
+                .map(|l| l.rsplit_once(' ').map_or("", |(_, v)| v))
+                .collect::<Vec<_>>(),
+            vec![want],
+            "shmfs_namespace_segments with {label} in metrics.prom: {series:?}"
+        );
+    }
+
+    assert_ns_listed(&m, p.ns);
+    p.assert_segment_shown(&m, "after T/a became a file and ns/ was listed again");
+}
+
+/// The same broken first mount point, but nothing lists `ns/` again: `ns/N`, which the kernel
+/// still knows from before, must lead to the namespace through the bind mount that is left
+/// (`T/z/ns`), never answer ENOTDIR for a directory that is there.
+#[test]
+fn a_pinned_namespace_whose_mount_point_became_a_file_is_reached_through_the_other() {
+    require_fuse!();
+    require_ns_tools!();
+    let m = Mount::new();
+    let p = PinnedTwice::start();
+    p.look(&m);
+    p.replace_first_mount_point();
+    p.assert_segment_shown(&m, "right after T/a became a file");
+    let members = fs::read_to_string(m.p("ns").join(p.ns.to_string()).join("members"));
+    assert!(
+        members.as_ref().is_ok_and(|t| member_pids(t).is_empty()),
+        "cat ns/{}/members as root, once T/a is a file: {members:?}",
+        p.ns
+    );
 }

@@ -3,6 +3,7 @@
 //! (`unshare --user --map-root-user --ipc --mount`) and does there what the kernel lets it
 //! do; in root's container where it has a process, it sees the namespace and is refused what
 //! the kernel refuses it there (another's 0600 bytes: EACCES; removing root's segment: EPERM).
+//! `members` and the PROCS of `ns/index` show it only the processes it may trace.
 //! And a container whose /dev/shm is a symlink out of its root never shows the host's files
 //! under `ns/N/posix/`.
 //!
@@ -40,6 +41,26 @@ fn nobody_refused(script: &str, errors: &[&str]) {
         !r.ok() && errors.contains(&error_of(&r)),
         "`{script}` as nobody must fail with {errors:?}: {r:?}"
     );
+}
+
+/// The pids in a `members` text (after its header).
+fn member_pids(text: &str) -> BTreeSet<u32> {
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The real uid of process `pid`, if it is still there.
+fn uid_of(pid: u32) -> Option<u32> {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// `nobody` runs `script`, which must succeed; its stdout.
@@ -97,6 +118,21 @@ fn an_ordinary_user_does_not_see_roots_container() {
         "ns/index as nobody has a row for root's container {n}: {index}"
     );
     let dir = c.p(m.path(), "");
+    // Root looks first: the kernel then knows `ns/N`, its `members` and `container` (cached
+    // entries), which must not let `nobody` in without the daemon's say.
+    assert!(
+        member_pids(&read_text(&dir.join("members"))).contains(&c.pid()),
+        "ns/{n}/members as root lists the container's first process"
+    );
+    assert!(!read_text(&dir.join("container")).is_empty());
+    assert_eq!(
+        ls(&dir.join("sysv")),
+        BTreeSet::from([a.to_string(), b.to_string()])
+    );
+    for file in ["members", "container"] {
+        nobody_refused(&format!("cat {}", q(dir.join(file))), &["ENOENT"]);
+        nobody_refused(&format!("stat {}", q(dir.join(file))), &["ENOENT"]);
+    }
     for script in [
         format!("stat {}", q(&dir)),
         format!("ls {}", q(dir.join("sysv"))),
@@ -461,4 +497,104 @@ printf 'the container'"'"'s\n' > {host}/container-file"#,
     );
     // The root's posix/ is the daemon's own (its private --shm-dir).
     assert!(m.ls("posix").is_empty());
+}
+
+/// `ns/N/members` and the PROCS of `ns/index` show only the processes the caller may trace, as
+/// `attached` lists holders: `nobody`, reading those of its own namespace (the machine's), sees
+/// its own processes and none of root's (a root `sleep` of the test's, the daemon itself, any
+/// other); root sees them all, and its PROCS for that row is larger.
+#[test]
+fn members_and_procs_show_a_user_only_the_processes_it_may_trace() {
+    require_fuse!();
+    require_ns_tools!();
+    let m = Mount::builder().option("allow_other").mount();
+    let own: u64 = nobody_ok("readlink /proc/self/ns/ipc")
+        .trim()
+        .strip_prefix("ipc:[")
+        .and_then(|s| s.strip_suffix(']'))
+        .and_then(|s| s.parse().ok())
+        .expect("readlink /proc/self/ns/ipc as nobody: ipc:[N]");
+    assert_eq!(
+        own,
+        ipc_ns_of(std::process::id()),
+        "nobody (setpriv) is in the test's IPC namespace"
+    );
+    let roots = Reaped::spawn(std::process::Command::new("sleep").arg("600"));
+    let nobodys = Reaped::spawn(
+        std::process::Command::new("setpriv")
+            .arg(format!("--reuid={NOBODY}"))
+            .arg(format!("--regid={NOBODY}"))
+            .arg("--clear-groups")
+            .args(["sleep", "600"]),
+    );
+    let (root_sleep, nobody_sleep) = (roots.pid() as u32, nobodys.pid() as u32);
+    let members = q(m.p("ns").join(own.to_string()).join("members"));
+
+    // A scan made before the sleeps started may serve a while: wait until nobody's shows.
+    let mut seen = BTreeSet::new();
+    for _ in 0..100 {
+        seen = member_pids(&nobody_ok(&format!("cat {members}")));
+        if seen.contains(&nobody_sleep) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        seen.contains(&nobody_sleep),
+        "ns/{own}/members as nobody lists nobody's sleep {nobody_sleep}: {seen:?}"
+    );
+    for (pid, what) in [
+        (root_sleep, "root's sleep"),
+        (m.pid(), "the daemon (root's)"),
+    ] {
+        assert!(
+            !seen.contains(&pid),
+            "ns/{own}/members as nobody lists {what} ({pid}), which nobody may not trace: \
+             {seen:?}"
+        );
+    }
+    // Every pid listed is nobody's: one that is not (a pid reused meanwhile, however
+    // unlikely) must not be listed again.
+    let others: BTreeSet<u32> = seen
+        .iter()
+        .copied()
+        .filter(|&pid| uid_of(pid).is_some_and(|uid| uid != NOBODY))
+        .collect();
+    if !others.is_empty() {
+        let again = member_pids(&nobody_ok(&format!("cat {members}")));
+        let still: Vec<(u32, Option<u32>)> = others
+            .iter()
+            .filter(|&&pid| again.contains(&pid) && uid_of(pid).is_some_and(|u| u != NOBODY))
+            .map(|&pid| (pid, uid_of(pid)))
+            .collect();
+        assert!(
+            still.is_empty(),
+            "ns/{own}/members as nobody lists processes of other users (pid, uid): {still:?}"
+        );
+    }
+
+    let by_root = member_pids(&read_text(&m.p("ns").join(own.to_string()).join("members")));
+    for pid in [root_sleep, nobody_sleep, m.pid()] {
+        assert!(
+            by_root.contains(&pid),
+            "ns/{own}/members as root lists {pid}: {by_root:?}"
+        );
+    }
+
+    let procs_of = |text: &str| -> u64 {
+        let (_, rows) = parse_table(text, "ns/index");
+        let row = rows
+            .iter()
+            .find(|r| r["NS"] == own.to_string())
+            .unwrap_or_else(|| panic!("ns/index has no row for {own}: {text}"));
+        row["PROCS"].parse().unwrap()
+    };
+    let nobody_procs = procs_of(&nobody_ok(&format!("cat {}", q(m.p("ns/index")))));
+    let root_procs = procs_of(&read_text(&m.p("ns/index")));
+    assert!(
+        nobody_procs >= 1 && nobody_procs + 2 <= root_procs,
+        "PROCS of {own} in ns/index: {nobody_procs} as nobody, {root_procs} as root: root's \
+         processes (at least its sleep and the daemon) must be left out of nobody's"
+    );
+    drop((roots, nobodys));
 }
