@@ -26,5 +26,6 @@ pub mod posix;
 pub mod proc_read;
 pub mod proc_root;
 pub mod proc_sysvipc;
+pub mod sem;
 pub mod sysv;
 pub mod usage;
