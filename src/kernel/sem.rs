@@ -62,6 +62,8 @@ impl SemSet {
         SemSet {
             semid,
             key: ds.sem_perm.__key as u32,
+            // `unsigned long`: 64 bits where shmfs runs, yet `as` keeps it portable.
+            #[allow(clippy::unnecessary_cast)]
             nsems: ds.sem_nsems as u64,
             mode: u32::from(ds.sem_perm.mode) & 0o777,
             uid: ds.sem_perm.uid,
@@ -402,7 +404,12 @@ pub fn limits() -> io::Result<SemLimits> {
 /// `/proc/sys/kernel/sem`: four numbers, semmsl semmns semopm semmni.
 fn parse_sem_sysctl(text: &str) -> Option<[u64; 4]> {
     let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
-    let out = [fields.next()??, fields.next()??, fields.next()??, fields.next()??];
+    let out = [
+        fields.next()??,
+        fields.next()??,
+        fields.next()??,
+        fields.next()??,
+    ];
     fields.next().is_none().then_some(out)
 }
 
@@ -538,4 +545,258 @@ fn parse_sembufs(bytes: &[u8]) -> Vec<(u16, i16, bool)> {
             (num, op, c_int::from(flg) & libc::SEM_UNDO != 0)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    /// A semaphore set of this test, removed (IPC_RMID) when dropped: tests run in parallel
+    /// with others, and touch only their own sets.
+    struct TestSet {
+        id: i32,
+    }
+
+    impl TestSet {
+        fn new(key: libc::key_t, nsems: c_int, mode: c_int) -> TestSet {
+            // SAFETY: plain system call.
+            let id = unsafe { libc::semget(key, nsems, libc::IPC_CREAT | libc::IPC_EXCL | mode) };
+            assert!(id >= 0, "semget: {}", io::Error::last_os_error());
+            TestSet { id }
+        }
+
+        fn private(nsems: c_int, mode: c_int) -> TestSet {
+            TestSet::new(libc::IPC_PRIVATE, nsems, mode)
+        }
+    }
+
+    impl Drop for TestSet {
+        fn drop(&mut self) {
+            // SAFETY: plain system call on the test's own set.
+            unsafe { libc::semctl(self.id, 0, libc::IPC_RMID) };
+        }
+    }
+
+    /// What the kernel records and looking must leave alone: otime and ctime (IPC_STAT) and
+    /// each semaphore's sempid.
+    fn recorded(id: i32, nsems: c_int) -> (i64, i64, Vec<c_int>) {
+        let mut ds = zeroed_ds();
+        // SAFETY: IPC_STAT writes one semid_ds through a valid pointer.
+        let rc = unsafe { libc::semctl(id, 0, libc::IPC_STAT, &mut ds as *mut _) };
+        assert_eq!(rc, 0, "IPC_STAT: {}", io::Error::last_os_error());
+        let pids = (0..nsems)
+            .map(|n| semctl_get(id, n as u16, libc::GETPID).unwrap())
+            .collect();
+        (ds.sem_otime, ds.sem_ctime, pids)
+    }
+
+    fn semop(id: i32, ops: &[(u16, i16, i16)]) -> io::Result<()> {
+        let mut bufs: Vec<libc::sembuf> = ops
+            .iter()
+            .map(|&(sem_num, sem_op, sem_flg)| libc::sembuf {
+                sem_num,
+                sem_op,
+                sem_flg,
+            })
+            .collect();
+        // SAFETY: a valid array of bufs.len() sembufs.
+        let rc = unsafe { libc::semop(id, bufs.as_mut_ptr(), bufs.len()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn errno(r: io::Result<impl std::fmt::Debug>) -> Option<i32> {
+        r.expect_err("an error").raw_os_error()
+    }
+
+    #[test]
+    fn listing_and_lookups_find_the_set() {
+        let s = TestSet::private(3, 0o640);
+        let found = set(s.id).unwrap();
+        assert_eq!(found.semid, s.id);
+        assert_eq!((found.nsems, found.mode, found.key), (3, 0o640, 0));
+        assert_eq!(found.meta().size, 3);
+        assert!(found.ctime > 0);
+        assert_eq!(found.otime, 0, "no semop yet");
+        let listed = sets().unwrap();
+        assert_eq!(listed.iter().filter(|x| x.semid == s.id).count(), 1);
+        assert_eq!(listed.iter().find(|x| x.semid == s.id), Some(&found));
+        // The same slot with another sequence number: not this set.
+        assert_eq!(errno(set(s.id + 32768)), Some(libc::ENOENT));
+        assert_eq!(errno(set(-1)), Some(libc::ENOENT));
+
+        let keyed = (0..100)
+            .find_map(|i| {
+                let key = (std::process::id() as i32).wrapping_mul(7919) ^ (0x5e30_0000 + i);
+                // SAFETY: plain system call.
+                let id = unsafe { libc::semget(key, 1, libc::IPC_CREAT | libc::IPC_EXCL | 0o600) };
+                (id >= 0).then_some((TestSet { id }, key))
+            })
+            .expect("a free key");
+        assert_eq!(set_with_key(keyed.1 as u32).unwrap().semid, keyed.0.id);
+        assert_eq!(errno(set_with_key(0)), Some(libc::ENOENT));
+        let id = keyed.0.id;
+        drop(keyed);
+        assert_eq!(errno(set(id)), Some(libc::ENOENT), "gone once removed");
+    }
+
+    #[test]
+    fn values_are_what_setall_and_setval_set() {
+        let s = TestSet::private(3, 0o600);
+        set_values(s.id, &[1, 2, 3]).unwrap();
+        let v = values(s.id, 3).unwrap();
+        assert_eq!(v.iter().map(|v| v.value).collect::<Vec<_>>(), [1, 2, 3]);
+        let me = std::process::id() as i32;
+        assert!(
+            v.iter()
+                .all(|v| v.pid == me && v.ncount == 0 && v.zcount == 0)
+        );
+        set_value(s.id, 1, 7).unwrap();
+        assert_eq!(values(s.id, 3).unwrap()[1].value, 7);
+        assert_eq!(errno(set_values(s.id, &[1, 2])), Some(libc::EINVAL));
+        assert_eq!(errno(set_values(s.id, &[1, 2, 40000])), Some(libc::ERANGE));
+        assert_eq!(errno(set_value(s.id, 1, 40000)), Some(libc::ERANGE));
+        assert_eq!(errno(set_value(s.id, 3, 1)), Some(libc::EINVAL));
+        assert_eq!(
+            errno(values(s.id, 4)),
+            Some(libc::ENOENT),
+            "a set of another size is not the set meant"
+        );
+        assert_eq!(errno(values(s.id, 2)), Some(libc::ENOENT));
+        set_perm(s.id, 0o604, 1234, 5678).unwrap();
+        let after = set(s.id).unwrap();
+        assert_eq!((after.mode, after.uid, after.gid), (0o604, 1234, 5678));
+        remove(s.id).unwrap();
+        assert_eq!(errno(set(s.id)), Some(libc::ENOENT));
+    }
+
+    #[test]
+    fn limits_are_the_sysctls_and_count_this_set() {
+        let _s = TestSet::private(2, 0o600);
+        let l = limits().unwrap();
+        assert_eq!(l.semvmx, 32767);
+        assert!(l.semmsl >= 2 && l.semmni >= 1 && l.semopm >= 1);
+        assert!(l.sets_used >= 1 && l.semaphores_used >= 2);
+        assert_eq!(
+            parse_sem_sysctl("32000\t1024000000\t500\t32000\n"),
+            Some([32000, 1024000000, 500, 32000])
+        );
+        assert_eq!(parse_sem_sysctl("1 2 3"), None);
+        assert_eq!(parse_sem_sysctl("1 2 3 4 5"), None);
+        assert_eq!(parse_sem_sysctl("1 2 x 4"), None);
+    }
+
+    #[test]
+    fn looking_is_not_touching() {
+        let s = TestSet::private(2, 0o600);
+        set_values(s.id, &[1, 1]).unwrap();
+        // A semop by this thread: otime and sempid of semaphore 0 set, by a pid that is ours;
+        // sempid of semaphore 1 is ours from SETALL. What matters is that nothing moves.
+        semop(s.id, &[(0, 1, 0)]).unwrap();
+        let before = recorded(s.id, 2);
+        assert!(before.0 > 0, "otime set by the semop");
+        // Past a second boundary, so that a touched time would show.
+        std::thread::sleep(Duration::from_millis(1100));
+        for _ in 0..20 {
+            set(s.id).unwrap();
+            sets().unwrap();
+            values(s.id, 2).unwrap();
+            limits().unwrap();
+        }
+        assert_eq!(recorded(s.id, 2), before);
+    }
+
+    #[test]
+    fn values_need_read_permission() {
+        let s = TestSet::private(2, 0o200);
+        let id = s.id;
+        let caller = crate::kernel::creds::Caller::new(54321, 54321, 0);
+        // On a thread of its own, whose credentials change.
+        let (looked, read) = std::thread::spawn(move || {
+            crate::kernel::creds::as_caller(&caller, || Ok((set(id), values(id, 2)))).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert_eq!(
+            looked.unwrap().mode,
+            0o200,
+            "SEM_STAT_ANY needs no read right"
+        );
+        if crate::kernel::creds::daemon_is_root() {
+            assert_eq!(errno(read), Some(libc::EACCES));
+        }
+    }
+
+    #[test]
+    fn a_blocked_semop_is_found_with_its_operations() {
+        let s = TestSet::private(2, 0o600);
+        let id = s.id;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            // SAFETY: plain system call.
+            tx.send(unsafe { libc::gettid() } as u32).unwrap();
+            // Waits: semaphore 1 is 0.
+            semop(id, &[(0, 0, 0), (1, -1, libc::SEM_UNDO as i16)])
+        });
+        let tid = rx.recv().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let found = loop {
+            let found = blocked_on(id).unwrap();
+            if !found.is_empty() || Instant::now() > deadline {
+                break found;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(found.len(), 1, "{found:?}");
+        let w = &found[0];
+        assert_eq!((w.pid, w.tid), (std::process::id(), tid));
+        assert!(!w.comm.is_empty());
+        assert_eq!(w.ops, [(0, 0, false), (1, -1, true)]);
+        assert_eq!(values(id, 2).unwrap()[1].ncount, 1);
+        assert!(blocked_on(id + 32768).unwrap().is_empty(), "another semid");
+        set_value(id, 1, 1).unwrap();
+        waiter.join().unwrap().unwrap();
+        assert!(blocked_on(id).unwrap().is_empty());
+    }
+
+    #[test]
+    fn syscall_lines_of_blocked_semops() {
+        let line = format!(
+            "{} 0x5 0x7ffd1234 0x2 0x0 0x0 0x0 0x7ffd0000 0x7f00aaaa\n",
+            libc::SYS_semtimedop
+        );
+        assert_eq!(
+            parse_blocked_semop(&line),
+            Some(BlockedSemop {
+                semid: 5,
+                sops: 0x7ffd1234,
+                nsops: 2
+            })
+        );
+        let semop = format!("{} 0xffffffff00000007 0x10 0x1", libc::SYS_semop);
+        assert_eq!(parse_blocked_semop(&semop).map(|b| b.semid), Some(7));
+        for bad in [
+            "running",
+            "-1 0x7ffd0000 0x7f00aaaa",
+            "",
+            "0 0x5 0x10 0x1 0x0 0x0 0x0 0x1 0x2",
+            &format!("{} 0x5 0x10", libc::SYS_semtimedop),
+            &format!("{} 5 0x10 0x1", libc::SYS_semtimedop),
+            &format!("{} 0xzz 0x10 0x1", libc::SYS_semtimedop),
+            &format!("{} 0x1ffffffffffffffff 0x10 0x1", libc::SYS_semtimedop),
+        ] {
+            assert_eq!(parse_blocked_semop(bad), None, "{bad:?}");
+        }
+        let mut bytes = Vec::new();
+        for (n, op, flg) in [(1u16, -1i16, libc::SEM_UNDO as i16), (0, 0, 0)] {
+            bytes.extend(n.to_ne_bytes());
+            bytes.extend(op.to_ne_bytes());
+            bytes.extend(flg.to_ne_bytes());
+        }
+        bytes.push(9);
+        assert_eq!(parse_sembufs(&bytes), [(1, -1, true), (0, 0, false)]);
+    }
 }
