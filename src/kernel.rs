@@ -24,6 +24,7 @@ pub mod namespace;
 pub mod object;
 pub mod pidfd;
 pub mod posix;
+pub mod posix_sem;
 pub mod proc_read;
 pub mod proc_root;
 pub mod proc_sysvipc;
