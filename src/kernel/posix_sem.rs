@@ -263,6 +263,36 @@ mod tests {
     }
 
     #[test]
+    fn without_o_noatime_a_read_is_refused_where_it_would_move_the_atime() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sem.readable");
+        std::fs::write(&path, [3u8; 32]).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let fd = std::fs::File::open(dir.path()).unwrap();
+        let noatime = never_moves_atime(&OwnedFd::from(fd.try_clone().unwrap()));
+        let result = std::thread::spawn(move || {
+            // Not the owner, and (with a fsuid other than 0) without CAP_FOWNER: this thread
+            // alone, which ends here.
+            // SAFETY: setfsuid changes only this thread's filesystem uid.
+            unsafe { libc::syscall(libc::SYS_setfsuid, 65534) };
+            read_state(fd.as_fd(), OsStr::new("sem.readable"))
+        })
+        .join()
+        .unwrap();
+        if noatime {
+            assert!(result.is_ok());
+        } else {
+            assert_eq!(result.unwrap_err().raw_os_error(), Some(libc::EPERM));
+        }
+    }
+
+    #[test]
     fn refuses_what_is_not_a_semaphore_file() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("short"), [0u8; 16]).unwrap();
