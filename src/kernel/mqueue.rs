@@ -1,0 +1,460 @@
+//! POSIX message queues of an IPC namespace, reached through an mqueue filesystem of it.
+//!
+//! Groundwork for issue 24, not yet used by the mount.
+//!
+//! The queues of a namespace are the files of its mqueue filesystem, which is not mounted by
+//! default. [`MqueueDir::open`] takes one that is mounted; [`MqueueDir::mount_private`] mounts
+//! one of the calling thread's IPC namespace, keeps a descriptor of its root and detaches it at
+//! once, so that no path leads to it.
+//!
+//! Looking is not touching: a queue's attributes come from `mq_getattr` on a descriptor from
+//! `open(2)` of its file, and its mode, owner and times from `fstat`; neither moves anything
+//! the kernel records. Reading the file (its `QSIZE:…` line) would move its atime and ctime,
+//! so it is never read. Messages cannot be read without being received: only attributes are
+//! shown.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// `f_type` of an mqueue filesystem (`MQUEUE_MAGIC`).
+pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
+
+/// One queue: its name in the filesystem (without the leading `/` of `mq_open`), what `fstat`
+/// tells of its file, and what `mq_getattr` tells of the queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MqInfo {
+    pub name: OsString,
+    /// Permission bits (0o7777).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// Seconds since the epoch. atime moves when a message is received (or the file read),
+    /// mtime and ctime when one is sent; ctime also on a change of mode or owner.
+    pub atime: i64,
+    pub mtime: i64,
+    pub ctime: i64,
+    /// Most messages the queue holds.
+    pub maxmsg: i64,
+    /// Largest message, in bytes.
+    pub msgsize: i64,
+    /// Messages in the queue now.
+    pub curmsgs: i64,
+}
+
+/// The root directory of an mqueue filesystem, kept open.
+///
+/// Keeping it keeps that filesystem and so its IPC namespace alive (the superblock holds the
+/// namespace): a namespace whose last process has exited keeps its queues while this is held.
+/// Drop it when done with a namespace that is not the daemon's own.
+#[derive(Debug)]
+pub struct MqueueDir {
+    dir: OwnedFd,
+}
+
+fn errno(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+fn cstring(bytes: &[u8]) -> io::Result<CString> {
+    CString::new(bytes).map_err(|_| errno(libc::EINVAL))
+}
+
+/// A name that can be a queue: one path component.
+fn valid_name(name: &OsStr) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty() && bytes != b"." && bytes != b".." && !bytes.contains(&b'/')
+}
+
+fn fstat(fd: i32) -> io::Result<libc::stat> {
+    // SAFETY: stat is plain old data.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st)
+}
+
+/// Opens a directory for reading (following symlinks, as a mount would), checked to be the
+/// root of an mqueue filesystem: `ENOTDIR`/`ENOENT` as open gives them, `EINVAL` for another
+/// filesystem.
+fn open_mqueue_root(path: &CString) -> io::Result<OwnedFd> {
+    // SAFETY: valid C string.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned here.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: statfs is plain old data.
+    let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: valid fd and out-pointer.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sf) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if sf.f_type as i64 != MQUEUE_MAGIC {
+        return Err(errno(libc::EINVAL));
+    }
+    Ok(fd)
+}
+
+/// A fresh empty directory (`mkdtemp`) in the temporary directory.
+fn make_temp_dir() -> io::Result<PathBuf> {
+    let template = std::env::temp_dir().join("shmfs-mqueue.XXXXXX");
+    let mut bytes = cstring(template.as_os_str().as_bytes())?.into_bytes_with_nul();
+    // SAFETY: a writable NUL-terminated template ending in XXXXXX, changed in place.
+    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
+    if p.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    bytes.pop();
+    Ok(PathBuf::from(OsStr::from_bytes(&bytes)))
+}
+
+impl MqueueDir {
+    /// The mqueue filesystem mounted at `path` (whichever IPC namespace it was mounted
+    /// from), kept open; `EINVAL` if `path` is not the root of one.
+    pub fn open(path: &Path) -> io::Result<MqueueDir> {
+        Ok(MqueueDir {
+            dir: open_mqueue_root(&cstring(path.as_os_str().as_bytes())?)?,
+        })
+    }
+
+    /// An mqueue filesystem of the calling thread's IPC namespace (the namespace is taken at
+    /// mount time; a thread that entered another one gets that one's queues), reached by a
+    /// descriptor alone.
+    ///
+    /// It is mounted (`nosuid,nodev,noexec`) on a fresh directory made by `mkdtemp`, its root
+    /// opened, then detached at once (`umount2(MNT_DETACH)`) and the directory removed: the
+    /// descriptor still reaches the filesystem, but no path does, and it is no longer in any
+    /// `mountinfo`.
+    ///
+    /// The mount namespace: the mount is made in the calling thread's mount namespace (the
+    /// daemon's, since entering an IPC namespace does not change it). Until it is detached,
+    /// microseconds later, it is there at the temporary path for every process of that mount
+    /// namespace, and, where that path is under a shared mount (systemd makes `/` shared), in
+    /// the peer mount namespaces it propagates to; the detach propagates the same way. If the
+    /// process is killed in between, the mount stays at `$TMPDIR/shmfs-mqueue.XXXXXX` until
+    /// unmounted by hand. It needs `CAP_SYS_ADMIN` over the mount namespace (and the right to
+    /// mount the IPC namespace's mqueue: its user namespace's `CAP_SYS_ADMIN`), and `mount`
+    /// and `umount2` allowed by any seccomp filter.
+    pub fn mount_private() -> io::Result<MqueueDir> {
+        let path = make_temp_dir()?;
+        let result = Self::mount_on(&path);
+        if let Err(e) = std::fs::remove_dir(&path) {
+            log::warn!("{}: {e}", path.display());
+        }
+        result
+    }
+
+    /// Mounts, opens and detaches on the empty directory `path`.
+    fn mount_on(path: &Path) -> io::Result<MqueueDir> {
+        let target = cstring(path.as_os_str().as_bytes())?;
+        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        // SAFETY: valid C strings; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                c"mqueue".as_ptr(),
+                target.as_ptr(),
+                c"mqueue".as_ptr(),
+                flags,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let opened = open_mqueue_root(&target);
+        // SAFETY: valid C string.
+        if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
+            let e = io::Error::last_os_error();
+            log::error!("umount2 {}: {e}", path.display());
+            return Err(e);
+        }
+        Ok(MqueueDir { dir: opened? })
+    }
+
+    /// Every queue, with its attributes. A queue removed meanwhile, or that the calling
+    /// thread may not open for reading, is left out.
+    pub fn list(&self) -> io::Result<Vec<MqInfo>> {
+        let mut queues = Vec::new();
+        for name in self.names()? {
+            if let Ok(info) = self.get(&name) {
+                queues.push(info);
+            }
+        }
+        Ok(queues)
+    }
+
+    /// The names of the queues, from the directory alone.
+    pub fn names(&self) -> io::Result<Vec<OsString>> {
+        let path = format!("/proc/self/fd/{}", self.dir.as_raw_fd());
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let Ok(entry) = entry else { continue };
+            names.push(entry.file_name());
+        }
+        Ok(names)
+    }
+
+    /// The queue `name` (without a leading `/`), opened for reading with the calling thread's
+    /// credentials (`EACCES` without read permission), or `ENOENT`.
+    ///
+    /// The descriptor is closed before returning. Closing a queue's descriptor removes a
+    /// notification (`mq_notify`) only if this very process registered it.
+    pub fn get(&self, name: &OsStr) -> io::Result<MqInfo> {
+        if !valid_name(name) {
+            return Err(errno(libc::ENOENT));
+        }
+        let c = cstring(name.as_bytes())?;
+        // SAFETY: valid dir fd and C string.
+        let fd = unsafe {
+            libc::openat(
+                self.dir.as_raw_fd(),
+                c.as_ptr(),
+                libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: fd was just opened and is owned here.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        let st = fstat(fd.as_raw_fd())?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(errno(libc::ENOENT));
+        }
+        // SAFETY: mq_attr is plain old data.
+        let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: fd is a descriptor of a queue (mq_getattr only reads it) and a valid
+        // out-pointer.
+        if unsafe { libc::mq_getattr(fd.as_raw_fd(), &mut attr) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(MqInfo {
+            name: name.to_owned(),
+            mode: st.st_mode & 0o7777,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            atime: st.st_atime,
+            mtime: st.st_mtime,
+            ctime: st.st_ctime,
+            maxmsg: attr.mq_maxmsg,
+            msgsize: attr.mq_msgsize,
+            curmsgs: attr.mq_curmsgs,
+        })
+    }
+
+    /// Removes the queue `name` (as `mq_unlink`: `unlinkat` in the directory), with the
+    /// calling thread's credentials (the kernel checks write permission on the directory,
+    /// 01777 by default, and its sticky rule). Processes that have it open keep it until they
+    /// close it.
+    pub fn unlink(&self, name: &OsStr) -> io::Result<()> {
+        if !valid_name(name) {
+            return Err(errno(libc::ENOENT));
+        }
+        let c = cstring(name.as_bytes())?;
+        // SAFETY: valid dir fd and C string.
+        if unsafe { libc::unlinkat(self.dir.as_raw_fd(), c.as_ptr(), 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// A queue made with `mq_open` under a unique name, unlinked when dropped.
+    struct Queue {
+        name: String,
+        mqd: libc::mqd_t,
+    }
+
+    impl Queue {
+        fn new(maxmsg: i64, msgsize: i64) -> Queue {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let name = format!(
+                "shmfs-unit-mq-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            let c = CString::new(format!("/{name}")).unwrap();
+            // SAFETY: mq_attr is plain old data.
+            let mut attr: libc::mq_attr = unsafe { std::mem::zeroed() };
+            attr.mq_maxmsg = maxmsg;
+            attr.mq_msgsize = msgsize;
+            // SAFETY: valid C string and attributes.
+            let mqd = unsafe {
+                libc::mq_open(
+                    c.as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                    0o640 as libc::mode_t,
+                    &attr as *const libc::mq_attr,
+                )
+            };
+            assert!(mqd >= 0, "mq_open: {}", io::Error::last_os_error());
+            Queue { name, mqd }
+        }
+
+        fn send(&self, msg: &[u8]) {
+            // SAFETY: valid queue descriptor and buffer.
+            let rc = unsafe { libc::mq_send(self.mqd, msg.as_ptr().cast(), msg.len(), 0) };
+            assert_eq!(rc, 0, "mq_send: {}", io::Error::last_os_error());
+        }
+
+        fn os_name(&self) -> &OsStr {
+            OsStr::new(&self.name)
+        }
+    }
+
+    impl Drop for Queue {
+        fn drop(&mut self) {
+            let c = CString::new(format!("/{}", self.name)).unwrap();
+            // SAFETY: valid descriptor and C string.
+            unsafe {
+                libc::mq_close(self.mqd);
+                libc::mq_unlink(c.as_ptr());
+            }
+        }
+    }
+
+    /// The times of the queue's file, to the nanosecond, by a stat through the dir.
+    fn times(dir: &MqueueDir, name: &OsStr) -> [(i64, i64); 3] {
+        let path = Path::new(&format!("/proc/self/fd/{}", dir.dir.as_raw_fd())).join(name);
+        let m = std::fs::metadata(path).unwrap();
+        [
+            (m.atime(), m.atime_nsec()),
+            (m.mtime(), m.mtime_nsec()),
+            (m.ctime(), m.ctime_nsec()),
+        ]
+    }
+
+    #[test]
+    fn a_private_mount_lists_queues_through_its_descriptor_alone() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = MqueueDir::mount_private().expect("mount_private");
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mountinfo.contains("shmfs-mqueue."),
+            "the private mount lingers: {mountinfo}"
+        );
+        let q = Queue::new(4, 64);
+        q.send(b"one");
+        q.send(b"two");
+        let listed = dir.list().unwrap();
+        let info = listed
+            .iter()
+            .find(|i| i.name == q.os_name())
+            .expect("queue listed");
+        assert_eq!((info.maxmsg, info.msgsize, info.curmsgs), (4, 64, 2));
+        assert_eq!(info.mode, 0o640);
+        // SAFETY: geteuid/getegid have no preconditions.
+        let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+        assert_eq!((info.uid, info.gid), (uid, gid));
+        assert_eq!(dir.get(q.os_name()).unwrap(), *info);
+    }
+
+    #[test]
+    fn looking_is_not_touching() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = MqueueDir::mount_private().unwrap();
+        let q = Queue::new(8, 128);
+        q.send(b"a");
+        q.send(b"b");
+        let before = times(&dir, q.os_name());
+        // The queue's times are kept in whole seconds: past the next one, so that a change
+        // would show.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        for _ in 0..3 {
+            dir.list().unwrap();
+            assert_eq!(dir.get(q.os_name()).unwrap().curmsgs, 2);
+        }
+        assert_eq!(times(&dir, q.os_name()), before);
+        // The check can see a change: reading the file moves atime and ctime.
+        let path = Path::new(&format!("/proc/self/fd/{}", dir.dir.as_raw_fd())).join(q.os_name());
+        let text = std::fs::read_to_string(path).unwrap();
+        assert!(text.starts_with("QSIZE:"), "{text}");
+        let after = times(&dir, q.os_name());
+        assert_ne!(after[0], before[0]);
+        assert_ne!(after[2], before[2]);
+        assert_eq!(dir.get(q.os_name()).unwrap().curmsgs, 2);
+    }
+
+    #[test]
+    fn unlink_removes_the_queue() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let dir = MqueueDir::mount_private().unwrap();
+        let q = Queue::new(2, 16);
+        assert!(dir.get(q.os_name()).is_ok());
+        dir.unlink(q.os_name()).unwrap();
+        let enoent = Some(libc::ENOENT);
+        assert_eq!(dir.get(q.os_name()).unwrap_err().raw_os_error(), enoent);
+        assert!(!dir.names().unwrap().iter().any(|n| n == q.os_name()));
+        assert_eq!(dir.unlink(q.os_name()).unwrap_err().raw_os_error(), enoent);
+        let c = CString::new(format!("/{}", q.name)).unwrap();
+        // SAFETY: valid C string.
+        let rc = unsafe { libc::mq_open(c.as_ptr(), libc::O_RDONLY) };
+        assert_eq!(rc, -1, "mq_open still finds the queue");
+    }
+
+    #[test]
+    fn open_takes_only_an_mqueue_filesystem() {
+        let e = MqueueDir::open(Path::new("/proc")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EINVAL));
+        if !is_root() {
+            return;
+        }
+        // An mqueue mount reached by a path: the same queues as the private one.
+        let dir = tempfile::tempdir().unwrap();
+        let c = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings.
+        let rc = unsafe {
+            libc::mount(
+                c"mqueue".as_ptr(),
+                c.as_ptr(),
+                c"mqueue".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        assert_eq!(rc, 0, "mount: {}", io::Error::last_os_error());
+        let opened = MqueueDir::open(dir.path());
+        // SAFETY: valid C string.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        let opened = opened.unwrap();
+        let q = Queue::new(3, 32);
+        assert_eq!(opened.get(q.os_name()).unwrap().maxmsg, 3);
+        // Also valid for names with a slash or none.
+        assert!(!valid_name(OsStr::new("a/b")));
+        assert_eq!(
+            opened.get(OsStr::new("")).unwrap_err().raw_os_error(),
+            Some(libc::ENOENT)
+        );
+    }
+}
