@@ -18,6 +18,7 @@ pub mod fingerprint;
 pub mod hostname;
 pub mod ipc_namespaces;
 pub mod memory;
+pub mod msg;
 pub mod names;
 pub mod namespace;
 pub mod object;
