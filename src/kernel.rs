@@ -19,6 +19,7 @@ pub mod hostname;
 pub mod ipc_namespaces;
 pub mod memory;
 pub mod mqueue;
+pub mod msg;
 pub mod names;
 pub mod namespace;
 pub mod object;
