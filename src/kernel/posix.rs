@@ -343,40 +343,21 @@ impl ShmDir {
             return Err(errno(libc::ENOENT));
         }
         let c = cstring(name)?;
-        // SAFETY: open_how is plain old data; unset fields must be zero.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-        how.resolve = libc::RESOLVE_NO_XDEV | libc::RESOLVE_BENEATH;
-        // SAFETY: valid dir fd, C string and open_how of the size passed.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                dir.raw(),
-                c.as_ptr(),
-                &how as *const libc::open_how,
-                std::mem::size_of::<libc::open_how>(),
-            )
-        };
-        if fd < 0 {
-            let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
-                Some(libc::EXDEV) => {
-                    log::debug!(
-                        "{}/{}: a mount point, not an object",
-                        self.path.display(),
-                        name.to_string_lossy()
-                    );
-                    errno(libc::ENOENT)
-                }
-                Some(libc::ENOSYS) => {
-                    log::error!("openat2: {e} (shmfs needs Linux 5.6 or later)");
-                    errno(libc::ENOSYS)
-                }
-                _ => e,
-            });
-        }
-        // SAFETY: fd was just opened and is owned here; a file descriptor fits in i32.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+        open_beneath(dir.as_fd(), &c).map_err(|e| match e.raw_os_error() {
+            Some(libc::EXDEV) => {
+                log::debug!(
+                    "{}/{}: a mount point, not an object",
+                    self.path.display(),
+                    name.to_string_lossy()
+                );
+                errno(libc::ENOENT)
+            }
+            Some(libc::ENOSYS) => {
+                log::error!("openat2: {e} (shmfs needs Linux 5.6 or later)");
+                errno(libc::ENOSYS)
+            }
+            _ => e,
+        })
     }
 
     /// An `O_PATH` handle on the object, checked to be the regular file with inode `ino`.
@@ -581,6 +562,31 @@ pub fn fstatvfs(shm: &ShmDir) -> io::Result<libc::statvfs> {
         return Err(io::Error::last_os_error());
     }
     Ok(st)
+}
+
+/// An `O_PATH` handle on `name` in `dir` itself (`openat2` with `RESOLVE_BENEATH` and
+/// `RESOLVE_NO_XDEV`): a symlink is not followed, the directory is not left, and a mount point
+/// is not crossed (`EXDEV`). Opening with `O_PATH` sends no request to any filesystem.
+pub(in crate::kernel) fn open_beneath(dir: BorrowedFd<'_>, name: &CStr) -> io::Result<OwnedFd> {
+    // SAFETY: open_how is plain old data; unset fields must be zero.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_XDEV | libc::RESOLVE_BENEATH;
+    // SAFETY: valid dir fd, C string and open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            name.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and is owned here; a file descriptor fits in i32.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]

@@ -54,29 +54,10 @@ fn fstat(fd: i32) -> io::Result<libc::stat> {
 /// An `O_PATH` handle on `name` in `dir` itself: a symlink is not followed, and neither a
 /// mount point crossed nor the directory left (`ENOENT` then).
 fn open_path(dir: BorrowedFd<'_>, name: &CString) -> io::Result<OwnedFd> {
-    // SAFETY: open_how is plain old data; unset fields must be zero.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_NO_XDEV | libc::RESOLVE_BENEATH;
-    // SAFETY: valid dir fd, C string and open_how of the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            name.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        return Err(match e.raw_os_error() {
-            Some(libc::EXDEV) => errno(libc::ENOENT),
-            _ => e,
-        });
-    }
-    // SAFETY: fd was just opened and is owned here; a file descriptor fits in i32.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    crate::kernel::posix::open_beneath(dir, name).map_err(|e| match e.raw_os_error() {
+        Some(libc::EXDEV) => errno(libc::ENOENT),
+        _ => e,
+    })
 }
 
 /// Whether reads on the filesystem of `fd` never move an atime (mounted `noatime`).
