@@ -120,11 +120,14 @@ type SeenKey = (Scope, u32, u32, u32);
 /// How long a scan serves the lookups that need one (see [`Namespaces::recent_scan`]).
 const RECENT: Duration = Duration::from_millis(250);
 
+/// A scan: when it was made, whether it looked for bind mounts, and what it found.
+type LastScan = (Instant, bool, Arc<Vec<Found>>);
+
 /// The namespaces `ns/` knows, by id.
 pub(super) struct Namespaces {
     known: Mutex<HashMap<Scope, Arc<Known>>>,
-    /// The last scan, and when it was made.
-    last_scan: Mutex<Option<(Instant, Arc<Vec<Found>>)>>,
+    /// The last scan: when it was made, and whether it looked for bind mounts.
+    last_scan: Mutex<Option<LastScan>>,
     /// When each caller was last found to see each namespace.
     seen: Mutex<HashMap<SeenKey, Instant>>,
     /// The daemon's own source, whose settings the sources of other namespaces copy.
@@ -180,24 +183,32 @@ impl Namespaces {
     /// As [`Namespaces::scan`], or the last scan if it is younger than [`RECENT`]: for what
     /// may be asked at every request (a name that is not known, a caller's right to see, the
     /// members of one namespace), so that no caller can make each of its requests walk
-    /// `/proc`. Listings (`ls ns/`, `ns/index`) scan anew.
-    pub(super) fn recent_scan(&self) -> io::Result<Arc<Vec<Found>>> {
-        if let Some((at, found)) = &*self.last_scan()
+    /// `/proc`. Listings (`ls ns/`, `ns/index`) scan anew. With `pinned`, the scan must have
+    /// looked for bind mounts (see [`Namespaces::scan`]).
+    pub(super) fn recent_scan(&self, pinned: bool) -> io::Result<Arc<Vec<Found>>> {
+        if let Some((at, looked, found)) = &*self.last_scan()
             && at.elapsed() < RECENT
+            && (*looked || !pinned)
         {
             return Ok(found.clone());
         }
-        self.scan()
+        self.scan(pinned)
     }
 
-    fn last_scan(&self) -> MutexGuard<'_, Option<(Instant, Arc<Vec<Found>>)>> {
+    fn last_scan(&self) -> MutexGuard<'_, Option<LastScan>> {
         self.last_scan.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every IPC namespace on the host now (those with a process the daemon may look at, and
     /// those kept by a bind mount), in ascending order of inode number; what it knew of the
     /// ones still there is kept, the rest forgotten.
-    pub(super) fn scan(&self) -> io::Result<Arc<Vec<Found>>> {
+    ///
+    /// Bind mounts are looked for (every mount namespace's mountinfo read) only with `pinned`,
+    /// which only a scan for a caller who may see such namespaces (CAP_SYS_ADMIN) asks: the
+    /// mount tables are any user's to make long, and must not slow everyone's `ls ns/`.
+    /// Without it, the pinned namespaces known from an earlier scan are kept while their
+    /// holder runs.
+    pub(super) fn scan(&self, pinned: bool) -> io::Result<Arc<Vec<Found>>> {
         let listed = creds::as_daemon(ipc_namespaces::list)?;
         let old: HashMap<u64, Arc<Known>> = self
             .known()
@@ -223,10 +234,25 @@ impl Namespaces {
                 members: ns.members,
             });
         }
-        for pinned in creds::as_daemon(ipc_namespaces::pinned).unwrap_or_else(|e| {
-            log::debug!("namespaces kept by bind mounts: {e}");
+        if !pinned {
+            for k in old.values() {
+                if k.is_pinned() && !found.iter().any(|f| f.known.ns == k.ns) && k.way_holds() {
+                    found.push(Found {
+                        known: k.clone(),
+                        members: Vec::new(),
+                    });
+                }
+            }
+        }
+        let bind_mounts = if pinned {
+            creds::as_daemon(ipc_namespaces::pinned).unwrap_or_else(|e| {
+                log::debug!("namespaces kept by bind mounts: {e}");
+                Vec::new()
+            })
+        } else {
             Vec::new()
-        }) {
+        };
+        for pinned in bind_mounts {
             if found.iter().any(|f| f.known.ns == pinned.ns) {
                 continue;
             }
@@ -253,7 +279,7 @@ impl Namespaces {
             .map(|f| (f.known.id, f.known.clone()))
             .collect();
         let found = Arc::new(found);
-        *self.last_scan() = Some((Instant::now(), found.clone()));
+        *self.last_scan() = Some((Instant::now(), pinned, found.clone()));
         Ok(found)
     }
 
@@ -261,36 +287,32 @@ impl Namespaces {
     /// still there, see [`Namespaces::run_in`]), or as a scan finds it.
     pub(super) fn get(&self, ns: Scope) -> Option<Arc<Known>> {
         let known = self.known().get(&ns).cloned();
-        known.or_else(|| self.rescan(ns))
+        known.or_else(|| self.rescan(ns, false))
     }
 
-    /// The namespace with id `ns` as a new scan finds it.
-    fn rescan(&self, ns: Scope) -> Option<Arc<Known>> {
-        self.scan()
+    /// The namespace with id `ns` as a new scan finds it (looking for bind mounts with
+    /// `pinned`).
+    fn rescan(&self, ns: Scope, pinned: bool) -> Option<Arc<Known>> {
+        self.scan(pinned)
             .ok()?
             .iter()
             .map(|f| f.known.clone())
             .find(|k| k.id == ns)
     }
 
-    /// The namespace whose directory is named `inum`, if there is one now (see
-    /// [`Namespaces::find`]).
-    pub(super) fn by_inum(&self, inum: u32) -> Option<Arc<Known>> {
-        self.find(|k| k.inum == inum)
-    }
-
-    /// The namespace that `is_it` picks: as last known while its way in holds, else as a new
-    /// scan finds it.
-    fn find(&self, is_it: impl Fn(&Known) -> bool) -> Option<Arc<Known>> {
-        let known = self.known().values().find(|k| is_it(k)).cloned();
+    /// The namespace whose directory is named `inum`, if there is one now: as last known
+    /// while its way in holds, else as a recent scan finds it (one that looked for bind mounts
+    /// with `pinned`).
+    pub(super) fn by_inum(&self, inum: u32, pinned: bool) -> Option<Arc<Known>> {
+        let known = self.known().values().find(|k| k.inum == inum).cloned();
         match known {
             Some(k) if k.way_holds() => Some(k),
             _ => self
-                .recent_scan()
+                .recent_scan(pinned)
                 .ok()?
                 .iter()
                 .map(|f| f.known.clone())
-                .find(|k| is_it(k)),
+                .find(|k| k.inum == inum),
         }
     }
 
@@ -334,7 +356,7 @@ impl Namespaces {
         {
             return true;
         }
-        let members = match self.recent_scan() {
+        let members = match self.recent_scan(false) {
             Ok(found) => found
                 .iter()
                 .find(|f| f.known.id == known.id)
@@ -397,7 +419,9 @@ impl Namespaces {
                     Some(libc::EPERM | libc::EBUSY | libc::EMFILE | libc::ENFILE | libc::ENOMEM)
                 ) =>
             {
-                let again = self.rescan(known.id).ok_or_else(Error::stale)?;
+                let again = self
+                    .rescan(known.id, known.is_pinned())
+                    .ok_or_else(Error::stale)?;
                 (creds::as_daemon(|| again.enter()).map_err(failed)?, again)
             }
             Err(e) => return Err(failed(e)),

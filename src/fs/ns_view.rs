@@ -23,7 +23,7 @@ impl ShmFs {
             return Ok(Vec::new());
         };
         let since = self.inodes().mark();
-        let found = registry.scan()?;
+        let found = registry.scan(who.has_cap(creds::cap::SYS_ADMIN))?;
         let live: HashSet<Scope> = found.iter().map(|f| f.known.id).collect();
         let ids: Vec<ObjectId> = found.iter().map(|f| namespaces::dir_id(&f.known)).collect();
         let held = {
@@ -55,7 +55,9 @@ impl ShmFs {
             .and_then(|n| n.parse::<u32>().ok())
             .ok_or_else(enoent)?;
         let registry = self.namespaces.as_ref().ok_or_else(enoent)?;
-        let known = registry.by_inum(inum).ok_or_else(enoent)?;
+        let known = registry
+            .by_inum(inum, who.has_cap(creds::cap::SYS_ADMIN))
+            .ok_or_else(enoent)?;
         if !registry.may_see_known(who, &known) {
             return Err(enoent());
         }
@@ -134,7 +136,7 @@ impl ShmFs {
     fn found(&self, ns: Scope) -> Result<Found> {
         let registry = self.namespaces.as_ref().ok_or_else(Error::stale)?;
         registry
-            .recent_scan()?
+            .recent_scan(false)?
             .iter()
             .find(|f| f.known.id == ns)
             .cloned()

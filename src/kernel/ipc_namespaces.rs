@@ -102,6 +102,10 @@ pub struct Pinned {
 /// The most of one `/proc/PID/mountinfo` read: 4 MiB, some 25,000 mounts. What lies beyond is
 /// not looked at (and the log says so).
 const MOUNTINFO_LIMIT: u64 = 4 << 20;
+/// The most of all mount tables read in one [`pinned`]: users make mount namespaces and fill
+/// their tables as they like, and one scan must not read without end. The mount namespaces
+/// beyond it are not looked at (and the log says so).
+const MOUNTINFO_TOTAL: u64 = 32 << 20;
 
 /// Every IPC namespace that no process the daemon may look at is in, but that an nsfs bind
 /// mount keeps alive, in ascending order of inode (then device); one entry per namespace,
@@ -123,6 +127,8 @@ fn pinned_in(proc: &Path) -> io::Result<Vec<Pinned>> {
     // (dev, ino) of the namespaces that have members, and of the mount namespaces read.
     let mut inhabited = BTreeSet::new();
     let mut mount_namespaces = BTreeSet::new();
+    // Bytes of mount tables read so far.
+    let mut total = 0u64;
     // Keyed by (ino, dev): the order of the answer.
     let mut found: BTreeMap<(u64, u64), Pinned> = BTreeMap::new();
     for pid in pids {
@@ -142,11 +148,19 @@ fn pinned_in(proc: &Path) -> io::Result<Vec<Pinned>> {
         if mount_namespaces.contains(&mount_ns) {
             continue;
         }
+        if total >= MOUNTINFO_TOTAL {
+            log::warn!(
+                "mount tables longer than {MOUNTINFO_TOTAL} bytes in all: the rest are not \
+                 looked at for IPC namespaces kept by bind mounts"
+            );
+            break;
+        }
         // Marked read only once read: if this process went meanwhile, the next one of its
         // mount namespace is read instead.
         let table = match read_bounded(&dir.join("mountinfo"), MOUNTINFO_LIMIT) {
             Ok(table) => {
                 mount_namespaces.insert(mount_ns);
+                total += table.len() as u64;
                 table
             }
             Err(e) => {
