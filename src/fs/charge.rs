@@ -15,6 +15,17 @@ impl ShmFs {
         self.hold(&self.texts.texts, who, ino, text)
     }
 
+    /// As [`ShmFs::hold_text`], for bytes that need not be text (a message).
+    pub(super) fn hold_bytes(
+        &self,
+        who: &Caller,
+        ino: u64,
+        mut bytes: Vec<u8>,
+    ) -> Result<HeldText> {
+        bytes.shrink_to_fit();
+        self.hold(&self.texts.texts, who, ino, bytes)
+    }
+
     /// As [`ShmFs::hold_text`], for a listing of directory `ino`.
     pub(super) fn hold_listing(
         &self,

@@ -77,10 +77,15 @@ impl ShmFs {
     pub(super) fn write_handle(&self, handle: &Handle, offset: u64, data: &[u8]) -> Result<u32> {
         let len = u32::try_from(data.len()).map_err(|_| errno(libc::EINVAL))?;
         match handle {
-            Handle::Perm { id, opener, .. } => {
+            Handle::Perm {
+                id, part, opener, ..
+            } => {
                 // A read-only open never gets here: the kernel refuses write() on it.
                 let opener = opener.as_ref().ok_or_else(|| errno(libc::EBADF))?;
-                self.write_perm(opener, id, data)?;
+                match part {
+                    Part::Perm => self.write_perm(opener, id, data)?,
+                    _ => self.write_text(opener, id, *part, data)?,
+                }
                 Ok(len)
             }
             Handle::Data { open, .. } => open.write_at(data, offset),

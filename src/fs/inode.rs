@@ -57,6 +57,18 @@ pub const fn kind_dir(index: usize) -> u64 {
 const FIRST_OBJECT: u64 = 16;
 const SLOTS: u64 = 16;
 
+/// The bit that marks the number of a message file `messages/N` of a queue: the rest is the
+/// queue's block (shifted by [`MESSAGE_SHIFT`]) and N. The kernel's lookups of a queue's
+/// message files are counted together in the block's [`MESSAGE_FILES`] slot, so the block
+/// stays while the kernel holds any of them.
+const MESSAGE_BIT: u64 = 1 << 62;
+const MESSAGE_SHIFT: u32 = 16;
+/// The slot of a queue's block that counts the kernel's lookups of its message files.
+const MESSAGE_FILES: u64 = 10;
+/// The most message files a queue's `messages/` may number (`messages/0` to
+/// `messages/65535`).
+pub const MAX_MESSAGE_FILES: u32 = 1 << MESSAGE_SHIFT;
+
 /// Which file of an object's directory an inode is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Part {
@@ -66,7 +78,15 @@ pub enum Part {
     Perm,
     /// Who has the object mapped or open.
     Attached,
-    /// The `by-key/0x…` symlink of a segment.
+    /// A semaphore set's `values`.
+    Values,
+    /// Who is blocked on a semaphore set or a message queue.
+    Waiters,
+    /// A message queue's `queue`: its messages' types and sizes.
+    Queue,
+    /// A message queue's directory `messages/`.
+    Messages,
+    /// The `by-key/` symlink of an object with a key.
     KeyLink,
     /// In a namespace's block: `members`.
     Members,
@@ -92,7 +112,11 @@ impl Part {
             Part::Stat => 2,
             Part::Perm => 3,
             Part::Attached => 4,
+            Part::Values => 5,
+            Part::Waiters => 6,
             Part::KeyLink => 7,
+            Part::Queue => 8,
+            Part::Messages => 9,
             Part::Members => 1,
             Part::Container => 2,
             Part::Limits => 3,
@@ -110,7 +134,11 @@ impl Part {
             2 => Part::Stat,
             3 => Part::Perm,
             4 => Part::Attached,
+            5 => Part::Values,
+            6 => Part::Waiters,
             7 => Part::KeyLink,
+            8 => Part::Queue,
+            9 => Part::Messages,
             _ => return None,
         })
     }
@@ -166,6 +194,8 @@ pub enum Node {
     /// namespace).
     Report(Scope, Report),
     Object(ObjectId, Part),
+    /// `messages/N` of a message queue: the message at position N.
+    Message(ObjectId, u32),
 }
 
 impl Node {
@@ -176,7 +206,7 @@ impl Node {
             Node::Root | Node::Namespaces => HOME,
             Node::Namespace(ns) | Node::KindDir(ns, _) | Node::ByKeyDir(ns) => *ns,
             Node::Report(ns, _) => *ns,
-            Node::Object(id, _) => id.ns,
+            Node::Object(id, _) | Node::Message(id, _) => id.ns,
         }
     }
 }
@@ -279,6 +309,12 @@ fn namespace_node(ns: Scope, slot: u64) -> Option<Node> {
 }
 
 fn base_of(ino: u64) -> Option<(u64, usize)> {
+    if ino & MESSAGE_BIT != 0 {
+        // A message file counts in its queue's block.
+        let base = (ino & !MESSAGE_BIT) >> MESSAGE_SHIFT;
+        return (base >= FIRST_OBJECT && (base - FIRST_OBJECT) % SLOTS == 0)
+            .then_some((base, MESSAGE_FILES as usize));
+    }
     (ino >= FIRST_OBJECT).then(|| {
         let slot = (ino - FIRST_OBJECT) % SLOTS;
         (ino - slot, slot as usize)
@@ -331,6 +367,21 @@ impl InodeTable {
                 block.lookups[part.slot() as usize].saturating_add(1);
         }
         Some(base + part.slot())
+    }
+
+    /// The number of `messages/N` of the queue whose directory `messages/` is `dir`, with one
+    /// lookup counted if `count`. None if the table does not know `dir` or N is too large.
+    pub fn message_inode(&mut self, dir: u64, n: u32, count: bool) -> Option<u64> {
+        if n >= MAX_MESSAGE_FILES {
+            return None;
+        }
+        let (base, _) = base_of(dir)?;
+        let block = self.blocks.get_mut(&base)?;
+        if count {
+            let slot = MESSAGE_FILES as usize;
+            block.lookups[slot] = block.lookups[slot].saturating_add(1);
+        }
+        Some(MESSAGE_BIT | (base << MESSAGE_SHIFT) | u64::from(n))
     }
 
     /// Whether the object uses huge pages, if that was learned while it had its block.
@@ -395,6 +446,12 @@ impl InodeTable {
             METRICS => Node::Report(HOME, Report::Metrics),
             NS_DIR => Node::Namespaces,
             NS_INDEX => Node::Report(HOME, Report::Namespaces),
+            _ if ino & MESSAGE_BIT != 0 => {
+                let (base, _) = base_of(ino)?;
+                let id = &self.blocks.get(&base)?.id;
+                let n = (ino & ((1 << MESSAGE_SHIFT) - 1)) as u32;
+                Node::Message(ObjectId::clone(id), n)
+            }
             _ => {
                 let (base, slot) = base_of(ino)?;
                 let id = &self.blocks.get(&base)?.id;
@@ -589,7 +646,38 @@ mod tests {
         assert_eq!(t.inode(&seg(0, 1), Part::Dir), a);
         assert_eq!(t.inode(&seg(0, 1), Part::Stat), a + 2);
         assert_eq!(t.node(a + 2), Some(Node::Object(seg(0, 1), Part::Stat)));
-        assert_eq!(t.node(a + 5), None);
+        assert_eq!(t.node(a + 11), None);
+    }
+
+    #[test]
+    fn message_files_are_numbered_with_their_queue_and_keep_its_block() {
+        let mut t = InodeTable::default();
+        let queue = ObjectId {
+            ns: HOME,
+            kind: 3,
+            name: Name::Number(65543),
+            stamp: [1, 2, 0],
+        };
+        let dir = t.lookup(&queue, Part::Dir);
+        let messages = t.in_block(dir, Part::Messages, true).unwrap();
+        assert_eq!(
+            t.node(messages),
+            Some(Node::Object(queue.clone(), Part::Messages))
+        );
+        let m0 = t.message_inode(messages, 0, true).unwrap();
+        let m7 = t.message_inode(messages, 7, false).unwrap();
+        assert_ne!(m0, m7);
+        assert_eq!(t.message_inode(messages, MAX_MESSAGE_FILES, false), None);
+        assert_eq!(t.node(m0), Some(Node::Message(queue.clone(), 0)));
+        assert_eq!(t.node(m7), Some(Node::Message(queue.clone(), 7)));
+        // The kernel forgets the directories: the block stays for the message it holds.
+        assert_eq!(t.forget(dir, 1), None);
+        assert_eq!(t.forget(messages, 1), None);
+        assert_eq!(t.node(m0), Some(Node::Message(queue.clone(), 0)));
+        assert!(t.forget(m0, 1).is_some(), "the last number held");
+        assert_eq!(t.node(m0), None);
+        // A number that never was a block's: nothing.
+        assert_eq!(t.node(MESSAGE_BIT | (17 << MESSAGE_SHIFT)), None);
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub trait Kind: Send + Sync {
     fn has_keys(&self) -> bool {
         false
     }
+    /// What its `by-key/` links' names begin with before `0xKEY` (`sem.`, `msg.`; nothing
+    /// for segments, whose links were there first).
+    fn key_prefix(&self) -> &'static str {
+        ""
+    }
     /// The object with System V key `key` (for `by-key/`), or ENOENT; kinds without keys
     /// have none.
     fn with_key(&self, _env: &Env, _key: u32) -> Result<Option<Box<dyn Object>>> {
@@ -138,8 +143,11 @@ pub trait Object: Send + Sync {
     fn key(&self) -> Option<u32> {
         None
     }
-    /// 512-byte blocks it holds in memory (what `du` shows of its `data`).
-    fn blocks(&self, env: &Env) -> Result<u64>;
+    /// 512-byte blocks it holds in memory (what `du` shows of its `data`); none for an
+    /// object without `data`.
+    fn blocks(&self, _env: &Env) -> Result<u64> {
+        Ok(0)
+    }
     /// The text of its `stat`.
     fn stat_text(&self, env: &Env) -> Result<String>;
     /// The text of its `perm`.
@@ -172,7 +180,9 @@ pub trait Object: Send + Sync {
         mtime: Option<SetTime>,
     ) -> Result<()>;
     /// Whether `who` may read (4) and/or write (2) its `data`: EACCES if not.
-    fn check_data_access(&self, env: &Env, who: &Caller, want: u32) -> Result<()>;
+    fn check_data_access(&self, _env: &Env, _who: &Caller, _want: u32) -> Result<()> {
+        Err(Error::refused(libc::EACCES))
+    }
     /// Removes it, with the calling thread's rights.
     fn remove(&self, env: &Env) -> io::Result<()>;
     /// Whether it may outlive its removal (a segment still attached lives until its last
@@ -180,17 +190,66 @@ pub trait Object: Send + Sync {
     fn may_outlive_removal(&self) -> bool {
         false
     }
-    /// What `attached` looks for in `/proc`.
-    fn holders(&self, env: &Env) -> attach::Target;
+    /// What `attached` looks for in `/proc`, for an object that has `attached`.
+    fn holders(&self, _env: &Env) -> Option<attach::Target> {
+        None
+    }
     /// Its public attachment count and record, if it has one.
     fn attach_record(&self) -> Option<AttachRecord> {
         None
     }
     /// Opens its `data` for `who` with open(2) `flags`.
-    fn open_data(&self, env: &Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>>;
+    fn open_data(&self, _env: &Env, _who: &Caller, _flags: i32) -> Result<Box<dyn OpenData>> {
+        Err(Error::refused(libc::ENOENT))
+    }
     /// Truncates its `data` by path as `who` (`checked`: an open for writing already passed
     /// the kernel's check).
-    fn truncate(&self, env: &Env, who: &Caller, size: u64, checked: bool) -> Result<()>;
+    fn truncate(&self, _env: &Env, _who: &Caller, _size: u64, _checked: bool) -> Result<()> {
+        Err(Error::refused(libc::EPERM))
+    }
+    /// The text of one of its files other than `stat`, `perm` and `attached` (`values`,
+    /// `waiters`, `queue`) as `who` may read it, read with `who`'s rights where the kernel
+    /// checks them (EACCES without read permission).
+    fn text(&self, _env: &Env, _who: &Caller, _part: Part) -> Result<String> {
+        Err(Error::refused(libc::ENOENT))
+    }
+    /// Whether `who` may open its file `part` for writing (`values`: the alter right, as the
+    /// kernel's `ipcperms` grants it). The kernel checks again at each write.
+    fn may_write(&self, _who: &Caller, _part: Part) -> bool {
+        false
+    }
+    /// Applies a write of `data` to its file `part` (`values`) with the rights of `who`, who
+    /// opened it for writing.
+    fn write_text(&self, _env: &Env, _who: &Caller, _part: Part, _data: &[u8]) -> Result<()> {
+        Err(Error::refused(libc::EBADF))
+    }
+    /// How many messages its `messages/` shows to `who` (read with `who`'s rights): ENOTDIR
+    /// for an object without messages.
+    fn message_count(&self, _env: &Env, _who: &Caller) -> Result<u32> {
+        Err(Error::refused(libc::ENOTDIR))
+    }
+    /// The bytes of the message at position `n`, read with `who`'s rights, without
+    /// receiving it; ENOENT past the end.
+    fn message(&self, _env: &Env, _who: &Caller, _n: u32) -> Result<Vec<u8>> {
+        Err(Error::refused(libc::ENOENT))
+    }
+    /// Applies a `perm` write that names `qbytes` (with mode and owner, `None` keeping one)
+    /// as `who`: only a message queue has it.
+    fn change_perm_and_qbytes(
+        &self,
+        _env: &Env,
+        op: &str,
+        who: &Caller,
+        _perm: (Option<u32>, Option<u32>, Option<u32>),
+        _qbytes: u64,
+    ) -> Result<()> {
+        Err(refused_input(
+            op,
+            who,
+            "an object",
+            "qbytes: only a message queue has a qbytes to set",
+        ))
+    }
 }
 
 /// An open `data`.

@@ -69,13 +69,14 @@ enum Handle {
     /// `stat`, `attached` or a report: the text rendered at open, so that reads at any
     /// offset agree.
     Text { ino: u64, text: held::HeldText },
-    /// `perm`: the text at open, the object that writes change, and, for an open for
-    /// writing, who opened it: writes are applied with the opener's rights, never the
-    /// writer's (as /proc and sysfs do), so a descriptor handed to a privileged process
-    /// cannot change more than its opener could.
+    /// A file that writes change (`perm`, `values`): the text at open, which file of which
+    /// object writes change, and, for an open for writing, who opened it: writes are applied
+    /// with the opener's rights, never the writer's (as /proc and sysfs do), so a descriptor
+    /// handed to a privileged process cannot change more than its opener could.
     Perm {
         text: held::HeldText,
         id: ObjectId,
+        part: Part,
         opener: Option<Caller>,
     },
     /// An open `data`, of any kind.
@@ -348,10 +349,49 @@ impl ShmFs {
                 Ok(Handle::Perm {
                     text: self.hold_text(who, ino, live.perm_text())?,
                     id: id.clone(),
+                    part: Part::Perm,
                     opener,
                 })
             }
             Node::Object(id, Part::Data) => self.open_data(who, id, flags),
+            Node::Object(id, part @ Part::Values) if writable => {
+                if self.options.read_only {
+                    return Err(errno(libc::EROFS));
+                }
+                let live = self.live(id)?;
+                if !live.may_write(who, *part) {
+                    return Err(errno(libc::EACCES));
+                }
+                // A write-only open (`echo … >`) needs no read permission, and holds no text.
+                let text = if flags & libc::O_ACCMODE == libc::O_RDWR {
+                    live.text(&self.env(id.ns)?, who, *part)?
+                } else {
+                    String::new()
+                };
+                Ok(Handle::Perm {
+                    text: self.hold_text(who, ino, text)?,
+                    id: id.clone(),
+                    part: *part,
+                    opener: Some(who.resolved()),
+                })
+            }
+            Node::Object(_, Part::Queue | Part::Waiters) | Node::Message(..) if writable => {
+                Err(errno(libc::EACCES))
+            }
+            Node::Object(id, part @ (Part::Values | Part::Queue | Part::Waiters)) => {
+                let text = self.live(id)?.text(&self.env(id.ns)?, who, *part)?;
+                Ok(Handle::Text {
+                    ino,
+                    text: self.hold_text(who, ino, text)?,
+                })
+            }
+            Node::Message(id, n) => {
+                let bytes = self.live(id)?.message(&self.env(id.ns)?, who, *n)?;
+                Ok(Handle::Text {
+                    ino,
+                    text: self.hold_bytes(who, ino, bytes)?,
+                })
+            }
             _ => Err(errno(libc::EISDIR)),
         }
     }
@@ -381,6 +421,16 @@ impl ShmFs {
         let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
         self.live(id)?
             .change_perm(&self.env(id.ns)?, op, who, mode, uid, gid)
+    }
+
+    /// Applies a write of another writable file (`values`) with the rights of `opener`, who
+    /// opened it for writing.
+    fn write_text(&self, opener: &Caller, id: &ObjectId, part: Part, data: &[u8]) -> Result<()> {
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        self.live(id)?
+            .write_text(&self.env(id.ns)?, opener, part, data)
     }
 
     /// Applies a write of `perm` with the rights of `opener`, who opened it for writing.
@@ -414,7 +464,9 @@ impl ShmFs {
         let Node::Object(id, part) = node else {
             return match node {
                 // A read-only file answers a truncate as it answers an open for writing.
-                Node::Report(..) if !owner_change && size.is_some() => Err(errno(libc::EACCES)),
+                Node::Report(..) | Node::Message(..) if !owner_change && size.is_some() => {
+                    Err(errno(libc::EACCES))
+                }
                 _ if owner_change || size.is_some() => Err(errno(libc::EPERM)),
                 _ => Ok(()),
             };
@@ -440,8 +492,26 @@ impl ShmFs {
                     &format!("size {size}: perm takes only a truncate to 0 before a write"),
                 )),
             },
-            Part::Stat | Part::Attached | Part::KeyLink if !owner_change => match size {
-                Some(_) => Err(errno(libc::EACCES)),
+            // `echo '0 1' > values` truncates first, as for `perm`.
+            Part::Values if !owner_change => match size {
+                None | Some(0) => Ok(()),
+                Some(size) => Err(Self::refused_input(
+                    "values truncate",
+                    who,
+                    id,
+                    &format!("size {size}: values takes only a truncate to 0 before a write"),
+                )),
+            },
+            Part::Stat | Part::Attached | Part::KeyLink | Part::Queue | Part::Waiters
+                if !owner_change =>
+            {
+                match size {
+                    Some(_) => Err(errno(libc::EACCES)),
+                    None => Ok(()),
+                }
+            }
+            Part::Messages if !owner_change => match size {
+                Some(_) => Err(errno(libc::EISDIR)),
                 None => Ok(()),
             },
             _ => Err(errno(libc::EPERM)),
@@ -463,11 +533,24 @@ impl ShmFs {
     ) -> Result<()> {
         let id = match node {
             Node::Object(id, Part::Dir | Part::Data) => id,
-            Node::Report(..) | Node::Object(_, Part::Stat | Part::Attached | Part::KeyLink) => {
+            Node::Report(..)
+            | Node::Message(..)
+            | Node::Object(
+                _,
+                Part::Stat | Part::Attached | Part::KeyLink | Part::Queue | Part::Waiters,
+            ) => {
                 return Err(errno(libc::EACCES));
             }
             Node::Object(id, Part::Perm) => {
                 return if self.live(id)?.may_change_perm(who) {
+                    Ok(())
+                } else {
+                    Err(errno(libc::EACCES))
+                };
+            }
+            // As for `perm`: without effect for who may write it.
+            Node::Object(id, Part::Values) => {
+                return if self.live(id)?.may_write(who, Part::Values) {
                     Ok(())
                 } else {
                     Err(errno(libc::EACCES))
@@ -506,10 +589,38 @@ impl ShmFs {
                 }
                 Ok(())
             }
+            Node::Message(id, n) => {
+                if want_w || want_x {
+                    return Err(errno(libc::EACCES));
+                }
+                self.live(id)?.message(&self.env(id.ns)?, who, *n).map(drop)
+            }
             Node::Object(id, part) => {
                 let live = self.live(id)?;
+                // Whether `who` may read the file `part`: the kernel's answer to reading it.
+                let readable = |part: Part| -> Result<bool> {
+                    let env = self.env(id.ns)?;
+                    let read = match part {
+                        Part::Messages => live.message_count(&env, who).map(drop),
+                        _ => live.text(&env, who, part).map(drop),
+                    };
+                    match read {
+                        Ok(()) => Ok(true),
+                        Err(e) if e.errno() == libc::EACCES => Ok(false),
+                        Err(e) => Err(e),
+                    }
+                };
+                let want_r = mask & libc::R_OK != 0;
                 let denied = match part {
                     Part::Dir => want_w,
+                    Part::Waiters => want_w || want_x,
+                    Part::Values => {
+                        want_x
+                            || (want_w && !live.may_write(who, Part::Values))
+                            || (want_r && !readable(Part::Values)?)
+                    }
+                    Part::Queue => want_w || want_x || (want_r && !readable(Part::Queue)?),
+                    Part::Messages => want_w || ((want_r || want_x) && !readable(Part::Messages)?),
                     Part::Stat | Part::Attached => want_w || want_x,
                     // Writable only by who may change the object, as opening it for writing.
                     Part::Perm => want_x || (want_w && !live.may_change_perm(who)),

@@ -152,7 +152,7 @@ fn segment(fake: &Fake) -> i32 {
 // The root and its fixed entries.
 
 #[test]
-fn the_root_lists_the_four_directories_and_the_four_reports() {
+fn the_root_lists_the_kinds_directories_and_the_four_reports() {
     let (_, fs) = world();
     let entries = list(&fs, inode::ROOT);
     assert_eq!(
@@ -162,6 +162,9 @@ fn the_root_lists_the_four_directories_and_the_four_reports() {
             "..",
             "sysv",
             "posix",
+            "sem",
+            "msg",
+            "mqueue",
             "by-key",
             "ns",
             "limits",
@@ -178,6 +181,9 @@ fn the_root_lists_the_four_directories_and_the_four_reports() {
             (inode::ROOT, Kind::Dir),
             (SYSV_DIR, Kind::Dir),
             (POSIX_DIR, Kind::Dir),
+            (inode::kind_dir(2), Kind::Dir),
+            (inode::kind_dir(3), Kind::Dir),
+            (inode::kind_dir(4), Kind::Dir),
             (inode::BY_KEY_DIR, Kind::Dir),
             (inode::NS_DIR, Kind::Dir),
             (inode::LIMITS, Kind::File),

@@ -78,33 +78,12 @@ impl ShmFs {
         if live.attach_record().is_some_and(|r| r.count == 0) {
             return Ok(String::new());
         }
-        let target = live.holders(&self.env(id.ns)?);
+        let Some(target) = live.holders(&self.env(id.ns)?) else {
+            return Ok(String::new());
+        };
         let holders = self.env(id.ns)?.source.holders(&target)?;
-        let own = attach::own_pid();
-        let mut pids: Vec<u32> = holders
-            .iter()
-            .map(|h| h.pid)
-            .filter(|&pid| Some(pid) != own)
-            .collect();
-        pids.dedup();
-        // Opening another process's `maps` waits on its exec lock, which its owner can hold
-        // (an exec stuck behind a jammed mmap lock): opened on a helper, as the caller there.
-        let caller = who.clone();
-        let mut visible: Vec<u32> =
-            crate::kernel::proc_read::each(&pids, "maps, as the caller", move |pid| {
-                creds::as_caller(&caller, || {
-                    File::open(format!("/proc/{pid}/maps")).map(drop)
-                })
-            })
-            .into_iter()
-            .filter_map(|(pid, opened)| opened.ok().map(|()| pid))
-            .collect();
-        if let Some(own) = own
-            && holders.iter().any(|h| h.pid == own)
-            && attach::may_look_at_daemon(who)
-        {
-            visible.push(own);
-        }
+        let pids: Vec<u32> = holders.iter().map(|h| h.pid).collect();
+        let visible = traceable_by(who, &pids);
         let mut shown: Vec<attach::Holder> = holders
             .into_iter()
             .filter(|h| visible.contains(&h.pid))
@@ -216,4 +195,35 @@ impl ShmFs {
             block_size: u32::try_from(frsize).unwrap_or(u32::MAX),
         })
     }
+}
+
+/// Which of `pids` `who` may look at: those whose `/proc/PID/maps` the caller could open
+/// itself (the kernel's ptrace-read rule, and hidepid of the daemon's /proc), checked with the
+/// caller's credentials. The daemon's own pid only for a caller who could read the daemon's
+/// maps (uid 0 with CAP_SYS_PTRACE in the daemon's user namespace): the daemon may always
+/// open its own maps, so that check proves nothing for it.
+pub(crate) fn traceable_by(who: &Caller, pids: &[u32]) -> Vec<u32> {
+    let own = attach::own_pid();
+    let mut others: Vec<u32> = pids.iter().copied().filter(|&p| Some(p) != own).collect();
+    others.sort_unstable();
+    others.dedup();
+    // Opening another process's `maps` waits on its exec lock, which its owner can hold
+    // (an exec stuck behind a jammed mmap lock): opened on a helper, as the caller there.
+    let caller = who.clone();
+    let mut visible: Vec<u32> =
+        crate::kernel::proc_read::each(&others, "maps, as the caller", move |pid| {
+            creds::as_caller(&caller, || {
+                File::open(format!("/proc/{pid}/maps")).map(drop)
+            })
+        })
+        .into_iter()
+        .filter_map(|(pid, opened)| opened.ok().map(|()| pid))
+        .collect();
+    if let Some(own) = own
+        && pids.contains(&own)
+        && attach::may_look_at_daemon(who)
+    {
+        visible.push(own);
+    }
+    visible
 }

@@ -13,7 +13,11 @@ use std::io;
 use crate::kernel::attach::{Holder, Target};
 use crate::kernel::context::IpcContext;
 use crate::kernel::fingerprint::incarnation_of;
+use crate::kernel::mqueue::{MqInfo, MqLimits};
+use crate::kernel::msg::{self, MsgLimits, Queue};
 use crate::kernel::posix::{self, FileTime, Object};
+use crate::kernel::posix_sem::SemState;
+use crate::kernel::sem::{self, SemLimits, SemSet, SemValue};
 use crate::kernel::sysv::{self, Attachment, Segment, Totals, Usage};
 
 /// Limits of System V shared memory (`/proc/sys/kernel/shm*`).
@@ -133,6 +137,123 @@ pub trait Source: Send + Sync {
     /// The id (`NS_GET_ID`) of the IPC namespace the source shows, if known.
     fn ipc_ns_id(&self) -> Option<u64> {
         None
+    }
+
+    // Semaphore sets, message queues and POSIX queues: a source without them (the unit
+    // tests' fake) has none.
+
+    /// Every semaphore set, in the kernel's index order.
+    fn sem_sets(&self) -> io::Result<Vec<SemSet>> {
+        Ok(Vec::new())
+    }
+    /// The semaphore set `semid`, or ENOENT.
+    fn sem_set(&self, _semid: i32) -> io::Result<SemSet> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// The semaphore set with this key, or ENOENT.
+    fn sem_set_with_key(&self, _key: u32) -> io::Result<SemSet> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// The values of a set (as the caller: read permission).
+    fn sem_values(&self, _semid: i32, _nsems: u64) -> io::Result<Vec<SemValue>> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// SETALL (as the caller).
+    fn set_sem_values(&self, _semid: i32, _values: &[u16]) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// SETVAL (as the caller).
+    fn set_sem_value(&self, _semid: i32, _num: u16, _value: u16) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// IPC_SET of a set (as the caller).
+    fn set_sem_perm(&self, _semid: i32, _mode: u32, _uid: u32, _gid: u32) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// IPC_RMID of a set (as the caller).
+    fn remove_sem_set(&self, _semid: i32) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// Semaphore limits and use.
+    fn sem_limits(&self) -> io::Result<SemLimits> {
+        Ok(SemLimits::default())
+    }
+    /// The tasks blocked on a set (every one the daemon may read).
+    fn sem_waiters(&self, _semid: i32) -> io::Result<Vec<sem::Waiter>> {
+        Ok(Vec::new())
+    }
+    /// Every message queue, in the kernel's index order.
+    fn queues(&self) -> io::Result<Vec<Queue>> {
+        Ok(Vec::new())
+    }
+    /// The message queue `msqid`, or ENOENT.
+    fn queue(&self, _msqid: i32) -> io::Result<Queue> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// The message queue with this key, or ENOENT.
+    fn queue_with_key(&self, _key: u32) -> io::Result<Queue> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// A copy of the message at `position` (as the caller: read permission).
+    fn message(&self, _msqid: i32, _position: usize, _msgmax: usize) -> io::Result<msg::Message> {
+        Err(io::Error::from_raw_os_error(libc::ENOMSG))
+    }
+    /// The type and size of the first `most` messages (as the caller).
+    fn messages(&self, _msqid: i32, _msgmax: usize, _most: usize) -> io::Result<Vec<(i64, usize)>> {
+        Ok(Vec::new())
+    }
+    /// IPC_SET of a queue (as the caller).
+    fn set_queue_perm(
+        &self,
+        _msqid: i32,
+        _mode: u32,
+        _uid: u32,
+        _gid: u32,
+        _qbytes: Option<u64>,
+    ) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// IPC_RMID of a queue (as the caller).
+    fn remove_queue(&self, _msqid: i32) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// Message queue limits and use.
+    fn msg_limits(&self) -> io::Result<MsgLimits> {
+        Ok(MsgLimits::default())
+    }
+    /// The tasks blocked on a queue (every one the daemon may read).
+    fn queue_waiters(&self, _msqid: i32) -> io::Result<Vec<msg::Waiter>> {
+        Ok(Vec::new())
+    }
+    /// Every POSIX message queue.
+    fn mqueues(&self) -> io::Result<Vec<MqInfo>> {
+        Ok(Vec::new())
+    }
+    /// The POSIX message queue `name`, or ENOENT.
+    fn mqueue(&self, _name: &OsStr) -> io::Result<MqInfo> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// mq_unlink (as the caller).
+    fn remove_mqueue(&self, _name: &OsStr) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// Limits of POSIX message queues.
+    fn mqueue_limits(&self) -> io::Result<MqLimits> {
+        Ok(MqLimits::default())
+    }
+    /// chmod/chown of a POSIX message queue (as the caller); `None` keeps one.
+    fn set_mqueue_perm(
+        &self,
+        _name: &OsStr,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+    ) -> io::Result<()> {
+        Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// The state of the POSIX semaphore `name` of the shm dir (read without moving its atime).
+    fn posix_sem_state(&self, _name: &OsStr) -> io::Result<SemState> {
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
     }
 }
 
@@ -337,5 +458,93 @@ impl Source for Kernel {
     }
     fn ipc_ns_id(&self) -> Option<u64> {
         self.ctx.ipc_ns_id()
+    }
+    fn sem_sets(&self) -> io::Result<Vec<SemSet>> {
+        self.ctx.sem_sets()
+    }
+    fn sem_set(&self, semid: i32) -> io::Result<SemSet> {
+        self.ctx.sem_set(semid)
+    }
+    fn sem_set_with_key(&self, key: u32) -> io::Result<SemSet> {
+        self.ctx.sem_set_with_key(key)
+    }
+    fn sem_values(&self, semid: i32, nsems: u64) -> io::Result<Vec<SemValue>> {
+        self.ctx.sem_values(semid, nsems)
+    }
+    fn set_sem_values(&self, semid: i32, values: &[u16]) -> io::Result<()> {
+        self.ctx.set_sem_values(semid, values)
+    }
+    fn set_sem_value(&self, semid: i32, num: u16, value: u16) -> io::Result<()> {
+        self.ctx.set_sem_value(semid, num, value)
+    }
+    fn set_sem_perm(&self, semid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+        self.ctx.set_sem_perm(semid, mode, uid, gid)
+    }
+    fn remove_sem_set(&self, semid: i32) -> io::Result<()> {
+        self.ctx.remove_sem_set(semid)
+    }
+    fn sem_limits(&self) -> io::Result<SemLimits> {
+        self.ctx.sem_limits()
+    }
+    fn sem_waiters(&self, semid: i32) -> io::Result<Vec<sem::Waiter>> {
+        self.ctx.sem_waiters(semid)
+    }
+    fn queues(&self) -> io::Result<Vec<Queue>> {
+        self.ctx.queues()
+    }
+    fn queue(&self, msqid: i32) -> io::Result<Queue> {
+        self.ctx.queue(msqid)
+    }
+    fn queue_with_key(&self, key: u32) -> io::Result<Queue> {
+        self.ctx.queue_with_key(key)
+    }
+    fn message(&self, msqid: i32, position: usize, msgmax: usize) -> io::Result<msg::Message> {
+        self.ctx.message(msqid, position, msgmax)
+    }
+    fn messages(&self, msqid: i32, msgmax: usize, most: usize) -> io::Result<Vec<(i64, usize)>> {
+        self.ctx.messages(msqid, msgmax, most)
+    }
+    fn set_queue_perm(
+        &self,
+        msqid: i32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        qbytes: Option<u64>,
+    ) -> io::Result<()> {
+        self.ctx.set_queue_perm(msqid, mode, uid, gid, qbytes)
+    }
+    fn remove_queue(&self, msqid: i32) -> io::Result<()> {
+        self.ctx.remove_queue(msqid)
+    }
+    fn msg_limits(&self) -> io::Result<MsgLimits> {
+        self.ctx.msg_limits()
+    }
+    fn queue_waiters(&self, msqid: i32) -> io::Result<Vec<msg::Waiter>> {
+        self.ctx.queue_waiters(msqid)
+    }
+    fn mqueues(&self) -> io::Result<Vec<MqInfo>> {
+        self.ctx.mqueues()
+    }
+    fn mqueue(&self, name: &OsStr) -> io::Result<MqInfo> {
+        self.ctx.mqueue(name)
+    }
+    fn remove_mqueue(&self, name: &OsStr) -> io::Result<()> {
+        self.ctx.remove_mqueue(name)
+    }
+    fn mqueue_limits(&self) -> io::Result<MqLimits> {
+        self.ctx.mqueue_limits()
+    }
+    fn set_mqueue_perm(
+        &self,
+        name: &OsStr,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()> {
+        self.ctx.set_mqueue_perm(name, mode, uid, gid)
+    }
+    fn posix_sem_state(&self, name: &OsStr) -> io::Result<SemState> {
+        self.ctx.shm_dir().sem_state(name)
     }
 }

@@ -101,6 +101,7 @@ impl ShmFs {
                 return Ok(attr);
             }
             Node::Object(id, part) => (id, *part),
+            Node::Message(id, n) => return self.message_attr(who, ino, id, *n, known),
         };
         let live = match known {
             Some(live) => live,
@@ -151,6 +152,26 @@ impl ShmFs {
                 Self::key_link_target(id).len() as u64,
                 1,
             ),
+            // Read with read permission (and `values` written with the alter right), as the
+            // object's mode says: shown with its read and write bits.
+            Part::Values | Part::Queue | Part::Waiters => {
+                let bits = match part {
+                    Part::Values => mode & 0o666,
+                    Part::Queue => mode & 0o444,
+                    _ => 0o444,
+                };
+                let size = match self.open_text_len(ino) {
+                    Some(len) => len,
+                    None => match live.text(&self.env(id.ns)?, who, part) {
+                        Ok(text) => text.len(),
+                        // Who may not read it sees its mode and owner, and no length.
+                        Err(e) if e.errno() == libc::EACCES => 0,
+                        Err(e) => return Err(e),
+                    },
+                };
+                (Kind::File, bits, size as u64, 1)
+            }
+            Part::Messages => (Kind::Dir, read_dir_bits(mode), 0, 2),
             // A namespace's files, which the table never gives an object.
             _ => return Err(errno(libc::ESTALE)),
         };
@@ -176,6 +197,40 @@ impl ShmFs {
             kind(id.kind).dir_name(),
             id.name.to_os_string().to_string_lossy()
         )
+    }
+
+    /// The attributes of `messages/N` of queue `id`: the message's length, read with `who`'s
+    /// rights (EACCES without read permission), the queue's owner and times.
+    fn message_attr(
+        &self,
+        who: &Caller,
+        ino: u64,
+        id: &ObjectId,
+        n: u32,
+        known: Option<Live>,
+    ) -> Result<Attr> {
+        let live = match known {
+            Some(live) => live,
+            None => self.live(id)?,
+        };
+        let size = match self.open_text_len(ino) {
+            Some(len) => len,
+            None => live.message(&self.env(id.ns)?, who, n)?.len(),
+        };
+        let meta = live.meta();
+        Ok(Attr {
+            ino,
+            kind: Kind::File,
+            perm: (meta.mode & 0o444) as u16,
+            nlink: 1,
+            uid: meta.uid,
+            gid: meta.gid,
+            size: size as u64,
+            blocks: 0,
+            atime: time(meta.atime),
+            mtime: time(meta.mtime),
+            ctime: time(meta.ctime),
+        })
     }
 
     /// Finds `name` in directory `parent` (inode `parent_ino`) for `who` and returns its
@@ -236,9 +291,15 @@ impl ShmFs {
                 Ok((ino, Some(live)))
             }
             Node::ByKeyDir(ns) => {
-                let key = parse_key(name).ok_or_else(enoent)?;
                 let env = self.env(*ns)?;
-                for k in KINDS {
+                for k in KINDS.iter().filter(|k| k.has_keys()) {
+                    let Some(key) = name
+                        .as_bytes()
+                        .strip_prefix(k.key_prefix().as_bytes())
+                        .and_then(|rest| parse_key(OsStr::from_bytes(rest)))
+                    else {
+                        continue;
+                    };
                     match k.with_key(&env, key) {
                         Ok(Some(live)) => {
                             let ino = number(&live.id(), Part::KeyLink);
@@ -262,7 +323,18 @@ impl ShmFs {
                 // has since been given new numbers.
                 Ok((in_block(part)?, Some(live)))
             }
-            Node::Report(..) | Node::Object(..) => Err(errno(libc::ENOTDIR)),
+            Node::Object(id, Part::Messages) => {
+                let n = parse_position(name).ok_or_else(enoent)?;
+                let live = self.live(id)?;
+                // One look at that position (not a listing of all): ENOENT past the end.
+                live.message(&self.env(id.ns)?, who, n)?;
+                let ino = self
+                    .inodes()
+                    .message_inode(parent_ino, n, count)
+                    .ok_or_else(|| errno(libc::ESTALE))?;
+                Ok((ino, Some(live)))
+            }
+            Node::Report(..) | Node::Object(..) | Node::Message(..) => Err(errno(libc::ENOTDIR)),
         }
     }
 
@@ -275,7 +347,13 @@ impl ShmFs {
             Node::Namespace(_) => inode::NS_DIR,
             Node::KindDir(ns, _) | Node::ByKeyDir(ns) => self.scope_inode(*ns, Part::Dir)?,
             Node::Object(id, Part::Dir) => self.scope_inode(id.ns, kind_dir_part(id.kind))?,
-            Node::Report(..) | Node::Object(..) => return Err(errno(libc::ENOTDIR)),
+            Node::Object(_, Part::Messages) => self
+                .inodes()
+                .in_block(ino, Part::Dir, false)
+                .ok_or_else(|| errno(libc::ESTALE))?,
+            Node::Report(..) | Node::Object(..) | Node::Message(..) => {
+                return Err(errno(libc::ENOTDIR));
+            }
         };
         let mut entries = vec![
             (ino, dir, OsString::from(".")),
@@ -348,13 +426,23 @@ impl ShmFs {
                 for (live, id) in listed.iter().zip(&ids) {
                     if let Some(key) = live.key() {
                         let ino = table.inode(id, Part::KeyLink);
-                        entries.push((ino, Kind::Symlink, format!("0x{key:08x}").into()));
+                        entries.push((ino, Kind::Symlink, key_name(id.kind, key).into()));
                     }
                 }
                 let (held, _) =
                     table.retain(|id| id.ns == *ns && keyed.contains(&id.kind), &ids, since);
                 drop(table);
                 self.listed_gone(held);
+            }
+            Node::Object(id, Part::Messages) => {
+                let count = self.live(id)?.message_count(&self.env(id.ns)?, who)?;
+                let mut table = self.inodes();
+                for n in 0..count {
+                    let ino = table
+                        .message_inode(ino, n, false)
+                        .ok_or_else(|| errno(libc::ESTALE))?;
+                    entries.push((ino, Kind::File, n.to_string().into()));
+                }
             }
             Node::Object(id, _) => {
                 self.live(id)?;
@@ -363,10 +451,15 @@ impl ShmFs {
                     let ino = table
                         .in_block(ino, part, false)
                         .ok_or_else(|| errno(libc::ESTALE))?;
-                    entries.push((ino, Kind::File, name.into()));
+                    let file = if part == Part::Messages {
+                        dir
+                    } else {
+                        Kind::File
+                    };
+                    entries.push((ino, file, name.into()));
                 }
             }
-            Node::Report(..) => return Err(errno(libc::ENOTDIR)),
+            Node::Report(..) | Node::Message(..) => return Err(errno(libc::ENOTDIR)),
         }
         Ok(entries
             .into_iter()
@@ -442,7 +535,7 @@ impl ShmFs {
                 )
             };
             if let (Some(link), Some(by_key)) = (link, by_key) {
-                self.notify_entry(by_key, link, format!("0x{key:08x}").into());
+                self.notify_entry(by_key, link, key_name(id.kind, key).into());
             }
         }
         // Attached segments live on (`dest: yes`) until their last detach.
@@ -455,6 +548,26 @@ impl ShmFs {
             self.object_gone(&id, false);
         }
     }
+}
+
+/// The mode of a directory that may be listed by those who may read `mode`'s object: its
+/// read bits, each with the search bit beside it.
+fn read_dir_bits(mode: u32) -> u32 {
+    let read = mode & 0o444;
+    read | (read >> 2)
+}
+
+/// A message's position as `messages/` names it: a decimal number exactly as printed.
+fn parse_position(name: &OsStr) -> Option<u32> {
+    let s = name.to_str()?;
+    let n: u32 = s.parse().ok()?;
+    (n.to_string() == s).then_some(n)
+}
+
+/// The name of the `by-key/` link of an object of kind `k` with key `key`: `0xKEY` for a
+/// segment, `sem.0xKEY` for a semaphore set, `msg.0xKEY` for a message queue.
+pub(super) fn key_name(k: usize, key: u32) -> String {
+    format!("{}0x{key:08x}", kind(k).key_prefix())
 }
 
 /// The directory of kind `k` among the files of a scope's tree.

@@ -19,9 +19,12 @@ use std::io;
 
 use crate::kernel::attach::{self, Holder, Target};
 use crate::kernel::fingerprint::Fingerprint;
+use crate::kernel::mqueue::{MqInfo, MqueueDir};
+use crate::kernel::msg::{self, MsgLimits, Queue};
 use crate::kernel::namespace::IpcNs;
 use crate::kernel::posix::ShmDir;
 use crate::kernel::proc_sysvipc::{self, Readings};
+use crate::kernel::sem::{self, SemLimits, SemSet, SemValue};
 use crate::kernel::sysv::{self, Attachment, Limits, Segment, Totals, Usage};
 
 /// One IPC namespace and its shm dir: the segments, objects, usage and holders that the calls
@@ -34,6 +37,36 @@ pub struct IpcContext {
     shm: ShmDir,
     /// The namespace's shared reading of `/proc/sysvipc/shm` (see [`crate::kernel::usage`]).
     usage: Readings,
+    /// Where its POSIX message queues are: its mqueue filesystem, kept for the daemon's own
+    /// namespace; for an entered one, reached for each call and closed after it, since a
+    /// descriptor of it keeps the namespace alive.
+    mqueue: Mqueue,
+}
+
+/// How a context reaches its IPC namespace's mqueue filesystem.
+enum Mqueue {
+    /// Opened when the context was made (or why it could not be: an errno).
+    Kept(Result<MqueueDir, i32>),
+    /// Reached anew for each call, from the calling thread's namespace.
+    PerCall,
+}
+
+/// The mqueue filesystem of the calling thread's IPC namespace: a private, detached mount of
+/// it (which needs CAP_SYS_ADMIN), or else `/dev/mqueue` when it is one (a daemon without
+/// that capability, on a system that mounts it there).
+fn own_mqueue() -> Result<MqueueDir, i32> {
+    let private = MqueueDir::mount_private();
+    private
+        .or_else(|e| {
+            MqueueDir::open(std::path::Path::new("/dev/mqueue")).map_err(|_| {
+                log::warn!(
+                    "no mqueue filesystem of the IPC namespace ({e}), and /dev/mqueue is not \
+                     one: mqueue/ is empty"
+                );
+                e
+            })
+        })
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 impl std::fmt::Debug for IpcContext {
@@ -55,6 +88,7 @@ impl IpcContext {
             ipc_ns_id,
             shm,
             usage: proc_sysvipc::readings(),
+            mqueue: Mqueue::Kept(own_mqueue()),
         })
     }
 
@@ -72,6 +106,7 @@ impl IpcContext {
             ipc_ns_id,
             shm,
             usage: proc_sysvipc::closing_readings(),
+            mqueue: Mqueue::PerCall,
         })
     }
 
@@ -153,6 +188,162 @@ impl IpcContext {
     /// namespace that map it; for a POSIX object, every process that maps or holds it open.
     pub fn holders(&self, target: &Target) -> io::Result<Vec<Holder>> {
         attach::holders(target, self.ipc_ns)
+    }
+
+    /// Runs `f` on the namespace's mqueue filesystem.
+    fn with_mqueue<T>(&self, f: impl FnOnce(&MqueueDir) -> io::Result<T>) -> io::Result<T> {
+        match &self.mqueue {
+            Mqueue::Kept(Ok(dir)) => f(dir),
+            Mqueue::Kept(Err(code)) => Err(io::Error::from_raw_os_error(*code)),
+            Mqueue::PerCall => f(&MqueueDir::mount_private()?),
+        }
+    }
+
+    /// Every POSIX message queue, with its attributes, read as the calling thread.
+    /// None when the daemon's own namespace has no mqueue filesystem it can reach (said in
+    /// the log when the context was made).
+    pub fn mqueues(&self) -> io::Result<Vec<MqInfo>> {
+        if let Mqueue::Kept(Err(_)) = self.mqueue {
+            return Ok(Vec::new());
+        }
+        self.with_mqueue(|dir| dir.list())
+    }
+
+    /// The POSIX message queue `name`, or `ENOENT`.
+    pub fn mqueue(&self, name: &std::ffi::OsStr) -> io::Result<MqInfo> {
+        self.with_mqueue(|dir| dir.get(name))
+    }
+
+    /// Removes a POSIX message queue (`mq_unlink`), with the calling thread's credentials.
+    pub fn remove_mqueue(&self, name: &std::ffi::OsStr) -> io::Result<()> {
+        self.with_mqueue(|dir| dir.unlink(name))
+    }
+
+    /// Changes a POSIX message queue's mode and owner (`None` keeps one), with the calling
+    /// thread's credentials.
+    pub fn set_mqueue_perm(
+        &self,
+        name: &std::ffi::OsStr,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()> {
+        self.with_mqueue(|dir| dir.set_perm(name, mode, uid, gid))
+    }
+
+    /// The namespace's limits of POSIX message queues.
+    pub fn mqueue_limits(&self) -> io::Result<crate::kernel::mqueue::MqLimits> {
+        crate::kernel::mqueue::limits()
+    }
+
+    /// The semaphore set `semid`, or `ENOENT`.
+    pub fn sem_set(&self, semid: i32) -> io::Result<SemSet> {
+        sem::set(semid)
+    }
+
+    /// Every semaphore set, in the kernel's index order (`ipcs -s`).
+    pub fn sem_sets(&self) -> io::Result<Vec<SemSet>> {
+        sem::sets()
+    }
+
+    /// The semaphore set with this (non-private) key, or `ENOENT`.
+    pub fn sem_set_with_key(&self, key: u32) -> io::Result<SemSet> {
+        sem::set_with_key(key)
+    }
+
+    /// The values of a set's semaphores (one `GETALL`), with the calling thread's
+    /// credentials (read permission).
+    pub fn sem_values(&self, semid: i32, nsems: u64) -> io::Result<Vec<SemValue>> {
+        sem::values(semid, nsems)
+    }
+
+    /// Sets every semaphore of a set (`SETALL`), with the calling thread's credentials.
+    pub fn set_sem_values(&self, semid: i32, values: &[u16]) -> io::Result<()> {
+        sem::set_values(semid, values)
+    }
+
+    /// Sets one semaphore (`SETVAL`), with the calling thread's credentials.
+    pub fn set_sem_value(&self, semid: i32, num: u16, value: u16) -> io::Result<()> {
+        sem::set_value(semid, num, value)
+    }
+
+    /// Changes a set's mode bits and owner (`IPC_SET`), with the calling thread's credentials.
+    pub fn set_sem_perm(&self, semid: i32, mode: u32, uid: u32, gid: u32) -> io::Result<()> {
+        sem::set_perm(semid, mode, uid, gid)
+    }
+
+    /// Removes a set (`IPC_RMID`), with the calling thread's credentials.
+    pub fn remove_sem_set(&self, semid: i32) -> io::Result<()> {
+        sem::remove(semid)
+    }
+
+    /// The namespace's semaphore limits and use.
+    pub fn sem_limits(&self) -> io::Result<SemLimits> {
+        sem::limits()
+    }
+
+    /// The tasks of the namespace blocked in `semop` on set `semid`.
+    pub fn sem_waiters(&self, semid: i32) -> io::Result<Vec<sem::Waiter>> {
+        sem::blocked_on(semid)
+    }
+
+    /// The message queue `msqid`, or `ENOENT`.
+    pub fn queue(&self, msqid: i32) -> io::Result<Queue> {
+        msg::queue(msqid)
+    }
+
+    /// Every message queue, in the kernel's index order (`ipcs -q`).
+    pub fn queues(&self) -> io::Result<Vec<Queue>> {
+        msg::queues()
+    }
+
+    /// The message queue with this (non-private) key, or `ENOENT`.
+    pub fn queue_with_key(&self, key: u32) -> io::Result<Queue> {
+        msg::queue_with_key(key)
+    }
+
+    /// A copy of the message at `position` (`MSG_COPY`: nothing moves), with the calling
+    /// thread's credentials (read permission).
+    pub fn message(&self, msqid: i32, position: usize, msgmax: usize) -> io::Result<msg::Message> {
+        msg::peek(msqid, position, msgmax)
+    }
+
+    /// The type and size of the first `most` messages (see [`msg::listing`]).
+    pub fn messages(
+        &self,
+        msqid: i32,
+        msgmax: usize,
+        most: usize,
+    ) -> io::Result<Vec<(i64, usize)>> {
+        msg::listing(msqid, msgmax, most)
+    }
+
+    /// Changes a queue's mode bits, owner and, if given, qbytes (`IPC_SET`), with the calling
+    /// thread's credentials.
+    pub fn set_queue_perm(
+        &self,
+        msqid: i32,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        qbytes: Option<u64>,
+    ) -> io::Result<()> {
+        msg::set_perm(msqid, mode, uid, gid, qbytes)
+    }
+
+    /// Removes a queue (`IPC_RMID`), with the calling thread's credentials.
+    pub fn remove_queue(&self, msqid: i32) -> io::Result<()> {
+        msg::remove(msqid)
+    }
+
+    /// The namespace's message-queue limits and use.
+    pub fn msg_limits(&self) -> io::Result<MsgLimits> {
+        msg::limits()
+    }
+
+    /// The tasks of the namespace blocked in `msgsnd`/`msgrcv` on queue `msqid`.
+    pub fn queue_waiters(&self, msqid: i32) -> io::Result<Vec<msg::Waiter>> {
+        msg::blocked_on(msqid)
     }
 
     /// The memory file of segment `seg` of this namespace, reached through another process's

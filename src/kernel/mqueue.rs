@@ -27,6 +27,8 @@ pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MqInfo {
     pub name: OsString,
+    /// Its inode number: another queue made later under the same name has another.
+    pub ino: u64,
     /// Permission bits (0o7777).
     pub mode: u32,
     pub uid: u32,
@@ -241,6 +243,7 @@ impl MqueueDir {
         }
         Ok(MqInfo {
             name: name.to_owned(),
+            ino: st.st_ino,
             mode: st.st_mode & 0o7777,
             uid: st.st_uid,
             gid: st.st_gid,
@@ -251,6 +254,46 @@ impl MqueueDir {
             msgsize: attr.mq_msgsize,
             curmsgs: attr.mq_curmsgs,
         })
+    }
+
+    /// Changes the mode and owner of queue `name` (`None` keeps one), with the calling
+    /// thread's credentials: the kernel's rules for chmod and chown of a file (its owner or
+    /// CAP_FOWNER; chown needs CAP_CHOWN, or a group of the caller's own).
+    pub fn set_perm(
+        &self,
+        name: &OsStr,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> io::Result<()> {
+        if !valid_name(name) {
+            return Err(errno(libc::ENOENT));
+        }
+        let c = cstring(name.as_bytes())?;
+        if uid.is_some() || gid.is_some() {
+            let keep = u32::MAX;
+            // SAFETY: valid dir fd and C string; -1 keeps an id.
+            let rc = unsafe {
+                libc::fchownat(
+                    self.dir.as_raw_fd(),
+                    c.as_ptr(),
+                    uid.unwrap_or(keep),
+                    gid.unwrap_or(keep),
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if rc != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(mode) = mode {
+            // An mqueue filesystem holds no symlinks, so the name is the queue itself.
+            // SAFETY: valid dir fd and C string.
+            if unsafe { libc::fchmodat(self.dir.as_raw_fd(), c.as_ptr(), mode & 0o7777, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
     }
 
     /// Removes the queue `name` (as `mq_unlink`: `unlinkat` in the directory), with the
@@ -268,6 +311,34 @@ impl MqueueDir {
         }
         Ok(())
     }
+}
+
+/// The limits of POSIX message queues of the calling thread's IPC namespace
+/// (`/proc/sys/fs/mqueue/*`, which show the reader's namespace).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MqLimits {
+    /// Most queues (for users without CAP_SYS_RESOURCE).
+    pub queues_max: u64,
+    /// Most messages of a queue.
+    pub msg_max: u64,
+    /// Largest message.
+    pub msgsize_max: u64,
+}
+
+/// The namespace's limits of POSIX message queues.
+pub fn limits() -> io::Result<MqLimits> {
+    let read = |name: &str| -> io::Result<u64> {
+        let path = format!("/proc/sys/fs/mqueue/{name}");
+        let text = std::fs::read_to_string(&path)?;
+        text.trim()
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, format!("{path}: {text:?}")))
+    };
+    Ok(MqLimits {
+        queues_max: read("queues_max")?,
+        msg_max: read("msg_max")?,
+        msgsize_max: read("msgsize_max")?,
+    })
 }
 
 #[cfg(test)]

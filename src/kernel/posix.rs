@@ -318,6 +318,13 @@ impl ShmDir {
         Ok(objects)
     }
 
+    /// The value and glibc's waiter count of the POSIX semaphore `name` (`sem.*`), read
+    /// without moving its atime (see [`crate::kernel::posix_sem::read_state`]).
+    pub fn sem_state(&self, name: &OsStr) -> io::Result<crate::kernel::posix_sem::SemState> {
+        let dir = self.dir()?;
+        crate::kernel::posix_sem::read_state(dir.as_fd(), name)
+    }
+
     /// The regular file of that name, or `ENOENT` (also for symlinks, fifos, directories…).
     pub fn lookup(&self, name: &OsStr) -> io::Result<Object> {
         self.lookup_in(&self.dir()?, name)

@@ -102,14 +102,45 @@ impl Segment {
 /// bits in the "other" position (4 read, 2 write). A caller refused here may still pass with
 /// CAP_IPC_OWNER, which the caller of this function weighs.
 pub fn ipc_permits(seg: &Segment, uid: u32, in_group: impl Fn(u32) -> bool, want: u32) -> bool {
-    let granted = if uid == seg.uid || uid == seg.cuid {
-        seg.mode >> 6
-    } else if in_group(seg.gid) || in_group(seg.cgid) {
-        seg.mode >> 3
-    } else {
-        seg.mode
-    };
-    want & !granted & 0o7 == 0
+    IpcPerm {
+        mode: seg.mode,
+        uid: seg.uid,
+        gid: seg.gid,
+        cuid: seg.cuid,
+        cgid: seg.cgid,
+    }
+    .permits(uid, in_group, want)
+}
+
+/// The permission of any System V object (segment, semaphore set, message queue): what the
+/// kernel's `ipcperms` weighs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IpcPerm {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub cuid: u32,
+    pub cgid: u32,
+}
+
+impl IpcPerm {
+    /// As [`ipc_permits`], for any System V object.
+    pub fn permits(&self, uid: u32, in_group: impl Fn(u32) -> bool, want: u32) -> bool {
+        let granted = if uid == self.uid || uid == self.cuid {
+            self.mode >> 6
+        } else if in_group(self.gid) || in_group(self.cgid) {
+            self.mode >> 3
+        } else {
+            self.mode
+        };
+        want & !granted & 0o7 == 0
+    }
+
+    /// Whether `uid` owns or created the object: who may change or remove it (with
+    /// CAP_SYS_ADMIN, which the caller of this function weighs).
+    pub fn is_owner(&self, uid: u32) -> bool {
+        uid == self.uid || uid == self.cuid
+    }
 }
 
 /// Resident and swapped bytes of one segment: only `/proc/sysvipc/shm` knows them.

@@ -442,3 +442,49 @@ mod tests {
         assert_eq!(escape_non_utf8(b"\xc3\xa9\xff"), "é\\xff");
     }
 }
+
+// SHIM
+impl Row {
+    pub fn sem(s: &crate::kernel::sem::SemSet, owner: String) -> Row {
+        Row {
+            kind: "sem",
+            id: s.semid.to_string(),
+            key: Some(s.key),
+            size: s.nsems,
+            mode: s.mode,
+            uid: s.uid,
+            owner,
+            nattch: None,
+            rss: 0,
+            name: None,
+        }
+    }
+    pub fn msg(s: &crate::kernel::msg::Queue, owner: String) -> Row {
+        Row {
+            kind: "msg",
+            id: s.msqid.to_string(),
+            key: Some(s.key),
+            size: s.cbytes,
+            mode: s.mode,
+            uid: s.uid,
+            owner,
+            nattch: None,
+            rss: 0,
+            name: None,
+        }
+    }
+    pub fn mqueue(s: &crate::kernel::mqueue::MqInfo, owner: String) -> Row {
+        Row {
+            kind: "mqueue",
+            id: s.name.to_string_lossy().into(),
+            key: None,
+            size: s.curmsgs as u64,
+            mode: s.mode,
+            uid: s.uid,
+            owner,
+            nattch: None,
+            rss: 0,
+            name: None,
+        }
+    }
+}

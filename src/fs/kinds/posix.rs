@@ -193,8 +193,17 @@ impl Object for Obj {
         Ok(self.0.allocated / 512)
     }
 
-    fn stat_text(&self, _env: &Env) -> Result<String> {
-        Ok(text::posix_stat(&self.0))
+    /// A POSIX named semaphore (`sem.NAME`, glibc's 32-byte file) also shows its value and
+    /// glibc's count of waiters, read without moving its atime.
+    fn stat_text(&self, env: &Env) -> Result<String> {
+        let mut text = text::posix_stat(&self.0);
+        if is_semaphore(&self.0) {
+            match env.source.posix_sem_state(&self.0.name) {
+                Ok(state) => text.push_str(&crate::render::ipc::posix_sem_lines(&state)),
+                Err(e) => log::debug!("posix/{:?}: not read as a semaphore: {e}", self.0.name),
+            }
+        }
+        Ok(text)
     }
 
     fn may_change_perm(&self, who: &Caller) -> bool {
@@ -265,11 +274,11 @@ impl Object for Obj {
         env.source.remove_object(self.name(), self.0.ino)
     }
 
-    fn holders(&self, env: &Env) -> attach::Target {
-        attach::Target::Posix {
+    fn holders(&self, env: &Env) -> Option<attach::Target> {
+        Some(attach::Target::Posix {
             dev: env.source.shm_dev(),
             ino: self.0.ino,
-        }
+        })
     }
 
     fn open_data(&self, env: &Env, who: &Caller, flags: i32) -> Result<Box<dyn OpenData>> {
@@ -360,6 +369,13 @@ impl OpenData for OpenObject {
     fn truncate(&self, _who: &Caller, size: u64) -> Result<()> {
         Ok(self.file.set_len(size)?)
     }
+}
+
+/// Whether an object is a glibc named semaphore: `sem.NAME` of a `sem_t`'s size.
+fn is_semaphore(obj: &ShmObject) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    obj.name.as_bytes().starts_with(b"sem.")
+        && obj.size == crate::kernel::posix_sem::SEM_FILE_SIZE as u64
 }
 
 #[cfg(test)]

@@ -314,10 +314,10 @@ impl Object for Seg {
         true
     }
 
-    fn holders(&self, _env: &Env) -> attach::Target {
-        attach::Target::Sysv {
+    fn holders(&self, _env: &Env) -> Option<attach::Target> {
+        Some(attach::Target::Sysv {
             shmid: self.0.shmid,
-        }
+        })
     }
 
     fn attach_record(&self) -> Option<AttachRecord> {
