@@ -16,7 +16,7 @@ use crate::kernel::fingerprint::incarnation_of;
 use crate::kernel::mqueue::{MqInfo, MqLimits};
 use crate::kernel::msg::{self, MsgLimits, Queue};
 use crate::kernel::posix::{self, FileTime, Object};
-use crate::kernel::posix_sem::SemState;
+use crate::kernel::posix_sem::{self, SemState};
 use crate::kernel::sem::{self, SemLimits, SemSet, SemValue};
 use crate::kernel::sysv::{self, Attachment, Segment, Totals, Usage};
 
@@ -250,6 +250,10 @@ pub trait Source: Send + Sync {
         _gid: Option<u32>,
     ) -> io::Result<()> {
         Err(io::Error::from_raw_os_error(libc::ENOENT))
+    }
+    /// The tasks waiting on the POSIX semaphore whose file is `dev`/`ino`.
+    fn posix_sem_waiters(&self, _dev: u64, _ino: u64) -> io::Result<Vec<posix_sem::Waiter>> {
+        Ok(Vec::new())
     }
     /// The state of the POSIX semaphore `name` of the shm dir (read without moving its atime).
     fn posix_sem_state(&self, _name: &OsStr) -> io::Result<SemState> {
@@ -546,5 +550,8 @@ impl Source for Kernel {
     }
     fn posix_sem_state(&self, name: &OsStr) -> io::Result<SemState> {
         self.ctx.shm_dir().sem_state(name)
+    }
+    fn posix_sem_waiters(&self, dev: u64, ino: u64) -> io::Result<Vec<posix_sem::Waiter>> {
+        posix_sem::waiters(dev, ino)
     }
 }

@@ -1,7 +1,5 @@
 //! POSIX named semaphores as glibc keeps them: a 32-byte `sem.NAME` file in the shm dir.
 //!
-//! Groundwork for issue 24, not yet used by the mount.
-//!
 //! On 64-bit glibc 2.21 and later the file is a `sem_t` (32 bytes), whose first 8 bytes are a
 //! u64 in the machine's byte order: the low 32 bits the value, the high 32 bits the number of
 //! waiters. That count is a hint: a waiter killed while blocked is never taken off it.
@@ -123,6 +121,92 @@ pub fn read_state(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<SemState> {
     decode(&buf[..n as usize]).ok_or_else(|| errno(libc::EINVAL))
 }
 
+/// A task blocked on a POSIX semaphore: in `futex` on an address inside its mapping of the
+/// semaphore's file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiter {
+    pub pid: u32,
+    pub tid: u32,
+}
+
+/// The futex word address of a task's `/proc/PID/task/TID/syscall` line, if it is in `futex`
+/// (the first argument); None for anything else.
+pub fn parse_futex_wait(syscall_line: &str) -> Option<u64> {
+    let mut fields = syscall_line.split_whitespace();
+    let nr: i64 = fields.next()?.parse().ok()?;
+    if nr != libc::SYS_futex {
+        return None;
+    }
+    u64::from_str_radix(fields.next()?.strip_prefix("0x")?, 16).ok()
+}
+
+/// Whether `maps` (a `/proc/PID/maps` text) maps the file of device `dev` and inode `ino` over
+/// address `addr`.
+fn maps_file_at(maps: &str, dev: (u32, u32), ino: u64, addr: u64) -> bool {
+    maps.lines()
+        .filter_map(crate::kernel::attach::parse_map_line)
+        .any(|line| {
+            let Some((start, end)) = line.range.split_once('-') else {
+                return false;
+            };
+            let (Ok(start), Ok(end)) = (
+                u64::from_str_radix(start, 16),
+                u64::from_str_radix(end, 16),
+            ) else {
+                return false;
+            };
+            line.dev == dev && line.ino == ino && (start..end).contains(&addr)
+        })
+}
+
+/// The tasks waiting on the semaphore whose file has device `dev` and inode `ino`: those in
+/// `futex` on an address inside a mapping of that very file (matched by device and inode, not
+/// by name: glibc makes it under a temporary name, and a name can be reused). Found by one walk
+/// of `/proc/*/task/*/syscall` (what the calling thread may read: all, for the root daemon),
+/// then each candidate's maps, read within `proc_read`'s bound. Unlike glibc's count in the
+/// file, a killed waiter is not counted.
+pub fn waiters(dev: u64, ino: u64) -> io::Result<Vec<Waiter>> {
+    let mut candidates: Vec<(u32, u32, u64)> = Vec::new();
+    for pid in numbered_entries("/proc")? {
+        for tid in numbered_entries(&format!("/proc/{pid}/task")).unwrap_or_default() {
+            let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
+            else {
+                continue;
+            };
+            if let Some(addr) = parse_futex_wait(&line) {
+                candidates.push((pid, tid, addr));
+            }
+        }
+    }
+    let mut pids: Vec<u32> = candidates.iter().map(|c| c.0).collect();
+    pids.dedup();
+    let dev = (libc::major(dev), libc::minor(dev));
+    let maps: std::collections::HashMap<u32, String> =
+        crate::kernel::proc_read::each(&pids, "maps", |pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        })
+        .into_iter()
+        .filter_map(|(pid, maps)| Some((pid, maps.ok()?)))
+        .collect();
+    Ok(candidates
+        .into_iter()
+        .filter(|(pid, _, addr)| {
+            maps.get(pid)
+                .is_some_and(|m| maps_file_at(m, dev, ino, *addr))
+        })
+        .map(|(pid, tid, _)| Waiter { pid, tid })
+        .collect())
+}
+
+/// The numeric entries of a `/proc` directory (pids or tids), ascending.
+fn numbered_entries(dir: &str) -> io::Result<Vec<u32>> {
+    let mut out: Vec<u32> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    out.sort_unstable();
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +214,21 @@ mod tests {
     use std::os::unix::fs::MetadataExt;
     use std::path::Path;
     use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn futex_waits_are_told_from_other_calls() {
+        assert_eq!(
+            parse_futex_wait("202 0x7f12a000 0x189 0x0 0x0 0x0 0xffffffff 0x7ffd 0x7f"),
+            Some(0x7f12a000)
+        );
+        assert_eq!(parse_futex_wait("220 0x1 0x2 0x3 0x0 0x0 0x0 0x0 0x0"), None);
+        assert_eq!(parse_futex_wait("running"), None);
+        assert_eq!(parse_futex_wait("202 junk"), None);
+        let maps = "7f12a000-7f12b000 rw-s 00000000 00:1a 4242 /dev/shm/sem.x\n";
+        assert!(maps_file_at(maps, (0, 0x1a), 4242, 0x7f12a000));
+        assert!(!maps_file_at(maps, (0, 0x1a), 4243, 0x7f12a000));
+        assert!(!maps_file_at(maps, (0, 0x1a), 4242, 0x7f12b000));
+    }
 
     #[test]
     fn decodes_value_and_waiters() {
