@@ -225,6 +225,10 @@ pub trait Source: Send + Sync {
     fn queue_waiters(&self, _msqid: i32) -> io::Result<Vec<msg::Waiter>> {
         Ok(Vec::new())
     }
+    /// How many tasks are blocked on each queue.
+    fn queue_waiter_counts(&self) -> io::Result<HashMap<i32, u64>> {
+        Ok(HashMap::new())
+    }
     /// Every POSIX message queue.
     fn mqueues(&self) -> io::Result<Vec<MqInfo>> {
         Ok(Vec::new())
@@ -526,6 +530,9 @@ impl Source for Kernel {
     }
     fn queue_waiters(&self, msqid: i32) -> io::Result<Vec<msg::Waiter>> {
         self.ctx.queue_waiters(msqid)
+    }
+    fn queue_waiter_counts(&self) -> io::Result<HashMap<i32, u64>> {
+        self.ctx.queue_waiter_counts()
     }
     fn mqueues(&self) -> io::Result<Vec<MqInfo>> {
         self.ctx.mqueues()

@@ -341,6 +341,11 @@ impl IpcContext {
         msg::limits()
     }
 
+    /// How many tasks of the namespace are blocked on each queue (one walk of `/proc`).
+    pub fn queue_waiter_counts(&self) -> io::Result<HashMap<i32, u64>> {
+        msg::blocked_counts()
+    }
+
     /// The tasks of the namespace blocked in `msgsnd`/`msgrcv` on queue `msqid`.
     pub fn queue_waiters(&self, msqid: i32) -> io::Result<Vec<msg::Waiter>> {
         msg::blocked_on(msqid)

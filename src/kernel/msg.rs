@@ -349,7 +349,7 @@ pub fn limits() -> io::Result<MsgLimits> {
     })
 }
 
-pub use waiters::{Blocked, Waiter, blocked_on, parse_blocked};
+pub use waiters::{Blocked, Waiter, blocked_counts, blocked_on, parse_blocked};
 
 /// Who is blocked in `msgsnd` or `msgrcv` on a queue, from `/proc/PID/task/TID/syscall`.
 mod waiters {
@@ -433,6 +433,22 @@ mod waiters {
     /// of (ptrace access); tasks that vanish or cannot be read are left out. A task that is in
     /// the call but about to return (woken, not yet run) may still be listed.
     pub fn blocked_on(msqid: i32) -> io::Result<Vec<Waiter>> {
+        Ok(blocked(Some(msqid))?.into_iter().map(|(w, _)| w).collect())
+    }
+
+    /// How many tasks are blocked on each queue of the calling thread's IPC namespace, from
+    /// one walk of `/proc` (as [`blocked_on`] for every queue at once).
+    pub fn blocked_counts() -> io::Result<std::collections::HashMap<i32, u64>> {
+        let mut counts = std::collections::HashMap::new();
+        for waiter in blocked(None)? {
+            *counts.entry(waiter.1).or_insert(0) += 1;
+        }
+        Ok(counts)
+    }
+
+    /// The tasks of the calling thread's namespace in `msgsnd`/`msgrcv` (on `only`, if
+    /// given), each with its queue.
+    fn blocked(only: Option<i32>) -> io::Result<Vec<(Waiter, i32)>> {
         let (ours, _) = IpcNs::of_thread()?;
         let mut waiters = Vec::new();
         for pid in numbered("/proc") {
@@ -446,18 +462,21 @@ mod waiters {
                 };
                 let same_ns = std::fs::metadata(format!("{task}/ns/ipc"))
                     .is_ok_and(|st| st.dev() == ours.dev && st.ino() == ours.ino);
-                if !same_ns || blocked.msqid != msqid {
+                if !same_ns || only.is_some_and(|msqid| blocked.msqid != msqid) {
                     continue;
                 }
                 let comm = std::fs::read_to_string(format!("{task}/comm")).unwrap_or_default();
-                waiters.push(Waiter {
-                    pid,
-                    tid,
-                    comm: comm.trim_end_matches('\n').to_string(),
-                    sending: blocked.sending,
-                    mtype: blocked.mtype,
-                    size: blocked.size,
-                });
+                waiters.push((
+                    Waiter {
+                        pid,
+                        tid,
+                        comm: comm.trim_end_matches('\n').to_string(),
+                        sending: blocked.sending,
+                        mtype: blocked.mtype,
+                        size: blocked.size,
+                    },
+                    blocked.msqid,
+                ));
             }
         }
         Ok(waiters)

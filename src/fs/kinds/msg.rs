@@ -170,8 +170,8 @@ impl Kind for Queues {
             .collect())
     }
 
-    /// One listing of the queues; with [`Detail::All`] one walk of `/proc` per queue that
-    /// has messages or was used since its creation, for its waiters; the limits and use.
+    /// One listing of the queues; with [`Detail::All`] one walk of `/proc` for the waiters of
+    /// all of them; the limits and use.
     fn metrics(
         &self,
         env: &Env,
@@ -183,13 +183,10 @@ impl Kind for Queues {
     ) -> Result<()> {
         if detail == Detail::All {
             let queues = env.source.queues()?;
-            let waiters: HashMap<i32, u64> = queues
-                .iter()
-                .filter_map(|q| {
-                    let found = env.source.queue_waiters(q.msqid).ok()?;
-                    Some((q.msqid, found.len() as u64))
-                })
-                .collect();
+            let waiters = env.source.queue_waiter_counts().unwrap_or_else(|e| {
+                log::warn!("counting the tasks blocked on message queues: {e}");
+                HashMap::new()
+            });
             let owners = owners.names_of(queues.iter().map(|q| q.uid));
             metrics::msg_series_in(series, namespace, &queues, &waiters, owners);
         }
