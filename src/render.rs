@@ -4,7 +4,6 @@
 //! write to `perm`. No system calls.
 
 pub mod index;
-pub mod ipc;
 pub mod metrics;
 pub mod namespaces;
 pub mod text;

@@ -1124,27 +1124,3 @@ mod tests {
         );
     }
 }
-
-// SHIM
-use crate::kernel::mqueue::MqInfo;
-use crate::kernel::msg::{MsgLimits, Queue};
-use crate::kernel::sem::{SemLimits, SemSet};
-pub fn sem_series_in(
-    _o: &mut Out,
-    _n: Option<u64>,
-    _s: &[SemSet],
-    _w: &HashMap<i32, u64>,
-    _ow: &HashMap<u32, String>,
-) {
-}
-pub fn msg_series_in(
-    _o: &mut Out,
-    _n: Option<u64>,
-    _s: &[Queue],
-    _w: &HashMap<i32, u64>,
-    _ow: &HashMap<u32, String>,
-) {
-}
-pub fn mqueue_series_in(_o: &mut Out, _n: Option<u64>, _s: &[MqInfo], _ow: &HashMap<u32, String>) {}
-pub fn sem_totals(_o: &mut Out, _l: &SemLimits) {}
-pub fn msg_totals(_o: &mut Out, _l: &MsgLimits) {}
