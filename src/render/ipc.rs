@@ -742,7 +742,7 @@ mod tests {
             "0\u{a0}1",
             "0 1\0",
             "\0",
-            "0 1\n\01 2",
+            "0 1\n\x001 2",
         ] {
             assert!(parse(bad, 3).is_err(), "{bad:?} was accepted");
             assert!(parse(bad, 1).is_err(), "{bad:?} was accepted for one");
