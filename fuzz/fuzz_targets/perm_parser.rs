@@ -47,6 +47,7 @@ fn check(data: &[u8], change: PermChange) {
     }
     assert_ne!(change.uid, Some(u32::MAX), "uid -1 from {data:?}");
     assert_ne!(change.gid, Some(u32::MAX), "gid -1 from {data:?}");
+    assert_ne!(change.qbytes, Some(0), "qbytes 0 from {data:?}");
     // Rendered as `perm` reads, the accepted values parse back to themselves.
     let (mode, uid, gid) = (
         change.mode.unwrap_or(0o600),
@@ -59,7 +60,8 @@ fn check(data: &[u8], change: PermChange) {
         Ok(PermChange {
             mode: Some(mode),
             uid: Some(uid),
-            gid: Some(gid)
+            gid: Some(gid),
+            qbytes: None,
         })
     );
 }

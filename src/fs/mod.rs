@@ -459,7 +459,7 @@ impl ShmFs {
         size: Option<u64>,
         fh: Option<u64>,
     ) -> Result<()> {
-        let PermChange { mode, uid, gid } = change;
+        let PermChange { mode, uid, gid, .. } = change;
         let owner_change = mode.is_some() || uid.is_some() || gid.is_some();
         let Node::Object(id, part) = node else {
             return match node {

@@ -53,6 +53,7 @@ impl ShmFs {
             mode: change.mode,
             uid: change.uid,
             gid: change.gid,
+            qbytes: None,
         };
         self.in_scope(Some(who), node.scope(), || {
             self.setattr_node(who, &node, perm, change.size, fh)?;

@@ -1,28 +1,58 @@
 //! The root `index` and `index.json` files: every object in one table, for people (in place
-//! of `ipcs -m` and `lsipc -M`) and for `jq`.
+//! of `ipcs` and `lsipc`) and for `jq`. The `kind` column says which: `sysv` (a System V
+//! segment), `sem` (a semaphore set), `msg` (a message queue), `posix` (a POSIX shared memory
+//! object) or `mqueue` (a POSIX message queue).
 
 use std::collections::HashMap;
 
 use std::os::unix::ffi::OsStrExt;
 
+use crate::kernel::mqueue::MqInfo;
+use crate::kernel::msg::Queue;
 use crate::kernel::posix::Object;
+use crate::kernel::sem::SemSet;
 use crate::kernel::sysv::{Segment, Usage};
 
-/// One row: a segment or an object.
+/// One row: a segment, a semaphore set, a message queue, an object or a POSIX queue.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Row {
+    /// `sysv`, `sem`, `msg`, `posix` or `mqueue`.
     pub kind: &'static str,
-    /// shmid for SysV, the name for POSIX.
+    /// shmid, semid or msqid for System V, the name (as [`escape_name`] writes it) for POSIX.
     pub id: String,
     pub key: Option<u32>,
+    /// Bytes of a segment or object; semaphores of a set; bytes queued in a message queue;
+    /// messages in a POSIX queue.
     pub size: u64,
     pub mode: u32,
     pub uid: u32,
     pub owner: String,
     pub nattch: Option<u64>,
-    pub rss: u64,
-    /// The POSIX object's name as the kernel has it (any bytes but `/` and NUL).
+    /// Resident bytes of a segment, allocated bytes of an object; None for the other kinds,
+    /// which hold no pages of their own to count.
+    pub rss: Option<u64>,
+    /// The POSIX object's or queue's name as the kernel has it (any bytes but `/` and NUL).
     pub name: Option<Vec<u8>>,
+    /// What `index.json` shows of a kind beyond the columns of `index`.
+    pub extra: Extra,
+}
+
+/// The fields of a row that only `index.json` shows, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Extra {
+    /// Nothing more (a segment, a POSIX object).
+    #[default]
+    None,
+    /// A semaphore set: its number of semaphores.
+    Sem { nsems: u64 },
+    /// A message queue: messages and bytes queued, and the most bytes it may hold.
+    Msg { qnum: u64, cbytes: u64, qbytes: u64 },
+    /// A POSIX queue: its attributes (`mq_getattr`).
+    Mqueue {
+        maxmsg: i64,
+        msgsize: i64,
+        curmsgs: i64,
+    },
 }
 
 impl Row {
@@ -37,8 +67,9 @@ impl Row {
             uid: seg.uid,
             owner,
             nattch: Some(seg.nattch),
-            rss: usage.rss,
+            rss: Some(usage.rss),
             name: None,
+            extra: Extra::None,
         }
     }
 
@@ -53,8 +84,69 @@ impl Row {
             uid: obj.uid,
             owner,
             nattch: None,
-            rss: obj.allocated,
+            rss: Some(obj.allocated),
             name: Some(obj.name.as_bytes().to_vec()),
+            extra: Extra::None,
+        }
+    }
+
+    /// The row of a semaphore set: its semid and key; its size is its number of semaphores.
+    pub fn sem(set: &SemSet, owner: String) -> Row {
+        Row {
+            kind: "sem",
+            id: set.semid.to_string(),
+            key: Some(set.key),
+            size: set.nsems,
+            mode: set.mode,
+            uid: set.uid,
+            owner,
+            nattch: None,
+            rss: None,
+            name: None,
+            extra: Extra::Sem { nsems: set.nsems },
+        }
+    }
+
+    /// The row of a message queue: its msqid and key; its size is the bytes queued (cbytes).
+    pub fn msg(q: &Queue, owner: String) -> Row {
+        Row {
+            kind: "msg",
+            id: q.msqid.to_string(),
+            key: Some(q.key),
+            size: q.cbytes,
+            mode: q.mode,
+            uid: q.uid,
+            owner,
+            nattch: None,
+            rss: None,
+            name: None,
+            extra: Extra::Msg {
+                qnum: q.qnum,
+                cbytes: q.cbytes,
+                qbytes: q.qbytes,
+            },
+        }
+    }
+
+    /// The row of a POSIX message queue: its name shown as [`escape_name`] writes it (as a
+    /// POSIX object's); its size is the messages in it (curmsgs).
+    pub fn mqueue(q: &MqInfo, owner: String) -> Row {
+        Row {
+            kind: "mqueue",
+            id: escape_name(q.name.as_bytes()),
+            key: None,
+            size: u64::try_from(q.curmsgs).unwrap_or(0),
+            mode: q.mode,
+            uid: q.uid,
+            owner,
+            nattch: None,
+            rss: None,
+            name: Some(q.name.as_bytes().to_vec()),
+            extra: Extra::Mqueue {
+                maxmsg: q.maxmsg,
+                msgsize: q.msgsize,
+                curmsgs: q.curmsgs,
+            },
         }
     }
 }
@@ -102,7 +194,7 @@ fn cells(r: &Row) -> [String; 8] {
         format!("0{:03o}", r.mode),
         r.owner.clone(),
         r.nattch.map_or("-".into(), |n| n.to_string()),
-        r.rss.to_string(),
+        r.rss.map_or("-".into(), |n| n.to_string()),
     ]
 }
 
@@ -179,9 +271,12 @@ pub fn escape_non_utf8(name: &[u8]) -> String {
 /// as `serde_json`'s pretty printer does. Written field by field rather than through a JSON
 /// value per row, which with thousands of rows cost the daemon tens of megabytes.
 ///
-/// A POSIX object is named by `name` alone when its name is valid UTF-8 (the name itself,
-/// which JSON escapes once); otherwise by `name` as `escape_non_utf8` writes it plus
-/// `name_bytes`, the name's bytes as numbers.
+/// Every row has `kind`, `mode`, `mode_octal`, `owner`, `size` and `uid`. A System V object is
+/// named by its id (`shmid`, `semid` or `msqid`) and `key`; a segment has `nattch` and `rss`, a
+/// set `nsems`, a queue `qnum`, `cbytes` and `qbytes`. A POSIX object or queue is named by
+/// `name` alone when its name is valid UTF-8 (the name itself, which JSON escapes once);
+/// otherwise by `name` as `escape_non_utf8` writes it plus `name_bytes`, the name's bytes as
+/// numbers; an object has `rss`, a queue `maxmsg`, `msgsize` and `curmsgs`.
 pub fn render_json(rows: &[Row]) -> String {
     use std::fmt::Write;
     if rows.is_empty() {
@@ -189,17 +284,31 @@ pub fn render_json(rows: &[Row]) -> String {
     }
     let mut out = String::from("[\n");
     let string = |s: &str| serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into());
+    let number = |n: Option<u64>| n.map_or("null".to_string(), |n| n.to_string());
     for (i, r) in rows.iter().enumerate() {
-        let mut fields: Vec<(&str, String)> = Vec::with_capacity(10);
-        let number = |n: Option<u64>| n.map_or("null".to_string(), |n| n.to_string());
-        if r.kind == "sysv" {
-            fields.push(("key", number(r.key.map(u64::from))));
-        }
+        let mut fields: Vec<(&str, String)> = Vec::with_capacity(12);
         fields.push(("kind", string(r.kind)));
         fields.push(("mode", r.mode.to_string()));
         fields.push(("mode_octal", string(&format!("0{:03o}", r.mode))));
-        if r.kind == "sysv" {
-            fields.push(("nattch", number(r.nattch)));
+        fields.push(("owner", string(&r.owner)));
+        fields.push(("size", r.size.to_string()));
+        fields.push(("uid", r.uid.to_string()));
+        if let Some(rss) = r.rss {
+            fields.push(("rss", rss.to_string()));
+        }
+        let sysv_id = match r.kind {
+            "sysv" => Some("shmid"),
+            "sem" => Some("semid"),
+            "msg" => Some("msqid"),
+            _ => None,
+        };
+        if let Some(id_name) = sysv_id {
+            fields.push(("key", number(r.key.map(u64::from))));
+            let id =
+                r.id.parse::<i64>()
+                    .ok()
+                    .map_or("null".to_string(), |n| n.to_string());
+            fields.push((id_name, id));
         } else {
             let name = r.name.as_deref().unwrap_or(r.id.as_bytes());
             match std::str::from_utf8(name) {
@@ -216,17 +325,32 @@ pub fn render_json(rows: &[Row]) -> String {
                 }
             }
         }
-        fields.push(("owner", string(&r.owner)));
-        fields.push(("rss", r.rss.to_string()));
         if r.kind == "sysv" {
-            let shmid =
-                r.id.parse::<i64>()
-                    .ok()
-                    .map_or("null".to_string(), |n| n.to_string());
-            fields.push(("shmid", shmid));
+            fields.push(("nattch", number(r.nattch)));
         }
-        fields.push(("size", r.size.to_string()));
-        fields.push(("uid", r.uid.to_string()));
+        match r.extra {
+            Extra::None => {}
+            Extra::Sem { nsems } => fields.push(("nsems", nsems.to_string())),
+            Extra::Msg {
+                qnum,
+                cbytes,
+                qbytes,
+            } => {
+                fields.push(("qnum", qnum.to_string()));
+                fields.push(("cbytes", cbytes.to_string()));
+                fields.push(("qbytes", qbytes.to_string()));
+            }
+            Extra::Mqueue {
+                maxmsg,
+                msgsize,
+                curmsgs,
+            } => {
+                fields.push(("maxmsg", maxmsg.to_string()));
+                fields.push(("msgsize", msgsize.to_string()));
+                fields.push(("curmsgs", curmsgs.to_string()));
+            }
+        }
+        fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
         out.push_str("  {\n");
         for (j, (key, value)) in fields.iter().enumerate() {
             let comma = if j + 1 < fields.len() { "," } else { "" };
@@ -274,12 +398,45 @@ mod tests {
                 let mut v = json!({
                     "kind": r.kind, "size": r.size, "mode": r.mode,
                     "mode_octal": format!("0{:03o}", r.mode), "uid": r.uid,
-                    "owner": r.owner, "rss": r.rss,
+                    "owner": r.owner,
                 });
-                if r.kind == "sysv" {
-                    v["shmid"] = json!(r.id.parse::<i64>().ok());
+                if let Some(rss) = r.rss {
+                    v["rss"] = json!(rss);
+                }
+                match r.extra {
+                    Extra::None => {}
+                    Extra::Sem { nsems } => v["nsems"] = json!(nsems),
+                    Extra::Msg {
+                        qnum,
+                        cbytes,
+                        qbytes,
+                    } => {
+                        v["qnum"] = json!(qnum);
+                        v["cbytes"] = json!(cbytes);
+                        v["qbytes"] = json!(qbytes);
+                    }
+                    Extra::Mqueue {
+                        maxmsg,
+                        msgsize,
+                        curmsgs,
+                    } => {
+                        v["maxmsg"] = json!(maxmsg);
+                        v["msgsize"] = json!(msgsize);
+                        v["curmsgs"] = json!(curmsgs);
+                    }
+                }
+                let id_name = match r.kind {
+                    "sysv" => Some("shmid"),
+                    "sem" => Some("semid"),
+                    "msg" => Some("msqid"),
+                    _ => None,
+                };
+                if let Some(id_name) = id_name {
+                    v[id_name] = json!(r.id.parse::<i64>().ok());
                     v["key"] = json!(r.key);
-                    v["nattch"] = json!(r.nattch);
+                    if r.kind == "sysv" {
+                        v["nattch"] = json!(r.nattch);
+                    }
                 } else {
                     let name = r.name.as_deref().unwrap_or(r.id.as_bytes());
                     match std::str::from_utf8(name) {
@@ -315,11 +472,14 @@ mod tests {
                 uid: 7,
                 owner: "o\u{e9}".into(),
                 nattch: None,
-                rss: 0,
+                rss: Some(0),
                 name: Some(name.to_vec()),
+                extra: Extra::None,
             };
             all.push(obj_row);
+            all.push(Row::mqueue(&mq(name), "o\u{e9}".into()));
         }
+        all.extend(ipc_rows());
         assert_eq!(render_json(&all), through_values(&all));
         assert_eq!(render_json(&[]), through_values(&[]));
     }
@@ -335,8 +495,9 @@ mod tests {
                 uid: 1000,
                 owner: "alice".into(),
                 nattch: Some(2),
-                rss: 4096,
+                rss: Some(4096),
                 name: None,
+                extra: Extra::None,
             },
             Row {
                 kind: "posix",
@@ -347,10 +508,160 @@ mod tests {
                 uid: 0,
                 owner: "root".into(),
                 nattch: None,
-                rss: 0,
+                rss: Some(0),
                 name: Some(b"my obj".to_vec()),
+                extra: Extra::None,
             },
         ]
+    }
+
+    fn mq(name: &[u8]) -> MqInfo {
+        use std::os::unix::ffi::OsStringExt;
+        MqInfo {
+            name: std::ffi::OsString::from_vec(name.to_vec()),
+            mode: 0o4620,
+            uid: 0,
+            gid: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            maxmsg: 10,
+            msgsize: 8192,
+            curmsgs: 3,
+        }
+    }
+
+    /// A semaphore set, a message queue and a POSIX queue.
+    fn ipc_rows() -> Vec<Row> {
+        let set = SemSet {
+            semid: 98307,
+            key: 0xdeadbeef,
+            nsems: 3,
+            mode: 0o600,
+            uid: 26,
+            gid: 26,
+            cuid: 26,
+            cgid: 26,
+            otime: 0,
+            ctime: 1,
+        };
+        let queue = Queue {
+            msqid: 65536,
+            key: 0,
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            cuid: 1000,
+            cgid: 1000,
+            cbytes: 300,
+            qbytes: 16384,
+            qnum: 3,
+            lspid: 1,
+            lrpid: 0,
+            stime: 2,
+            rtime: 0,
+            ctime: 1,
+        };
+        vec![
+            Row::sem(&set, "postgres".into()),
+            Row::msg(&queue, "alice".into()),
+            Row::mqueue(&mq(b"jobs queue"), "root".into()),
+        ]
+    }
+
+    #[test]
+    fn every_kind_has_its_row_in_the_table() {
+        let mut all = rows();
+        all.extend(ipc_rows());
+        let t = render_table(&all);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "KIND    ID             KEY         SIZE  MODE   OWNER     NATTCH  RSS",
+                "sysv    32769          0x0000162e  4096  0600   alice     2       4096",
+                "posix   my obj         -           8192  0640   root      -       0",
+                "sem     98307          0xdeadbeef  3     0600   postgres  -       -",
+                "msg     65536          0x00000000  300   0644   alice     -       -",
+                "mqueue  jobs\\x20queue  -           3     04620  root      -       -",
+            ]
+        );
+    }
+
+    #[test]
+    fn json_of_each_kind_has_its_own_fields() {
+        let v: Value = serde_json::from_str(&render_json(&ipc_rows())).unwrap();
+        let keys = |i: usize| -> Vec<&str> {
+            v[i].as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect()
+        };
+        assert_eq!(
+            keys(0),
+            [
+                "key",
+                "kind",
+                "mode",
+                "mode_octal",
+                "nsems",
+                "owner",
+                "semid",
+                "size",
+                "uid"
+            ]
+        );
+        assert_eq!(v[0]["kind"], "sem");
+        assert_eq!(v[0]["semid"], 98307);
+        assert_eq!(v[0]["key"], 0xdeadbeefu32);
+        assert_eq!(v[0]["nsems"], 3);
+        assert_eq!(
+            keys(1),
+            [
+                "cbytes",
+                "key",
+                "kind",
+                "mode",
+                "mode_octal",
+                "msqid",
+                "owner",
+                "qbytes",
+                "qnum",
+                "size",
+                "uid"
+            ]
+        );
+        assert_eq!(v[1]["msqid"], 65536);
+        assert_eq!(v[1]["key"], 0);
+        assert_eq!(v[1]["qnum"], 3);
+        assert_eq!(v[1]["qbytes"], 16384);
+        assert_eq!(v[1]["cbytes"], 300);
+        assert_eq!(v[1]["size"], 300);
+        assert_eq!(
+            keys(2),
+            [
+                "curmsgs",
+                "kind",
+                "maxmsg",
+                "mode",
+                "mode_octal",
+                "msgsize",
+                "name",
+                "owner",
+                "size",
+                "uid"
+            ]
+        );
+        assert_eq!(v[2]["name"], "jobs queue");
+        assert_eq!(v[2]["mode_octal"], "04620");
+        assert_eq!(v[2]["maxmsg"], 10);
+        assert_eq!(v[2]["msgsize"], 8192);
+        assert_eq!(v[2]["curmsgs"], 3);
+        let odd = Row::mqueue(&mq(b"q\xff"), "root".into());
+        let v: Value = serde_json::from_str(&render_json(&[odd])).unwrap();
+        assert_eq!(v[0]["name"], "q\\xff");
+        assert_eq!(v[0]["name_bytes"], json!([b'q', 0xff]));
     }
 
     #[test]

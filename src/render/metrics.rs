@@ -4,7 +4,10 @@
 //! Every family has `HELP` and `TYPE` lines (once, with all its samples together, however many
 //! calls write it: see [`Out`]) and is a gauge named `shmfs_…` in base units (`_bytes`,
 //! `_seconds`, plain counts). Per segment (labels `shmid`, `key`, `owner`, `mode`) and per
-//! POSIX object (labels `name`, `owner`, `mode`) series come first, then totals; with
+//! POSIX object (labels `name`, `owner`, `mode`) series come first, then totals; likewise per
+//! semaphore set (`semid`, `key`, `owner`, `mode`: [`sem_series_in`]), per message queue
+//! (`msqid`, `key`, `owner`, `mode`: [`msg_series_in`]) and per POSIX queue (`name`, `owner`,
+//! `mode`: [`mqueue_series_in`]), with their totals ([`sem_totals`], [`msg_totals`]); with
 //! [`Detail::Totals`] (`-o metrics=totals`) only the totals. The objects of other IPC
 //! namespaces than the mount's own (`ns/N/`) carry a `namespace` label too
 //! ([`segment_series_in`], [`object_series_in`]); the per-namespace series
@@ -21,7 +24,10 @@ use std::fmt::{Display, Write};
 use std::os::unix::ffi::OsStrExt;
 
 use crate::kernel::container::Container;
+use crate::kernel::mqueue::MqInfo;
+use crate::kernel::msg::{MsgLimits, Queue};
 use crate::kernel::posix::Object;
+use crate::kernel::sem::{SemLimits, SemSet};
 use crate::kernel::sysv::{Segment, Usage};
 use crate::render::namespaces::NsRow;
 
@@ -296,6 +302,23 @@ fn object_labels(namespace: Option<u64>, obj: &Object, owner: &str) -> String {
     out
 }
 
+/// A System V object's labels, escaped:
+/// `{[namespace="N",]ID_NAME="…",key="0x…",owner="…",mode="0…"}`.
+fn ipc_labels(
+    namespace: Option<u64>,
+    id_name: &str,
+    id: i32,
+    key: u32,
+    owner: &str,
+    mode: u32,
+) -> String {
+    let mut out = open_labels(namespace);
+    let _ = write!(out, "{id_name}=\"{id}\",key=\"0x{key:08x}\",owner=\"");
+    escape_label_into(&mut out, owner);
+    let _ = write!(out, "\",mode=\"0{mode:03o}\"}}");
+    out
+}
+
 /// About how many bytes the series of one object take (eight families of ~110 bytes for a
 /// segment; a quarter of that for an object), to size the text at once.
 pub const SEGMENT_SERIES_BYTES: usize = 8 * 110;
@@ -446,6 +469,218 @@ pub fn object_series_in(
         "Bytes allocated to the POSIX object (st_blocks * 512).",
         &rows,
         |o| o.allocated,
+    );
+}
+
+/// One series per semaphore set of each per-set family, labelled with its semid, key, owner
+/// (named from `owners`) and mode, and with `namespace="N"` first for a set of another IPC
+/// namespace than the mount's own (`None`: the mount's own, as for [`segment_series_in`]):
+/// its semaphores, the tasks blocked in `semop` on it (from `waiters` by semid; a set missing
+/// there has none), and its last operation and last change times. Calls for several
+/// namespaces may share one [`Out`].
+pub fn sem_series_in(
+    out: &mut Out,
+    namespace: Option<u64>,
+    sets: &[SemSet],
+    waiters: &HashMap<i32, u64>,
+    owners: &HashMap<u32, String>,
+) {
+    let mut fallback = String::new();
+    let rows: Vec<(String, (&SemSet, u64))> = sets
+        .iter()
+        .map(|s| {
+            let owner = owner(owners, s.uid, &mut fallback);
+            let labels = ipc_labels(namespace, "semid", s.semid, s.key, owner, s.mode);
+            (labels, (s, waiters.get(&s.semid).copied().unwrap_or(0)))
+        })
+        .collect();
+    out.each(
+        "shmfs_sem_set_semaphores",
+        "Semaphores in the System V semaphore set (nsems).",
+        &rows,
+        |(s, _)| s.nsems,
+    );
+    out.each(
+        "shmfs_sem_set_waiters",
+        "Tasks blocked in semop on the semaphore set (as the daemon sees /proc).",
+        &rows,
+        |(_, w)| *w,
+    );
+    out.each(
+        "shmfs_sem_set_last_operation_timestamp_seconds",
+        "Last semop on the semaphore set (sem_otime), Unix time; 0 if never.",
+        &rows,
+        |(s, _)| s.otime.max(0),
+    );
+    out.each(
+        "shmfs_sem_set_last_change_timestamp_seconds",
+        "Last change of the semaphore set (sem_ctime: creation, IPC_SET, SETVAL, SETALL), Unix time.",
+        &rows,
+        |(s, _)| s.ctime.max(0),
+    );
+}
+
+/// One series per System V message queue of each per-queue family, labelled with its msqid,
+/// key, owner and mode (and `namespace="N"` first, as [`sem_series_in`]): messages and bytes
+/// queued, the most bytes it may hold (qbytes), the tasks blocked in `msgsnd` or `msgrcv` on
+/// it (from `waiters` by msqid; a queue missing there has none), and its last send, receive
+/// and change times.
+pub fn msg_series_in(
+    out: &mut Out,
+    namespace: Option<u64>,
+    queues: &[Queue],
+    waiters: &HashMap<i32, u64>,
+    owners: &HashMap<u32, String>,
+) {
+    let mut fallback = String::new();
+    let rows: Vec<(String, (&Queue, u64))> = queues
+        .iter()
+        .map(|q| {
+            let owner = owner(owners, q.uid, &mut fallback);
+            let labels = ipc_labels(namespace, "msqid", q.msqid, q.key, owner, q.mode);
+            (labels, (q, waiters.get(&q.msqid).copied().unwrap_or(0)))
+        })
+        .collect();
+    out.each(
+        "shmfs_msg_queue_messages",
+        "Messages in the System V message queue (qnum).",
+        &rows,
+        |(q, _)| q.qnum,
+    );
+    out.each(
+        "shmfs_msg_queue_bytes",
+        "Bytes of the messages in the message queue (cbytes).",
+        &rows,
+        |(q, _)| q.cbytes,
+    );
+    out.each(
+        "shmfs_msg_queue_limit_bytes",
+        "Most bytes the message queue may hold (qbytes): msgsnd blocks beyond.",
+        &rows,
+        |(q, _)| q.qbytes,
+    );
+    out.each(
+        "shmfs_msg_queue_waiters",
+        "Tasks blocked in msgsnd or msgrcv on the message queue (as the daemon sees /proc).",
+        &rows,
+        |(_, w)| *w,
+    );
+    out.each(
+        "shmfs_msg_queue_last_send_timestamp_seconds",
+        "Last msgsnd to the message queue (msg_stime), Unix time; 0 if never.",
+        &rows,
+        |(q, _)| q.stime.max(0),
+    );
+    out.each(
+        "shmfs_msg_queue_last_receive_timestamp_seconds",
+        "Last msgrcv from the message queue (msg_rtime), Unix time; 0 if never.",
+        &rows,
+        |(q, _)| q.rtime.max(0),
+    );
+    out.each(
+        "shmfs_msg_queue_last_change_timestamp_seconds",
+        "Last change of the message queue (msg_ctime: creation or IPC_SET), Unix time.",
+        &rows,
+        |(q, _)| q.ctime.max(0),
+    );
+}
+
+/// A POSIX queue's labels, escaped, as a POSIX object's:
+/// `{[namespace="N",]name="…"[,name_bytes="…"],owner="…",mode="0…"}`.
+fn mqueue_labels(namespace: Option<u64>, q: &MqInfo, owner: &str) -> String {
+    let mut out = open_labels(namespace);
+    out.push_str(&name_labels(q.name.as_bytes()));
+    out.push_str(",owner=\"");
+    escape_label_into(&mut out, owner);
+    let _ = write!(out, "\",mode=\"0{:03o}\"}}", q.mode & 0o7777);
+    out
+}
+
+/// One series per POSIX message queue of each per-queue family, labelled as a POSIX object
+/// is (name, and `name_bytes` for a name that is not plain; owner; mode; and
+/// `namespace="N"` first, as [`sem_series_in`]): the messages in it, the most it holds
+/// (maxmsg) and its largest message (msgsize).
+pub fn mqueue_series_in(
+    out: &mut Out,
+    namespace: Option<u64>,
+    queues: &[MqInfo],
+    owners: &HashMap<u32, String>,
+) {
+    let mut fallback = String::new();
+    let rows: Vec<(String, &MqInfo)> = queues
+        .iter()
+        .map(|q| {
+            let labels = mqueue_labels(namespace, q, owner(owners, q.uid, &mut fallback));
+            (labels, q)
+        })
+        .collect();
+    out.each(
+        "shmfs_mqueue_messages",
+        "Messages in the POSIX message queue (mq_curmsgs).",
+        &rows,
+        |q| q.curmsgs.max(0),
+    );
+    out.each(
+        "shmfs_mqueue_messages_limit",
+        "Most messages the POSIX message queue holds (mq_maxmsg): mq_send blocks beyond.",
+        &rows,
+        |q| q.maxmsg.max(0),
+    );
+    out.each(
+        "shmfs_mqueue_message_size_limit_bytes",
+        "Largest message the POSIX message queue takes (mq_msgsize).",
+        &rows,
+        |q| q.msgsize.max(0),
+    );
+}
+
+/// The semaphore totals of an IPC namespace (`ipcs -s -u` and `ipcs -s -l`): sets and
+/// semaphores, and their limits (semmni, semmns).
+pub fn sem_totals(out: &mut Out, l: &SemLimits) {
+    out.single(
+        "shmfs_sem_sets",
+        "System V semaphore sets (ipcs -s).",
+        l.sets_used,
+    );
+    out.single(
+        "shmfs_sem_sets_limit",
+        "Most System V semaphore sets the system allows (kernel.sem semmni).",
+        l.semmni,
+    );
+    out.single(
+        "shmfs_sem_semaphores",
+        "Semaphores in all System V semaphore sets.",
+        l.semaphores_used,
+    );
+    out.single(
+        "shmfs_sem_semaphores_limit",
+        "Most semaphores in all sets the system allows (kernel.sem semmns).",
+        l.semmns,
+    );
+}
+
+/// The message queue totals of an IPC namespace (`ipcs -q -u` and `ipcs -q -l`): queues and
+/// their limit (msgmni), and the messages and bytes queued in all of them.
+pub fn msg_totals(out: &mut Out, l: &MsgLimits) {
+    out.single(
+        "shmfs_msg_queues",
+        "System V message queues (ipcs -q).",
+        l.queues_used,
+    );
+    out.single(
+        "shmfs_msg_queues_limit",
+        "Most System V message queues the system allows (kernel.msgmni).",
+        l.msgmni,
+    );
+    out.single(
+        "shmfs_msg_messages",
+        "Messages in all System V message queues.",
+        l.messages_used,
+    );
+    out.single(
+        "shmfs_msg_bytes",
+        "Bytes of the messages in all System V message queues.",
+        l.bytes_used,
     );
 }
 
@@ -1068,8 +1303,6 @@ mod tests {
     /// is not installed (CI installs it).
     #[test]
     fn promtool_check_metrics_has_nothing_to_say() {
-        use std::io::Write as _;
-        use std::process::{Command, Stdio};
         let mut out = Out::default();
         segments_of_two_namespaces(&mut out);
         let mut totals = Out::default();
@@ -1091,7 +1324,14 @@ mod tests {
         rows[2].shm_size = None;
         namespace_series(&mut totals, &rows);
         out.append(totals);
-        let text = out.into_text();
+        promtool_has_nothing_to_say(&out.into_text());
+    }
+
+    /// Runs `promtool check metrics` on `text` and fails unless it passes silently; does
+    /// nothing where promtool is not installed (CI installs it).
+    fn promtool_has_nothing_to_say(text: &str) {
+        use std::io::Write as _;
+        use std::process::{Command, Stdio};
         let child = Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(Stdio::piped())
@@ -1122,5 +1362,197 @@ mod tests {
             done.status.success() && said.trim().is_empty(),
             "promtool: {said}\n{text}"
         );
+    }
+
+    fn sem_set(semid: i32, key: u32) -> SemSet {
+        SemSet {
+            semid,
+            key,
+            nsems: 3,
+            mode: 0o600,
+            uid: 1000,
+            gid: 1000,
+            cuid: 1000,
+            cgid: 1000,
+            otime: 0,
+            ctime: 1_700_000_000,
+        }
+    }
+
+    fn msg_queue(msqid: i32) -> Queue {
+        Queue {
+            msqid,
+            key: 0,
+            mode: 0o644,
+            uid: 4242,
+            gid: 0,
+            cuid: 0,
+            cgid: 0,
+            cbytes: 300,
+            qbytes: 16384,
+            qnum: 3,
+            lspid: 1,
+            lrpid: 2,
+            stime: 1_700_000_100,
+            rtime: -5,
+            ctime: 1_700_000_000,
+        }
+    }
+
+    fn mq(name: &[u8]) -> MqInfo {
+        MqInfo {
+            name: OsString::from_vec(name.to_vec()),
+            mode: 0o4660,
+            uid: 0,
+            gid: 0,
+            atime: 0,
+            mtime: 0,
+            ctime: 0,
+            maxmsg: 10,
+            msgsize: 8192,
+            curmsgs: 4,
+        }
+    }
+
+    /// The series of every IPC kind, of the mount's namespace and of another, with hostile
+    /// owner and queue names.
+    fn ipc_text() -> String {
+        let owners = HashMap::from([
+            (1000, "alice".to_string()),
+            (0, "new\nline \"root\"".to_string()),
+        ]);
+        let waiters = HashMap::from([(98307, 2), (65536, 1)]);
+        let mut out = Out::default();
+        sem_series_in(
+            &mut out,
+            None,
+            &[sem_set(98307, 0xdeadbeef), sem_set(5, 0)],
+            &waiters,
+            &owners,
+        );
+        msg_series_in(&mut out, None, &[msg_queue(65536)], &waiters, &owners);
+        mqueue_series_in(&mut out, None, &[mq(b"jobs")], &owners);
+        let queues: Vec<MqInfo> = HOSTILE.iter().map(|n| mq(n.as_bytes())).collect();
+        let mut other = Out::default();
+        sem_series_in(
+            &mut other,
+            Some(7),
+            &[sem_set(98307, 1)],
+            &HashMap::new(),
+            &owners,
+        );
+        msg_series_in(
+            &mut other,
+            Some(7),
+            &[msg_queue(65536)],
+            &HashMap::new(),
+            &owners,
+        );
+        mqueue_series_in(&mut other, Some(7), &queues, &owners);
+        mqueue_series_in(&mut other, Some(7), &[mq(b"bad\xff")], &owners);
+        out.append(other);
+        sem_totals(
+            &mut out,
+            &SemLimits {
+                semmsl: 32000,
+                semmns: 1_024_000_000,
+                semopm: 500,
+                semmni: 32000,
+                semvmx: 32767,
+                sets_used: 3,
+                semaphores_used: 9,
+            },
+        );
+        msg_totals(
+            &mut out,
+            &MsgLimits {
+                msgmax: 8192,
+                msgmnb: 16384,
+                msgmni: 32000,
+                queues_used: 2,
+                messages_used: 6,
+                bytes_used: 600,
+            },
+        );
+        out.into_text()
+    }
+
+    #[test]
+    fn ipc_series_carry_their_ids_keys_owners_and_namespaces() {
+        let text = ipc_text();
+        let has = |line: &str| assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        let set = r#"{semid="98307",key="0xdeadbeef",owner="alice",mode="0600"}"#;
+        has(&format!("shmfs_sem_set_semaphores{set} 3"));
+        has(&format!("shmfs_sem_set_waiters{set} 2"));
+        has(&format!(
+            "shmfs_sem_set_last_operation_timestamp_seconds{set} 0"
+        ));
+        has(&format!(
+            "shmfs_sem_set_last_change_timestamp_seconds{set} 1700000000"
+        ));
+        has(r#"shmfs_sem_set_waiters{semid="5",key="0x00000000",owner="alice",mode="0600"} 0"#);
+        has(
+            r#"shmfs_sem_set_waiters{namespace="7",semid="98307",key="0x00000001",owner="alice",mode="0600"} 0"#,
+        );
+        let queue = r#"{msqid="65536",key="0x00000000",owner="4242",mode="0644"}"#;
+        has(&format!("shmfs_msg_queue_messages{queue} 3"));
+        has(&format!("shmfs_msg_queue_bytes{queue} 300"));
+        has(&format!("shmfs_msg_queue_limit_bytes{queue} 16384"));
+        has(&format!("shmfs_msg_queue_waiters{queue} 1"));
+        has(&format!(
+            "shmfs_msg_queue_last_send_timestamp_seconds{queue} 1700000100"
+        ));
+        has(&format!(
+            "shmfs_msg_queue_last_receive_timestamp_seconds{queue} 0"
+        ));
+        has(&format!(
+            "shmfs_msg_queue_last_change_timestamp_seconds{queue} 1700000000"
+        ));
+        let jobs = r#"{name="jobs",owner="new\nline \"root\"",mode="04660"}"#;
+        has(&format!("shmfs_mqueue_messages{jobs} 4"));
+        has(&format!("shmfs_mqueue_messages_limit{jobs} 10"));
+        has(&format!("shmfs_mqueue_message_size_limit_bytes{jobs} 8192"));
+        has(
+            r#"shmfs_mqueue_messages{namespace="7",name="bad\\xff",name_bytes="626164ff",owner="new\nline \"root\"",mode="04660"} 4"#,
+        );
+        for (family, value) in [
+            ("shmfs_sem_sets", 3),
+            ("shmfs_sem_sets_limit", 32000),
+            ("shmfs_sem_semaphores", 9),
+            ("shmfs_sem_semaphores_limit", 1_024_000_000),
+            ("shmfs_msg_queues", 2),
+            ("shmfs_msg_queues_limit", 32000),
+            ("shmfs_msg_messages", 6),
+            ("shmfs_msg_bytes", 600),
+        ] {
+            has(&format!("{family} {value}"));
+        }
+        // One HELP and TYPE per family, whatever the namespaces.
+        assert_eq!(text.matches("# HELP ").count(), 4 + 7 + 3 + 8, "{text}");
+        assert_eq!(text.matches("# TYPE ").count(), 4 + 7 + 3 + 8, "{text}");
+        assert!(
+            !text.contains(|c: char| c.is_control() && c != '\n'),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn no_sets_or_queues_no_series() {
+        let mut out = Out::default();
+        let (waiters, owners) = (HashMap::new(), HashMap::new());
+        sem_series_in(&mut out, None, &[], &waiters, &owners);
+        msg_series_in(&mut out, Some(1), &[], &waiters, &owners);
+        mqueue_series_in(&mut out, None, &[], &owners);
+        assert_eq!(out.into_text(), "");
+    }
+
+    /// `promtool check metrics` has nothing to say of the series of semaphore sets, message
+    /// queues and POSIX queues, hostile names among them, with the rest of the text.
+    #[test]
+    fn promtool_check_metrics_has_nothing_to_say_of_ipc_series() {
+        let mut out = Out::default();
+        segments_of_two_namespaces(&mut out);
+        let text = out.into_text() + &ipc_text();
+        promtool_has_nothing_to_say(&text);
     }
 }

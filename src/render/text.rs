@@ -100,6 +100,10 @@ pub struct PermChange {
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
+    /// The most bytes a System V message queue may hold (`msg_qbytes`), from a `qbytes:`
+    /// line: a message queue's `perm` shows it (see `render::ipc::msg_perm`). Parsed for any
+    /// object; the filesystem refuses it for objects that are not queues.
+    pub qbytes: Option<u64>,
 }
 
 /// Why a `perm` write was refused (it becomes EINVAL).
@@ -137,6 +141,19 @@ fn parse_mode(value: &str) -> Result<u32, PermError> {
     }
 }
 
+/// A queue's qbytes: decimal digits only, more than 0, at most u64::MAX (the kernel's
+/// `unsigned long`; whether the caller may raise it above msgmnb is the kernel's to say).
+fn parse_qbytes(value: &str) -> Result<u64, PermError> {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return err(format!("qbytes {value:?} is not a decimal number"));
+    }
+    match value.parse::<u64>() {
+        Ok(0) => err("qbytes 0: a queue must be able to hold something"),
+        Ok(q) => Ok(q),
+        Err(_) => err(format!("qbytes {value:?} is out of range")),
+    }
+}
+
 /// A numeric id, or a name looked up with `resolve`. `-1` (u32::MAX) means "no change"
 /// to the kernel, so it is refused rather than silently ignored.
 fn parse_id(
@@ -158,8 +175,9 @@ fn parse_id(
 }
 
 /// Parses one write to `perm`: a bare octal mode (`640`, `0640`), or `name: value` /
-/// `name=value` pairs (names `mode`, `uid`, `gid`) separated by spaces or newlines.
-/// Users and groups may be given by name, resolved by the two functions.
+/// `name=value` pairs (names `mode`, `uid`, `gid`, and `qbytes` for a message queue)
+/// separated by spaces or newlines. Users and groups may be given by name, resolved by the
+/// two functions.
 pub fn parse_perm(
     input: &[u8],
     resolve_user: &dyn Fn(&str) -> Option<u32>,
@@ -194,6 +212,13 @@ pub fn parse_perm(
         } else {
             return err(format!("{token:?} is not name: value"));
         };
+        if name == "qbytes" {
+            if change.qbytes.is_some() {
+                return err("qbytes given twice");
+            }
+            change.qbytes = Some(parse_qbytes(value)?);
+            continue;
+        }
         let slot = match name {
             "mode" => &mut change.mode,
             "uid" => &mut change.uid,
@@ -226,7 +251,12 @@ mod tests {
         parse_perm(s.as_bytes(), &users, &groups)
     }
     fn change(mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> PermChange {
-        PermChange { mode, uid, gid }
+        PermChange {
+            mode,
+            uid,
+            gid,
+            qbytes: None,
+        }
     }
 
     #[test]
@@ -384,6 +414,44 @@ mod tests {
     }
 
     #[test]
+    fn qbytes_of_a_queue() {
+        let qbytes = |q| PermChange {
+            qbytes: Some(q),
+            ..PermChange::default()
+        };
+        assert_eq!(parse("qbytes: 16384\n"), Ok(qbytes(16384)));
+        assert_eq!(parse("qbytes=1"), Ok(qbytes(1)));
+        assert_eq!(
+            parse(&format!("qbytes: {}", u64::MAX)),
+            Ok(qbytes(u64::MAX))
+        );
+        assert_eq!(
+            parse("mode: 0600\nuid: 1000\ngid: 50\nqbytes: 65536\n"),
+            Ok(PermChange {
+                mode: Some(0o600),
+                uid: Some(1000),
+                gid: Some(50),
+                qbytes: Some(65536),
+            })
+        );
+        for bad in [
+            "qbytes: 0",
+            "qbytes: 000",
+            "qbytes: -1",
+            "qbytes: +5",
+            "qbytes: 0x100",
+            "qbytes: 1e6",
+            "qbytes: 18446744073709551616",
+            "qbytes: 99999999999999999999999999",
+            "qbytes:",
+            "qbytes: 5 qbytes: 6",
+            "qbytes: 5 junk",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
     fn invalid_input_is_refused_whole() {
         for bad in [
             "",
@@ -403,6 +471,7 @@ mod tests {
             assert!(parse(bad).is_err(), "{bad:?} was accepted");
         }
         assert!(parse_perm(b"\xff\xfe", &users, &groups).is_err());
+        assert!(parse_perm(b"qbytes: 1\0", &users, &groups).is_err());
         assert!(parse_perm(&[b'7'; MAX_PERM_WRITE + 1], &users, &groups).is_err());
     }
 }
@@ -461,7 +530,7 @@ mod proptests {
         proptest::string::string_regex("[A-Za-z_][A-Za-z0-9_.-]{0,15}")
             .unwrap()
             .prop_filter("a known field", |n| {
-                !matches!(n.as_str(), "mode" | "uid" | "gid")
+                !matches!(n.as_str(), "mode" | "uid" | "gid" | "qbytes")
             })
     }
 
@@ -507,7 +576,7 @@ mod proptests {
             let text = perm(mode, uid, gid);
             prop_assert_eq!(
                 parse(text.as_bytes()),
-                Ok(PermChange { mode: Some(mode), uid: Some(uid), gid: Some(gid) })
+                Ok(PermChange { mode: Some(mode), uid: Some(uid), gid: Some(gid), qbytes: None })
             );
         }
 
