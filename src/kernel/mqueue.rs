@@ -1,7 +1,5 @@
 //! POSIX message queues of an IPC namespace, reached through an mqueue filesystem of it.
 //!
-//! Groundwork for issue 24, not yet used by the mount.
-//!
 //! The queues of a namespace are the files of its mqueue filesystem, which is not mounted by
 //! default. [`MqueueDir::open`] takes one that is mounted; [`MqueueDir::of_thread_namespace`]
 //! makes a detached mount of the calling thread's namespace with the new mount API (`fsopen`,
