@@ -20,6 +20,7 @@ mod helper;
 mod hugepages;
 mod ipcs;
 mod mount;
+pub mod msg;
 mod nsipc;
 mod posix;
 mod preconditions;
