@@ -312,7 +312,7 @@ fn base_of(ino: u64) -> Option<(u64, usize)> {
     if ino & MESSAGE_BIT != 0 {
         // A message file counts in its queue's block.
         let base = (ino & !MESSAGE_BIT) >> MESSAGE_SHIFT;
-        return (base >= FIRST_OBJECT && (base - FIRST_OBJECT) % SLOTS == 0)
+        return (base >= FIRST_OBJECT && (base - FIRST_OBJECT).is_multiple_of(SLOTS))
             .then_some((base, MESSAGE_FILES as usize));
     }
     (ino >= FIRST_OBJECT).then(|| {

@@ -441,13 +441,27 @@ impl ShmFs {
             &crate::kernel::names::group_id,
         )
         .map_err(|e| Self::refused_input("perm write", opener, id, &e.to_string()))?;
-        self.change_perm(
+        let Some(qbytes) = change.qbytes else {
+            return self.change_perm(
+                "perm write",
+                opener,
+                id,
+                change.mode,
+                change.uid,
+                change.gid,
+            );
+        };
+        // A message queue's qbytes goes in the same IPC_SET as its mode and owner.
+        if self.options.read_only {
+            return Err(errno(libc::EROFS));
+        }
+        let _serial = self.perm_changes.lock().unwrap_or_else(|p| p.into_inner());
+        self.live(id)?.change_perm_and_qbytes(
+            &self.env(id.ns)?,
             "perm write",
             opener,
-            id,
-            change.mode,
-            change.uid,
-            change.gid,
+            (change.mode, change.uid, change.gid),
+            qbytes,
         )
     }
 

@@ -149,10 +149,9 @@ fn maps_file_at(maps: &str, dev: (u32, u32), ino: u64, addr: u64) -> bool {
             let Some((start, end)) = line.range.split_once('-') else {
                 return false;
             };
-            let (Ok(start), Ok(end)) = (
-                u64::from_str_radix(start, 16),
-                u64::from_str_radix(end, 16),
-            ) else {
+            let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+            else {
                 return false;
             };
             line.dev == dev && line.ino == ino && (start..end).contains(&addr)
@@ -221,7 +220,10 @@ mod tests {
             parse_futex_wait("202 0x7f12a000 0x189 0x0 0x0 0x0 0xffffffff 0x7ffd 0x7f"),
             Some(0x7f12a000)
         );
-        assert_eq!(parse_futex_wait("220 0x1 0x2 0x3 0x0 0x0 0x0 0x0 0x0"), None);
+        assert_eq!(
+            parse_futex_wait("220 0x1 0x2 0x3 0x0 0x0 0x0 0x0 0x0"),
+            None
+        );
         assert_eq!(parse_futex_wait("running"), None);
         assert_eq!(parse_futex_wait("202 junk"), None);
         let maps = "7f12a000-7f12b000 rw-s 00000000 00:1a 4242 /dev/shm/sem.x\n";

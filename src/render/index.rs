@@ -518,6 +518,7 @@ mod tests {
     fn mq(name: &[u8]) -> MqInfo {
         use std::os::unix::ffi::OsStringExt;
         MqInfo {
+            ino: 7,
             name: std::ffi::OsString::from_vec(name.to_vec()),
             mode: 0o4620,
             uid: 0,

@@ -453,12 +453,14 @@ pub fn mqueue_stat(q: &MqInfo) -> String {
 }
 
 /// The lines a POSIX object's `stat` gains when it is a glibc named semaphore
-/// (`posix/sem.NAME/stat`): `semaphore: yes`, its `value`, and `waiters`, the number of
-/// threads glibc counts as waiting on it. That count is a hint, not a fact: glibc keeps it in
-/// the semaphore's own bytes, and a waiter killed while it waits leaves it too high.
-pub fn posix_sem_lines(state: &SemState) -> String {
+/// (`posix/sem.NAME/stat`): `semaphore: yes`, its `value`, `waiters`, the threads found
+/// blocked on it (in `futex` on its memory; `None` when they could not be looked for, shown as
+/// `unknown`), and `glibc_waiters`, the number glibc keeps in the semaphore's own bytes: a hint,
+/// which a waiter killed while it waits leaves too high.
+pub fn posix_sem_lines(state: &SemState, waiters: Option<usize>) -> String {
+    let waiters = waiters.map_or_else(|| "unknown".to_string(), |n| n.to_string());
     format!(
-        "semaphore: yes\nvalue: {}\nwaiters: {}\n",
+        "semaphore: yes\nvalue: {}\nwaiters: {waiters}\nglibc_waiters: {}\n",
         state.value, state.waiters_hint
     )
 }
@@ -537,6 +539,7 @@ mod tests {
 
     fn mq(name: &[u8], mode: u32) -> MqInfo {
         MqInfo {
+            ino: 7,
             name: OsString::from_vec(name.to_vec()),
             mode,
             uid: 1000,
@@ -898,9 +901,10 @@ mod tests {
             waiters_hint: 1,
         };
         assert_eq!(
-            posix_sem_lines(&state),
-            "semaphore: yes\nvalue: 3\nwaiters: 1\n"
+            posix_sem_lines(&state, Some(0)),
+            "semaphore: yes\nvalue: 3\nwaiters: 0\nglibc_waiters: 1\n"
         );
+        assert!(posix_sem_lines(&state, None).contains("waiters: unknown\n"));
     }
 
     #[test]

@@ -1401,6 +1401,7 @@ mod tests {
 
     fn mq(name: &[u8]) -> MqInfo {
         MqInfo {
+            ino: 7,
             name: OsString::from_vec(name.to_vec()),
             mode: 0o4660,
             uid: 0,

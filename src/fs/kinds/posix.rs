@@ -199,7 +199,15 @@ impl Object for Obj {
         let mut text = text::posix_stat(&self.0);
         if is_semaphore(&self.0) {
             match env.source.posix_sem_state(&self.0.name) {
-                Ok(state) => text.push_str(&crate::render::ipc::posix_sem_lines(&state)),
+                Ok(state) => {
+                    let waiters = env
+                        .source
+                        .posix_sem_waiters(env.source.shm_dev(), self.0.ino)
+                        .inspect_err(|e| log::debug!("waiters of posix/{:?}: {e}", self.0.name))
+                        .ok()
+                        .map(|w| w.len());
+                    text.push_str(&crate::render::ipc::posix_sem_lines(&state, waiters));
+                }
                 Err(e) => log::debug!("posix/{:?}: not read as a semaphore: {e}", self.0.name),
             }
         }
