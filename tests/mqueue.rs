@@ -135,6 +135,17 @@ fn stat_shows_the_attributes_and_looking_changes_nothing() {
     assert_eq!(read_fields(&mp(&m, &name, "stat")).num("curmsgs"), 0);
 }
 
+/// `printf 'TEXT\n' | dd of=PERM` as `uid` (dd says the errno of a refused write).
+fn write_perm_as(uid: u32, perm: &std::path::Path, text: &str) -> Run {
+    sh_as(
+        uid,
+        &format!(
+            "printf '{text}\\n' | dd of={} conv=notrunc status=none",
+            q(perm)
+        ),
+    )
+}
+
 #[test]
 fn perm_write_changes_the_mode() {
     require_fuse!();
@@ -152,12 +163,12 @@ fn perm_write_changes_the_mode() {
     assert_eq!(read_fields(&perm).get("mode"), "0600");
 
     // Another user may not; the owner may.
-    let r = sh_as(OTHER, &format!("printf 'mode: 0666\\n' > {}", q(&perm)));
+    let r = write_perm_as(OTHER, &perm, "mode: 0666");
     assert_failed_with(&r, &[libc::EPERM], "another user's mode: 0666");
     assert_eq!(mq.fstat().st_mode & 0o7777, 0o600);
     let r = unsafe { libc::fchown(mq.fd, OWNER, OWNER) };
     assert_eq!(r, 0, "fchown of the queue");
-    let r = sh_as(OWNER, &format!("printf 'mode: 0604\\n' > {}", q(&perm)));
+    let r = write_perm_as(OWNER, &perm, "mode: 0604");
     assert!(r.ok(), "the owner's mode: 0604: {r:?}");
     assert_eq!(mq.fstat().st_mode & 0o7777, 0o604);
     let stat = read_fields(&mp(&m, &mq.name, "stat"));

@@ -422,9 +422,16 @@ fn waiters_show_blocked_receivers_and_senders() {
     );
 }
 
-/// `printf 'TEXT\n' > PERM` as `uid`.
+/// `printf 'TEXT\n' | dd of=PERM` as `uid` (dd says the errno of a refused write; the
+/// shell's printf says only "I/O error").
 fn write_perm_as(uid: u32, perm: &Path, text: &str) -> Run {
-    sh_as(uid, &format!("printf '{text}\\n' > {}", q(perm)))
+    sh_as(
+        uid,
+        &format!(
+            "printf '{text}\\n' | dd of={} conv=notrunc status=none",
+            q(perm)
+        ),
+    )
 }
 
 #[test]
