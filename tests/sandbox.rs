@@ -3,7 +3,10 @@
 //! state and says so; the filter the daemon installs really refuses execve, ptrace and
 //! AF_INET sockets, and `setns` into anything but an IPC or UTS namespace, while it lets
 //! through what `ns/` needs (`setns` of those two types, `pidfd_open`, the pidfd's and nsfs's
-//! namespace ioctls); a non-root daemon is filtered too and still unmounts on SIGTERM.
+//! namespace ioctls) and what semaphore sets and queues need (`semctl` GETALL, `msgrcv` with
+//! MSG_COPY but not one that receives, a detached mqueue mount and `mq_getattr`) and nothing
+//! near it (`mount`, `move_mount`, `fsopen` of another filesystem, `mq_setattr`); a non-root
+//! daemon is filtered too and still unmounts on SIGTERM.
 
 mod common;
 
@@ -136,11 +139,177 @@ struct Refusals {
     ns_get_id: i32,
     pidfd_open: i32,
     pidfd_get_ipc: i32,
+    /// Semaphore sets: `semctl(GETALL)` (allowed), `semctl(IPC_INFO)` (a command shmfs never
+    /// makes), `semget` with IPC_CREAT (shmfs only looks sets up).
+    semctl_getall: i32,
+    semctl_ipc_info: i32,
+    semget_create: i32,
+    /// Message queues: `msgrcv(MSG_COPY | IPC_NOWAIT)` (allowed), a plain `msgrcv` with
+    /// IPC_NOWAIT (which would receive the message), `msgctl(MSG_STAT_ANY)` (allowed).
+    msgrcv_copy: i32,
+    msgrcv_receive: i32,
+    msgctl_stat_any: i32,
+    /// POSIX queues: `MqueueDir::of_thread_namespace()` and `get` of a queue through it
+    /// (fsopen, fsconfig, fsmount, mq_getattr), `mq_setattr`, `mount(2)` of an mqueue fs,
+    /// `fsopen` of another filesystem (tmpfs), `move_mount` of the detached mount.
+    mqueue_dir: i32,
+    mq_getattr: i32,
+    mq_setattr: i32,
+    mount: i32,
+    fsopen_tmpfs: i32,
+    move_mount: i32,
+    /// Every call of shmfs's own modules for these kinds (kernel/sem.rs, msg.rs, mqueue.rs,
+    /// posix_sem.rs): 0 if each worked and gave what was expected, else the first failure's
+    /// errno (-1: a wrong answer).
+    kernel_modules: i32,
 }
 
-/// Forks a child that installs the daemon's filter (the very function) and tries the calls;
-/// returns their errnos, the child's NoNewPrivs and Seccomp lines and what it wrote to stderr.
-fn try_calls_under_the_filter() -> (Refusals, String, String) {
+/// Test objects of the calling process's IPC namespace, made before the fork and removed when
+/// dropped, even if the test fails: a semaphore set of 3, a message queue holding one message
+/// and a POSIX queue holding one.
+struct IpcObjects {
+    semid: i32,
+    msqid: i32,
+    mq_name: String,
+    /// The POSIX queue, open for reading (the child inherits it: `mq_open` is refused).
+    mqd: libc::mqd_t,
+}
+
+impl IpcObjects {
+    const MESSAGE: &'static [u8] = b"peek";
+
+    fn new() -> IpcObjects {
+        let mq_name = format!("shmfs-sandbox-{}", std::process::id());
+        let mut made = IpcObjects {
+            semid: -1,
+            msqid: -1,
+            mq_name,
+            mqd: -1,
+        };
+        unsafe {
+            made.semid = libc::semget(libc::IPC_PRIVATE, 3, libc::IPC_CREAT | 0o600);
+            assert!(
+                made.semid >= 0,
+                "semget: {}",
+                std::io::Error::last_os_error()
+            );
+            made.msqid = libc::msgget(libc::IPC_PRIVATE, libc::IPC_CREAT | 0o600);
+            assert!(
+                made.msqid >= 0,
+                "msgget: {}",
+                std::io::Error::last_os_error()
+            );
+            let mut buf = [0u8; 16];
+            buf[..8].copy_from_slice(&1i64.to_ne_bytes());
+            buf[8..8 + Self::MESSAGE.len()].copy_from_slice(Self::MESSAGE);
+            let rc = libc::msgsnd(made.msqid, buf.as_ptr().cast(), Self::MESSAGE.len(), 0);
+            assert_eq!(rc, 0, "msgsnd: {}", std::io::Error::last_os_error());
+            let c = std::ffi::CString::new(format!("/{}", made.mq_name)).unwrap();
+            let mut attr: libc::mq_attr = std::mem::zeroed();
+            attr.mq_maxmsg = 2;
+            attr.mq_msgsize = 16;
+            made.mqd = libc::mq_open(
+                c.as_ptr(),
+                libc::O_CREAT | libc::O_EXCL | libc::O_RDWR,
+                0o600 as libc::mode_t,
+                &attr as *const libc::mq_attr,
+            );
+            assert!(
+                made.mqd >= 0,
+                "mq_open: {}",
+                std::io::Error::last_os_error()
+            );
+            assert_eq!(libc::mq_send(made.mqd, b"x".as_ptr().cast(), 1, 0), 0);
+        }
+        made
+    }
+
+    /// Messages in the System V queue, as IPC_STAT says.
+    fn queued(&self) -> u64 {
+        let mut ds: libc::msqid_ds = unsafe { std::mem::zeroed() };
+        assert_eq!(
+            unsafe { libc::msgctl(self.msqid, libc::IPC_STAT, &mut ds) },
+            0
+        );
+        ds.msg_qnum
+    }
+}
+
+impl Drop for IpcObjects {
+    fn drop(&mut self) {
+        let c = std::ffi::CString::new(format!("/{}", self.mq_name)).unwrap();
+        unsafe {
+            if self.semid >= 0 {
+                libc::semctl(self.semid, 0, libc::IPC_RMID);
+            }
+            if self.msqid >= 0 {
+                libc::msgctl(self.msqid, libc::IPC_RMID, std::ptr::null_mut());
+            }
+            if self.mqd >= 0 {
+                libc::mq_close(self.mqd);
+            }
+            libc::mq_unlink(c.as_ptr());
+        }
+    }
+}
+
+/// Runs under the filter every call that kernel/sem.rs, msg.rs, mqueue.rs and posix_sem.rs
+/// make for `objects`, as the mount will: 0, or the first failure's errno (-1: a wrong answer).
+fn module_calls(objects: &IpcObjects, posix_dir: &fs::File) -> i32 {
+    use shmfs::kernel::{mqueue, msg, posix_sem, sem};
+    let step = || -> std::io::Result<bool> {
+        let wrong = Ok(false);
+        let id = objects.semid;
+        if !sem::sets()?.iter().any(|s| s.semid == id) || sem::set(id)?.nsems != 3 {
+            return wrong;
+        }
+        sem::set_values(id, &[1, 2, 3])?;
+        sem::set_value(id, 2, 4)?;
+        let values: Vec<u16> = sem::values(id, 3)?.iter().map(|v| v.value).collect();
+        if values != [1, 2, 4] {
+            return wrong;
+        }
+        sem::set_perm(id, 0o600, 0, 0)?;
+        sem::limits()?;
+        sem::blocked_on(id)?;
+        let id = objects.msqid;
+        if !msg::queues()?.iter().any(|q| q.msqid == id) || msg::queue(id)?.qnum != 1 {
+            return wrong;
+        }
+        let msgmax = usize::try_from(msg::limits()?.msgmax).unwrap_or(8192);
+        if msg::peek(id, 0, msgmax)?.bytes != IpcObjects::MESSAGE
+            || msg::listing(id, msgmax, 16)?.len() != 1
+        {
+            return wrong;
+        }
+        msg::set_perm(id, 0o600, 0, 0, None)?;
+        msg::blocked_on(id)?;
+        let dir = mqueue::MqueueDir::of_thread_namespace()?;
+        let name = std::ffi::OsStr::new(&objects.mq_name);
+        if !dir.list()?.iter().any(|q| q.name == name) || dir.get(name)?.curmsgs != 1 {
+            return wrong;
+        }
+        use std::os::fd::AsFd;
+        let state = posix_sem::read_state(posix_dir.as_fd(), std::ffi::OsStr::new("sem.test"))?;
+        Ok(state.value == 5)
+    };
+    match step() {
+        Ok(true) => 0,
+        Ok(false) => -1,
+        Err(e) => e.raw_os_error().unwrap_or(-1),
+    }
+}
+
+/// Forks a child that installs the daemon's filter (the very function) and tries the calls
+/// (on `objects`'s for System V and POSIX IPC); returns their errnos, the child's
+/// NoNewPrivs and Seccomp lines and what it wrote to stderr.
+fn try_calls_under_the_filter(objects: &IpcObjects) -> (Refusals, String, String) {
+    // A glibc named semaphore's file (value 5), in a directory of the test's own.
+    let posix = tempfile::tempdir().unwrap();
+    let mut sem_file = [0u8; 32];
+    sem_file[..8].copy_from_slice(&5u64.to_ne_bytes());
+    fs::write(posix.path().join("sem.test"), sem_file).unwrap();
+    let posix_dir = fs::File::open(posix.path()).unwrap();
     let mut results = [0i32; 2];
     let mut errors = [0i32; 2];
     unsafe {
@@ -209,6 +378,80 @@ fn try_calls_under_the_filter() -> (Refusals, String, String) {
                 )
                 .into(),
             );
+            let mut values = [7u16; 3];
+            let semctl_getall =
+                call(libc::semctl(objects.semid, 0, libc::GETALL, values.as_mut_ptr()).into());
+            let mut seminfo: libc::seminfo = std::mem::zeroed();
+            let semctl_ipc_info =
+                call(libc::semctl(0, 0, libc::IPC_INFO, &mut seminfo as *mut libc::seminfo).into());
+            let created = libc::semget(libc::IPC_PRIVATE, 1, libc::IPC_CREAT | 0o600);
+            if created >= 0 {
+                // Allowed by mistake: leave nothing behind (IPC_RMID is allowed).
+                libc::semctl(created, 0, libc::IPC_RMID);
+            }
+            let semget_create = call(created.into());
+            let mut msg = [0u64; 1 + 8192 / 8];
+            let copied = libc::msgrcv(
+                objects.msqid,
+                msg.as_mut_ptr().cast(),
+                8192,
+                0,
+                shmfs::kernel::msg::MSG_COPY | libc::IPC_NOWAIT,
+            );
+            let msgrcv_copy = if copied == IpcObjects::MESSAGE.len() as isize {
+                0
+            } else {
+                call(-1)
+            };
+            let msgrcv_receive = call(libc::msgrcv(
+                objects.msqid,
+                msg.as_mut_ptr().cast(),
+                8192,
+                0,
+                libc::IPC_NOWAIT,
+            ) as _);
+            let mut ds: libc::msqid_ds = std::mem::zeroed();
+            let msgctl_stat_any =
+                call(libc::msgctl(objects.msqid, shmfs::kernel::msg::MSG_STAT_ANY, &mut ds).into());
+            let dir = shmfs::kernel::mqueue::MqueueDir::of_thread_namespace();
+            let mqueue_dir = dir
+                .as_ref()
+                .map_or_else(|e| e.raw_os_error().unwrap_or(-1), |_| 0);
+            let mq_getattr = match dir
+                .as_ref()
+                .map(|d| d.get(std::ffi::OsStr::new(&objects.mq_name)))
+            {
+                Ok(Ok(info)) if info.curmsgs == 1 => 0,
+                Ok(Err(e)) => e.raw_os_error().unwrap_or(-1),
+                _ => -1,
+            };
+            let mut nonblock: libc::mq_attr = std::mem::zeroed();
+            nonblock.mq_flags = libc::O_NONBLOCK as _;
+            let mq_setattr =
+                call(libc::mq_setattr(objects.mqd, &nonblock, std::ptr::null_mut()).into());
+            let target = c"/proc/self/fdinfo";
+            let mount = call(
+                libc::mount(
+                    c"mqueue".as_ptr(),
+                    target.as_ptr(),
+                    c"mqueue".as_ptr(),
+                    libc::MS_NOSUID,
+                    std::ptr::null(),
+                )
+                .into(),
+            );
+            let tmpfs = libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), 1 as libc::c_uint);
+            let fsopen_tmpfs = call(tmpfs);
+            // MOVE_MOUNT_F_EMPTY_PATH (4) of no descriptor: EBADF even if it were allowed.
+            let move_mount = call(libc::syscall(
+                libc::SYS_move_mount,
+                -1,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                c"/proc/self/status".as_ptr(),
+                4 as libc::c_uint,
+            ));
+            let kernel_modules = module_calls(objects, &posix_dir);
             let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
             let lines: String = status
                 .lines()
@@ -217,7 +460,10 @@ fn try_calls_under_the_filter() -> (Refusals, String, String) {
                 .join("\n");
             let out = format!(
                 "{execve} {ptrace} {inet_socket} {unix_socket} {thread} {setns_ipc} {setns_uts} \
-                 {setns_net} {setns_any} {ns_get_id} {pidfd_open} {pidfd_get_ipc}\n{lines}"
+                 {setns_net} {setns_any} {ns_get_id} {pidfd_open} {pidfd_get_ipc} \
+                 {semctl_getall} {semctl_ipc_info} {semget_create} {msgrcv_copy} \
+                 {msgrcv_receive} {msgctl_stat_any} {mqueue_dir} {mq_getattr} {mq_setattr} \
+                 {mount} {fsopen_tmpfs} {move_mount} {kernel_modules}\n{lines}"
             );
             libc::write(results[1], out.as_ptr().cast(), out.len());
             libc::_exit(code);
@@ -257,6 +503,19 @@ fn try_calls_under_the_filter() -> (Refusals, String, String) {
             ns_get_id: n[9],
             pidfd_open: n[10],
             pidfd_get_ipc: n[11],
+            semctl_getall: n[12],
+            semctl_ipc_info: n[13],
+            semget_create: n[14],
+            msgrcv_copy: n[15],
+            msgrcv_receive: n[16],
+            msgctl_stat_any: n[17],
+            mqueue_dir: n[18],
+            mq_getattr: n[19],
+            mq_setattr: n[20],
+            mount: n[21],
+            fsopen_tmpfs: n[22],
+            move_mount: n[23],
+            kernel_modules: n[24],
         },
         lines.to_string(),
         stderr,
@@ -265,7 +524,8 @@ fn try_calls_under_the_filter() -> (Refusals, String, String) {
 
 #[test]
 fn the_daemons_filter_refuses_execve_ptrace_and_inet_sockets() {
-    let (refusals, status, stderr) = try_calls_under_the_filter();
+    let ipc = IpcObjects::new();
+    let (refusals, status, stderr) = try_calls_under_the_filter(&ipc);
     assert_eq!(
         refusals,
         Refusals {
@@ -281,12 +541,38 @@ fn the_daemons_filter_refuses_execve_ptrace_and_inet_sockets() {
             ns_get_id: 0,
             pidfd_open: 0,
             pidfd_get_ipc: 0,
+            semctl_getall: 0,
+            semctl_ipc_info: libc::EPERM,
+            semget_create: libc::EPERM,
+            msgrcv_copy: 0,
+            msgrcv_receive: libc::EPERM,
+            msgctl_stat_any: 0,
+            mqueue_dir: 0,
+            mq_getattr: 0,
+            mq_setattr: libc::EPERM,
+            mount: libc::EPERM,
+            fsopen_tmpfs: libc::EPERM,
+            move_mount: libc::EPERM,
+            kernel_modules: 0,
         },
         "under the filter (child's stderr: {stderr})"
     );
+    assert_eq!(ipc.queued(), 1, "the refused msgrcv received nothing");
     assert!(status.contains("NoNewPrivs:\t1"), "{status}");
     assert!(status.contains("Seccomp:\t2"), "{status}");
-    for name in ["execve", "ptrace", "socket", "setns"] {
+    for name in [
+        "execve",
+        "ptrace",
+        "socket",
+        "setns",
+        "semctl",
+        "semget",
+        "msgrcv",
+        "mq_getsetattr",
+        "mount",
+        "fsopen",
+        "move_mount",
+    ] {
         assert!(
             stderr
                 .lines()
@@ -297,7 +583,7 @@ fn the_daemons_filter_refuses_execve_ptrace_and_inet_sockets() {
     }
     assert_eq!(
         stderr.matches("seccomp refused").count(),
-        5,
+        12,
         "nothing else was refused: {stderr:?}"
     );
     // As root and unfiltered, the same calls are allowed: the filter is what refused them.

@@ -25,6 +25,8 @@ pub struct Config {
     pub namespaces: usize,
     /// Processes in each of them.
     pub ns_procs: usize,
+    /// Semaphore sets of row 14 at its larger size (a quarter at its smaller).
+    pub sem_sets: usize,
     /// Time after which a run of many small operations stops early.
     pub op_budget: Duration,
     /// Time after which the memory row stops before its tenth round (after two at least).
@@ -45,6 +47,7 @@ impl Config {
                 cats: 20,
                 namespaces: 10,
                 ns_procs: 5,
+                sem_sets: 400,
                 op_budget: Duration::from_millis(500),
                 rss_budget: Duration::from_secs(20),
             }
@@ -58,6 +61,7 @@ impl Config {
                 cats: 200,
                 namespaces: 50,
                 ns_procs: 10,
+                sem_sets: 2000,
                 op_budget: Duration::from_secs(3),
                 rss_budget: Duration::from_secs(420),
             }
@@ -85,14 +89,15 @@ impl Config {
     /// The table's title: what was measured.
     pub fn title(&self) -> String {
         format!(
-            "shmfs benchmark ({} mode): {} runs per row after one warm-up; {} data, {} SysV segments, {} POSIX objects, {} IPC namespaces of {} processes",
+            "shmfs benchmark ({} mode): {} runs per row after one warm-up; {} data, {} SysV segments, {} POSIX objects, {} IPC namespaces of {} processes, {} semaphore sets",
             self.mode(),
             self.runs,
             self.data_size(),
             self.segments,
             self.objects,
             self.namespaces,
-            self.ns_procs
+            self.ns_procs,
+            self.sem_sets
         )
     }
 

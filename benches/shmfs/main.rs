@@ -10,13 +10,15 @@
 //! - measures each row several times, reference and shmfs alternating after one warm-up of each,
 //!   and prints one table: median (min–max) of each side and the ratio of the medians (for the
 //!   walks of rows 9, the reference is the same walk over a quarter of the segments);
+//! - for row 14, makes semaphore sets (500, then 2,000) in the bench's IPC namespace and removes
+//!   them after; a mount without `sem/` gets a note instead of the row;
 //! - for rows 12 and 13, makes many IPC namespaces of a few processes each (one SysV segment in
 //!   each), which `ns/` shows beside every other namespace of the host, and ends them after;
 //! - unmounts and removes every segment, object, namespace and directory it made, also when a
 //!   step fails.
 //!
 //! `SHMFS_BENCH_QUICK=1` runs a small version (64 MiB, 200 segments, 500 objects, 10 namespaces
-//! of 5 processes, 2 runs, 20 cats) in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number
+//! of 5 processes, 100 and 400 semaphore sets, 2 runs, 20 cats) in well under a minute; `SHMFS_BENCH_RUNS=N` sets the number
 //! of runs; `SHMFS_BENCH_MOUNT_ARGS` adds arguments to the daemon's command line (`--no-sandbox`
 //! compares with the sandbox off).
 //! A missed target never fails the bench; a failed step (mount, command, system call) does, with
@@ -56,7 +58,7 @@ use measure::{catch_interrupts, start_watchdog};
 use report::{Report, Unit};
 use rows::{
     row_daemon_memory, row_ls_posix, row_ls_sysv, row_metrics, row_namespaces, row_read_posix,
-    row_read_sysv, row_stat, row_untouched_segment, row_walks, row_write,
+    row_read_sysv, row_semaphores, row_stat, row_untouched_segment, row_walks, row_write,
 };
 use setup::{
     Bench, BigObjects, ensure_sysctl_at_least, enter_private_ipc_namespace, page_size, shmfs_binary,
@@ -127,6 +129,7 @@ fn run(cfg: &Config, report: &mut Report) -> Result<()> {
     row_ls_sysv(cfg, &bench, report)?;
     row_metrics(cfg, &bench, report)?;
     row_ls_posix(cfg, &bench, report)?;
+    row_semaphores(cfg, &bench, report)?; // removes its sets: row 7 walks the mount after
     row_daemon_memory(cfg, &bench, report)?;
 
     bench.finish()

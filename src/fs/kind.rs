@@ -71,14 +71,16 @@ pub trait Kind: Send + Sync {
     fn with_key(&self, _env: &Env, _key: u32) -> Result<Option<Box<dyn Object>>> {
         Ok(None)
     }
-    /// Its rows of `index` and `index.json`, in the kernel's order.
-    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>>;
-    /// Its part of `metrics.prom`: with [`Detail::All`] the series of each of its objects
+    /// Its rows of `index` and `index.json` for `who`, in the kernel's order.
+    fn index_rows(&self, env: &Env, who: &Caller, owners: &mut Owners) -> Result<Vec<index::Row>>;
+    /// Its part of `metrics.prom` for `who`: with [`Detail::All`] the series of each of its objects
     /// into `series` (labelled with `namespace`, for the objects of a namespace of `ns/`
     /// other than the daemon's own), and, if given, its totals into `totals`.
+    #[allow(clippy::too_many_arguments)] // What one report needs of every kind, in one call.
     fn metrics(
         &self,
         env: &Env,
+        who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,
@@ -148,8 +150,14 @@ pub trait Object: Send + Sync {
     fn blocks(&self, _env: &Env) -> Result<u64> {
         Ok(0)
     }
-    /// The text of its `stat`.
+    /// The text of its `stat`, as anyone may see it.
     fn stat_text(&self, env: &Env) -> Result<String>;
+    /// The text of its `stat` as `who` sees it: more than [`Object::stat_text`] for those
+    /// who may read what only a reader may know (a POSIX semaphore's value, a POSIX queue's
+    /// messages count).
+    fn stat_text_for(&self, env: &Env, _who: &Caller) -> Result<String> {
+        self.stat_text(env)
+    }
     /// The text of its `perm`.
     fn perm_text(&self) -> String {
         let meta = self.meta();

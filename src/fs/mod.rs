@@ -314,7 +314,11 @@ impl ShmFs {
             }),
             Node::Object(id, Part::Stat) => Ok(Handle::Text {
                 ino,
-                text: self.hold_text(who, ino, self.live(id)?.stat_text(&self.env(id.ns)?)?)?,
+                text: self.hold_text(
+                    who,
+                    ino,
+                    self.live(id)?.stat_text_for(&self.env(id.ns)?, who)?,
+                )?,
             }),
             Node::Object(id, Part::Attached) => Ok(Handle::Text {
                 ino,

@@ -213,7 +213,7 @@ impl ShmFs {
                     let env = self.env(found.known.id)?;
                     let inum = Some(u64::from(found.known.inum));
                     for kind in KINDS {
-                        kind.metrics(&env, detail, owners, inum, series, None)?;
+                        kind.metrics(&env, who, detail, owners, inum, series, None)?;
                     }
                 }
                 Ok(row)

@@ -33,7 +33,7 @@ impl ShmFs {
         let mut owners = Owners::new(crate::kernel::names::user_name);
         let mut rows = Vec::new();
         for kind in KINDS {
-            rows.extend(kind.index_rows(&env, &mut owners)?);
+            rows.extend(kind.index_rows(&env, who, &mut owners)?);
         }
         Ok(match report {
             Report::IndexJson => index::render_json(&rows),
@@ -52,6 +52,7 @@ impl ShmFs {
         for kind in KINDS {
             kind.metrics(
                 &env,
+                who,
                 detail,
                 &mut owners,
                 None,

@@ -132,7 +132,7 @@ impl ShmFs {
                 0o444,
                 match self.open_text_len(ino) {
                     Some(len) => len,
-                    None => live.stat_text(&self.env(id.ns)?)?.len(),
+                    None => live.stat_text_for(&self.env(id.ns)?, who)?.len(),
                 } as u64,
                 1,
             ),

@@ -55,7 +55,7 @@ enum Mqueue {
 /// it (which needs CAP_SYS_ADMIN), or else `/dev/mqueue` when it is one (a daemon without
 /// that capability, on a system that mounts it there).
 fn own_mqueue() -> Result<MqueueDir, i32> {
-    let private = MqueueDir::mount_private();
+    let private = MqueueDir::of_thread_namespace();
     private
         .or_else(|e| {
             MqueueDir::open(std::path::Path::new("/dev/mqueue")).map_err(|_| {
@@ -195,7 +195,7 @@ impl IpcContext {
         match &self.mqueue {
             Mqueue::Kept(Ok(dir)) => f(dir),
             Mqueue::Kept(Err(code)) => Err(io::Error::from_raw_os_error(*code)),
-            Mqueue::PerCall => f(&MqueueDir::mount_private()?),
+            Mqueue::PerCall => f(&MqueueDir::of_thread_namespace()?),
         }
     }
 

@@ -20,6 +20,8 @@ use std::sync::{OnceLock, RwLock};
 pub mod cap {
     /// Overrides read, write and search permission checks of files.
     pub const DAC_OVERRIDE: u32 = 1;
+    /// Overrides read permission checks of files.
+    pub const DAC_READ_SEARCH: u32 = 2;
     /// Overrides the owner checks of chmod, utimensat and the like.
     pub const FOWNER: u32 = 3;
     /// Overrides the System V IPC permission checks (`ipcperms`).

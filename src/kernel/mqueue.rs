@@ -1,11 +1,10 @@
 //! POSIX message queues of an IPC namespace, reached through an mqueue filesystem of it.
 //!
-//! Groundwork for issue 24, not yet used by the mount.
-//!
 //! The queues of a namespace are the files of its mqueue filesystem, which is not mounted by
-//! default. [`MqueueDir::open`] takes one that is mounted; [`MqueueDir::mount_private`] mounts
-//! one of the calling thread's IPC namespace, keeps a descriptor of its root and detaches it at
-//! once, so that no path leads to it.
+//! default. [`MqueueDir::open`] takes one that is mounted; [`MqueueDir::of_thread_namespace`]
+//! makes a detached mount of the calling thread's namespace with the new mount API (`fsopen`,
+//! `fsconfig`, `fsmount`): a descriptor that no path leads to, no mount point, nothing to
+//! unmount.
 //!
 //! Looking is not touching: a queue's attributes come from `mq_getattr` on a descriptor from
 //! `open(2)` of its file, and its mode, owner and times from `fstat`; neither moves anything
@@ -13,14 +12,36 @@
 //! so it is never read. Messages cannot be read without being received: only attributes are
 //! shown.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// `f_type` of an mqueue filesystem (`MQUEUE_MAGIC`).
 pub const MQUEUE_MAGIC: i64 = 0x1980_0202;
+
+/// The filesystem type [`MqueueDir::of_thread_namespace`] passes to `fsopen`: one static, so
+/// that its address is always the same and the seccomp filter can admit `fsopen` of this very
+/// string and of no other (see [`fsopen_name_address`]).
+static MQUEUE_FS_NAME: &CStr = c"mqueue";
+
+/// `fsopen` flag: the filesystem context's descriptor is close-on-exec (linux/mount.h).
+pub const FSOPEN_CLOEXEC: u32 = 0x1;
+/// `fsconfig` command: create (or, for mqueue, find) the superblock (linux/mount.h).
+pub const FSCONFIG_CMD_CREATE: u32 = 6;
+/// `fsmount` flag: the mount's descriptor is close-on-exec (linux/mount.h).
+pub const FSMOUNT_CLOEXEC: u32 = 0x1;
+/// The attributes of the detached mount (`MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV |
+/// MOUNT_ATTR_NOEXEC`), as `mount -t mqueue -o nosuid,nodev,noexec` gives.
+pub const MQUEUE_MOUNT_ATTRS: u64 = 0x2 | 0x4 | 0x8;
+
+/// The address of the `"mqueue"` string that [`MqueueDir::of_thread_namespace`] hands to
+/// `fsopen`: the only first argument the daemon's seccomp filter admits for `fsopen`, so that
+/// the filter, which cannot read strings, still allows a context of no other filesystem.
+pub fn fsopen_name_address() -> u64 {
+    MQUEUE_FS_NAME.as_ptr() as u64
+}
 
 /// One queue: its name in the filesystem (without the leading `/` of `mq_open`), what `fstat`
 /// tells of its file, and what `mq_getattr` tells of the queue.
@@ -96,29 +117,32 @@ fn open_mqueue_root(path: &CString) -> io::Result<OwnedFd> {
     }
     // SAFETY: fd was just opened and is owned here.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    check_mqueue(&fd)?;
+    Ok(fd)
+}
+
+/// Checks that `fd` is (the root of) an mqueue filesystem: `EINVAL` for another one.
+fn check_mqueue(fd: &OwnedFd) -> io::Result<()> {
     // SAFETY: statfs is plain old data.
     let mut sf: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: valid fd and out-pointer.
+    // SAFETY: valid fd (O_PATH is enough for fstatfs) and out-pointer.
     if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut sf) } != 0 {
         return Err(io::Error::last_os_error());
     }
     if sf.f_type as i64 != MQUEUE_MAGIC {
         return Err(errno(libc::EINVAL));
     }
-    Ok(fd)
+    Ok(())
 }
 
-/// A fresh empty directory (`mkdtemp`) in the temporary directory.
-fn make_temp_dir() -> io::Result<PathBuf> {
-    let template = std::env::temp_dir().join("shmfs-mqueue.XXXXXX");
-    let mut bytes = cstring(template.as_os_str().as_bytes())?.into_bytes_with_nul();
-    // SAFETY: a writable NUL-terminated template ending in XXXXXX, changed in place.
-    let p = unsafe { libc::mkdtemp(bytes.as_mut_ptr().cast()) };
-    if p.is_null() {
+/// A descriptor that a system call returned (or its error).
+fn owned(rc: libc::c_long) -> io::Result<OwnedFd> {
+    if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    bytes.pop();
-    Ok(PathBuf::from(OsStr::from_bytes(&bytes)))
+    let fd = i32::try_from(rc).map_err(|_| errno(libc::EBADF))?;
+    // SAFETY: the kernel just returned this descriptor, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl MqueueDir {
@@ -130,58 +154,57 @@ impl MqueueDir {
         })
     }
 
-    /// An mqueue filesystem of the calling thread's IPC namespace (the namespace is taken at
-    /// mount time; a thread that entered another one gets that one's queues), reached by a
-    /// descriptor alone.
+    /// The mqueue filesystem of the calling thread's IPC namespace (a thread that entered
+    /// another namespace gets that one's), reached by a descriptor alone: a detached mount
+    /// made with the new mount API, never attached anywhere.
     ///
-    /// It is mounted (`nosuid,nodev,noexec`) on a fresh directory made by `mkdtemp`, its root
-    /// opened, then detached at once (`umount2(MNT_DETACH)`) and the directory removed: the
-    /// descriptor still reaches the filesystem, but no path does, and it is no longer in any
-    /// `mountinfo`.
+    /// `fsopen("mqueue")` makes a filesystem context that takes the calling thread's IPC
+    /// namespace (`mqueue_init_fs_context` in `ipc/mqueue.c`), `fsconfig(FSCONFIG_CMD_CREATE)`
+    /// finds that namespace's superblock (`mqueue_get_tree` keys it on the namespace: the one
+    /// the kernel made with the namespace, with all its queues, never a new empty one), and
+    /// `fsmount` gives a detached mount of it (`nosuid,nodev,noexec`) as a descriptor. No
+    /// directory is made, no mount table of any mount namespace ever shows it, and nothing
+    /// lingers if the process is killed: closing the descriptor (dropping this) frees the
+    /// mount. The result is checked to be mqueue (`MQUEUE_MAGIC`).
     ///
-    /// The mount namespace: the mount is made in the calling thread's mount namespace (the
-    /// daemon's, since entering an IPC namespace does not change it). Until it is detached,
-    /// microseconds later, it is there at the temporary path for every process of that mount
-    /// namespace, and, where that path is under a shared mount (systemd makes `/` shared), in
-    /// the peer mount namespaces it propagates to; the detach propagates the same way. If the
-    /// process is killed in between, the mount stays at `$TMPDIR/shmfs-mqueue.XXXXXX` until
-    /// unmounted by hand. It needs `CAP_SYS_ADMIN` over the mount namespace (and the right to
-    /// mount the IPC namespace's mqueue: its user namespace's `CAP_SYS_ADMIN`), and `mount`
-    /// and `umount2` allowed by any seccomp filter.
-    pub fn mount_private() -> io::Result<MqueueDir> {
-        let path = make_temp_dir()?;
-        let result = Self::mount_on(&path);
-        if let Err(e) = std::fs::remove_dir(&path) {
-            log::warn!("{}: {e}", path.display());
-        }
-        result
-    }
-
-    /// Mounts, opens and detaches on the empty directory `path`.
-    fn mount_on(path: &Path) -> io::Result<MqueueDir> {
-        let target = cstring(path.as_os_str().as_bytes())?;
-        let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
-        // SAFETY: valid C strings; no data argument.
+    /// It needs `CAP_SYS_ADMIN` over the calling thread's mount namespace (`fsopen`,
+    /// `fsmount`) and over the IPC namespace's user namespace (the superblock's), Linux ≥ 5.2,
+    /// and `fsopen`, `fsconfig` and `fsmount` allowed by any seccomp filter (the daemon's
+    /// admits exactly these calls; `mount` and `move_mount` stay refused).
+    pub fn of_thread_namespace() -> io::Result<MqueueDir> {
+        // SAFETY: a NUL-terminated static string and integer flags.
+        let context = owned(unsafe {
+            libc::syscall(
+                libc::SYS_fsopen,
+                MQUEUE_FS_NAME.as_ptr(),
+                FSOPEN_CLOEXEC as libc::c_uint,
+            )
+        })?;
+        // SAFETY: a filesystem context's descriptor; CMD_CREATE takes no key, value or aux.
         let rc = unsafe {
-            libc::mount(
-                c"mqueue".as_ptr(),
-                target.as_ptr(),
-                c"mqueue".as_ptr(),
-                flags,
-                std::ptr::null(),
+            libc::syscall(
+                libc::SYS_fsconfig,
+                context.as_raw_fd(),
+                FSCONFIG_CMD_CREATE as libc::c_uint,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0 as libc::c_int,
             )
         };
-        if rc != 0 {
+        if rc < 0 {
             return Err(io::Error::last_os_error());
         }
-        let opened = open_mqueue_root(&target);
-        // SAFETY: valid C string.
-        if unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) } != 0 {
-            let e = io::Error::last_os_error();
-            log::error!("umount2 {}: {e}", path.display());
-            return Err(e);
-        }
-        Ok(MqueueDir { dir: opened? })
+        // SAFETY: a created filesystem context's descriptor and integer flags.
+        let mount = owned(unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                context.as_raw_fd(),
+                FSMOUNT_CLOEXEC as libc::c_uint,
+                MQUEUE_MOUNT_ATTRS as libc::c_uint,
+            )
+        })?;
+        check_mqueue(&mount)?;
+        Ok(MqueueDir { dir: mount })
     }
 
     /// Every queue, with its attributes. A queue removed meanwhile, or that the calling
@@ -417,32 +440,91 @@ mod tests {
         ]
     }
 
+    /// The lines of this process's mountinfo that are mounts of an mqueue filesystem.
+    fn mqueue_mounts() -> Vec<String> {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                l.split(" - ")
+                    .nth(1)
+                    .is_some_and(|f| f.starts_with("mqueue "))
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn names_of(dir: &MqueueDir) -> Vec<OsString> {
+        dir.list().unwrap().into_iter().map(|i| i.name).collect()
+    }
+
     #[test]
-    fn a_private_mount_lists_queues_through_its_descriptor_alone() {
+    fn the_threads_namespace_shows_its_queues_through_a_descriptor_alone() {
         if !is_root() {
             eprintln!("skipped: needs root");
             return;
         }
-        let dir = MqueueDir::mount_private().expect("mount_private");
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(
-            !mountinfo.contains("shmfs-mqueue."),
-            "the private mount lingers: {mountinfo}"
-        );
-        let q = Queue::new(4, 64);
-        q.send(b"one");
-        q.send(b"two");
+        let mounts_before = mqueue_mounts();
+        // Made before the mount: the namespace's existing superblock is what is shown.
+        let early = Queue::new(4, 64);
+        early.send(b"one");
+        early.send(b"two");
+        let dir = MqueueDir::of_thread_namespace().expect("of_thread_namespace");
+        assert_eq!(mqueue_mounts(), mounts_before, "no mount table shows it");
+        let late = Queue::new(2, 16);
         let listed = dir.list().unwrap();
         let info = listed
             .iter()
-            .find(|i| i.name == q.os_name())
-            .expect("queue listed");
+            .find(|i| i.name == early.os_name())
+            .expect("queue made before listed");
+        assert!(
+            listed.iter().any(|i| i.name == late.os_name()),
+            "made after"
+        );
         assert_eq!((info.maxmsg, info.msgsize, info.curmsgs), (4, 64, 2));
         assert_eq!(info.mode, 0o640);
         // SAFETY: geteuid/getegid have no preconditions.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         assert_eq!((info.uid, info.gid), (uid, gid));
-        assert_eq!(dir.get(q.os_name()).unwrap(), *info);
+        assert_eq!(dir.get(early.os_name()).unwrap(), *info);
+        // Closing the descriptor frees the detached mount, not the queues.
+        drop(dir);
+        let c = CString::new(format!("/{}", early.name)).unwrap();
+        // SAFETY: valid C string.
+        let mqd = unsafe { libc::mq_open(c.as_ptr(), libc::O_RDONLY) };
+        assert!(mqd >= 0, "the queue outlives the descriptor");
+        // SAFETY: a descriptor just opened.
+        unsafe { libc::mq_close(mqd) };
+        assert_eq!(mqueue_mounts(), mounts_before);
+    }
+
+    #[test]
+    fn another_namespace_shows_its_own_queues_and_not_ours() {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let ours = Queue::new(2, 16);
+        let our_dir = MqueueDir::of_thread_namespace().unwrap();
+        let our_name = ours.name.clone();
+        // A thread in a new IPC namespace of its own (a thread's namespaces are its own):
+        // its queue and its directory die with it, even if an assertion fails there.
+        let (theirs, seen_there) = std::thread::spawn(move || {
+            // SAFETY: unshare of the calling thread's IPC namespace only.
+            let rc = unsafe { libc::unshare(libc::CLONE_NEWIPC) };
+            assert_eq!(rc, 0, "unshare: {}", io::Error::last_os_error());
+            let theirs = Queue::new(3, 32);
+            let dir = MqueueDir::of_thread_namespace().unwrap();
+            let seen = names_of(&dir);
+            assert!(!seen.iter().any(|n| n == OsStr::new(&our_name)));
+            (theirs.name.clone(), seen)
+        })
+        .join()
+        .expect("the thread in the new namespace");
+        assert_eq!(seen_there, [OsString::from(&theirs)], "only its own queue");
+        let seen_here = names_of(&our_dir);
+        assert!(seen_here.iter().any(|n| n == ours.os_name()));
+        assert!(!seen_here.iter().any(|n| *n == *theirs), "{seen_here:?}");
     }
 
     #[test]
@@ -451,7 +533,7 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
-        let dir = MqueueDir::mount_private().unwrap();
+        let dir = MqueueDir::of_thread_namespace().unwrap();
         let q = Queue::new(8, 128);
         q.send(b"a");
         q.send(b"b");
@@ -480,7 +562,7 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
-        let dir = MqueueDir::mount_private().unwrap();
+        let dir = MqueueDir::of_thread_namespace().unwrap();
         let q = Queue::new(2, 16);
         assert!(dir.get(q.os_name()).is_ok());
         dir.unlink(q.os_name()).unwrap();
@@ -501,7 +583,8 @@ mod tests {
         if !is_root() {
             return;
         }
-        // An mqueue mount reached by a path: the same queues as the private one.
+        // An mqueue mount reached by a path (on a fresh temporary directory): the same
+        // queues as the thread's namespace has.
         let dir = tempfile::tempdir().unwrap();
         let c = CString::new(dir.path().as_os_str().as_bytes()).unwrap();
         // SAFETY: valid C strings.

@@ -6,6 +6,7 @@ mod listing;
 mod memory;
 mod metrics;
 mod namespaces;
+mod semaphores;
 mod walks;
 
 pub use data::{row_read_posix, row_read_sysv, row_write};
@@ -13,4 +14,5 @@ pub use listing::{row_ls_posix, row_ls_sysv, row_stat};
 pub use memory::{row_daemon_memory, row_untouched_segment};
 pub use metrics::row_metrics;
 pub use namespaces::row_namespaces;
+pub use semaphores::row_semaphores;
 pub use walks::row_walks;

@@ -64,7 +64,9 @@ pub const KEPT: &[Kept] = &[
     Kept {
         number: 15,
         name: "CAP_IPC_OWNER",
-        why: "shmat and IPC_STAT of System V segments for a caller holding it",
+        why: "shmat and IPC_STAT of System V segments, reading and setting a semaphore set's \
+              values (GETALL, SETVAL, SETALL) and copying a queue's messages (msgrcv \
+              MSG_COPY) for a caller holding it",
     },
     Kept {
         number: 19,
@@ -73,15 +75,24 @@ pub const KEPT: &[Kept] = &[
               and for a caller's groups, capabilities and namespaces; following /proc/PID/root \
               of the --pid process to its /dev/shm, and of a container's process to its \
               /dev/shm or to an nsfs bind mount (ns/); a namespace's descriptor from a pidfd \
-              (PIDFD_GET_IPC_NAMESPACE, PIDFD_GET_UTS_NAMESPACE)",
+              (PIDFD_GET_IPC_NAMESPACE, PIDFD_GET_UTS_NAMESPACE); reading the syscall and \
+              memory (/proc/PID/task/TID/syscall, /proc/PID/mem) of tasks blocked in semop \
+              for a set's `waiters`",
     },
     Kept {
         number: 21,
         name: "CAP_SYS_ADMIN",
-        why: "IPC_SET and IPC_RMID of another user's segment for a caller holding it; opening \
-              /proc/PID/map_files; registering FUSE passthrough backings; umount at exit; \
-              setns into a container's IPC namespace for one request of ns/, or its UTS \
-              namespace for its hostname, and back",
+        why: "IPC_SET and IPC_RMID of another user's segment, semaphore set or message queue \
+              for a caller holding it; opening /proc/PID/map_files; registering FUSE \
+              passthrough backings; umount at exit; setns into a container's IPC namespace \
+              for one request of ns/, or its UTS namespace for its hostname, and back; a \
+              detached mount of a namespace's mqueue filesystem (fsopen, fsmount)",
+    },
+    Kept {
+        number: 24,
+        name: "CAP_SYS_RESOURCE",
+        why: "raising a message queue's qbytes above msgmnb (writing `perm` of msg/ID, \
+              msgctl IPC_SET) for a caller holding it",
     },
 ];
 

@@ -22,7 +22,13 @@
 //! namespace for one request), and of `ioctl` besides FUSE's, the pidfd's and nsfs's few
 //! requests that name a namespace (`PIDFD_GET_IPC_NAMESPACE`, `PIDFD_GET_UTS_NAMESPACE`,
 //! `NS_GET_ID`, `NS_GET_NSTYPE`).
-//! Everything else is refused: `execve`, `ptrace`, `mount`, `bpf`, `kexec_load`,
+//! For semaphore sets, message queues and POSIX queues (issue 24): `semctl` and `msgctl` with
+//! the commands shmfs makes only (reading, SETVAL/SETALL, IPC_SET, IPC_RMID), `msgrcv` only
+//! with `MSG_COPY | IPC_NOWAIT` (a copy, never a receipt), `semget`/`msgget` without
+//! `IPC_CREAT` (lookup by key), `mq_getsetattr` with no new attributes (`mq_getattr`), and
+//! `fsopen` of the static "mqueue" name, `fsconfig(FSCONFIG_CMD_CREATE)` and `fsmount` with
+//! fixed flags: a detached mount of a namespace's mqueue filesystem, never attached.
+//! Everything else is refused: `execve`, `ptrace`, `mount`, `move_mount`, `bpf`, `kexec_load`,
 //! `init_module`, `setns` of any other type (a mount, user or pid namespace would give a
 //! worker another root, other ids or another pid numbering), `unshare`, `open_by_handle_at`,
 //! `process_vm_readv` (and `process_vm_writev` of another process), `kill`, `pidfd_send_signal`,
@@ -213,6 +219,24 @@ const NOTABLE: &[(libc::c_long, &str)] = calls![
     SYS_fsync,
     SYS_fdatasync,
     SYS_pipe2,
+    SYS_semctl,
+    SYS_semget,
+    SYS_msgctl,
+    SYS_msgget,
+    SYS_msgrcv,
+    SYS_msgsnd,
+    SYS_semop,
+    SYS_semtimedop,
+    SYS_mq_getsetattr,
+    SYS_mq_open,
+    SYS_mq_timedreceive,
+    SYS_fsopen,
+    SYS_fsconfig,
+    SYS_fsmount,
+    SYS_fspick,
+    SYS_move_mount,
+    SYS_open_tree,
+    SYS_mount_setattr,
 ];
 
 /// `_IOC(dir, type, nr, size)` of asm-generic/ioctl.h (x86_64, aarch64, riscv64).
@@ -263,6 +287,148 @@ fn one_of(arg: u8, values: &[u64]) -> Result<Vec<SeccompRule>, String> {
         .collect()
 }
 
+/// A rule per command: argument `arg`, a System V IPC command, is one of `commands`, with or
+/// without the `IPC_64` bit (0x100) that some C libraries and architectures add to name the
+/// 64-bit structures (the kernel takes it off, or refuses the command: no other command is
+/// admitted either way).
+fn ipc_command(arg: u8, commands: &[libc::c_int]) -> Result<Vec<SeccompRule>, String> {
+    const WITHOUT_IPC_64: u64 = 0xffff_feff;
+    commands
+        .iter()
+        .map(|&c| {
+            let op = SeccompCmpOp::MaskedEq(WITHOUT_IPC_64);
+            SeccompRule::new(vec![condition(arg, op, c as u64 & WITHOUT_IPC_64)?])
+                .map_err(|e| e.to_string())
+        })
+        .collect()
+}
+
+/// A rule on a whole 64-bit argument (a pointer): `arg` equals `value`.
+fn qword(arg: u8, value: u64) -> Result<SeccompCondition, String> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Qword, SeccompCmpOp::Eq, value)
+        .map_err(|e| e.to_string())
+}
+
+/// The System V semaphore and message queue calls (issue 24) and their arguments.
+// The libc constants' types differ between targets: the casts are not everywhere no-ops.
+#[allow(clippy::unnecessary_cast)]
+fn semaphores_and_queues() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, String> {
+    use crate::kernel::msg::{MSG_COPY, MSG_INFO, MSG_STAT_ANY};
+    let rule = |conditions| SeccompRule::new(conditions).map_err(|e| e.to_string());
+    let copy_nowait = (MSG_COPY | libc::IPC_NOWAIT) as u64;
+    let no_create = SeccompCmpOp::MaskedEq(libc::IPC_CREAT as u64);
+    Ok(vec![
+        // Semaphore sets (kernel/sem.rs): listing and lookup (SEM_INFO, SEM_STAT_ANY,
+        // IPC_STAT), `values` (GETALL, then GETNCNT, GETZCNT, GETPID for each; GETVAL), writing
+        // it (SETVAL, SETALL), `perm` (IPC_SET), rmdir (IPC_RMID). Not IPC_INFO, SEM_STAT.
+        (
+            libc::SYS_semctl,
+            ipc_command(
+                2,
+                &[
+                    libc::IPC_STAT,
+                    libc::SEM_STAT_ANY,
+                    libc::SEM_INFO,
+                    libc::GETALL,
+                    libc::GETVAL,
+                    libc::GETPID,
+                    libc::GETNCNT,
+                    libc::GETZCNT,
+                    libc::SETVAL,
+                    libc::SETALL,
+                    libc::IPC_SET,
+                    libc::IPC_RMID,
+                ],
+            )?,
+        ),
+        // Message queues (kernel/msg.rs): listing and lookup (MSG_INFO, MSG_STAT_ANY,
+        // IPC_STAT), `perm` (IPC_SET), rmdir (IPC_RMID). Not IPC_INFO, MSG_STAT.
+        (
+            libc::SYS_msgctl,
+            ipc_command(
+                1,
+                &[
+                    libc::IPC_STAT,
+                    MSG_STAT_ANY,
+                    MSG_INFO,
+                    libc::IPC_SET,
+                    libc::IPC_RMID,
+                ],
+            )?,
+        ),
+        // `queue` and `messages/N`: a copy of the message at a position, never a receipt.
+        // Both bits must be set: a msgrcv without MSG_COPY would take the message off the
+        // queue (and without IPC_NOWAIT could block a worker); the kernel refuses MSG_COPY
+        // with MSG_EXCEPT or MSG_NOERROR itself.
+        (
+            libc::SYS_msgrcv,
+            vec![rule(vec![condition(
+                4,
+                SeccompCmpOp::MaskedEq(copy_nowait),
+                copy_nowait,
+            )?])?],
+        ),
+        // `by-key/`: the set or queue of a key, looked up (`semget(key, 0, 0)`,
+        // `msgget(key, 0)`), never created.
+        (
+            libc::SYS_semget,
+            vec![rule(vec![condition(2, no_create.clone(), 0)?])?],
+        ),
+        (
+            libc::SYS_msgget,
+            vec![rule(vec![condition(1, no_create, 0)?])?],
+        ),
+        // A POSIX queue's attributes (kernel/mqueue.rs): `mq_getattr` is mq_getsetattr with
+        // no new attributes (NULL); setting them (mq_setattr) is refused.
+        (libc::SYS_mq_getsetattr, vec![rule(vec![qword(1, 0)?])?]),
+        // The mqueue filesystem of a namespace as a detached mount
+        // (MqueueDir::of_thread_namespace): fsopen of the one static "mqueue" string (the
+        // filter cannot read a string, but can compare its address), close-on-exec;
+        // fsconfig's CMD_CREATE only (no option, no source, no reconfiguration); fsmount
+        // close-on-exec, nosuid,nodev,noexec. `move_mount`, which would attach it somewhere,
+        // and `mount` stay refused.
+        (
+            libc::SYS_fsopen,
+            vec![rule(vec![
+                qword(0, crate::kernel::mqueue::fsopen_name_address())?,
+                condition(
+                    1,
+                    SeccompCmpOp::Eq,
+                    u64::from(crate::kernel::mqueue::FSOPEN_CLOEXEC),
+                )?,
+            ])?],
+        ),
+        (
+            libc::SYS_fsconfig,
+            vec![rule(vec![
+                condition(
+                    1,
+                    SeccompCmpOp::Eq,
+                    u64::from(crate::kernel::mqueue::FSCONFIG_CMD_CREATE),
+                )?,
+                qword(2, 0)?,
+                qword(3, 0)?,
+                condition(4, SeccompCmpOp::Eq, 0)?,
+            ])?],
+        ),
+        (
+            libc::SYS_fsmount,
+            vec![rule(vec![
+                condition(
+                    1,
+                    SeccompCmpOp::Eq,
+                    u64::from(crate::kernel::mqueue::FSMOUNT_CLOEXEC),
+                )?,
+                condition(
+                    2,
+                    SeccompCmpOp::Eq,
+                    crate::kernel::mqueue::MQUEUE_MOUNT_ATTRS,
+                )?,
+            ])?],
+        ),
+    ])
+}
+
 /// The calls allowed only with some arguments, and those arguments.
 // The libc constants' types differ between targets: the casts are not everywhere no-ops.
 #[allow(clippy::unnecessary_cast)]
@@ -278,7 +444,7 @@ fn conditional() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, String> {
             .map_err(|e| e.to_string())?,
     ])
     .map_err(|e| e.to_string())?;
-    Ok(vec![
+    Ok([
         // Threads, never processes.
         (libc::SYS_clone, vec![thread]),
         // Sockets for the C library's name lookups only.
@@ -341,7 +507,10 @@ fn conditional() -> Result<Vec<(libc::c_long, Vec<SeccompRule>)>, String> {
         ),
         // Unmounting at exit (root): plain, then lazy.
         (libc::SYS_umount2, one_of(1, &[0, libc::MNT_DETACH as u64])?),
-    ])
+    ]
+    .into_iter()
+    .chain(semaphores_and_queues()?)
+    .collect())
 }
 
 /// How many system calls the allowlist names (with or without conditions).
@@ -545,10 +714,39 @@ mod tests {
             libc::SYS_clone,
             libc::SYS_umount2,
             libc::SYS_open_by_handle_at,
+            libc::SYS_semctl,
+            libc::SYS_msgctl,
+            libc::SYS_msgrcv,
+            libc::SYS_msgsnd,
+            libc::SYS_semop,
+            libc::SYS_semtimedop,
+            libc::SYS_mq_getsetattr,
+            libc::SYS_mq_timedreceive,
+            libc::SYS_fsopen,
+            libc::SYS_fsconfig,
+            libc::SYS_fsmount,
+            libc::SYS_move_mount,
         ] {
             assert!(!listed.contains(&nr), "{nr} allowed with any arguments");
         }
         assert_eq!(name_of(libc::SYS_execve), Some("execve"));
+        assert_eq!(name_of(libc::SYS_msgrcv), Some("msgrcv"));
+        // Neither attaching a mount nor receiving or sending a message is ever allowed.
+        let conditional: Vec<_> = conditional().unwrap().into_iter().map(|c| c.0).collect();
+        for nr in [
+            libc::SYS_mount,
+            libc::SYS_move_mount,
+            libc::SYS_open_tree,
+            libc::SYS_fspick,
+            libc::SYS_mount_setattr,
+            libc::SYS_msgsnd,
+            libc::SYS_semop,
+            libc::SYS_semtimedop,
+            libc::SYS_mq_timedreceive,
+            libc::SYS_mq_open,
+        ] {
+            assert!(!conditional.contains(&nr) && !listed.contains(&nr), "{nr}");
+        }
     }
 
     #[test]

@@ -83,10 +83,8 @@ impl Kind for MessageQueues {
         Ok(Box::new(Mq(q, env.ns)))
     }
 
-    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
-        Ok(env
-            .source
-            .mqueues()?
+    fn index_rows(&self, env: &Env, who: &Caller, owners: &mut Owners) -> Result<Vec<index::Row>> {
+        Ok(readable_by(who, env.source.mqueues()?)
             .iter()
             .map(|q| index::Row::mqueue(q, owners.name(q.uid)))
             .collect())
@@ -95,6 +93,7 @@ impl Kind for MessageQueues {
     fn metrics(
         &self,
         env: &Env,
+        who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,
@@ -102,7 +101,7 @@ impl Kind for MessageQueues {
         _totals: Option<&mut metrics::Out>,
     ) -> Result<()> {
         if detail == Detail::All {
-            let queues = env.source.mqueues()?;
+            let queues = readable_by(who, env.source.mqueues()?);
             let owners = owners.names_of(queues.iter().map(|q| q.uid));
             metrics::mqueue_series_in(series, namespace, &queues, owners);
         }
@@ -130,22 +129,32 @@ impl Object for Mq {
         id_of(&self.0, self.1)
     }
 
-    /// Its file's mode, owner and times; the size is the messages queued.
+    /// Its file's mode, owner and times (its messages count is for readers only).
     fn meta(&self) -> Meta {
         let q = &self.0;
         Meta {
             mode: q.mode,
             uid: q.uid,
             gid: q.gid,
-            size: u64::try_from(q.curmsgs).unwrap_or(0),
+            size: 0,
             atime: q.atime,
             mtime: q.mtime,
             ctime: q.ctime,
         }
     }
 
+    /// Its mode, owner and times, as `ls -l` of the queue's file shows them to anyone.
     fn stat_text(&self, _env: &Env) -> Result<String> {
-        Ok(ipc::mqueue_stat(&self.0))
+        Ok(without_attributes(&ipc::mqueue_stat(&self.0)))
+    }
+
+    /// With its attributes (maxmsg, msgsize, curmsgs) for those who may open it for reading,
+    /// as `mq_getattr` needs: looked up again as the caller, so the kernel decides.
+    fn stat_text_for(&self, env: &Env, who: &Caller) -> Result<String> {
+        match creds::as_caller(who, || env.source.mqueue(&self.0.name)) {
+            Ok(q) if id_of(&q, self.1) == self.id() => Ok(ipc::mqueue_stat(&q)),
+            _ => self.stat_text(env),
+        }
     }
 
     /// A queue is a file of its filesystem: chmod by its owner or CAP_FOWNER, chown with
@@ -199,5 +208,53 @@ impl Object for Mq {
 
     fn remove(&self, env: &Env) -> io::Result<()> {
         env.source.remove_mqueue(&self.0.name)
+    }
+}
+
+/// The queues `who` may open for reading (their file's mode bits, or CAP_DAC_OVERRIDE or
+/// CAP_DAC_READ_SEARCH): only they have attributes `who` may know (`ls -l` of an mqueue
+/// filesystem shows none), so `index` and `metrics.prom` list only them.
+fn readable_by(who: &Caller, queues: Vec<MqInfo>) -> Vec<MqInfo> {
+    if who.has_cap(creds::cap::DAC_OVERRIDE) || who.has_cap(creds::cap::DAC_READ_SEARCH) {
+        return queues;
+    }
+    queues
+        .into_iter()
+        .filter(|q| {
+            let bits = if who.uid == q.uid {
+                q.mode >> 6
+            } else if who.in_group(q.gid) {
+                q.mode >> 3
+            } else {
+                q.mode
+            };
+            bits & 4 != 0
+        })
+        .collect()
+}
+
+/// A queue's `stat` without the lines only a reader may see.
+fn without_attributes(text: &str) -> String {
+    text.lines()
+        .filter(|l| {
+            !["maxmsg:", "msgsize:", "curmsgs:"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .flat_map(|l| [l, "\n"])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attributes_are_left_out_for_others() {
+        let text = "kind: mqueue\nname: q\nmaxmsg: 10\nmsgsize: 64\ncurmsgs: 2\natime: 1\n";
+        assert_eq!(
+            without_attributes(text),
+            "kind: mqueue\nname: q\natime: 1\n"
+        );
     }
 }

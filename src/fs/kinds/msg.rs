@@ -161,7 +161,7 @@ impl Kind for Queues {
         Ok(Some(Box::new(Q(q, env.ns))))
     }
 
-    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+    fn index_rows(&self, env: &Env, _who: &Caller, owners: &mut Owners) -> Result<Vec<index::Row>> {
         Ok(env
             .source
             .queues()?
@@ -175,6 +175,7 @@ impl Kind for Queues {
     fn metrics(
         &self,
         env: &Env,
+        _who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,

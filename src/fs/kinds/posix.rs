@@ -87,7 +87,7 @@ impl Kind for Objects {
         Ok(boxed(obj, env.ns))
     }
 
-    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+    fn index_rows(&self, env: &Env, _who: &Caller, owners: &mut Owners) -> Result<Vec<index::Row>> {
         Ok(env
             .source
             .objects()?
@@ -100,6 +100,7 @@ impl Kind for Objects {
     fn metrics(
         &self,
         env: &Env,
+        _who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,
@@ -193,23 +194,37 @@ impl Object for Obj {
         Ok(self.0.allocated / 512)
     }
 
+    fn stat_text(&self, _env: &Env) -> Result<String> {
+        Ok(text::posix_stat(&self.0))
+    }
+
     /// A POSIX named semaphore (`sem.NAME`, glibc's 32-byte file) also shows its value and
-    /// glibc's count of waiters, read without moving its atime.
-    fn stat_text(&self, env: &Env) -> Result<String> {
+    /// waiters to those who may read it (the kernel's answer to the caller's own open): read
+    /// by the daemon with `O_NOATIME`, so that looking does not move its atime.
+    fn stat_text_for(&self, env: &Env, who: &Caller) -> Result<String> {
         let mut text = text::posix_stat(&self.0);
-        if is_semaphore(&self.0) {
-            match env.source.posix_sem_state(&self.0.name) {
-                Ok(state) => {
-                    let waiters = env
-                        .source
-                        .posix_sem_waiters(env.source.shm_dev(), self.0.ino)
-                        .inspect_err(|e| log::debug!("waiters of posix/{:?}: {e}", self.0.name))
-                        .ok()
-                        .map(|w| w.len());
-                    text.push_str(&crate::render::ipc::posix_sem_lines(&state, waiters));
-                }
-                Err(e) => log::debug!("posix/{:?}: not read as a semaphore: {e}", self.0.name),
+        if !is_semaphore(&self.0) {
+            return Ok(text);
+        }
+        let name = &self.0.name;
+        let readable = creds::as_caller(who, || {
+            env.source
+                .open_object(name, self.0.ino, libc::O_RDONLY | libc::O_NONBLOCK)
+        });
+        if readable.is_err() {
+            return Ok(text);
+        }
+        match env.source.posix_sem_state(name) {
+            Ok(state) => {
+                let waiters = env
+                    .source
+                    .posix_sem_waiters(env.source.shm_dev(), self.0.ino)
+                    .inspect_err(|e| log::debug!("waiters of posix/{name:?}: {e}"))
+                    .ok()
+                    .map(|w| w.len());
+                text.push_str(&crate::render::ipc::posix_sem_lines(&state, waiters));
             }
+            Err(e) => log::debug!("posix/{name:?}: not read as a semaphore: {e}"),
         }
         Ok(text)
     }

@@ -148,7 +148,7 @@ impl Kind for SemSets {
         Ok(Some(Box::new(Set(set, env.ns))))
     }
 
-    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+    fn index_rows(&self, env: &Env, _who: &Caller, owners: &mut Owners) -> Result<Vec<index::Row>> {
         Ok(env
             .source
             .sem_sets()?
@@ -162,6 +162,7 @@ impl Kind for SemSets {
     fn metrics(
         &self,
         env: &Env,
+        _who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,

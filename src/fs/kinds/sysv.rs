@@ -105,7 +105,7 @@ impl Kind for Segments {
         true
     }
 
-    fn index_rows(&self, env: &Env, owners: &mut Owners) -> Result<Vec<index::Row>> {
+    fn index_rows(&self, env: &Env, _who: &Caller, owners: &mut Owners) -> Result<Vec<index::Row>> {
         let usage = env
             .source
             .segments_usage()
@@ -127,6 +127,7 @@ impl Kind for Segments {
     fn metrics(
         &self,
         env: &Env,
+        _who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,
