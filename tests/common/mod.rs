@@ -26,6 +26,7 @@ mod posix;
 mod preconditions;
 mod probe;
 mod run;
+pub mod sem;
 mod system;
 mod sysv;
 mod world;
