@@ -556,7 +556,9 @@ impl Source for Kernel {
         self.ctx.set_mqueue_perm(name, mode, uid, gid)
     }
     fn posix_sem_state(&self, name: &OsStr) -> io::Result<SemState> {
-        self.ctx.shm_dir().sem_state(name)
+        self.ctx
+            .shm_dir()
+            .with_fd(|dir| posix_sem::read_state(dir, name))
     }
     fn posix_sem_waiters(&self, dev: u64, ino: u64) -> io::Result<Vec<posix_sem::Waiter>> {
         posix_sem::waiters(dev, ino)

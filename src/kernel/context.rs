@@ -59,7 +59,14 @@ fn own_mqueue() -> Result<MqueueDir, i32> {
     private
         .or_else(|e| {
             MqueueDir::open(std::path::Path::new("/dev/mqueue")).map_err(|_| {
-                log::warn!(
+                // A daemon run by an ordinary user cannot make one: expected, said quietly.
+                let level = if crate::kernel::creds::daemon_is_root() {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
                     "no mqueue filesystem of the IPC namespace ({e}), and /dev/mqueue is not \
                      one: mqueue/ is empty"
                 );
