@@ -357,6 +357,7 @@ mod waiters {
     use std::os::unix::fs::MetadataExt;
 
     use crate::kernel::namespace::IpcNs;
+    use crate::kernel::proc_read;
 
     /// What one task's `syscall` line says of a `msgsnd` or `msgrcv` it is in.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,15 +419,6 @@ mod waiters {
         pub size: u64,
     }
 
-    fn numbered(path: &str) -> Vec<u32> {
-        std::fs::read_dir(path)
-            .map(|dir| {
-                dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The tasks in `msgsnd` or `msgrcv` on queue `msqid` of the calling thread's IPC
     /// namespace, from one walk of `/proc`: only tasks of that namespace count (a msqid means
     /// another queue elsewhere), and only those the calling thread may read the `syscall` file
@@ -450,34 +442,30 @@ mod waiters {
     /// given), each with its queue.
     fn blocked(only: Option<i32>) -> io::Result<Vec<(Waiter, i32)>> {
         let (ours, _) = IpcNs::of_thread()?;
+        let pids = proc_read::numbered("/proc");
         let mut waiters = Vec::new();
-        for pid in numbered("/proc") {
-            for tid in numbered(&format!("/proc/{pid}/task")) {
-                let task = format!("/proc/{pid}/task/{tid}");
-                let Ok(line) = std::fs::read_to_string(format!("{task}/syscall")) else {
-                    continue;
-                };
-                let Some(blocked) = parse_blocked(&line) else {
-                    continue;
-                };
-                let same_ns = std::fs::metadata(format!("{task}/ns/ipc"))
-                    .is_ok_and(|st| st.dev() == ours.dev && st.ino() == ours.ino);
-                if !same_ns || only.is_some_and(|msqid| blocked.msqid != msqid) {
-                    continue;
-                }
-                let comm = std::fs::read_to_string(format!("{task}/comm")).unwrap_or_default();
-                waiters.push((
-                    Waiter {
-                        pid,
-                        tid,
-                        comm: comm.trim_end_matches('\n').to_string(),
-                        sending: blocked.sending,
-                        mtype: blocked.mtype,
-                        size: blocked.size,
-                    },
-                    blocked.msqid,
-                ));
+        for (pid, tid, line) in proc_read::task_syscalls(&pids) {
+            let Some(blocked) = parse_blocked(&line) else {
+                continue;
+            };
+            let task = format!("/proc/{pid}/task/{tid}");
+            let same_ns = std::fs::metadata(format!("{task}/ns/ipc"))
+                .is_ok_and(|st| st.dev() == ours.dev && st.ino() == ours.ino);
+            if !same_ns || only.is_some_and(|msqid| blocked.msqid != msqid) {
+                continue;
             }
+            let comm = std::fs::read_to_string(format!("{task}/comm")).unwrap_or_default();
+            waiters.push((
+                Waiter {
+                    pid,
+                    tid,
+                    comm: comm.trim_end_matches('\n').to_string(),
+                    sending: blocked.sending,
+                    mtype: blocked.mtype,
+                    size: blocked.size,
+                },
+                blocked.msqid,
+            ));
         }
         Ok(waiters)
     }

@@ -165,18 +165,11 @@ fn maps_file_at(maps: &str, dev: (u32, u32), ino: u64, addr: u64) -> bool {
 /// then each candidate's maps, read within `proc_read`'s bound. Unlike glibc's count in the
 /// file, a killed waiter is not counted.
 pub fn waiters(dev: u64, ino: u64) -> io::Result<Vec<Waiter>> {
-    let mut candidates: Vec<(u32, u32, u64)> = Vec::new();
-    for pid in numbered_entries("/proc")? {
-        for tid in numbered_entries(&format!("/proc/{pid}/task")).unwrap_or_default() {
-            let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
-            else {
-                continue;
-            };
-            if let Some(addr) = parse_futex_wait(&line) {
-                candidates.push((pid, tid, addr));
-            }
-        }
-    }
+    let pids = crate::kernel::proc_read::numbered("/proc");
+    let candidates: Vec<(u32, u32, u64)> = crate::kernel::proc_read::task_syscalls(&pids)
+        .into_iter()
+        .filter_map(|(pid, tid, line)| Some((pid, tid, parse_futex_wait(&line)?)))
+        .collect();
     let mut pids: Vec<u32> = candidates.iter().map(|c| c.0).collect();
     pids.dedup();
     let dev = (libc::major(dev), libc::minor(dev));
@@ -195,15 +188,6 @@ pub fn waiters(dev: u64, ino: u64) -> io::Result<Vec<Waiter>> {
         })
         .map(|(pid, tid, _)| Waiter { pid, tid })
         .collect())
-}
-
-/// The numeric entries of a `/proc` directory (pids or tids), ascending.
-fn numbered_entries(dir: &str) -> io::Result<Vec<u32>> {
-    let mut out: Vec<u32> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    out.sort_unstable();
-    Ok(out)
 }
 
 #[cfg(test)]
