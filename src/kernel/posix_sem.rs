@@ -93,6 +93,12 @@ fn reopen(pinned: &OwnedFd, noatime: bool) -> io::Result<OwnedFd> {
 /// the file or `CAP_FOWNER`; without them it is read without the flag only on a filesystem
 /// mounted `noatime`, where no read moves an atime, and otherwise refused with `EPERM`.
 pub fn read_state(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<SemState> {
+    read_state_of(dir, name, None)
+}
+
+/// As [`read_state`], and `ENOENT` unless the file `name` names now is inode `ino` (the file
+/// whose right to be read was checked, not one put in its place meanwhile).
+pub fn read_state_of(dir: BorrowedFd<'_>, name: &OsStr, ino: Option<u64>) -> io::Result<SemState> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(errno(libc::ENOENT));
@@ -100,7 +106,7 @@ pub fn read_state(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<SemState> {
     let c = CString::new(bytes).map_err(|_| errno(libc::ENOENT))?;
     let pinned = open_path(dir, &c)?;
     let st = fstat(pinned.as_raw_fd())?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || ino.is_some_and(|ino| ino != st.st_ino) {
         return Err(errno(libc::ENOENT));
     }
     if st.st_size != SEM_FILE_SIZE as i64 {

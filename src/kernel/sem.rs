@@ -469,6 +469,22 @@ pub struct Waiter {
 /// end meanwhile or that are in another IPC namespace are left out; what `/proc` says is never
 /// trusted to be well-formed.
 pub fn blocked_on(semid: i32) -> io::Result<Vec<Waiter>> {
+    Ok(blocked(Some(semid))?.into_iter().map(|(w, _)| w).collect())
+}
+
+/// How many tasks are blocked on each set of the calling thread's IPC namespace, from one
+/// walk of `/proc` (as [`blocked_on`] for every set at once, without their operations).
+pub fn blocked_counts() -> io::Result<std::collections::HashMap<i32, u64>> {
+    let mut counts = std::collections::HashMap::new();
+    for (_, semid) in blocked(None)? {
+        *counts.entry(semid).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// The tasks of the calling thread's namespace in `semop` (on set `only`, with their
+/// operations, if given), each with its set.
+fn blocked(only: Option<i32>) -> io::Result<Vec<(Waiter, i32)>> {
     let (own_ns, _) = IpcNs::of_thread()?;
     let pids = crate::kernel::proc_read::numbered("/proc");
     let mut waiters = Vec::new();
@@ -476,7 +492,7 @@ pub fn blocked_on(semid: i32) -> io::Result<Vec<Waiter>> {
         let Some(blocked) = parse_blocked_semop(&line) else {
             continue;
         };
-        if blocked.semid != semid {
+        if only.is_some_and(|semid| blocked.semid != semid) {
             continue;
         }
         // The semid means something only in the task's own namespace.
@@ -490,16 +506,23 @@ pub fn blocked_on(semid: i32) -> io::Result<Vec<Waiter>> {
         if ns != own_ns {
             continue;
         }
-        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
-            .map(|c| c.trim_end_matches('\n').to_string())
-            .unwrap_or_default();
-        let ops = read_sops(pid, blocked).unwrap_or_default();
-        waiters.push(Waiter {
-            pid,
-            tid,
-            comm,
-            ops,
-        });
+        let (comm, ops) = if only.is_some() {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .map(|c| c.trim_end_matches('\n').to_string())
+                .unwrap_or_default();
+            (comm, read_sops(pid, blocked).unwrap_or_default())
+        } else {
+            (String::new(), Vec::new())
+        };
+        waiters.push((
+            Waiter {
+                pid,
+                tid,
+                comm,
+                ops,
+            },
+            blocked.semid,
+        ));
     }
     Ok(waiters)
 }
