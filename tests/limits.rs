@@ -6,7 +6,7 @@ use std::fs;
 
 use common::*;
 
-const NAMES: [&str; 8] = [
+const NAMES: [&str; 25] = [
     "shmmax",
     "shmall",
     "shmmni",
@@ -15,6 +15,23 @@ const NAMES: [&str; 8] = [
     "pages_allocated",
     "pages_resident",
     "pages_swapped",
+    "semmsl",
+    "semmns",
+    "semopm",
+    "semmni",
+    "semvmx",
+    "sem_sets",
+    "semaphores",
+    "msgmax",
+    "msgmnb",
+    "msgmni",
+    "msg_queues",
+    "messages",
+    "msg_bytes",
+    "mqueue_queues_max",
+    "mqueue_msg_max",
+    "mqueue_msgsize_max",
+    "mqueues",
 ];
 
 #[test]

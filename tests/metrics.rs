@@ -147,7 +147,7 @@ fn families(text: &str) -> BTreeSet<String> {
 }
 
 /// Every family of the totals, present whatever the host holds.
-const TOTALS: [&str; 14] = [
+const TOTALS: [&str; 22] = [
     "shmfs_sysv_segments",
     "shmfs_sysv_segments_limit",
     "shmfs_sysv_segments_unattached",
@@ -162,6 +162,14 @@ const TOTALS: [&str; 14] = [
     "shmfs_posix_objects_allocated_bytes",
     "shmfs_shm_dir_size_bytes",
     "shmfs_shm_dir_used_bytes",
+    "shmfs_sem_sets",
+    "shmfs_sem_sets_limit",
+    "shmfs_sem_semaphores",
+    "shmfs_sem_semaphores_limit",
+    "shmfs_msg_queues",
+    "shmfs_msg_queues_limit",
+    "shmfs_msg_messages",
+    "shmfs_msg_bytes",
 ];
 
 /// The per-namespace totals, one series per IPC namespace the reader may see (`ns/`).

@@ -20,6 +20,10 @@
 //! demand the same answer everywhere; likewise for `posix/` over a shm dir that is not sticky.
 //! Should a kernel start applying it, `sysv_rmdir_matches_kernel` fails on the creator's rows.
 //!
+//! Semaphore sets (`sem/ID/`) get the same matrix: `values` read and written against GETALL and
+//! SETVAL, `perm`, chmod, chown and rmdir against IPC_SET and IPC_RMID (semtool,
+//! `common/c/semtool.c`, makes the direct calls).
+//!
 //! The last test of some sections guards a mismatch found and fixed: truncate of SysV data
 //! without write permission, utimensat on POSIX data, and `attached` showing addresses of
 //! processes whose maps the caller may not read.
@@ -536,6 +540,208 @@ fn sysv_rmdir_matches_kernel() {
 fn sysv_truncate_needs_write_permission() {
     require_fuse!();
     sysv_matrix(Op::Truncate, false);
+}
+
+// ---------------------------------------------------------------------------------------------
+// System V semaphore sets
+// ---------------------------------------------------------------------------------------------
+
+/// A set's state: its mode and owner, and the value of its semaphore 0 as `first_byte`.
+fn sem_state(id: i32) -> State {
+    let Ok(ds) = common::sem::sem_stat(id) else {
+        return State::Gone;
+    };
+    let values = common::sem::sem_getall(id, ds.sem_nsems as usize)
+        .unwrap_or_else(|e| panic!("GETALL of semid {id} as root: {e}"));
+    State::Present {
+        mode: u32::from(ds.sem_perm.mode) & 0o777,
+        uid: ds.sem_perm.uid,
+        gid: ds.sem_perm.gid,
+        first_byte: values[0] as u8,
+    }
+}
+
+/// The arguments for `op` by `who` on set `id` of `mode` (owned OWNER:GROUP): the probe's,
+/// through the mount, and semtool's, directly (`common/c/semtool.c`).
+fn sem_args(m: &Mount, op: Op, id: i32, mode: u32, who: Ids) -> (Vec<String>, Vec<String>) {
+    let dir = m.p("sem").join(id.to_string());
+    let values = dir.join("values").display().to_string();
+    let perm = dir.join("perm").display().to_string();
+    let dir = dir.display().to_string();
+    let sid = id.to_string();
+    let sem_set = |mode: u32, uid: u32, gid: u32| {
+        args(&[
+            "sem-set",
+            &sid,
+            &format!("{mode:o}"),
+            &uid.to_string(),
+            &gid.to_string(),
+        ])
+    };
+    let new_mode = format!("{NEW_MODE:o}");
+    match op {
+        Op::ReadData => (args(&["read", &values]), args(&["sem-read", &sid, "1"])),
+        Op::WriteData => (
+            args(&["write-text", &values, "0 1\n"]),
+            args(&["sem-write", &sid, "0", "1"]),
+        ),
+        Op::AccessRw => (
+            args(&["access", &values, "rw"]),
+            args(&["sem-access", &sid]),
+        ),
+        Op::WritePerm => (
+            args(&["write-text", &perm, &format!("mode: 0{NEW_MODE:o}\n")]),
+            sem_set(NEW_MODE, OWNER, GROUP),
+        ),
+        Op::Chmod => (
+            args(&["chmod", &dir, &new_mode]),
+            sem_set(NEW_MODE, OWNER, GROUP),
+        ),
+        // As for segments: shmfs refuses the bits a set cannot hold with EINVAL, where IPC_SET
+        // would drop them; the kernel's side is an IPC_SET that changes nothing.
+        Op::ChmodSpecialBits => (
+            args(&["chmod", &dir, &format!("{:o}", 0o7000 | NEW_MODE)]),
+            sem_set(mode, OWNER, GROUP),
+        ),
+        Op::ChownSelf => (
+            args(&["chown", &dir, &who.uid.to_string(), "-1"]),
+            sem_set(mode, who.uid, GROUP),
+        ),
+        Op::ChownOther => (
+            args(&["chown", &dir, &STRANGER.to_string(), "-1"]),
+            sem_set(mode, STRANGER, GROUP),
+        ),
+        Op::Chgrp => (
+            args(&["chown", &dir, "-1", &chgrp_target(who).to_string()]),
+            sem_set(mode, OWNER, chgrp_target(who)),
+        ),
+        Op::Rmdir => (args(&["rmdir", &dir]), args(&["sem-rmid", &sid])),
+        Op::ChmodData | Op::AddSetIdBits | Op::Truncate | Op::Touch => {
+            unreachable!("a semaphore set has no data file")
+        }
+    }
+}
+
+/// Every mode × caller for `op` on semaphore sets of one semaphore created by
+/// CREATOR:CREATOR_GROUP and then given to OWNER:GROUP by root, as `sysv_matrix` does for
+/// segments: one set through the mount (the probe), its twin directly (semtool's semctl).
+fn sem_matrix(op: Op) {
+    let m = Mount::builder().option("allow_other").mount();
+    let probe = Probe::build();
+    let callers = CALLERS;
+    let cells: Vec<(u32, (&str, Ids))> = modes_for(op)
+        .iter()
+        .flat_map(|&mode| callers.iter().map(move |&caller| (mode, caller)))
+        .collect();
+    let count = (cells.len() * 2).to_string();
+    let created = common::sem::semtool_as(
+        ids(CREATOR, CREATOR_GROUP, &[]),
+        &["semget", "1", &count, "600"],
+    );
+    let mut sets: Vec<common::sem::SemSet> = created
+        .lines()
+        .map(|l| common::sem::SemSet::adopt(l.parse().expect("semid printed by semtool")))
+        .collect();
+    assert_eq!(
+        sets.len(),
+        cells.len() * 2,
+        "semtool semget printed {created:?}"
+    );
+
+    let mut results = Results::default();
+    for (pair, &(mode, (role, who))) in sets.chunks(2).zip(&cells) {
+        let (a, b) = (&pair[0], &pair[1]);
+        for set in pair {
+            set.set(Some(mode), Some(OWNER), Some(GROUP));
+            let ds = set.stat();
+            assert_eq!(
+                (ds.sem_perm.cuid, ds.sem_perm.cgid),
+                (CREATOR, CREATOR_GROUP)
+            );
+        }
+        let (via_mount, _) = sem_args(&m, op, a.id, mode, who);
+        let (_, direct) = sem_args(&m, op, b.id, mode, who);
+        let mut answers = (
+            probe.run_as(who, &strs(&via_mount)),
+            common::sem::semtool_as(sysv_direct_caller(op, who), &strs(&direct)),
+        );
+        if op == Op::ChmodSpecialBits && answers.1 == "ok" {
+            answers.1 = SPECIAL_BITS_REFUSED.into();
+        }
+        let states = (sem_state(a.id), sem_state(b.id));
+        results.record("sem", op, (mode, 0o1777), (role, who), answers, states);
+    }
+    // Removed sets must not be removed again by their guards.
+    for set in &mut sets {
+        if !set.exists() {
+            set.forget();
+        }
+    }
+    results.check(&format!("sem {op:?}"));
+}
+
+/// `values` read (open and read) against GETALL: read permission, or CAP_IPC_OWNER.
+#[test]
+fn sem_read_values_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::ReadData);
+}
+
+/// `values` written (`0 1`) against SETVAL: the alter right (the write bit), or
+/// CAP_IPC_OWNER.
+#[test]
+fn sem_write_values_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::WriteData);
+}
+
+#[test]
+fn sem_access_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::AccessRw);
+}
+
+#[test]
+fn sem_write_perm_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::WritePerm);
+}
+
+#[test]
+fn sem_chmod_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::Chmod);
+}
+
+#[test]
+fn sem_chmod_with_special_bits_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::ChmodSpecialBits);
+}
+
+#[test]
+fn sem_chown_to_self_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::ChownSelf);
+}
+
+#[test]
+fn sem_chown_to_another_uid_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::ChownOther);
+}
+
+#[test]
+fn sem_chgrp_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::Chgrp);
+}
+
+/// Includes the creator who is not the owner: IPC_RMID allows it, and so must the mount.
+#[test]
+fn sem_rmdir_matches_kernel() {
+    require_fuse!();
+    sem_matrix(Op::Rmdir);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -376,6 +376,10 @@ impl InodeTable {
             return None;
         }
         let (base, _) = base_of(dir)?;
+        // A base too large to encode beside the bit and N (never reached: 2^46 numbers).
+        if base >= MESSAGE_BIT >> MESSAGE_SHIFT {
+            return None;
+        }
         let block = self.blocks.get_mut(&base)?;
         if count {
             let slot = MESSAGE_FILES as usize;

@@ -254,7 +254,7 @@ pub trait Object: Send + Sync {
         Err(refused_input(
             op,
             who,
-            &shown(kind_name(&self.id()), &self.id().name.to_os_string()),
+            &self.id().name.to_os_string().to_string_lossy(),
             "qbytes: only a message queue has a qbytes to set",
         ))
     }
@@ -318,11 +318,4 @@ pub fn refused_input(op: &str, who: &Caller, what: &str, reason: &str) -> Error 
         )
     });
     Error::refused(libc::EINVAL)
-}
-
-/// The directory name of the kind of `id`, for log lines.
-fn kind_name(id: &ObjectId) -> &'static str {
-    super::kinds::KINDS
-        .get(id.kind)
-        .map_or("ns", |k| k.dir_name())
 }

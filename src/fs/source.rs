@@ -182,6 +182,10 @@ pub trait Source: Send + Sync {
     fn sem_waiters(&self, _semid: i32) -> io::Result<Vec<sem::Waiter>> {
         Ok(Vec::new())
     }
+    /// How many tasks are blocked on each set.
+    fn sem_waiter_counts(&self) -> io::Result<HashMap<i32, u64>> {
+        Ok(HashMap::new())
+    }
     /// Every message queue, in the kernel's index order.
     fn queues(&self) -> io::Result<Vec<Queue>> {
         Ok(Vec::new())
@@ -195,11 +199,16 @@ pub trait Source: Send + Sync {
         Err(io::Error::from_raw_os_error(libc::ENOENT))
     }
     /// A copy of the message at `position` (as the caller: read permission).
-    fn message(&self, _msqid: i32, _position: usize, _msgmax: usize) -> io::Result<msg::Message> {
+    fn message(&self, _msqid: i32, _position: usize, _longest: usize) -> io::Result<msg::Message> {
         Err(io::Error::from_raw_os_error(libc::ENOMSG))
     }
     /// The type and size of the first `most` messages (as the caller).
-    fn messages(&self, _msqid: i32, _msgmax: usize, _most: usize) -> io::Result<Vec<(i64, usize)>> {
+    fn messages(
+        &self,
+        _msqid: i32,
+        _longest: usize,
+        _most: usize,
+    ) -> io::Result<Vec<(i64, usize)>> {
         Ok(Vec::new())
     }
     /// IPC_SET of a queue (as the caller).
@@ -259,8 +268,9 @@ pub trait Source: Send + Sync {
     fn posix_sem_waiters(&self, _dev: u64, _ino: u64) -> io::Result<Vec<posix_sem::Waiter>> {
         Ok(Vec::new())
     }
-    /// The state of the POSIX semaphore `name` of the shm dir (read without moving its atime).
-    fn posix_sem_state(&self, _name: &OsStr) -> io::Result<SemState> {
+    /// The state of the POSIX semaphore `name` of the shm dir, if it is still inode `ino`
+    /// (read without moving its atime).
+    fn posix_sem_state(&self, _name: &OsStr, _ino: u64) -> io::Result<SemState> {
         Err(io::Error::from_raw_os_error(libc::EINVAL))
     }
 }
@@ -497,6 +507,9 @@ impl Source for Kernel {
     fn sem_waiters(&self, semid: i32) -> io::Result<Vec<sem::Waiter>> {
         self.ctx.sem_waiters(semid)
     }
+    fn sem_waiter_counts(&self) -> io::Result<HashMap<i32, u64>> {
+        self.ctx.sem_waiter_counts()
+    }
     fn queues(&self) -> io::Result<Vec<Queue>> {
         self.ctx.queues()
     }
@@ -506,11 +519,11 @@ impl Source for Kernel {
     fn queue_with_key(&self, key: u32) -> io::Result<Queue> {
         self.ctx.queue_with_key(key)
     }
-    fn message(&self, msqid: i32, position: usize, msgmax: usize) -> io::Result<msg::Message> {
-        self.ctx.message(msqid, position, msgmax)
+    fn message(&self, msqid: i32, position: usize, longest: usize) -> io::Result<msg::Message> {
+        self.ctx.message(msqid, position, longest)
     }
-    fn messages(&self, msqid: i32, msgmax: usize, most: usize) -> io::Result<Vec<(i64, usize)>> {
-        self.ctx.messages(msqid, msgmax, most)
+    fn messages(&self, msqid: i32, longest: usize, most: usize) -> io::Result<Vec<(i64, usize)>> {
+        self.ctx.messages(msqid, longest, most)
     }
     fn set_queue_perm(
         &self,
@@ -555,8 +568,10 @@ impl Source for Kernel {
     ) -> io::Result<()> {
         self.ctx.set_mqueue_perm(name, mode, uid, gid)
     }
-    fn posix_sem_state(&self, name: &OsStr) -> io::Result<SemState> {
-        self.ctx.shm_dir().sem_state(name)
+    fn posix_sem_state(&self, name: &OsStr, ino: u64) -> io::Result<SemState> {
+        self.ctx
+            .shm_dir()
+            .with_fd(|dir| posix_sem::read_state_of(dir, name, Some(ino)))
     }
     fn posix_sem_waiters(&self, dev: u64, ino: u64) -> io::Result<Vec<posix_sem::Waiter>> {
         posix_sem::waiters(dev, ino)

@@ -153,21 +153,24 @@ impl ShmFs {
                 1,
             ),
             // Read with read permission (and `values` written with the alter right), as the
-            // object's mode says: shown with its read and write bits.
+            // object's mode says: shown with its read and write bits. `queue` and `waiters`
+            // cost a listing of messages or a walk of /proc: their length is known only while
+            // they are open, and 0 otherwise, as for the files of /proc.
             Part::Values | Part::Queue | Part::Waiters => {
                 let bits = match part {
                     Part::Values => mode & 0o666,
                     Part::Queue => mode & 0o444,
                     _ => 0o444,
                 };
-                let size = match self.open_text_len(ino) {
-                    Some(len) => len,
-                    None => match live.text(&self.env(id.ns)?, who, part) {
+                let size = match (self.open_text_len(ino), part) {
+                    (Some(len), _) => len,
+                    (None, Part::Values) => match live.text(&self.env(id.ns)?, who, part) {
                         Ok(text) => text.len(),
                         // Who may not read it sees its mode and owner, and no length.
                         Err(e) if e.errno() == libc::EACCES => 0,
                         Err(e) => return Err(e),
                     },
+                    (None, _) => 0,
                 };
                 (Kind::File, bits, size as u64, 1)
             }

@@ -59,7 +59,14 @@ fn own_mqueue() -> Result<MqueueDir, i32> {
     private
         .or_else(|e| {
             MqueueDir::open(std::path::Path::new("/dev/mqueue")).map_err(|_| {
-                log::warn!(
+                // A daemon run by an ordinary user cannot make one: expected, said quietly.
+                let level = if crate::kernel::creds::daemon_is_root() {
+                    log::Level::Warn
+                } else {
+                    log::Level::Debug
+                };
+                log::log!(
+                    level,
                     "no mqueue filesystem of the IPC namespace ({e}), and /dev/mqueue is not \
                      one: mqueue/ is empty"
                 );
@@ -195,7 +202,11 @@ impl IpcContext {
         match &self.mqueue {
             Mqueue::Kept(Ok(dir)) => f(dir),
             Mqueue::Kept(Err(code)) => Err(io::Error::from_raw_os_error(*code)),
-            Mqueue::PerCall => f(&MqueueDir::of_thread_namespace()?),
+            // Reaching the filesystem is the daemon's own step (it needs CAP_SYS_ADMIN); what
+            // is done in it is the caller's.
+            Mqueue::PerCall => f(&crate::kernel::creds::as_daemon(
+                MqueueDir::of_thread_namespace,
+            )?),
         }
     }
 
@@ -282,6 +293,11 @@ impl IpcContext {
         sem::limits()
     }
 
+    /// How many tasks of the namespace are blocked on each set (one walk of `/proc`).
+    pub fn sem_waiter_counts(&self) -> io::Result<HashMap<i32, u64>> {
+        sem::blocked_counts()
+    }
+
     /// The tasks of the namespace blocked in `semop` on set `semid`.
     pub fn sem_waiters(&self, semid: i32) -> io::Result<Vec<sem::Waiter>> {
         sem::blocked_on(semid)
@@ -304,18 +320,18 @@ impl IpcContext {
 
     /// A copy of the message at `position` (`MSG_COPY`: nothing moves), with the calling
     /// thread's credentials (read permission).
-    pub fn message(&self, msqid: i32, position: usize, msgmax: usize) -> io::Result<msg::Message> {
-        msg::peek(msqid, position, msgmax)
+    pub fn message(&self, msqid: i32, position: usize, longest: usize) -> io::Result<msg::Message> {
+        msg::peek(msqid, position, longest)
     }
 
     /// The type and size of the first `most` messages (see [`msg::listing`]).
     pub fn messages(
         &self,
         msqid: i32,
-        msgmax: usize,
+        longest: usize,
         most: usize,
     ) -> io::Result<Vec<(i64, usize)>> {
-        msg::listing(msqid, msgmax, most)
+        msg::listing(msqid, longest, most)
     }
 
     /// Changes a queue's mode bits, owner and, if given, qbytes (`IPC_SET`), with the calling

@@ -402,7 +402,8 @@ impl Drop for Acting {
 /// the thread acts as the caller again. For what the daemon does on its own account so that a
 /// caller's operation can be made, never for the operation itself: today, reaching a process's
 /// root through `/proc/PID/root` (`--pid`), which the kernel lets only the process's owner or a
-/// tracer follow, before the caller acts, as itself, in the shm dir found there. Outside
+/// tracer follow, before the caller acts, as itself, in the shm dir found there; and making the
+/// detached mount of a namespace's mqueue filesystem, in which the caller then acts. Outside
 /// `as_caller` (or where it switched nothing) `f` just runs.
 pub fn as_daemon<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
     let Some(caller) = ACTING_AS.with_borrow(Clone::clone) else {

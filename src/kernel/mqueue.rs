@@ -212,8 +212,11 @@ impl MqueueDir {
     pub fn list(&self) -> io::Result<Vec<MqInfo>> {
         let mut queues = Vec::new();
         for name in self.names()? {
-            if let Ok(info) = self.get(&name) {
-                queues.push(info);
+            match self.get(&name) {
+                Ok(info) => queues.push(info),
+                // Removed meanwhile, or not the calling thread's to open.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::EACCES)) => {}
+                Err(e) => log::warn!("POSIX message queue {name:?} left out: {e}"),
             }
         }
         Ok(queues)

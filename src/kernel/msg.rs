@@ -179,45 +179,60 @@ pub struct Message {
 /// the kernel's `struct msgbuf` is.
 struct MsgBuf {
     words: Vec<u64>,
-    msgmax: usize,
+    /// The room for a message's bytes now.
+    size: usize,
+    /// The most it may grow to.
+    most: usize,
 }
 
+/// The room a copy starts with: the kernel's default msgmax, which holds most messages.
+const FIRST_SIZE: usize = 8192;
+
 impl MsgBuf {
-    fn new(msgmax: usize) -> MsgBuf {
+    fn new(most: usize) -> MsgBuf {
+        let size = FIRST_SIZE.min(most.max(1));
         MsgBuf {
-            words: vec![0; 1 + msgmax.div_ceil(8)],
-            msgmax,
+            words: vec![0; 1 + size.div_ceil(8)],
+            size,
+            most: most.max(1),
         }
     }
 
-    /// `msgrcv(msqid, self, msgmax, position, MSG_COPY | IPC_NOWAIT)`: the type and length
-    /// of the message at `position`, whose bytes are then [`MsgBuf::bytes`].
+    /// `msgrcv(msqid, self, size, position, MSG_COPY | IPC_NOWAIT)`: the type and length of
+    /// the message at `position`, whose bytes are then [`MsgBuf::bytes`]. The kernel allocates
+    /// and copies a buffer of the size asked for before it looks at the message, so the room
+    /// starts small and doubles, up to `most`, only for a message that does not fit (E2BIG).
     fn copy(&mut self, msqid: i32, position: usize) -> io::Result<(i64, usize)> {
         // A position beyond what a long holds is past any queue's end.
         let position =
             c_long::try_from(position).map_err(|_| io::Error::from_raw_os_error(libc::ENOMSG))?;
-        // SAFETY: `words` holds the 8-byte mtype and at least `msgmax` bytes after it, aligned
-        // for a long; the kernel writes at most that (MSG_COPY also caps its copy at the
-        // namespace's msgmax).
-        let n = unsafe {
-            libc::msgrcv(
-                msqid,
-                self.words.as_mut_ptr() as *mut libc::c_void,
-                self.msgmax,
-                position,
-                MSG_COPY | libc::IPC_NOWAIT,
-            )
-        };
-        if n < 0 {
+        loop {
+            // SAFETY: `words` holds the 8-byte mtype and at least `size` bytes after it,
+            // aligned for a long; the kernel writes at most that.
+            let n = unsafe {
+                libc::msgrcv(
+                    msqid,
+                    self.words.as_mut_ptr() as *mut libc::c_void,
+                    self.size,
+                    position,
+                    MSG_COPY | libc::IPC_NOWAIT,
+                )
+            };
+            if n >= 0 {
+                let len = usize::try_from(n).unwrap_or(0).min(self.size);
+                return Ok((self.words[0] as i64, len));
+            }
             let e = io::Error::last_os_error();
-            return Err(match e.raw_os_error() {
+            match e.raw_os_error() {
+                Some(libc::E2BIG) if self.size < self.most => {
+                    self.size = self.size.saturating_mul(2).min(self.most);
+                    self.words.resize(1 + self.size.div_ceil(8), 0);
+                }
                 // EINVAL: no such queue (its msqid is stale); EIDRM: removed meanwhile.
-                Some(libc::EINVAL | libc::EIDRM) => enoent(),
-                _ => e,
-            });
+                Some(libc::EINVAL | libc::EIDRM) => return Err(enoent()),
+                _ => return Err(e),
+            }
         }
-        let len = usize::try_from(n).unwrap_or(0).min(self.msgmax);
-        Ok((self.words[0] as i64, len))
     }
 
     fn bytes(&self, len: usize) -> Vec<u8> {
@@ -234,18 +249,18 @@ impl MsgBuf {
 /// records: the queue's stime, rtime, lspid, lrpid, qnum and cbytes stay as they were, and the
 /// message stays queued.
 ///
-/// `msgmax` must be the namespace's `msgmax` ([`limits`]): the kernel copies into a buffer of
-/// that many bytes. Errors, as the kernel gives them:
+/// `most` bounds the bytes copied: a message longer than it gives `E2BIG` (the buffer starts
+/// at 8 KiB and grows only for a longer message). Errors, as the kernel gives them:
 /// - `ENOMSG`: no message at that position (past the end);
 /// - `EACCES`: the calling thread may not read the queue;
 /// - `ENOENT`: no such queue (gone, or a stale msqid);
-/// - `E2BIG`: the message is longer than `msgmax` (sent before msgmax was lowered);
+/// - `E2BIG`: the message is longer than `most`;
 /// - `ENOSYS`: the kernel lacks CONFIG_CHECKPOINT_RESTORE, so messages cannot be read
 ///   without receiving them: say that messages cannot be shown.
 ///
 /// Peeking at position n walks n messages under the queue's lock (see [`listing`]).
-pub fn peek(msqid: i32, position: usize, msgmax: usize) -> io::Result<Message> {
-    let mut buf = MsgBuf::new(msgmax);
+pub fn peek(msqid: i32, position: usize, most: usize) -> io::Result<Message> {
+    let mut buf = MsgBuf::new(most);
     let (mtype, len) = buf.copy(msqid, position)?;
     Ok(Message {
         mtype,
@@ -254,8 +269,9 @@ pub fn peek(msqid: i32, position: usize, msgmax: usize) -> io::Result<Message> {
 }
 
 /// The type and size of the first `most` messages of queue `msqid`, in queue order, each read
-/// as [`peek`] reads it (nothing changes; same errors, but the end of the queue just ends the
-/// list).
+/// as [`peek`] reads it with `longest` as its bound (nothing changes; same errors, but the end
+/// of the queue, a message longer than `longest`, or [`LISTING_BUDGET`] bytes copied just end
+/// the list).
 ///
 /// Cost: position n is found by walking n messages under the queue's lock, so a listing of n
 /// messages costs O(n²) steps, and holds the lock against senders and receivers for each
@@ -266,18 +282,29 @@ pub fn peek(msqid: i32, position: usize, msgmax: usize) -> io::Result<Message> {
 ///
 /// Messages sent or received while listing may be missed or seen twice: each position is
 /// looked at in its own moment.
-pub fn listing(msqid: i32, msgmax: usize, most: usize) -> io::Result<Vec<(i64, usize)>> {
-    let mut buf = MsgBuf::new(msgmax);
+pub fn listing(msqid: i32, longest: usize, most: usize) -> io::Result<Vec<(i64, usize)>> {
+    let mut buf = MsgBuf::new(longest);
     let mut messages = Vec::new();
+    // What the kernel allocates and copies for the listing, bounded as a whole.
+    let mut copied = 0usize;
     for position in 0..most {
+        if copied > LISTING_BUDGET {
+            break;
+        }
+        copied = copied.saturating_add(buf.size);
         match buf.copy(msqid, position) {
             Ok(found) => messages.push(found),
-            Err(e) if e.raw_os_error() == Some(libc::ENOMSG) => break,
+            // The end; or a message longer than `longest`, where the listing stops.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOMSG | libc::E2BIG)) => break,
             Err(e) => return Err(e),
         }
     }
     Ok(messages)
 }
+
+/// The most bytes of buffers one [`listing`] has the kernel copy: past it the listing stops
+/// (its caller says how many messages it did not list).
+pub const LISTING_BUDGET: usize = 64 << 20;
 
 /// Changes mode bits, owner and, if given, the most bytes the queue may hold
 /// (`msgctl(IPC_SET)`); the kernel checks the calling thread's credentials (owner, creator or
@@ -357,6 +384,7 @@ mod waiters {
     use std::os::unix::fs::MetadataExt;
 
     use crate::kernel::namespace::IpcNs;
+    use crate::kernel::proc_read;
 
     /// What one task's `syscall` line says of a `msgsnd` or `msgrcv` it is in.
     #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,15 +446,6 @@ mod waiters {
         pub size: u64,
     }
 
-    fn numbered(path: &str) -> Vec<u32> {
-        std::fs::read_dir(path)
-            .map(|dir| {
-                dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// The tasks in `msgsnd` or `msgrcv` on queue `msqid` of the calling thread's IPC
     /// namespace, from one walk of `/proc`: only tasks of that namespace count (a msqid means
     /// another queue elsewhere), and only those the calling thread may read the `syscall` file
@@ -450,34 +469,30 @@ mod waiters {
     /// given), each with its queue.
     fn blocked(only: Option<i32>) -> io::Result<Vec<(Waiter, i32)>> {
         let (ours, _) = IpcNs::of_thread()?;
+        let pids = proc_read::numbered("/proc");
         let mut waiters = Vec::new();
-        for pid in numbered("/proc") {
-            for tid in numbered(&format!("/proc/{pid}/task")) {
-                let task = format!("/proc/{pid}/task/{tid}");
-                let Ok(line) = std::fs::read_to_string(format!("{task}/syscall")) else {
-                    continue;
-                };
-                let Some(blocked) = parse_blocked(&line) else {
-                    continue;
-                };
-                let same_ns = std::fs::metadata(format!("{task}/ns/ipc"))
-                    .is_ok_and(|st| st.dev() == ours.dev && st.ino() == ours.ino);
-                if !same_ns || only.is_some_and(|msqid| blocked.msqid != msqid) {
-                    continue;
-                }
-                let comm = std::fs::read_to_string(format!("{task}/comm")).unwrap_or_default();
-                waiters.push((
-                    Waiter {
-                        pid,
-                        tid,
-                        comm: comm.trim_end_matches('\n').to_string(),
-                        sending: blocked.sending,
-                        mtype: blocked.mtype,
-                        size: blocked.size,
-                    },
-                    blocked.msqid,
-                ));
+        for (pid, tid, line) in proc_read::task_syscalls(&pids) {
+            let Some(blocked) = parse_blocked(&line) else {
+                continue;
+            };
+            let task = format!("/proc/{pid}/task/{tid}");
+            let same_ns = std::fs::metadata(format!("{task}/ns/ipc"))
+                .is_ok_and(|st| st.dev() == ours.dev && st.ino() == ours.ino);
+            if !same_ns || only.is_some_and(|msqid| blocked.msqid != msqid) {
+                continue;
             }
+            let comm = std::fs::read_to_string(format!("{task}/comm")).unwrap_or_default();
+            waiters.push((
+                Waiter {
+                    pid,
+                    tid,
+                    comm: comm.trim_end_matches('\n').to_string(),
+                    sending: blocked.sending,
+                    mtype: blocked.mtype,
+                    size: blocked.size,
+                },
+                blocked.msqid,
+            ));
         }
         Ok(waiters)
     }

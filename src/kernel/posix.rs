@@ -318,11 +318,11 @@ impl ShmDir {
         Ok(objects)
     }
 
-    /// The value and glibc's waiter count of the POSIX semaphore `name` (`sem.*`), read
-    /// without moving its atime (see [`crate::kernel::posix_sem::read_state`]).
-    pub fn sem_state(&self, name: &OsStr) -> io::Result<crate::kernel::posix_sem::SemState> {
+    /// Runs `f` on a descriptor of the shm dir (the kept one, or one resolved for this call
+    /// and closed after it).
+    pub fn with_fd<T>(&self, f: impl FnOnce(BorrowedFd<'_>) -> io::Result<T>) -> io::Result<T> {
         let dir = self.dir()?;
-        crate::kernel::posix_sem::read_state(dir.as_fd(), name)
+        f(dir.as_fd())
     }
 
     /// The regular file of that name, or `ENOENT` (also for symlinks, fifos, directories…).

@@ -93,6 +93,12 @@ fn reopen(pinned: &OwnedFd, noatime: bool) -> io::Result<OwnedFd> {
 /// the file or `CAP_FOWNER`; without them it is read without the flag only on a filesystem
 /// mounted `noatime`, where no read moves an atime, and otherwise refused with `EPERM`.
 pub fn read_state(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<SemState> {
+    read_state_of(dir, name, None)
+}
+
+/// As [`read_state`], and `ENOENT` unless the file `name` names now is inode `ino` (the file
+/// whose right to be read was checked, not one put in its place meanwhile).
+pub fn read_state_of(dir: BorrowedFd<'_>, name: &OsStr, ino: Option<u64>) -> io::Result<SemState> {
     let bytes = name.as_bytes();
     if bytes.is_empty() || bytes == b"." || bytes == b".." || bytes.contains(&b'/') {
         return Err(errno(libc::ENOENT));
@@ -100,7 +106,7 @@ pub fn read_state(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<SemState> {
     let c = CString::new(bytes).map_err(|_| errno(libc::ENOENT))?;
     let pinned = open_path(dir, &c)?;
     let st = fstat(pinned.as_raw_fd())?;
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG || ino.is_some_and(|ino| ino != st.st_ino) {
         return Err(errno(libc::ENOENT));
     }
     if st.st_size != SEM_FILE_SIZE as i64 {
@@ -165,18 +171,11 @@ fn maps_file_at(maps: &str, dev: (u32, u32), ino: u64, addr: u64) -> bool {
 /// then each candidate's maps, read within `proc_read`'s bound. Unlike glibc's count in the
 /// file, a killed waiter is not counted.
 pub fn waiters(dev: u64, ino: u64) -> io::Result<Vec<Waiter>> {
-    let mut candidates: Vec<(u32, u32, u64)> = Vec::new();
-    for pid in numbered_entries("/proc")? {
-        for tid in numbered_entries(&format!("/proc/{pid}/task")).unwrap_or_default() {
-            let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall"))
-            else {
-                continue;
-            };
-            if let Some(addr) = parse_futex_wait(&line) {
-                candidates.push((pid, tid, addr));
-            }
-        }
-    }
+    let pids = crate::kernel::proc_read::numbered("/proc");
+    let candidates: Vec<(u32, u32, u64)> = crate::kernel::proc_read::task_syscalls(&pids)
+        .into_iter()
+        .filter_map(|(pid, tid, line)| Some((pid, tid, parse_futex_wait(&line)?)))
+        .collect();
     let mut pids: Vec<u32> = candidates.iter().map(|c| c.0).collect();
     pids.dedup();
     let dev = (libc::major(dev), libc::minor(dev));
@@ -195,15 +194,6 @@ pub fn waiters(dev: u64, ino: u64) -> io::Result<Vec<Waiter>> {
         })
         .map(|(pid, tid, _)| Waiter { pid, tid })
         .collect())
-}
-
-/// The numeric entries of a `/proc` directory (pids or tids), ascending.
-fn numbered_entries(dir: &str) -> io::Result<Vec<u32>> {
-    let mut out: Vec<u32> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    out.sort_unstable();
-    Ok(out)
 }
 
 #[cfg(test)]

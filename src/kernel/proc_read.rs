@@ -213,6 +213,40 @@ where
     answers.pop().map_or_else(|| Err(again()), |(_, r)| r)
 }
 
+/// The `syscall` line of every task of each of `pids` (`/proc/PID/task/TID/syscall`: the
+/// system call a task is blocked in and its arguments), as (pid, tid, line); processes and
+/// tasks that cannot be read, or that end meanwhile, are left out. Reading a task's `syscall`
+/// waits on its process's exec lock, which a process can hold (an exec that does not finish),
+/// so each process's tasks are read within [`WAIT`] as [`each`] reads.
+pub fn task_syscalls(pids: &[u32]) -> Vec<(u32, u32, String)> {
+    each(pids, "task/*/syscall", |pid| {
+        let mut lines = Vec::new();
+        for tid in numbered(&format!("/proc/{pid}/task")) {
+            if let Ok(line) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")) {
+                lines.push((tid, line));
+            }
+        }
+        Ok(lines)
+    })
+    .into_iter()
+    .filter_map(|(pid, lines)| Some((pid, lines.ok()?)))
+    .flat_map(|(pid, lines)| lines.into_iter().map(move |(tid, line)| (pid, tid, line)))
+    .collect()
+}
+
+/// The numeric entries of a `/proc` directory (pids or tids), ascending; none if it cannot
+/// be read.
+pub fn numbered(dir: &str) -> Vec<u32> {
+    let mut out: Vec<u32> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort_unstable();
+    out
+}
+
 /// `/proc/PID/maps`, read within [`WAIT`].
 pub fn maps(pid: u32) -> io::Result<String> {
     bounded(pid, "maps", move || {

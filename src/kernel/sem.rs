@@ -469,53 +469,62 @@ pub struct Waiter {
 /// end meanwhile or that are in another IPC namespace are left out; what `/proc` says is never
 /// trusted to be well-formed.
 pub fn blocked_on(semid: i32) -> io::Result<Vec<Waiter>> {
+    Ok(blocked(Some(semid))?.into_iter().map(|(w, _)| w).collect())
+}
+
+/// How many tasks are blocked on each set of the calling thread's IPC namespace, from one
+/// walk of `/proc` (as [`blocked_on`] for every set at once, without their operations).
+pub fn blocked_counts() -> io::Result<std::collections::HashMap<i32, u64>> {
+    let mut counts = std::collections::HashMap::new();
+    for (_, semid) in blocked(None)? {
+        *counts.entry(semid).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
+
+/// The tasks of the calling thread's namespace in `semop` (on set `only`, with their
+/// operations, if given), each with its set.
+fn blocked(only: Option<i32>) -> io::Result<Vec<(Waiter, i32)>> {
     let (own_ns, _) = IpcNs::of_thread()?;
+    let pids = crate::kernel::proc_read::numbered("/proc");
     let mut waiters = Vec::new();
-    for pid in numbered_entries("/proc")? {
-        let Ok(tids) = numbered_entries(&format!("/proc/{pid}/task")) else {
+    for (pid, tid, line) in crate::kernel::proc_read::task_syscalls(&pids) {
+        let Some(blocked) = parse_blocked_semop(&line) else {
             continue;
         };
-        for tid in tids {
-            let task = format!("/proc/{pid}/task/{tid}");
-            let Ok(line) = std::fs::read_to_string(format!("{task}/syscall")) else {
-                continue;
-            };
-            let Some(blocked) = parse_blocked_semop(&line) else {
-                continue;
-            };
-            // The semid means something only in the task's own namespace.
-            let Ok(st) = std::fs::metadata(format!("{task}/ns/ipc")) else {
-                continue;
-            };
-            let ns = IpcNs {
-                dev: st.dev(),
-                ino: st.ino(),
-            };
-            if ns != own_ns || blocked.semid != semid {
-                continue;
-            }
+        if only.is_some_and(|semid| blocked.semid != semid) {
+            continue;
+        }
+        // The semid means something only in the task's own namespace.
+        let Ok(st) = std::fs::metadata(format!("/proc/{pid}/task/{tid}/ns/ipc")) else {
+            continue;
+        };
+        let ns = IpcNs {
+            dev: st.dev(),
+            ino: st.ino(),
+        };
+        if ns != own_ns {
+            continue;
+        }
+        let (comm, ops) = if only.is_some() {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .map(|c| c.trim_end_matches('\n').to_string())
                 .unwrap_or_default();
-            let ops = read_sops(pid, blocked).unwrap_or_default();
-            waiters.push(Waiter {
+            (comm, read_sops(pid, blocked).unwrap_or_default())
+        } else {
+            (String::new(), Vec::new())
+        };
+        waiters.push((
+            Waiter {
                 pid,
                 tid,
                 comm,
                 ops,
-            });
-        }
+            },
+            blocked.semid,
+        ));
     }
     Ok(waiters)
-}
-
-/// The numeric entries of a `/proc` directory (pids or tids), ascending.
-fn numbered_entries(dir: &str) -> io::Result<Vec<u32>> {
-    let mut out: Vec<u32> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    out.sort_unstable();
-    Ok(out)
 }
 
 /// The `struct sembuf` array of a blocked task (at most [`MAX_WAITER_OPS`] of them), read

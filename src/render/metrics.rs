@@ -476,7 +476,8 @@ pub fn object_series_in(
 /// (named from `owners`) and mode, and with `namespace="N"` first for a set of another IPC
 /// namespace than the mount's own (`None`: the mount's own, as for [`segment_series_in`]):
 /// its semaphores, the tasks blocked in `semop` on it (from `waiters` by semid; a set missing
-/// there has none), and its last operation and last change times. Calls for several
+/// there has no such series: its reader may not know), and its last operation and last change
+/// times. Calls for several
 /// namespaces may share one [`Out`].
 pub fn sem_series_in(
     out: &mut Out,
@@ -494,6 +495,11 @@ pub fn sem_series_in(
             (labels, (s, waiters.get(&s.semid).copied().unwrap_or(0)))
         })
         .collect();
+    let waiting: Vec<_> = rows
+        .iter()
+        .filter(|(_, (s, _))| waiters.contains_key(&s.semid))
+        .cloned()
+        .collect();
     out.each(
         "shmfs_sem_set_semaphores",
         "Semaphores in the System V semaphore set (nsems).",
@@ -503,7 +509,7 @@ pub fn sem_series_in(
     out.each(
         "shmfs_sem_set_waiters",
         "Tasks blocked in semop on the semaphore set (as the daemon sees /proc).",
-        &rows,
+        &waiting,
         |(_, w)| *w,
     );
     out.each(
@@ -523,8 +529,8 @@ pub fn sem_series_in(
 /// One series per System V message queue of each per-queue family, labelled with its msqid,
 /// key, owner and mode (and `namespace="N"` first, as [`sem_series_in`]): messages and bytes
 /// queued, the most bytes it may hold (qbytes), the tasks blocked in `msgsnd` or `msgrcv` on
-/// it (from `waiters` by msqid; a queue missing there has none), and its last send, receive
-/// and change times.
+/// it (from `waiters` by msqid; a queue missing there has no such series: its reader may not
+/// know), and its last send, receive and change times.
 pub fn msg_series_in(
     out: &mut Out,
     namespace: Option<u64>,
@@ -540,6 +546,11 @@ pub fn msg_series_in(
             let labels = ipc_labels(namespace, "msqid", q.msqid, q.key, owner, q.mode);
             (labels, (q, waiters.get(&q.msqid).copied().unwrap_or(0)))
         })
+        .collect();
+    let waiting: Vec<_> = rows
+        .iter()
+        .filter(|(_, (q, _))| waiters.contains_key(&q.msqid))
+        .cloned()
         .collect();
     out.each(
         "shmfs_msg_queue_messages",
@@ -562,7 +573,7 @@ pub fn msg_series_in(
     out.each(
         "shmfs_msg_queue_waiters",
         "Tasks blocked in msgsnd or msgrcv on the message queue (as the daemon sees /proc).",
-        &rows,
+        &waiting,
         |(_, w)| *w,
     );
     out.each(
@@ -1491,10 +1502,11 @@ mod tests {
         has(&format!(
             "shmfs_sem_set_last_change_timestamp_seconds{set} 1700000000"
         ));
-        has(r#"shmfs_sem_set_waiters{semid="5",key="0x00000000",owner="alice",mode="0600"} 0"#);
-        has(
-            r#"shmfs_sem_set_waiters{namespace="7",semid="98307",key="0x00000001",owner="alice",mode="0600"} 0"#,
-        );
+        // A set missing from the waiters (its reader may not read it) has no such series.
+        let hasnt = |start: &str| assert!(!text.lines().any(|l| l.starts_with(start)), "{text}");
+        hasnt(r#"shmfs_sem_set_waiters{semid="5","#);
+        hasnt(r#"shmfs_sem_set_waiters{namespace="7","#);
+        has(r#"shmfs_sem_set_semaphores{semid="5",key="0x00000000",owner="alice",mode="0600"} 3"#);
         let queue = r#"{msqid="65536",key="0x00000000",owner="4242",mode="0644"}"#;
         has(&format!("shmfs_msg_queue_messages{queue} 3"));
         has(&format!("shmfs_msg_queue_bytes{queue} 300"));

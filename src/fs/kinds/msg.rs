@@ -95,10 +95,15 @@ fn kernel_error(e: io::Error) -> Error {
     }
 }
 
-/// The namespace's msgmax: the buffer a `MSG_COPY` needs.
-fn msgmax(env: &Env) -> Result<usize> {
+/// The longest message shown: `messages/N` of a longer one is EFBIG, and `queue` stops
+/// before it. The kernel allocates and copies the whole buffer of each `MSG_COPY`, so its
+/// size must not follow a sysctl that the owner of a namespace may set as high as 2 GiB.
+pub const LONGEST: usize = 1 << 20;
+
+/// The buffer bound of a `MSG_COPY`: the namespace's msgmax, at most [`LONGEST`].
+fn longest(env: &Env) -> Result<usize> {
     let max = env.source.msg_limits()?.msgmax;
-    Ok(usize::try_from(max).unwrap_or(usize::MAX).max(1))
+    Ok(usize::try_from(max).unwrap_or(usize::MAX).clamp(1, LONGEST))
 }
 
 impl Kind for Queues {
@@ -171,11 +176,11 @@ impl Kind for Queues {
     }
 
     /// One listing of the queues; with [`Detail::All`] one walk of `/proc` for the waiters of
-    /// all of them; the limits and use.
+    /// all of them, counted only for the queues `who` may read; the limits and use.
     fn metrics(
         &self,
         env: &Env,
-        _who: &Caller,
+        who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,
@@ -184,10 +189,20 @@ impl Kind for Queues {
     ) -> Result<()> {
         if detail == Detail::All {
             let queues = env.source.queues()?;
-            let waiters = env.source.queue_waiter_counts().unwrap_or_else(|e| {
+            let mut waiters = env.source.queue_waiter_counts().unwrap_or_else(|e| {
                 log::warn!("counting the tasks blocked on message queues: {e}");
                 HashMap::new()
             });
+            // Counted only for the queues `who` may read.
+            let readable: Vec<i32> = queues
+                .iter()
+                .filter(|q| permits(who, q, 4))
+                .map(|q| q.msqid)
+                .collect();
+            waiters.retain(|msqid, _| readable.contains(msqid));
+            for msqid in readable {
+                waiters.entry(msqid).or_insert(0);
+            }
             let owners = owners.names_of(queues.iter().map(|q| q.uid));
             metrics::msg_series_in(series, namespace, &queues, &waiters, owners);
         }
@@ -217,7 +232,7 @@ impl Q {
     /// The type and size of the first [`SHOWN`] messages, read with `who`'s rights (read
     /// permission).
     fn listing(&self, env: &Env, who: &Caller) -> Result<Vec<(i64, usize)>> {
-        let max = msgmax(env)?;
+        let max = longest(env)?;
         creds::as_caller(who, || env.source.messages(self.0.msqid, max, SHOWN))
             .map_err(kernel_error)
     }
@@ -340,11 +355,12 @@ impl Object for Q {
         if n >= SHOWN {
             return Err(errno(libc::ENOENT));
         }
-        let max = msgmax(env)?;
+        let max = longest(env)?;
         match creds::as_caller(who, || env.source.message(self.0.msqid, n, max)) {
             Ok(message) => Ok(message.bytes),
             // Received meanwhile: that position holds no message now.
             Err(e) if e.raw_os_error() == Some(libc::ENOMSG) => Err(errno(libc::ENOENT)),
+            Err(e) if e.raw_os_error() == Some(libc::E2BIG) => Err(errno(libc::EFBIG)),
             Err(e) => Err(kernel_error(e)),
         }
     }

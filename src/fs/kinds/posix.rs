@@ -214,7 +214,7 @@ impl Object for Obj {
         if readable.is_err() {
             return Ok(text);
         }
-        match env.source.posix_sem_state(name) {
+        match env.source.posix_sem_state(name, self.0.ino) {
             Ok(state) => {
                 let waiters = env
                     .source

@@ -157,12 +157,13 @@ impl Kind for SemSets {
             .collect())
     }
 
-    /// One listing of the sets; with [`Detail::All`] one `GETALL` per set (as the daemon) for
-    /// its waiters (the kernel's NCOUNT and ZCOUNT summed); the limits and use.
+    /// One listing of the sets; with [`Detail::All`] one walk of `/proc` for the tasks
+    /// blocked on them, counted only for the sets `who` may read (as the kernel's NCOUNT and
+    /// ZCOUNT are); the limits and use.
     fn metrics(
         &self,
         env: &Env,
-        _who: &Caller,
+        who: &Caller,
         detail: Detail,
         owners: &mut Owners,
         namespace: Option<u64>,
@@ -171,17 +172,19 @@ impl Kind for SemSets {
     ) -> Result<()> {
         if detail == Detail::All {
             let sets = env.source.sem_sets()?;
-            let waiters: HashMap<i32, u64> = sets
+            let mut waiters = env.source.sem_waiter_counts().unwrap_or_else(|e| {
+                log::warn!("counting the tasks blocked on semaphore sets: {e}");
+                HashMap::new()
+            });
+            let readable: Vec<i32> = sets
                 .iter()
-                .filter_map(|s| {
-                    let values = env.source.sem_values(s.semid, s.nsems).ok()?;
-                    let waiting = values
-                        .iter()
-                        .map(|v| u64::from(v.ncount) + u64::from(v.zcount))
-                        .sum();
-                    Some((s.semid, waiting))
-                })
+                .filter(|s| permits(who, s, 4))
+                .map(|s| s.semid)
                 .collect();
+            waiters.retain(|semid, _| readable.contains(semid));
+            for semid in readable {
+                waiters.entry(semid).or_insert(0);
+            }
             let owners = owners.names_of(sets.iter().map(|s| s.uid));
             metrics::sem_series_in(series, namespace, &sets, &waiters, owners);
         }
