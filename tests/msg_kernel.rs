@@ -404,3 +404,45 @@ fn listing_cost() {
         times[1].as_secs_f64() / times[0].as_secs_f64()
     );
 }
+
+/// A copy asks the kernel for a buffer of 8 KiB first and a larger one only for a longer
+/// message, up to the bound it is given: never a buffer of the namespace's msgmax, which the
+/// owner of a namespace may set to 2 GiB (and the kernel allocates the whole buffer of each
+/// copy). In a private IPC namespace whose msgmax is 2 GiB: a message of 20,000 bytes is read
+/// whole with a bound of 1 MiB, is E2BIG with a bound of 16 KiB, and ends a listing there.
+#[test]
+fn copies_grow_to_the_message_and_never_past_their_bound() {
+    if !copy_works() {
+        return;
+    }
+    std::thread::spawn(|| {
+        // SAFETY: plain system call, affecting this thread only.
+        assert_eq!(
+            unsafe { libc::unshare(libc::CLONE_NEWIPC) },
+            0,
+            "unshare(CLONE_NEWIPC): {}",
+            io::Error::last_os_error()
+        );
+        std::fs::write("/proc/sys/kernel/msgmax", "2147483647").expect("raise msgmax");
+        std::fs::write("/proc/sys/kernel/msgmnb", "65536").expect("raise msgmnb");
+        let q = TestQueue::new(0o600);
+        q.send(3, b"short");
+        let long: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
+        q.send(4, &long);
+        q.send(5, b"after");
+        assert_eq!(msg::peek(q.id, 1, 1 << 20).unwrap().bytes, long);
+        assert_eq!(errno_of(msg::peek(q.id, 1, 16 << 10)), libc::E2BIG);
+        assert_eq!(msg::peek(q.id, 0, 16 << 10).unwrap().bytes, b"short");
+        assert_eq!(
+            msg::listing(q.id, 16 << 10, 1024).unwrap(),
+            [(3, 5)],
+            "a listing ends at a message longer than its bound"
+        );
+        assert_eq!(
+            msg::listing(q.id, 1 << 20, 1024).unwrap(),
+            [(3, 5), (4, 20_000), (5, 5)]
+        );
+    })
+    .join()
+    .expect("the test's thread");
+}
