@@ -213,7 +213,15 @@ exec cat > /dev/null
     /// empty mount point `shm`. Gives (the binary, the home, the mount point).
     pub fn user_mount_dirs(&self, uid: u32) -> (PathBuf, PathBuf, PathBuf) {
         let bin = self.mkdir("bin").join("shmfs");
-        fs::copy(BIN, &bin).unwrap();
+        // Copied by cp(1), not by this process: a child forked meanwhile by another test's
+        // thread would hold the copy open for writing until it execs, and running the copy
+        // would then fail with ETXTBSY ("Text file busy").
+        let copied = std::process::Command::new("cp")
+            .arg(BIN)
+            .arg(&bin)
+            .status()
+            .expect("cp");
+        assert!(copied.success(), "cp {BIN} {}", bin.display());
         fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
         let home = self.mkdir("home");
         let mnt = home.join("shm");
