@@ -319,3 +319,55 @@ pub fn refused_input(op: &str, who: &Caller, what: &str, reason: &str) -> Error 
     });
     Error::refused(libc::EINVAL)
 }
+
+/// A System V id (shmid, semid, msqid) exactly as the kernel prints it: no sign, no leading
+/// zeros.
+pub fn parse_ipc_id(name: &OsStr) -> Option<i32> {
+    let s = name.to_str()?;
+    let id: i32 = s.parse().ok()?;
+    (id >= 0 && id.to_string() == s).then_some(id)
+}
+
+/// IPC_SET keeps only the 0777 bits of a System V object's mode: a mode with set-user-ID,
+/// set-group-ID or sticky bits is refused (EINVAL, its reason logged) rather than cut silently,
+/// and someone who may not change the object at all gets the kernel's EPERM instead. `what`
+/// names the kind in the reason ("segment").
+pub fn refuse_bits_beyond_0777(
+    live: &dyn Object,
+    op: &str,
+    who: &Caller,
+    shown_as: &str,
+    what: &str,
+    mode: Option<u32>,
+) -> Result<()> {
+    let Some(mode) = mode.filter(|m| m & !0o777 != 0) else {
+        return Ok(());
+    };
+    if !live.may_change_perm(who) {
+        return Err(Error::refused(libc::EPERM));
+    }
+    Err(refused_input(
+        op,
+        who,
+        shown_as,
+        &format!(
+            "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a {what} cannot \
+             hold (only 0777)"
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipc_ids_are_canonical() {
+        assert_eq!(parse_ipc_id(OsStr::new("0")), Some(0));
+        assert_eq!(parse_ipc_id(OsStr::new("32769")), Some(32769));
+        assert_eq!(parse_ipc_id(OsStr::new("007")), None);
+        assert_eq!(parse_ipc_id(OsStr::new("+7")), None);
+        assert_eq!(parse_ipc_id(OsStr::new("-1")), None);
+        assert_eq!(parse_ipc_id(OsStr::new("99999999999")), None);
+    }
+}

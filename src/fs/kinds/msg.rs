@@ -10,7 +10,7 @@ use std::io;
 
 use crate::fs::error::{Error, Result};
 use crate::fs::inode::{Name, ObjectId, Part, Scope};
-use crate::fs::kind::{Env, Kind, Object, Space, refused_input, shown};
+use crate::fs::kind::{Env, Kind, Object, Space, parse_ipc_id, refuse_bits_beyond_0777, shown};
 use crate::fs::reports::traceable_by;
 use crate::fs::types::SetTime;
 use crate::kernel::creds::{self, Caller};
@@ -20,8 +20,6 @@ use crate::kernel::sysv::IpcPerm;
 use crate::render::index::{self, Owners};
 use crate::render::ipc;
 use crate::render::metrics::{self, Detail};
-
-use super::sem::parse_id;
 
 /// This kind's index in the registry (`fs::kinds`).
 pub(super) const INDEX: usize = 3;
@@ -134,7 +132,7 @@ impl Kind for Queues {
     }
 
     fn find(&self, env: &Env, name: &OsStr) -> Result<Box<dyn Object>> {
-        let msqid = parse_id(name).ok_or_else(|| errno(libc::ENOENT))?;
+        let msqid = parse_ipc_id(name).ok_or_else(|| errno(libc::ENOENT))?;
         Ok(Box::new(Q(env.source.queue(msqid)?, env.ns)))
     }
 
@@ -379,20 +377,7 @@ impl Q {
         qbytes: Option<u64>,
     ) -> Result<()> {
         let q = &self.0;
-        if let Some(mode) = mode.filter(|m| m & !0o777 != 0) {
-            if !self.may_change_perm(who) {
-                return Err(errno(libc::EPERM));
-            }
-            return Err(refused_input(
-                op,
-                who,
-                &self.name(),
-                &format!(
-                    "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a \
-                     message queue cannot hold (only 0777)"
-                ),
-            ));
-        }
+        refuse_bits_beyond_0777(self, op, who, &self.name(), "message queue", mode)?;
         creds::as_caller(who, || {
             env.source.set_queue_perm(
                 q.msqid,

@@ -9,7 +9,9 @@ use std::io;
 
 use crate::fs::error::{Error, Result};
 use crate::fs::inode::{Name, ObjectId, Part, Scope};
-use crate::fs::kind::{Env, Kind, Object, Space, refused_input, shown};
+use crate::fs::kind::{
+    Env, Kind, Object, Space, parse_ipc_id, refuse_bits_beyond_0777, refused_input, shown,
+};
 use crate::fs::reports::traceable_by;
 use crate::fs::types::SetTime;
 use crate::kernel::creds::{self, Caller};
@@ -54,13 +56,6 @@ fn id_of(set: &SemSet, ns: Scope) -> ObjectId {
             set.nsems,
         ],
     }
-}
-
-/// An id exactly as the kernel would print it (no sign, no leading zeros).
-pub(super) fn parse_id(name: &OsStr) -> Option<i32> {
-    let s = name.to_str()?;
-    let id: i32 = s.parse().ok()?;
-    (id >= 0 && id.to_string() == s).then_some(id)
 }
 
 fn perm_of(set: &SemSet) -> IpcPerm {
@@ -116,7 +111,7 @@ impl Kind for SemSets {
     }
 
     fn find(&self, env: &Env, name: &OsStr) -> Result<Box<dyn Object>> {
-        let semid = parse_id(name).ok_or_else(|| errno(libc::ENOENT))?;
+        let semid = parse_ipc_id(name).ok_or_else(|| errno(libc::ENOENT))?;
         Ok(Box::new(Set(env.source.sem_set(semid)?, env.ns)))
     }
 
@@ -267,20 +262,7 @@ impl Object for Set {
         gid: Option<u32>,
     ) -> Result<()> {
         let set = &self.0;
-        if let Some(mode) = mode.filter(|m| m & !0o777 != 0) {
-            if !self.may_change_perm(who) {
-                return Err(errno(libc::EPERM));
-            }
-            return Err(refused_input(
-                op,
-                who,
-                &self.name(),
-                &format!(
-                    "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a \
-                     semaphore set cannot hold (only 0777)"
-                ),
-            ));
-        }
+        refuse_bits_beyond_0777(self, op, who, &self.name(), "semaphore set", mode)?;
         creds::as_caller(who, || {
             env.source.set_sem_perm(
                 set.semid,
@@ -345,19 +327,5 @@ impl Object for Set {
                 .try_for_each(|&(num, value)| env.source.set_sem_value(set.semid, num, value)),
         })
         .map_err(gone_as_stale)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_are_canonical() {
-        assert_eq!(parse_id(OsStr::new("0")), Some(0));
-        assert_eq!(parse_id(OsStr::new("32769")), Some(32769));
-        assert_eq!(parse_id(OsStr::new("01")), None);
-        assert_eq!(parse_id(OsStr::new("-1")), None);
-        assert_eq!(parse_id(OsStr::new("+1")), None);
     }
 }

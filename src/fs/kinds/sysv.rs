@@ -10,7 +10,8 @@ use std::os::unix::fs::FileExt;
 use crate::fs::error::{Error, Result};
 use crate::fs::inode::{Name, ObjectId, Part, Scope};
 use crate::fs::kind::{
-    AttachRecord, Env, Kind, MEMORY_FILES, Object, OpenData, Space, read_full, refused_input, shown,
+    AttachRecord, Env, Kind, MEMORY_FILES, Object, OpenData, Space, parse_ipc_id, read_full,
+    refuse_bits_beyond_0777, refused_input, shown,
 };
 use crate::fs::source::SegmentMemory;
 use crate::fs::types::{How, SetTime};
@@ -50,13 +51,6 @@ fn id_of(seg: &Segment, ns: Scope) -> ObjectId {
     }
 }
 
-/// A shmid exactly as the kernel would print it (no sign, no leading zeros).
-fn parse_shmid(name: &OsStr) -> Option<i32> {
-    let s = name.to_str()?;
-    let id: i32 = s.parse().ok()?;
-    (id >= 0 && id.to_string() == s).then_some(id)
-}
-
 impl Kind for Segments {
     fn dir_name(&self) -> &'static str {
         "sysv"
@@ -85,7 +79,7 @@ impl Kind for Segments {
     }
 
     fn find(&self, env: &Env, name: &OsStr) -> Result<Box<dyn Object>> {
-        let shmid = parse_shmid(name).ok_or_else(|| errno(libc::ENOENT))?;
+        let shmid = parse_ipc_id(name).ok_or_else(|| errno(libc::ENOENT))?;
         Ok(Box::new(Seg(env.source.segment(shmid)?, env.ns)))
     }
 
@@ -256,21 +250,14 @@ impl Object for Seg {
         gid: Option<u32>,
     ) -> Result<()> {
         let seg = &self.0;
-        if let Some(mode) = mode.filter(|m| m & !0o777 != 0) {
-            // Someone who may not change the segment gets the kernel's answer to that.
-            if !self.may_change_perm(who) {
-                return Err(errno(libc::EPERM));
-            }
-            return Err(refused_input(
-                op,
-                who,
-                &shown("sysv", &self.id().name.to_os_string()),
-                &format!(
-                    "mode 0{mode:o} has set-user-ID, set-group-ID or sticky bits, which a \
-                     System V segment cannot hold (only 0777)"
-                ),
-            ));
-        }
+        refuse_bits_beyond_0777(
+            self,
+            op,
+            who,
+            &shown("sysv", &self.id().name.to_os_string()),
+            "System V segment",
+            mode,
+        )?;
         Ok(creds::as_caller(who, || {
             env.source.set_segment_perm(
                 seg.shmid,
@@ -536,20 +523,5 @@ impl OpenData for OpenSegment {
 
     fn truncate(&self, who: &Caller, size: u64) -> Result<()> {
         fixed_size(who, &self.id, size, self.seg.size)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shmid_names_are_canonical() {
-        assert_eq!(parse_shmid(OsStr::new("0")), Some(0));
-        assert_eq!(parse_shmid(OsStr::new("32769")), Some(32769));
-        assert_eq!(parse_shmid(OsStr::new("007")), None);
-        assert_eq!(parse_shmid(OsStr::new("+7")), None);
-        assert_eq!(parse_shmid(OsStr::new("-1")), None);
-        assert_eq!(parse_shmid(OsStr::new("99999999999")), None);
     }
 }
